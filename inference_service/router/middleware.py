@@ -1,0 +1,78 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers streams and hides client disconnects)."""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import json
+import logging
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference_service.router.errors import envelope
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+PUBLIC_PATHS = ("/health",)
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds ``%(request_id)s`` to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+async def _send_error(send: Send, status: int, message: str, type: str, code: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps(envelope(message, type, None, code)).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self._api_key = api_key.encode() if api_key else None
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:128] or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        id_header = (b"x-request-id", request_id.encode())
+        try:
+            if self._api_key is not None and not scope["path"].startswith(PUBLIC_PATHS):
+                supplied = headers.get(b"authorization", b"")
+                if not hmac.compare_digest(supplied, b"Bearer " + self._api_key):
+                    await _send_error(
+                        send, 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'",
+                        "authentication_error", "invalid_api_key", [id_header, (b"www-authenticate", b"Bearer")],
+                    )  # fmt: skip
+                    return
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+                await _send_error(
+                    send, 413, f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
+                    "invalid_request_error", "request_too_large", [id_header],
+                )  # fmt: skip
+                return
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), id_header]
+                await send(message)
+
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)

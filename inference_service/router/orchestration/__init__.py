@@ -1,0 +1,193 @@
+"""Orchestration modes: several models, one answer.
+
+A mode (one module each) runs its preliminary stages and returns an :class:`Outcome`:
+either the final call still to make - so it can be streamed token by token - or an
+answer already in hand (a degraded result). This module turns that into an ordinary
+``chat.completion`` (or chunk stream) with an ``orchestration`` object attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import Response
+from fastapi.responses import JSONResponse
+
+from inference_service.router.errors import APIError, envelope
+from inference_service.router.middleware import request_id_var
+from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
+from inference_service.router.orchestration.plan import Plan, build_plan
+from inference_service.router.orchestration.runner import CHAT_PATH, Outcome, Stage, StageFailed, StageRunner, sum_usage
+from inference_service.router.schemas import ChatCompletionRequest, OrchestrationMode
+from inference_service.router.services import Services
+from inference_service.router.sse import DONE, error_event, sse_response
+from inference_service.router.upstream import UpstreamUnreachable
+
+ModeRunner = Callable[[Plan, StageRunner], Awaitable[Outcome]]
+
+MODES: dict[OrchestrationMode, ModeRunner] = {
+    OrchestrationMode.SINGLE: single.run,
+    OrchestrationMode.CRITIQUE: critique.run,
+    OrchestrationMode.DEBATE: debate.run,
+    OrchestrationMode.ENSEMBLE: ensemble.run,
+    OrchestrationMode.PIPELINE: pipeline.run,
+}
+KEEPALIVE_S = 10.0
+
+
+def _metadata(plan: Plan, runner: StageRunner, outcome: Outcome, degraded_reason: str | None) -> dict[str, Any]:
+    succeeded = [stage for stage in runner.stages if stage.error is None]
+    metadata: dict[str, Any] = {
+        "mode": plan.mode.value,
+        "models_used": list(dict.fromkeys(stage.model for stage in succeeded)),
+        "rounds": outcome.extra.get("rounds", plan.rounds if plan.mode == OrchestrationMode.CRITIQUE else 1),
+        "confidence": outcome.confidence,
+        "degraded": degraded_reason is not None,
+        "stages": [stage.summary() for stage in runner.stages],
+    }
+    if degraded_reason:
+        metadata["degraded_reason"] = degraded_reason
+    metadata.update({key: value for key, value in outcome.extra.items() if key != "rounds"})
+    return metadata
+
+
+def _fallback(runner: StageRunner, failure: str) -> tuple[Stage, str]:
+    """The latest successful stage, used when the final stage itself fails."""
+    for stage in reversed(runner.stages):
+        if stage.error is None:
+            return stage, f"final stage failed ({failure}); returning the {stage.role}'s answer"
+    raise APIError(502, f"orchestration failed: {failure}", type="upstream_error", code="orchestration_failed")
+
+
+async def _run_mode(plan: Plan, runner: StageRunner) -> Outcome:
+    try:
+        return await MODES[plan.mode](plan, runner)
+    except StageFailed as failure:  # an essential stage failed: nothing to degrade to
+        raise failure.as_api_error() from None
+
+
+async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str, Any]) -> Response:
+    plan = build_plan(svc, chat, svc.resolver.for_task(chat.model, chat.task_type))
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if chat.stream:
+        return sse_response(_stream(svc, plan, raw, chat.priority, completion_id, created))
+    started = time.perf_counter()
+    runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
+    try:
+        outcome = await _run_mode(plan, runner)
+        degraded = outcome.degraded_reason
+        final = outcome.final_stage
+        if final is None:
+            assert outcome.final_call is not None
+            call = outcome.final_call
+            try:
+                final = await runner.call(call.role, call.model, call.messages)
+            except StageFailed as failure:
+                final, reason = _fallback(runner, str(failure.stage.error))
+                degraded = "; ".join(filter(None, [degraded, reason]))
+    except APIError as error:
+        svc.metrics.requests.labels(plan.primary, "chat/completions:orchestrated", str(error.status)).inc()
+        raise
+    svc.metrics.requests.labels(plan.primary, "chat/completions:orchestrated", "200").inc()
+    svc.metrics.latency.labels(plan.primary, "chat/completions:orchestrated").observe(time.perf_counter() - started)
+    return JSONResponse({
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": plan.primary,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": final.text},
+                     "finish_reason": final.finish_reason or "stop"}],
+        "usage": sum_usage(runner.stages),
+        "orchestration": _metadata(plan, runner, outcome, degraded),
+    })  # fmt: skip
+
+
+def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}  # fmt: skip
+
+
+def _frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _stream(svc: Services, plan: Plan, raw: dict[str, Any], priority: int, completion_id: str, created: int) -> AsyncIterator[bytes]:
+    """Preliminary stages first (announced as SSE comments), then the final stage token by token;
+    the last data chunk carries usage for all stages and the orchestration object."""
+    notices: asyncio.Queue[bytes | None] = asyncio.Queue()
+    runner = StageRunner(svc.dispatcher, raw, priority, request_id_var.get(),
+                         on_stage=lambda stage: notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode()))  # fmt: skip
+
+    async def run_mode() -> Outcome:
+        try:
+            return await _run_mode(plan, runner)
+        finally:
+            notices.put_nowait(None)
+
+    task = asyncio.create_task(run_mode())
+    try:
+        while True:
+            try:
+                notice = await asyncio.wait_for(notices.get(), timeout=KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if notice is None:
+                break
+            yield notice
+        try:
+            outcome = task.result()
+        except APIError as error:
+            yield _frame(envelope(error.message, error.type, error.param, error.code)) + DONE
+            return
+        degraded = outcome.degraded_reason
+        final = outcome.final_stage
+        last: dict[str, Any] | None = None
+        if final is None and outcome.final_call is not None:
+            call = outcome.final_call
+            started = time.time()
+            stage = Stage(call.role, call.model, started, started)
+            body = {**runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
+            try:
+                events = await svc.dispatcher.open_stream(call.model, CHAT_PATH, body, priority, request_id_var.get())
+            except APIError as error:
+                stage.error, stage.finished_at = error.message, time.time()
+                runner.record(stage)
+                final, reason = _fallback(runner, error.message)
+                degraded = "; ".join(filter(None, [degraded, reason]))
+            else:
+                try:
+                    async for event in events:
+                        if not event.startswith(b"data: {"):
+                            continue
+                        chunk = json.loads(event[6:])
+                        if isinstance(chunk.get("usage"), dict):
+                            stage.usage = {k: int(chunk["usage"].get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                        for choice in chunk.get("choices") or []:
+                            stage.text += (choice.get("delta") or {}).get("content") or ""
+                            stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
+                        if last is not None:
+                            yield _frame(last)
+                        last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
+                except UpstreamUnreachable as error:
+                    yield error_event(f"the final stage's model stopped while streaming: {error}", code="upstream_died") + DONE
+                    return
+                stage.finished_at = time.time()
+                runner.record(stage)
+        if final is not None:  # an answer already in hand: send it as one delta
+            yield _frame(_chunk(completion_id, created, plan.primary, {"role": "assistant", "content": final.text}, None))
+            last = _chunk(completion_id, created, plan.primary, {}, final.finish_reason or "stop")
+        if last is None:
+            last = _chunk(completion_id, created, plan.primary, {}, "stop")
+        last["usage"] = sum_usage(runner.stages)
+        last["orchestration"] = _metadata(plan, runner, outcome, degraded)
+        yield _frame(last) + DONE
+    finally:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,55 @@
+"""Which configured model a request means: ids, aliases, gateway prefixes, roles."""
+
+from __future__ import annotations
+
+from inference_service.config import Settings
+from inference_service.router.errors import APIError, not_found
+from inference_service.router.schemas import ROLE_FOR_TASK, TaskType
+
+
+class ModelResolver:
+    def __init__(self, settings: Settings) -> None:
+        self._prefixes = tuple(settings.model_prefixes)
+        self._names: dict[str, str] = {}
+        for model in settings.models.values():
+            self._names[model.id] = model.id
+            for alias in model.aliases:
+                self._names[alias] = model.id
+        self._roles = {model_id: list(model.roles) for model_id, model in settings.models.items()}
+        self._default = self._names.get(settings.default_model or "") or next(iter(settings.models), None)
+
+    @property
+    def default(self) -> str | None:
+        return self._default
+
+    def resolve(self, name: str | None) -> str:
+        """Canonical id for ``name``; a missing name means the configured default model."""
+        if name is None or name == "":
+            if self._default is None:
+                raise APIError(400, "no model given and no default_model configured", param="model")
+            return self._default
+        bare = name
+        for prefix in self._prefixes:
+            if bare.startswith(prefix):
+                bare = bare[len(prefix):]
+                break
+        try:
+            return self._names[bare]
+        except KeyError:
+            raise not_found(f"The model '{name}' does not exist. Available: {', '.join(self._roles)}") from None
+
+    def is_default_request(self, name: str | None) -> bool:
+        """True when the client did not pick a specific model (nothing, or the default)."""
+        return name in (None, "") or self.resolve(name) == self._default
+
+    def with_role(self, role: str) -> list[str]:
+        return [model_id for model_id, roles in self._roles.items() if role in roles]
+
+    def for_task(self, requested: str | None, task_type: TaskType) -> str:
+        """The requested model, or - when the client left the choice to us - one whose role fits the task."""
+        model_id = self.resolve(requested)
+        if task_type != TaskType.GENERAL and self.is_default_request(requested):
+            candidates = self.with_role(ROLE_FOR_TASK[task_type])
+            if candidates and model_id not in candidates:
+                return candidates[0]
+        return model_id

@@ -1,0 +1,85 @@
+"""Request bodies. Unknown fields pass through to the runtime untouched (``extra="allow"``);
+the router's own fields are validated here and removed before forwarding."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OrchestrationMode(StrEnum):
+    SINGLE = "single"
+    CRITIQUE = "critique"
+    DEBATE = "debate"
+    ENSEMBLE = "ensemble"
+    PIPELINE = "pipeline"
+
+
+class TaskType(StrEnum):
+    """The closed list of task types; each picks the role that serves a role-less request."""
+
+    GENERAL = "general"
+    CODE = "code"
+    REASONING = "reasoning"
+    SIMPLE = "simple"
+    DOCUMENT = "document"
+    CREATIVE = "creative"
+
+
+ROLE_FOR_TASK: dict[TaskType, str] = {
+    TaskType.GENERAL: "primary",
+    TaskType.CODE: "coder",
+    TaskType.REASONING: "thinker",
+    TaskType.SIMPLE: "fast",
+    TaskType.DOCUMENT: "primary",
+    TaskType.CREATIVE: "primary",
+}
+
+ROUTER_ONLY_FIELDS = frozenset({"orchestration_mode", "task_type", "priority", "preset", "orchestration"})
+
+
+class _PassThrough(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    stream: bool = False
+    priority: int = Field(default=2, ge=1, le=3, description="admission order: 1 low, 2 normal, 3 high")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class OrchestrationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = Field(default=None, min_length=1)
+    rounds: int = Field(default=1, ge=1, le=3)
+
+
+class ChatCompletionRequest(_PassThrough):
+    messages: list[ChatMessage] = Field(min_length=1)
+    orchestration_mode: OrchestrationMode = OrchestrationMode.SINGLE
+    task_type: TaskType = TaskType.GENERAL
+    preset: str | None = None
+    orchestration: OrchestrationOptions | None = None
+
+
+class CompletionRequest(_PassThrough):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class EmbeddingRequest(_PassThrough):
+    input: str | list[str] | list[int] | list[list[int]]
+
+
+def upstream_body(raw: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """The client's own JSON, untouched except for the runtime's model name and minus router-only fields."""
+    body = {key: value for key, value in raw.items() if key not in ROUTER_ONLY_FIELDS}
+    body["model"] = model_name
+    return body

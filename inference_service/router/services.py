@@ -1,0 +1,26 @@
+"""What the route handlers share, built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from inference_service.config import Settings
+from inference_service.router.dispatch import Dispatcher
+from inference_service.router.metrics import Metrics
+from inference_service.router.resolution import ModelResolver
+from inference_service.supervisor import Supervisor
+
+
+@dataclass
+class Services:
+    settings: Settings
+    supervisor: Supervisor
+    dispatcher: Dispatcher
+    resolver: ModelResolver
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,65 @@
+"""The contract between the supervisor and a runtime.
+
+The supervisor owns *state* (loading, loaded, failed, restarts, capacity); a runtime
+only knows *mechanics*: how to bring one model to a serving OpenAI-compatible endpoint,
+how to notice when that endpoint stops serving, and how to release it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the router sends a model's OpenAI-compatible traffic."""
+
+    base_url: str
+    model_name: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    port: int | None
+    rss_mb: float | None
+    cpu_percent: float | None
+
+
+class RuntimeStartError(Exception):
+    """The runtime could not bring the model up; ``reason`` is meant for operators."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Runtime(Protocol):
+    """One model on one runtime."""
+
+    #: Backends we do not own (remote hosts, an external Ollama) heal by themselves:
+    #: while down the model is ``failed`` and is probed, rather than restarted.
+    self_healing: bool
+    #: Whether the model occupies memory on this machine (counts against capacity limits).
+    local: bool
+
+    async def start(self) -> Endpoint:
+        """Bring the model up and return its endpoint once it serves; raise RuntimeStartError."""
+        ...
+
+    async def wait_until_down(self) -> str:
+        """Return (with a reason) as soon as a started model stops serving."""
+        ...
+
+    async def stop(self) -> None:
+        """Release the model; idempotent."""
+        ...
+
+    def process_info(self) -> ProcessInfo | None:
+        ...
+
+    def log_lines(self) -> Sequence[str]:
+        ...

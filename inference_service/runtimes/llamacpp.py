@@ -1,0 +1,135 @@
+"""llama.cpp's ``llama-server``: its command line, its readiness signal, one process per model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from inference_service.config import ModelConfig
+from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
+from inference_service.supervisor.process import ChildProcess
+
+
+def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) -> list[str]:
+    """The exact ``llama-server`` command line for a model (flag spellings from ``llama-server --help``)."""
+    argv = [
+        str(binary),
+        "--model", str(model_path),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--alias", model.id,
+        "--ctx-size", str(model.ctx_size),
+        "--parallel", str(model.parallel),
+        "--metrics",
+        "--slots",
+    ]  # fmt: skip
+    if model.n_gpu_layers is not None:
+        argv += ["--n-gpu-layers", str(model.n_gpu_layers)]
+    if model.main_gpu is not None:
+        argv += ["--main-gpu", str(model.main_gpu)]
+    if model.tensor_split:
+        argv += ["--tensor-split", ",".join(f"{share:g}" for share in model.tensor_split)]
+    if model.flash_attn is not None:
+        argv += ["--flash-attn", "on" if model.flash_attn else "off"]
+    if model.embeddings:
+        argv.append("--embeddings")
+    return argv + list(model.extra_args)
+
+
+def free_port() -> int:
+    """A port the kernel considers free right now; a lost race makes the child exit, which we handle."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LlamaCppRuntime:
+    """A model served by a ``llama-server`` child we spawn and own."""
+
+    self_healing = False
+    local = True
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        binary: Path | None,
+        model_path: Path,
+        health_timeout_s: float,
+        health_interval_s: float,
+        stop_grace_s: float,
+        log_buffer_lines: int,
+    ) -> None:
+        self._model = model
+        self._binary = binary
+        self._model_path = model_path
+        self._health_timeout_s = health_timeout_s
+        self._health_interval_s = health_interval_s
+        self._stop_grace_s = stop_grace_s
+        self._log_buffer_lines = log_buffer_lines
+        self._child: ChildProcess | None = None
+        self._port: int | None = None
+
+    async def start(self) -> Endpoint:
+        if self._binary is None:
+            raise RuntimeStartError("no llama-server binary: run `inference-service runtime install` or set LLAMA_SERVER_BIN")
+        if not self._model_path.is_file():
+            raise RuntimeStartError(
+                f"model file {self._model_path} not found: run `inference-service models pull {self._model.id}`"
+            )
+        await self.stop()
+        self._port = free_port()
+        self._child = ChildProcess(
+            build_argv(self._binary, self._model, self._model_path, self._port),
+            name=f"llama-server[{self._model.id}]",
+            log_lines=self._log_buffer_lines,
+        )
+        try:
+            await self._child.spawn()
+        except OSError as error:
+            raise RuntimeStartError(f"cannot start {self._binary}: {error}") from None
+        base_url = f"http://127.0.0.1:{self._port}"
+        exited = asyncio.create_task(self._child.wait())
+        ready = asyncio.create_task(self._poll_health(base_url))
+        try:
+            done, _ = await asyncio.wait({exited, ready}, timeout=self._health_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (exited, ready):
+                if not task.done():
+                    task.cancel()
+        if ready in done:
+            return Endpoint(base_url=base_url, model_name=self._model.id)
+        if exited in done:
+            raise RuntimeStartError(f"llama-server exited with code {exited.result()} while loading:\n{self._child.log_tail()}")
+        await self.stop()
+        raise RuntimeStartError(
+            f"llama-server did not become healthy within {self._health_timeout_s:g}s:\n{self._child.log_tail()}"
+        )
+
+    async def _poll_health(self, base_url: str) -> None:
+        """Poll ``/health`` until 200 (it answers 503 while the model loads)."""
+        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                await asyncio.sleep(self._health_interval_s)
+
+    async def wait_until_down(self) -> str:
+        assert self._child is not None
+        code = await self._child.wait()
+        return f"llama-server pid {self._child.pid} exited with code {code}:\n{self._child.log_tail()}"
+
+    async def stop(self) -> None:
+        if self._child is not None:
+            await self._child.terminate(self._stop_grace_s)
+
+    def process_info(self) -> ProcessInfo | None:
+        return self._child.info(self._port) if self._child else None
+
+    def log_lines(self) -> Sequence[str]:
+        return self._child.log_lines() if self._child else []

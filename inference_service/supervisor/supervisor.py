@@ -1,0 +1,361 @@
+"""The supervisor: the single owner of every model's state and every runtime process.
+
+All state changes happen on the event loop, through :meth:`_ManagedModel.transition`,
+so each model's state has exactly one writer and every transition is logged. Loads are
+single-flight (one task per model, shared by every waiter), crashes are noticed through
+the runtime's own exit signal rather than polling, and capacity is enforced by evicting
+the least recently used idle model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from inference_service.config import ModelConfig, Settings
+from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime, RuntimeStartError
+from inference_service.supervisor.footprint import estimate_mb
+from inference_service.supervisor.state import ModelState, check_transition
+
+logger = logging.getLogger(__name__)
+
+RuntimeFactory = Callable[[ModelConfig], Runtime]
+
+
+class SupervisorError(Exception):
+    pass
+
+
+class UnknownModel(SupervisorError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"model {name!r} does not exist; available: {', '.join(known)}")
+
+
+class InsufficientCapacity(SupervisorError):
+    """Loading would exceed max_loaded_models / memory_budget_mb and nothing idle can be evicted."""
+
+
+class ModelUnavailable(SupervisorError):
+    """The model failed to load or its backend is down; the message carries the reason."""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    id: str
+    runtime: str
+    state: ModelState
+    reason: str | None
+    aliases: list[str]
+    roles: list[str]
+    process: ProcessInfo | None
+    in_flight: int
+    restarts: int
+    footprint_mb: int | None
+    loaded_at: float | None
+    last_used: float | None
+    state_since: float
+
+
+class _ManagedModel:
+    """Everything the supervisor tracks for one model. Only the supervisor mutates it."""
+
+    def __init__(self, config: ModelConfig, runtime: Runtime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.state = ModelState.UNLOADED
+        self.state_since = time.time()
+        self.reason: str | None = None
+        self.endpoint: Endpoint | None = None
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.last_used: float | None = None
+        self.loaded_at: float | None = None
+        self.restarts = 0
+        self.footprint_mb: int | None = None
+        self.load_task: asyncio.Task[Endpoint] | None = None
+        self.unload_task: asyncio.Task[None] | None = None
+        self.watch_task: asyncio.Task[None] | None = None
+        self.changed = asyncio.Condition()
+
+    def transition(self, target: ModelState, reason: str | None = None) -> None:
+        check_transition(self.state, target)
+        logger.info("model %s: %s -> %s%s", self.config.id, self.state, target, f" ({reason.splitlines()[0]})" if reason else "")
+        self.state = target
+        self.state_since = time.time()
+        self.reason = reason
+        if target == ModelState.LOADED:
+            self.loaded_at = time.time()
+        elif target in (ModelState.UNLOADED, ModelState.FAILED):
+            self.endpoint = None
+
+
+class Supervisor:
+    """Loads, watches, restarts and unloads models. Public surface: load/unload/ensure_ready/status."""
+
+    def __init__(self, settings: Settings, runtime_factory: RuntimeFactory) -> None:
+        self._settings = settings
+        self._models = {model_id: _ManagedModel(cfg, runtime_factory(cfg)) for model_id, cfg in settings.models.items()}
+        self._capacity_lock = asyncio.Lock()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = False
+        self.on_state_change: Callable[[str, ModelState], None] | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the idle reaper and load every ``preload`` model (failures are recorded, not raised)."""
+        self._reaper = asyncio.create_task(self._reap_idle(), name="supervisor:ttl")
+        preload = [model_id for model_id, m in self._models.items() if m.config.preload]
+        results = await asyncio.gather(*(self.load(model_id) for model_id in preload), return_exceptions=True)
+        for model_id, result in zip(preload, results):
+            if isinstance(result, BaseException):
+                logger.error("preload of %s failed: %s", model_id, result)
+
+    async def close(self) -> None:
+        """Stop everything we started. Called on shutdown; leaves no child behind."""
+        self._closing = True
+        if self._reaper:
+            self._reaper.cancel()
+        for managed in self._models.values():
+            for task in (managed.load_task, managed.watch_task):
+                if task and not task.done():
+                    task.cancel()
+        await asyncio.gather(*(m.runtime.stop() for m in self._models.values()), return_exceptions=True)
+        logger.info("supervisor stopped all runtimes")
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def model_ids(self) -> list[str]:
+        return list(self._models)
+
+    def status(self, model_id: str) -> ModelStatus:
+        managed = self._get(model_id)
+        return ModelStatus(
+            id=model_id,
+            runtime=managed.config.runtime,
+            state=managed.state,
+            reason=managed.reason,
+            aliases=list(managed.config.aliases),
+            roles=list(managed.config.roles),
+            process=managed.runtime.process_info(),
+            in_flight=managed.in_flight,
+            restarts=managed.restarts,
+            footprint_mb=managed.footprint_mb,
+            loaded_at=managed.loaded_at,
+            last_used=managed.last_used,
+            state_since=managed.state_since,
+        )
+
+    def logs(self, model_id: str) -> Sequence[str]:
+        return self._get(model_id).runtime.log_lines()
+
+    async def load(self, model_id: str) -> Endpoint:
+        """Bring a model to ``loaded`` and return its endpoint. Concurrent callers share one attempt."""
+        managed = self._get(model_id)
+        while True:
+            if managed.unload_task is not None:
+                await asyncio.shield(managed.unload_task)
+                continue
+            if managed.state == ModelState.LOADED and managed.endpoint is not None:
+                return managed.endpoint
+            if managed.load_task is None or managed.load_task.done():
+                managed.load_task = asyncio.create_task(self._load(managed), name=f"load:{model_id}")
+            return await asyncio.shield(managed.load_task)
+
+    async def ensure_ready(self, model_id: str) -> Endpoint:
+        """The endpoint of a serving model, loading it on demand.
+
+        An external backend that is down fails fast with its reason rather than making
+        every request wait out a probe.
+        """
+        managed = self._get(model_id)
+        if managed.state == ModelState.FAILED and managed.runtime.self_healing:
+            raise ModelUnavailable(f"model {model_id!r} is unavailable: {managed.reason}")
+        return await self.load(model_id)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, model_id: str) -> AsyncIterator[Endpoint]:
+        """Use a model for one request: loads on demand and keeps it from being unloaded meanwhile."""
+        endpoint = await self.ensure_ready(model_id)
+        managed = self._models[model_id]
+        managed.in_flight += 1
+        managed.idle.clear()
+        managed.last_used = time.time()
+        try:
+            yield endpoint
+        finally:
+            managed.in_flight -= 1
+            managed.last_used = time.time()
+            if managed.in_flight == 0:
+                managed.idle.set()
+
+    async def unload(self, model_id: str) -> None:
+        """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
+        managed = self._get(model_id)
+        if managed.unload_task is None:
+            if managed.state == ModelState.UNLOADED:
+                return
+            managed.unload_task = asyncio.create_task(self._unload(managed), name=f"unload:{model_id}")
+        await asyncio.shield(managed.unload_task)
+
+    # ----------------------------------------------------------------- internals
+
+    def _get(self, model_id: str) -> _ManagedModel:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise UnknownModel(model_id, list(self._models)) from None
+
+    def _set_state(self, managed: _ManagedModel, target: ModelState, reason: str | None = None) -> None:
+        managed.transition(target, reason)
+        if self.on_state_change:
+            self.on_state_change(managed.config.id, target)
+
+    async def _load(self, managed: _ManagedModel) -> Endpoint:
+        if managed.state != ModelState.LOADING:
+            self._set_state(managed, ModelState.LOADING)
+        try:
+            if managed.runtime.local:
+                await self._make_room_for(managed)
+            endpoint = await managed.runtime.start()
+        except (RuntimeStartError, InsufficientCapacity) as error:
+            reason = error.reason if isinstance(error, RuntimeStartError) else str(error)
+            if isinstance(error, InsufficientCapacity):
+                self._set_state(managed, ModelState.UNLOADING)
+                self._set_state(managed, ModelState.UNLOADED, reason)
+                raise
+            self._set_state(managed, ModelState.FAILED, reason)
+            if managed.runtime.self_healing:
+                self._watch(managed, self._recover(managed))
+            raise ModelUnavailable(f"model {managed.config.id!r} failed to load: {reason}") from None
+        except asyncio.CancelledError:
+            await managed.runtime.stop()
+            raise
+        managed.endpoint = endpoint
+        self._set_state(managed, ModelState.LOADED)
+        self._watch(managed, self._watch_liveness(managed))
+        return endpoint
+
+    def _watch(self, managed: _ManagedModel, coroutine: object) -> None:
+        managed.watch_task = asyncio.create_task(coroutine, name=f"watch:{managed.config.id}")  # type: ignore[arg-type]
+
+    async def _watch_liveness(self, managed: _ManagedModel) -> None:
+        """Wait for the backend to go down by itself, then restart it (or probe it, if not ours)."""
+        reason = await managed.runtime.wait_until_down()
+        if managed.state != ModelState.LOADED or self._closing:
+            return  # we are the ones stopping it
+        managed.restarts += 1
+        if managed.runtime.self_healing:
+            self._set_state(managed, ModelState.FAILED, reason)
+            await self._recover(managed)
+            return
+        self._set_state(managed, ModelState.LOADING, reason)
+        managed.load_task = asyncio.create_task(self._restart(managed), name=f"restart:{managed.config.id}")
+
+    async def _restart(self, managed: _ManagedModel) -> Endpoint:
+        """Restart a crashed child with exponential backoff, then give up as ``failed``."""
+        attempts = max(1, self._settings.restart_max_attempts)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential(multiplier=0.25, max=10),
+                retry=retry_if_exception_type(RuntimeStartError),
+            ):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    logger.warning("restarting %s (attempt %d/%d)", managed.config.id, number, attempts)
+                    endpoint = await managed.runtime.start()
+        except RetryError as error:
+            failure = error.last_attempt.exception()
+            reason = failure.reason if isinstance(failure, RuntimeStartError) else str(failure)
+            self._set_state(managed, ModelState.FAILED, f"gave up after {attempts} restart attempts: {reason}")
+            raise ModelUnavailable(f"model {managed.config.id!r} failed: {reason}") from None
+        managed.endpoint = endpoint
+        self._set_state(managed, ModelState.LOADED)
+        self._watch(managed, self._watch_liveness(managed))
+        return endpoint
+
+    async def _recover(self, managed: _ManagedModel) -> None:
+        """Probe an external backend until it serves again; it stays ``failed`` meanwhile."""
+        interval = self._settings.runtimes.remote.health_interval_s
+        while managed.state == ModelState.FAILED and not self._closing:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(RuntimeStartError):
+                managed.endpoint = await managed.runtime.start()
+                self._set_state(managed, ModelState.LOADED)
+                self._watch(managed, self._watch_liveness(managed))
+                return
+
+    async def _unload(self, managed: _ManagedModel) -> None:
+        try:
+            if managed.load_task is not None and not managed.load_task.done():
+                managed.load_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SupervisorError):
+                    await managed.load_task
+            if managed.state == ModelState.UNLOADED:
+                return
+            self._set_state(managed, ModelState.UNLOADING)
+            try:
+                await asyncio.wait_for(managed.idle.wait(), timeout=self._settings.drain_timeout_s)
+            except asyncio.TimeoutError:
+                logger.warning("%s: %d requests still running after drain timeout", managed.config.id, managed.in_flight)
+            if managed.watch_task is not None:
+                managed.watch_task.cancel()
+            await managed.runtime.stop()
+            self._set_state(managed, ModelState.UNLOADED)
+        finally:
+            managed.unload_task = None
+
+    async def _make_room_for(self, managed: _ManagedModel) -> None:
+        """Evict least-recently-used idle models until ``managed`` fits the configured limits."""
+        settings = self._settings
+        if settings.max_loaded_models is None and settings.memory_budget_mb is None:
+            return
+        if managed.footprint_mb is None and managed.config.path is not None:
+            path = settings.model_path(managed.config)
+            managed.footprint_mb = estimate_mb(path, managed.config.ctx_size) if path.is_file() else None
+        async with self._capacity_lock:
+            while True:
+                resident = [
+                    m for m in self._models.values()
+                    if m is not managed and m.runtime.local
+                    and m.state in (ModelState.LOADING, ModelState.LOADED, ModelState.UNLOADING)
+                ]  # fmt: skip
+                count_ok = settings.max_loaded_models is None or len(resident) + 1 <= settings.max_loaded_models
+                used_mb = sum(m.footprint_mb or 0 for m in resident)
+                mine = managed.footprint_mb or 0
+                memory_ok = settings.memory_budget_mb is None or used_mb + mine <= settings.memory_budget_mb
+                if count_ok and memory_ok:
+                    return
+                idle = [m for m in resident if m.state == ModelState.LOADED and m.in_flight == 0]
+                if not idle:
+                    raise InsufficientCapacity(
+                        f"cannot load {managed.config.id!r}: {len(resident)} model(s) resident using ~{used_mb} MB "
+                        f"(limits: max_loaded_models={settings.max_loaded_models}, "
+                        f"memory_budget_mb={settings.memory_budget_mb}, this model needs ~{mine} MB) "
+                        "and none is idle to evict"
+                    )
+                victim = min(idle, key=lambda m: m.last_used or m.loaded_at or 0.0)
+                logger.info("evicting idle %s (LRU) to make room for %s", victim.config.id, managed.config.id)
+                await self.unload(victim.config.id)
+
+    async def _reap_idle(self) -> None:
+        """Unload models idle longer than their ``ttl_s``."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for model_id, managed in self._models.items():
+                ttl = managed.config.ttl_s
+                if not ttl or managed.state != ModelState.LOADED or managed.in_flight:
+                    continue
+                if now - (managed.last_used or managed.loaded_at or now) >= ttl:
+                    logger.info("model %s idle for %.0fs (ttl %.0fs): unloading", model_id, ttl, ttl)
+                    asyncio.create_task(self.unload(model_id), name=f"ttl-unload:{model_id}")
