@@ -208,6 +208,8 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"] if part not in ("function-after", "[key]"))
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; a model id containing dots must be quoted: [models.\"qwen2.5-7b\"])"
     where = f"{source}: {location}" if location else source
     extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{where}: {message}{extra}"
