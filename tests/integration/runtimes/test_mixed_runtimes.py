@@ -1,0 +1,174 @@
+"""One router, three runtimes: a supervised llama-server, an Ollama server and a remote host.
+
+Each test leaves the world as it found it (models loaded, remote host up), so they can run
+in any order against the one module-scoped router.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.runtimes.conftest import HEALTH_INTERVAL_S, LOCAL, OLLAMA, OLLAMA_KEEP_ALIVE, OLLAMA_NAME, REMOTE
+from tests.integration.runtimes.llama import LlamaServer, tokens_predicted
+from tests.support.api import chat, load, model_card, unload
+from tests.support.configs import wait_until
+from tests.support.ollama_server import OllamaTestServer
+from tests.support.service import ServiceProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.requires_model, pytest.mark.timeout(300)]
+
+ALL_MODELS = [LOCAL, OLLAMA, REMOTE]
+# A probe runs every HEALTH_INTERVAL_S; a refused connection fails it at once. The slack
+# covers a busy 2-core machine scheduling the router's event loop late, nothing more.
+DETECTION_BUDGET_S = HEALTH_INTERVAL_S + 2.0
+
+
+def generator_of(model_id: str, router: ServiceProcess, ollama_backend: LlamaServer, remote_llama: LlamaServer) -> str:
+    """Base URL of the real llama-server that generates for ``model_id``."""
+    if model_id == LOCAL:
+        return f"http://127.0.0.1:{model_card(router, LOCAL)['port']}"
+    return {OLLAMA: ollama_backend.url, REMOTE: remote_llama.url}[model_id]
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    return [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def wait_for_state(router: ServiceProcess, model_id: str, state: str, timeout_s: float) -> dict[str, Any]:
+    return wait_until(lambda: (card := model_card(router, model_id))["status"] == state and card, timeout_s)
+
+
+def test_models_list_shows_every_runtime_loaded(router: ServiceProcess) -> None:
+    cards = {card["id"]: card for card in httpx.get(f"{router.url}/v1/models", timeout=30).json()["data"]}
+    assert {model_id: (cards[model_id]["runtime"], cards[model_id]["status"]) for model_id in ALL_MODELS} == {
+        LOCAL: ("llamacpp", "loaded"),
+        OLLAMA: ("ollama", "loaded"),
+        REMOTE: ("remote", "loaded"),
+    }
+
+
+@pytest.mark.parametrize("model_id", ALL_MODELS)
+def test_chat_is_generated_by_the_models_own_runtime(
+    model_id: str, router: ServiceProcess, ollama_backend: LlamaServer, remote_llama: LlamaServer
+) -> None:
+    backend = generator_of(model_id, router, ollama_backend, remote_llama)
+    before = tokens_predicted(backend)
+    response = chat(router, model_id, max_tokens=2)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] >= 1
+    assert tokens_predicted(backend) > before
+
+
+@pytest.mark.parametrize("model_id", ALL_MODELS)
+def test_stream_relays_chunks_and_one_done_through_each_runtime(model_id: str, router: ServiceProcess) -> None:
+    body = {"model": model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    assert chunks and all("error" not in chunk for chunk in chunks)
+    assert any(choice.get("finish_reason") for chunk in chunks for choice in chunk["choices"])
+
+
+def test_ollama_stream_carries_ollamas_chunk_shape(router: ServiceProcess) -> None:
+    body = {"model": OLLAMA, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2, "stream": True}
+    with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body, timeout=120) as response:
+        chunks = [json.loads(event) for event in sse_events(response) if event != "[DONE]"]
+    assert {(chunk["model"], chunk["system_fingerprint"]) for chunk in chunks} == {(OLLAMA_NAME, "fp_ollama")}
+
+
+def test_ollama_unload_sends_keep_alive_zero_and_model_leaves_ps(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+    try:
+        response = unload(router, OLLAMA)
+        assert response.status_code == 200 and response.json()["status"] == "unloaded"
+        assert ollama.requests_to("/api/generate")[-1] == {"model": OLLAMA_NAME, "keep_alive": 0, "stream": False}
+        assert OLLAMA_NAME not in httpx.get(f"{ollama.url}/api/ps", timeout=10).text
+    finally:
+        load(router, OLLAMA)
+
+
+def test_ollama_load_sends_configured_keep_alive_and_model_joins_ps(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+    assert unload(router, OLLAMA).status_code == 200
+    response = load(router, OLLAMA)
+    assert response.status_code == 200 and response.json()["status"] == "loaded"
+    assert ollama.requests_to("/api/generate")[-1] == {"model": OLLAMA_NAME, "keep_alive": OLLAMA_KEEP_ALIVE, "stream": False}
+    running = [m["name"] for m in httpx.get(f"{ollama.url}/api/ps", timeout=10).json()["models"]]
+    assert running == [OLLAMA_NAME]
+
+
+def test_llamacpp_unload_stops_its_server_and_load_starts_a_new_one(router: ServiceProcess) -> None:
+    old_pid = model_card(router, LOCAL)["pid"]
+    try:
+        assert unload(router, LOCAL).json()["pid"] is None
+    finally:
+        reloaded = load(router, LOCAL).json()
+    assert reloaded["status"] == "loaded" and reloaded["pid"] not in (None, old_pid)
+
+
+def test_ollama_model_deleted_upstream_answers_404_in_openai_envelope(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+    assert httpx.request("DELETE", f"{ollama.url}/api/delete", json={"model": OLLAMA_NAME}, timeout=10).status_code == 200
+    try:
+        response = chat(router, OLLAMA)
+    finally:
+        httpx.post(f"{ollama.url}/api/pull", json={"model": OLLAMA_NAME, "stream": False}, timeout=30).raise_for_status()
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == f"model '{OLLAMA_NAME}' not found"
+
+
+def test_critique_runs_generator_and_critic_on_different_runtimes(router: ServiceProcess) -> None:
+    body = {
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "max_tokens": 3,
+        "orchestration_mode": "critique",
+        "orchestration": {"models": [OLLAMA, REMOTE]},
+    }
+    response = httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=240)
+    assert response.status_code == 200, response.text
+    assert set(response.json()["orchestration"]["models_used"]) == {OLLAMA, REMOTE}
+
+
+def test_stopped_remote_turns_failed_within_health_interval_and_answers_503(
+    router: ServiceProcess, remote_llama: LlamaServer
+) -> None:
+    remote_llama.stop()
+    try:
+        stopped_at = time.monotonic()
+        wait_for_state(router, REMOTE, "failed", DETECTION_BUDGET_S)
+        detected_after_s = time.monotonic() - stopped_at
+        response = chat(router, REMOTE)
+    finally:
+        remote_llama.start()
+        wait_for_state(router, REMOTE, "loaded", 30)
+    assert detected_after_s <= DETECTION_BUDGET_S
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "model_unavailable"
+
+
+def test_restarted_remote_recovers_to_loaded_on_its_own(router: ServiceProcess, remote_llama: LlamaServer) -> None:
+    remote_llama.stop()
+    try:
+        wait_for_state(router, REMOTE, "failed", DETECTION_BUDGET_S)
+    finally:
+        remote_llama.start()
+    restarted_at = time.monotonic()
+    wait_for_state(router, REMOTE, "loaded", DETECTION_BUDGET_S)
+    assert time.monotonic() - restarted_at <= DETECTION_BUDGET_S
+    assert chat(router, REMOTE).status_code == 200
+
+
+def test_stopped_ollama_turns_failed_and_recovers_when_it_returns(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+    port = int(ollama.url.rsplit(":", 1)[1])
+    ollama.stop()
+    try:
+        wait_for_state(router, OLLAMA, "failed", DETECTION_BUDGET_S)
+        assert chat(router, OLLAMA).status_code == 503
+    finally:
+        ollama.start(port=port)
+    wait_for_state(router, OLLAMA, "loaded", DETECTION_BUDGET_S)
+    assert ollama.running() == [OLLAMA_NAME]

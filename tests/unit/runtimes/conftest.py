@@ -1,0 +1,21 @@
+"""An Ollama test server (no generation behind it) for the Ollama runtime and pull tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.configs import GEMMA_FILE, SMOLLM2_FILE
+from tests.support.ollama_server import LibraryModel, OllamaTestServer
+
+PULLED = "smollm2:135m"
+NOT_PULLED = "gemma3:270m"
+
+
+@pytest.fixture
+def ollama() -> Iterator[OllamaTestServer]:
+    """A fresh double per test: ``smollm2:135m`` pulled, ``gemma3:270m`` only in its library."""
+    library = {PULLED: LibraryModel(SMOLLM2_FILE), NOT_PULLED: LibraryModel(GEMMA_FILE)}
+    with OllamaTestServer(library, pulled=[PULLED]) as server:
+        yield server
