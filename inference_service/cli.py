@@ -69,13 +69,14 @@ def check_startable(settings: Settings) -> Path | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port)
+    binary = check_startable(settings)
+    # Imported only now: a config mistake is reported without first paying for the web stack.
     import uvicorn
 
     from inference_service.router.app import create_app
     from inference_service.runtimes.factory import runtime_factory
 
-    settings = _settings(args, host=args.host, port=args.port)
-    binary = check_startable(settings)
     _configure_logging(settings.log_level)
     app = create_app(settings, runtime_factory(settings, binary))
     uvicorn.run(
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="fetch model files; list/load/unload on a running service")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pull = model_actions.add_parser("pull", parents=[config_parent], help="download configured model files (idempotent)")
+    pull = model_actions.add_parser("pull", parents=[config_parent], help="fetch model files; Ollama pulls ollama models (idempotent)")
     pull.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every llamacpp model)")
     pull.set_defaults(handler=cmd_models_pull)
     remote_parent = argparse.ArgumentParser(add_help=False, parents=[config_parent])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,13 +205,31 @@ class Settings(BaseSettings):
         return path if path.is_absolute() else self.models_dir.expanduser() / path
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
+def _environment_source(location: list[str], overridden: Collection[str]) -> tuple[str, list[str]] | None:
+    """The ``INFERENCE_*`` variable a bad value came from, if any, and the location left inside it.
+
+    Variables override the file, so when one is set for the failing key (or a table
+    holding it) the value in error is the variable's - naming the file would send the
+    operator to the wrong place.
+    """
+    if not location or location[0] in overridden:
+        return None
+    for depth in range(len(location), 0, -1):
+        name = "INFERENCE_" + "__".join(location[:depth]).upper()
+        if name in os.environ:
+            return name, location[depth:]
+    return None
+
+
+def _format_validation_error(source: str, error: ValidationError, overridden: Collection[str] = ()) -> str:
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"] if part not in ("function-after", "[key]"))
+    location = [str(part) for part in first["loc"] if part not in ("function-after", "[key]")]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; a model id containing dots must be quoted: [models.\"qwen2.5-7b\"])"
-    where = f"{source}: {location}" if location else source
+    if from_environment := _environment_source(location, overridden):
+        source, location = from_environment
+    where = f"{source}: {'.'.join(location)}" if location else source
     extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{where}: {message}{extra}"
 
@@ -234,7 +253,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_path}: invalid TOML: {error}") from None
     from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
+    given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return from_file(**{key: value for key, value in overrides.items() if value is not None})
+        return from_file(**given)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(str(config_path), error)) from None
+        raise ConfigError(_format_validation_error(str(config_path), error, overridden=given)) from None

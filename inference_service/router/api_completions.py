@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -19,11 +20,14 @@ from inference_service.router.sse import relay, sse_response
 router = APIRouter()
 
 
-async def _observe_stream(svc: Services, model_id: str, endpoint: str, started: float, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _observe_stream(
+    svc: Services, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
+) -> AsyncGenerator[bytes, None]:
     status = "200"
     try:
-        async for chunk in body:
-            yield chunk
+        async with contextlib.aclosing(body):
+            async for chunk in body:
+                yield chunk
     except BaseException:
         status = "499"  # the client went away mid-stream
         raise

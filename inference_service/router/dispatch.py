@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from inference_service.config import Settings
@@ -95,7 +95,7 @@ class Dispatcher:
 
     async def open_stream(
         self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Start a streaming call. Errors before the first byte raise APIError; the returned
         iterator yields each upstream SSE event (without its blank-line terminator) and
         raises UpstreamUnreachable if the runtime dies mid-stream."""
@@ -119,7 +119,9 @@ class Dispatcher:
             raise
         return self._events(stack, sse_events(response), model_id)
 
-    async def _events(self, stack: contextlib.AsyncExitStack, events: AsyncIterator[bytes], model_id: str) -> AsyncIterator[bytes]:
+    async def _events(
+        self, stack: contextlib.AsyncExitStack, events: AsyncIterator[bytes], model_id: str
+    ) -> AsyncGenerator[bytes, None]:
         started = time.perf_counter()
         first = True
         async with stack:

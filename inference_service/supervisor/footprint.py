@@ -15,6 +15,7 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _STRING, _ARRAY = 8, 9
 _KV_BYTES_PER_ELEMENT = 2  # llama-server's default f16 KV cache
 _OVERHEAD_MB = 64  # compute buffers and the server itself, measured ~50-70 MB on CPU
+_MAX_STRING_BYTES = 64 * 2**20  # real header strings (chat templates, vocab entries) are KBs
 
 
 class GGUFError(ValueError):
@@ -31,7 +32,12 @@ def _read(handle: BinaryIO, fmt: str) -> int | float | bool:
 
 def _read_string(handle: BinaryIO) -> str:
     length = int(_read(handle, "<Q"))
-    return handle.read(length).decode(errors="replace")
+    if length > _MAX_STRING_BYTES:  # a corrupt length must not become a multi-GB allocation
+        raise GGUFError(f"implausible GGUF string length {length}")
+    data = handle.read(length)
+    if len(data) != length:
+        raise GGUFError("truncated GGUF header")
+    return data.decode(errors="replace")
 
 
 def _read_value(handle: BinaryIO, value_type: int) -> object:

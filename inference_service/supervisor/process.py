@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -25,12 +26,16 @@ from inference_service.runtimes.base import ProcessInfo
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_READ_CHUNK = 1 << 16
+_MAX_LINE_BYTES = 8192  # per kept log line: the ring buffer stays small whatever the child prints
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent(parent_pid: int) -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl: nobody would signal us
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class ChildProcess:
@@ -60,7 +65,7 @@ class ChildProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             env=self._env,
         )
         with contextlib.suppress(psutil.Error):
@@ -70,11 +75,32 @@ class ChildProcess:
         logger.info("spawned %s pid=%d: %s", self.name, self._process.pid, " ".join(self.argv))
 
     async def _pump_output(self) -> None:
+        """Drain the child's output into the ring buffer for as long as it writes.
+
+        Reads chunks rather than ``readline``: a line over the stream's 64 KiB limit (a
+        verbose llama-server logging a long prompt) would make ``readline`` raise, and a
+        child whose pipe nobody drains blocks on its next write - a hung model.
+        """
         assert self._process is not None and self._process.stdout is not None
-        async for raw in self._process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self._logs.append(line)
-            logger.debug("[%s] %s", self.name, line)
+        pending, dropped = b"", 0  # the unfinished last line; how much of it was already cut
+        while chunk := await self._process.stdout.read(_READ_CHUNK):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                self._keep(raw, dropped)
+                dropped = 0
+            if len(pending) > _MAX_LINE_BYTES:  # no newline in sight: hold on to the start only
+                dropped += len(pending) - _MAX_LINE_BYTES
+                pending = pending[:_MAX_LINE_BYTES]
+        if pending:
+            self._keep(pending, dropped)
+
+    def _keep(self, raw: bytes, dropped: int) -> None:
+        dropped += max(0, len(raw) - _MAX_LINE_BYTES)
+        line = raw[:_MAX_LINE_BYTES].decode(errors="replace").rstrip()
+        if dropped:
+            line += f" ... [{dropped} bytes cut]"
+        self._logs.append(line)
+        logger.debug("[%s] %s", self.name, line)
 
     async def wait(self) -> int:
         """Wait for exit and for the last output to be captured; return the exit code."""
@@ -108,18 +134,25 @@ class ChildProcess:
             os.killpg(self._process.pid, sig)
 
     async def terminate(self, grace_s: float) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``; return the exit code."""
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; return the exit code.
+
+        Signals go out only while the child still runs: once it has been reaped its pid
+        (and so its group id) may belong to an unrelated process, which a late
+        ``killpg`` would hit - restarts and shutdown call this again for exited children.
+        """
         if self._process is None:
             return None
-        if self._process.returncode is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._process.wait(), timeout=grace_s)
-            except asyncio.TimeoutError:
-                logger.warning("%s pid=%d ignored SIGTERM for %.1fs; sending SIGKILL", self.name, self.pid, grace_s)
-                self._signal_group(signal.SIGKILL)
-                await self._process.wait()
-        # Anything the child forked into its group dies with it.
+        if self._process.returncode is not None:
+            return await self.wait()
+        self._signal_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._process.wait(), timeout=grace_s)
+        except asyncio.TimeoutError:
+            logger.warning("%s pid=%d ignored SIGTERM for %.1fs; sending SIGKILL", self.name, self.pid, grace_s)
+            self._signal_group(signal.SIGKILL)
+            await self._process.wait()
+        # Anything the child forked into its group dies with it (moments after the reap: Linux hands out
+        # pids in sequence, so the id cannot have been reused yet).
         self._signal_group(signal.SIGKILL)
         code = await self.wait()
         if self._pump is not None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -43,6 +45,39 @@ class InsufficientCapacity(SupervisorError):
 
 class ModelUnavailable(SupervisorError):
     """The model failed to load or its backend is down; the message carries the reason."""
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task itself has been asked to stop (as opposed to something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+@contextlib.contextmanager
+def _cancelled_by_stop_signals(task: asyncio.Task[None]) -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGINT also cancel ``task``, then reach the handler installed before.
+
+    Only handlers that are Python callables (uvicorn's, Python's SIGINT default) are chained;
+    a signal left at its OS default still ends the process, and PR_SET_PDEATHSIG the children.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    chained = {sig: handler for sig, handler in previous.items() if callable(handler)}
+
+    def handle(sig: int, frame: object) -> None:
+        loop.call_soon_threadsafe(task.cancel)  # wakes the loop, which may be blocked in select()
+        chained[sig](sig, frame)
+
+    for sig in chained:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in chained.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,18 @@ class Supervisor:
     async def start(self) -> None:
         """Start the idle reaper and load every ``preload`` model (failures are recorded, not raised)."""
         self._reaper = asyncio.create_task(self._reap_idle(), name="supervisor:ttl")
+        preloading = asyncio.create_task(self._preload(), name="supervisor:preload")
+        # The server only acts on SIGTERM/SIGINT once start-up is over, and a preload can take up to
+        # health_timeout_s: stop waiting at once instead, so shutdown (close) follows promptly.
+        with _cancelled_by_stop_signals(preloading):
+            try:
+                await preloading
+            except asyncio.CancelledError:
+                if _being_cancelled():
+                    raise
+                logger.warning("stop signal during preload: not waiting for the models still loading")
+
+    async def _preload(self) -> None:
         preload = [model_id for model_id, m in self._models.items() if m.config.preload]
         results = await asyncio.gather(*(self.load(model_id) for model_id in preload), return_exceptions=True)
         for model_id, result in zip(preload, results):
@@ -121,12 +168,13 @@ class Supervisor:
     async def close(self) -> None:
         """Stop everything we started. Called on shutdown; leaves no child behind."""
         self._closing = True
-        if self._reaper:
-            self._reaper.cancel()
-        for managed in self._models.values():
-            for task in (managed.load_task, managed.watch_task):
-                if task and not task.done():
-                    task.cancel()
+        tasks = [self._reaper] + [t for m in self._models.values() for t in (m.load_task, m.watch_task, m.unload_task)]
+        pending = [task for task in tasks if task is not None and not task.done()]
+        for task in pending:
+            task.cancel()
+        # Let cancelled loads finish their own cleanup first: a load cancelled between fork and
+        # bookkeeping would otherwise leave a child that the stops below cannot see.
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*(m.runtime.stop() for m in self._models.values()), return_exceptions=True)
         logger.info("supervisor stopped all runtimes")
 
@@ -168,7 +216,15 @@ class Supervisor:
                 return managed.endpoint
             if managed.load_task is None or managed.load_task.done():
                 managed.load_task = asyncio.create_task(self._load(managed), name=f"load:{model_id}")
-            return await asyncio.shield(managed.load_task)
+            task = managed.load_task
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled() or _being_cancelled():
+                    raise
+                # The shared attempt was called off (an unload, or shutdown): that is this caller's
+                # answer, not its own cancellation, so it must not escape as one (a 500 with no body).
+                raise ModelUnavailable(f"model {model_id!r} was unloaded while it was loading") from None
 
     async def ensure_ready(self, model_id: str) -> Endpoint:
         """The endpoint of a serving model, loading it on demand.
@@ -199,12 +255,15 @@ class Supervisor:
 
     async def unload(self, model_id: str) -> None:
         """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
-        managed = self._get(model_id)
-        if managed.unload_task is None:
-            if managed.state == ModelState.UNLOADED:
-                return
-            managed.unload_task = asyncio.create_task(self._unload(managed), name=f"unload:{model_id}")
-        await asyncio.shield(managed.unload_task)
+        task = self._begin_unload(self._get(model_id))
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _begin_unload(self, managed: _ManagedModel) -> asyncio.Task[None] | None:
+        """Start unloading once; the task lives on the model, so nobody's await is needed to keep it alive."""
+        if managed.unload_task is None and managed.state != ModelState.UNLOADED:
+            managed.unload_task = asyncio.create_task(self._unload(managed), name=f"unload:{managed.config.id}")
+        return managed.unload_task
 
     # ----------------------------------------------------------------- internals
 
@@ -252,6 +311,9 @@ class Supervisor:
         reason = await managed.runtime.wait_until_down()
         if managed.state != ModelState.LOADED or self._closing:
             return  # we are the ones stopping it
+        if not managed.runtime.self_healing and self._settings.restart_max_attempts == 0:
+            self._set_state(managed, ModelState.FAILED, f"{reason}\n(not restarted: restart_max_attempts = 0)")
+            return
         managed.restarts += 1
         if managed.runtime.self_healing:
             self._set_state(managed, ModelState.FAILED, reason)
@@ -259,10 +321,13 @@ class Supervisor:
             return
         self._set_state(managed, ModelState.LOADING, reason)
         managed.load_task = asyncio.create_task(self._restart(managed), name=f"restart:{managed.config.id}")
+        # Nobody may be waiting on the restart: retrieve its outcome so a final failure (already
+        # recorded as the model's reason) is not reported again as "exception never retrieved".
+        managed.load_task.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def _restart(self, managed: _ManagedModel) -> Endpoint:
         """Restart a crashed child with exponential backoff, then give up as ``failed``."""
-        attempts = max(1, self._settings.restart_max_attempts)
+        attempts = self._settings.restart_max_attempts
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
@@ -322,6 +387,13 @@ class Supervisor:
         if managed.footprint_mb is None and managed.config.path is not None:
             path = settings.model_path(managed.config)
             managed.footprint_mb = estimate_mb(path, managed.config.ctx_size) if path.is_file() else None
+        budget = settings.memory_budget_mb
+        if budget is not None and (managed.footprint_mb or 0) > budget:
+            # Evicting everything would not make it fit: refuse before costing anyone their model.
+            raise InsufficientCapacity(
+                f"cannot load {managed.config.id!r}: it needs ~{managed.footprint_mb} MB, "
+                f"more than the whole memory_budget_mb={budget}"
+            )
         async with self._capacity_lock:
             while True:
                 resident = [
@@ -336,6 +408,12 @@ class Supervisor:
                 if count_ok and memory_ok:
                     return
                 idle = [m for m in resident if m.state == ModelState.LOADED and m.in_flight == 0]
+                leaving = [m.unload_task for m in resident if m.state == ModelState.UNLOADING and m.unload_task]
+                if not idle and leaving:
+                    # Already on its way out (draining, or stopping): its room is coming, so wait for it
+                    # rather than refuse. Unloads never take the capacity lock, so holding it cannot deadlock.
+                    await asyncio.wait(leaving)
+                    continue
                 if not idle:
                     raise InsufficientCapacity(
                         f"cannot load {managed.config.id!r}: {len(resident)} model(s) resident using ~{used_mb} MB "
@@ -356,6 +434,9 @@ class Supervisor:
                 ttl = managed.config.ttl_s
                 if not ttl or managed.state != ModelState.LOADED or managed.in_flight:
                     continue
-                if now - (managed.last_used or managed.loaded_at or now) >= ttl:
-                    logger.info("model %s idle for %.0fs (ttl %.0fs): unloading", model_id, ttl, ttl)
-                    asyncio.create_task(self.unload(model_id), name=f"ttl-unload:{model_id}")
+                # Idle since its last request or its (re)load, whichever is later: a request served
+                # before an earlier unload says nothing about how long this load has been idle.
+                idle_s = now - max(managed.last_used or 0.0, managed.loaded_at or now)
+                if idle_s >= ttl:
+                    logger.info("model %s idle for %.0fs (ttl %gs): unloading", model_id, idle_s, ttl)
+                    self._begin_unload(managed)

@@ -89,10 +89,12 @@ def running_service(
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
     wait_ready: bool = False,
+    wait_healthy: bool = True,
 ) -> Iterator[ServiceProcess]:
     """Run ``inference-service serve --config config_path`` on a free port until the block exits.
 
-    Waits for ``/health`` (or ``/health/ready`` with ``wait_ready``).
+    Waits for ``/health`` (or ``/health/ready`` with ``wait_ready``); ``wait_healthy=False``
+    returns at once, for tests of a router that is still starting up.
     """
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,8 @@ def running_service(
         )
     service = ServiceProcess(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
     try:
-        wait_for_http(service.url + ("/health/ready" if wait_ready else "/health"), ready_timeout_s, process)
+        if wait_healthy:
+            wait_for_http(service.url + ("/health/ready" if wait_ready else "/health"), ready_timeout_s, process)
         yield service
     except BaseException:
         sys.stderr.write(f"--- service log ({log_path}) ---\n{service.log()[-4000:]}\n")

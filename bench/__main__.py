@@ -1,0 +1,128 @@
+"""``python -m bench`` (``make bench``): run every scenario, write and print the report.
+
+Two phases, each with its own router process so neither's traffic colours the other:
+
+1. a router in front of a real llama-server (the small default model): non-streaming
+   latency, streaming TTFT and tokens/s, then cold start. "Direct" is the very
+   llama-server child the router spawned, addressed on its own port.
+2. a router in front of ``bench.upstream``, an upstream that answers instantly: router
+   memory, then pure proxy capacity and the router's CPU time per request.
+
+Exit status 1 when a target fails, so a script can gate on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from bench import report, scenarios
+from bench.harness import (
+    LLM_ID,
+    instant_router_config,
+    instant_upstream,
+    llama_setup,
+    llm_router_config,
+    router,
+)
+from bench.load import LoadClient, find_wrk
+from bench.scenarios import Plan, Result
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DIRECT_POLL_INTERVAL_S = 0.01
+# Admission must never refuse benchmark traffic: every stream decodes in its own slot, and the
+# instant upstream gets as many slots as the highest proxy concurrency.
+LLM_PARALLEL = 8
+PROXY_PARALLEL = 256
+QUEUE_SIZE = 1024
+
+
+def _child_port(router_url: str) -> int:
+    card = httpx.get(f"{router_url}/v1/models/{LLM_ID}", timeout=10).json()
+    if card.get("status") != "loaded" or not card.get("port"):
+        raise RuntimeError(f"{LLM_ID} is not loaded in the router: {card}")
+    return int(card["port"])
+
+
+async def llm_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]:
+    setup = llama_setup(parallel=max(LLM_PARALLEL, *plan.stream_concurrency))
+    config = llm_router_config(scratch / "llm.toml", setup, QUEUE_SIZE)
+    results: list[Result] = []
+    with router(config, scratch / "logs") as service:
+        direct = f"http://127.0.0.1:{_child_port(service.url)}"
+        async with LoadClient() as client:
+            if "latency" in only:
+                print("bench: non-streaming latency ...", flush=True)
+                results.append(await scenarios.nonstream_latency(client, direct, service.url, plan))
+            if "streaming" in only:
+                print("bench: streaming ...", flush=True)
+                results.append(await scenarios.streaming(client, direct, service.url, plan))
+        if "cold_start" in only:
+            print("bench: cold start ...", flush=True)
+            results.append(await scenarios.cold_start(service.url, setup, plan, DIRECT_POLL_INTERVAL_S))
+    return results
+
+
+async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bool) -> list[Result]:
+    results: list[Result] = []
+    wrk = find_wrk(install=install_wrk) if "proxy" in only else None
+    with instant_upstream(scratch / "logs") as (upstream_url, _):
+        config = instant_router_config(scratch / "proxy.toml", upstream_url, PROXY_PARALLEL, QUEUE_SIZE)
+        with router(config, scratch / "logs") as service:
+            async with LoadClient() as client:
+                memory: Result | None = None
+                if "memory" in only:
+                    print("bench: memory ...", flush=True)
+                    memory = await scenarios.memory(client, service.url, service.pid, plan)
+                    results.append(memory)
+                if "proxy" in only:
+                    print(f"bench: pure proxy capacity ({'wrk' if wrk else 'aiohttp client'}) ...", flush=True)
+                    results.append(await scenarios.proxy_capacity(client, upstream_url, service.url, service.pid, plan, wrk))
+                    if memory is not None:
+                        scenarios.rss_after(memory, service.pid, "the capacity runs")
+    return results
+
+
+SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Router vs direct: latency, streaming, capacity, cold start, memory.")
+    parser.add_argument("--quick", action="store_true", help="fewer requests and shorter runs (development, busy machines)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)")
+    parser.add_argument("--no-install", action="store_true", help="do not try to apt-get install wrk when it is missing")
+    args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if unknown := only - set(SCENARIOS):
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    plan = Plan.quick() if args.quick else Plan()
+
+    info = {"date": datetime.now().strftime("%Y-%m-%d_%H%M%S"), **report.machine()}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="inference-bench-") as scratch:
+        results: list[Result] = []
+        if only & {"latency", "streaming", "cold_start"}:
+            results += asyncio.run(llm_phase(plan, Path(scratch), only))
+        if only & {"memory", "proxy"}:
+            results += asyncio.run(proxy_phase(plan, Path(scratch), only, install_wrk=not args.no_install))
+    info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    info["duration_s"] = round(time.monotonic() - started, 1)
+    plan_info = {**dataclasses.asdict(plan), "quick": args.quick, "scenarios": sorted(only)}
+    json_path, text = report.write(results, info, plan_info, args.out)
+    print(text)
+    print(f"bench: wrote {json_path} (+ .md, .png) in {info['duration_s']:g} s")
+    return 1 if any(not target.passed for result in results for target in result.targets) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The processes a benchmark needs - router, instant upstream, a hand-spawned llama-server - and
+the per-process numbers it reads from them (CPU time, RSS). Everything started here is
+stopped here, by pid."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from inference_service.config import ModelConfig, load_settings
+from inference_service.provisioning.llamacpp import configured_binary
+from inference_service.runtimes.llamacpp import build_argv
+from tests.support.service import REPO_ROOT, ServiceProcess, free_port, running_service, wait_for_http
+
+LLM_ID = "bench-llm"
+INSTANT_ID = "instant"
+# The tiny real model the benchmark drives (~100 tok/s on a laptop CPU, loads in under a second).
+SOURCE_MODEL = "smollm2-135m-instruct"
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def _stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL: only the process we started."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class LlamaSetup:
+    """What both the router and a hand-spawned llama-server need to serve the same model."""
+
+    binary: Path
+    model: ModelConfig
+    model_path: Path
+
+
+def llama_setup(parallel: int) -> LlamaSetup:
+    """The repo's default small model, with ``parallel`` slots so concurrent streams decode together."""
+    settings = load_settings()
+    binary = configured_binary(settings)
+    if binary is None:
+        raise SystemExit("bench: no llama-server binary: run `make setup` (or `inference-service runtime install`)")
+    source = settings.models[SOURCE_MODEL]
+    model_path = settings.model_path(source)
+    if not model_path.is_file():
+        raise SystemExit(f"bench: {model_path} missing: run `inference-service models pull {SOURCE_MODEL}`")
+    model = source.model_copy(update={"id": LLM_ID, "aliases": [], "parallel": parallel, "ttl_s": None})
+    return LlamaSetup(binary=binary, model=model, model_path=model_path)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, models: dict[str, dict[str, object]], queue_size: int, binary: Path | None = None) -> Path:
+    """A router config holding just the benchmark's models; nothing else loads or competes."""
+    lines = [f"default_model = {_toml_value(next(iter(models)))}", f"queue_size = {queue_size}"]
+    if binary is not None:  # the very binary the direct measurements spawn
+        lines += ["[runtimes.llamacpp]", f"binary = {_toml_value(binary)}"]
+    for model_id, fields in models.items():
+        lines.append(f"\n[models.{model_id}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def llm_router_config(path: Path, setup: LlamaSetup, queue_size: int) -> Path:
+    model = setup.model
+    fields: dict[str, object] = {
+        "runtime": "llamacpp",
+        "path": str(setup.model_path),
+        "ctx_size": model.ctx_size,
+        "parallel": model.parallel,
+        "preload": True,
+    }
+    if model.n_gpu_layers is not None:
+        fields["n_gpu_layers"] = model.n_gpu_layers
+    return write_config(path, {LLM_ID: fields}, queue_size, setup.binary)
+
+
+def instant_router_config(path: Path, upstream_url: str, parallel: int, queue_size: int) -> Path:
+    fields: dict[str, object] = {"runtime": "remote", "url": upstream_url, "parallel": parallel, "preload": True}
+    return write_config(path, {INSTANT_ID: fields}, queue_size)
+
+
+@contextlib.contextmanager
+def router(config: Path, log_dir: Path) -> Iterator[ServiceProcess]:
+    """``inference-service serve`` (one uvicorn worker) on a free port, with its model loaded."""
+    with running_service(config, log_dir, wait_ready=True) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
+    """``bench.upstream`` under uvicorn (uvloop + httptools, one worker); yields (base URL, pid)."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / f"upstream-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--host", "127.0.0.1", "--port", str(port),
+             "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", 30, process)
+        yield url, process.pid
+    finally:
+        _stop(process)
+
+
+def spawn_llama_until_healthy(setup: LlamaSetup, poll_interval_s: float, timeout_s: float = 120.0) -> float:
+    """Cold-start llama-server by hand with the router's own command line; seconds until /health is 200.
+
+    The process is stopped again before returning.
+    """
+    port = free_port()
+    argv = build_argv(setup.binary, setup.model, setup.model_path, port)
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        with httpx.Client(timeout=2.0) as client:
+            while time.perf_counter() - started < timeout_s:
+                if process.poll() is not None:
+                    raise RuntimeError(f"llama-server exited with {process.returncode}: {' '.join(argv)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                        return time.perf_counter() - started
+                time.sleep(poll_interval_s)
+        raise TimeoutError(f"llama-server not healthy after {timeout_s:g}s")
+    finally:
+        _stop(process)

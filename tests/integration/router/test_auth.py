@@ -1,0 +1,44 @@
+"""With ``api_key`` set, every endpoint but the health checks needs ``Authorization: Bearer <key>``."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.router.conftest import StartRouter
+from tests.support.configs import SMOLLM2_ID, smollm2
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+KEY = "test-secret-key"
+
+
+@pytest.fixture(scope="module")
+def router(start_router: StartRouter) -> ServiceProcess:
+    """No model is preloaded: authentication is decided before any model is touched."""
+    return start_router({SMOLLM2_ID: smollm2()}, api_key=KEY)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", KEY, f"Basic {KEY}"], ids=["none", "wrong", "no-scheme", "basic"])
+def test_request_without_the_right_bearer_key_is_401(router: ServiceProcess, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.get(router.url + "/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_request_with_the_bearer_key_is_200(router: ServiceProcess) -> None:
+    response = httpx.get(router.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200
+    assert SMOLLM2_ID in {model["id"] for model in response.json()["data"]}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+def test_health_endpoints_need_no_key(router: ServiceProcess, path: str) -> None:
+    assert httpx.get(router.url + path).status_code in (200, 503)  # ready is 503: nothing is loaded
+    assert httpx.get(router.url + path).status_code != 401
+
+
+def test_metrics_need_the_key(router: ServiceProcess) -> None:
+    assert httpx.get(router.url + "/metrics").status_code == 401

@@ -1,0 +1,52 @@
+"""``memory_budget_mb`` evicts like ``max_loaded_models`` does, and a busy model is never evicted (507).
+
+Estimates (weights + KV cache + overhead, from the GGUF headers): SmolLM2 at ctx 2048
+~202 MB, gemma at ctx 512 ~314 MB. A 400 MB budget holds either, never both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.supervisor.conftest import StartService
+from tests.support.api import chat, gone, load, model_card
+from tests.support.busy import request_in_flight
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2
+
+pytestmark = pytest.mark.integration
+
+#: SmolLM2 with one slot large enough for a long in-flight request, and gemma.
+MODELS = {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()}
+ONE_MODEL_ONLY = {"max_loaded_models": 1}
+BUDGET_FOR_ONE = {"memory_budget_mb": 400}
+
+
+def test_memory_budget_too_small_for_both_evicts_the_idle_first(start_service: StartService) -> None:
+    service = start_service(MODELS, **BUDGET_FOR_ONE)
+    first_pid = model_card(service, SMOLLM2_ID)["pid"]
+
+    response = chat(service, GEMMA_ID)
+
+    assert response.status_code == 200, response.text
+    assert model_card(service, SMOLLM2_ID)["status"] == "unloaded"
+    assert gone(first_pid)
+
+
+@pytest.mark.parametrize("limit", [ONE_MODEL_ONLY, BUDGET_FOR_ONE], ids=["max_loaded_models", "memory_budget_mb"])
+def test_load_needing_a_busy_models_room_answers_507_and_leaves_it_serving(
+    start_service: StartService, limit: dict[str, Any]
+) -> None:
+    service = start_service(MODELS, **limit)
+    busy_pid = model_card(service, SMOLLM2_ID)["pid"]
+
+    with request_in_flight(service, SMOLLM2_ID):
+        response = load(service, GEMMA_ID)
+        card = model_card(service, SMOLLM2_ID)
+
+    assert response.status_code == 507, response.text
+    assert response.json()["error"]["type"] == "insufficient_capacity"
+    assert "none is idle to evict" in response.json()["error"]["message"]
+    assert (card["status"], card["pid"]) == ("loaded", busy_pid)
+    assert model_card(service, GEMMA_ID)["status"] == "unloaded"

@@ -1,0 +1,48 @@
+"""A llama-server child killed from outside is replaced without operator action."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.supervisor.conftest import StartService
+from tests.support.api import chat, model_card
+from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, smollm2, wait_until
+from tests.support.timing import budget_s
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkilled_child_is_loaded_again_under_a_new_pid_within_5s(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
+    old_pid = model_card(service, SMOLLM2_ID)["pid"]
+
+    os.kill(old_pid, signal.SIGKILL)  # our own grandchild, by pid
+
+    def reloaded() -> dict[str, object] | None:
+        card = model_card(service, SMOLLM2_ID)
+        return card if card["status"] == "loaded" and card["pid"] not in (None, old_pid) else None
+
+    card = wait_until(reloaded, timeout_s=budget_s(5.0))
+    assert card["restarts"] == 1
+    response = chat(service, SMOLLM2_ID)
+    assert response.status_code == 200, response.text
+
+
+def test_child_whose_restarts_keep_failing_ends_failed_with_the_reason(start_service: StartService, tmp_path: Path) -> None:
+    model_file = tmp_path / "smollm2.gguf"
+    model_file.symlink_to(SMOLLM2_FILE)
+    service = start_service({SMOLLM2_ID: smollm2(path=str(model_file), preload=True)}, restart_max_attempts=2)
+    pid = model_card(service, SMOLLM2_ID)["pid"]
+
+    model_file.unlink()  # every restart attempt will now fail before it can spawn
+    os.kill(pid, signal.SIGKILL)
+
+    # Two attempts with exponential backoff in between (0.25 s, then 0.5 s), well within 5 s.
+    card = wait_until(lambda: (c := model_card(service, SMOLLM2_ID))["status"] == "failed" and c, timeout_s=budget_s(5.0))
+    assert card["reason"].startswith("gave up after 2 restart attempts")
+    assert "not found" in card["reason"]
+    assert card["pid"] is None

@@ -1,0 +1,82 @@
+"""Load, unload, introspection and logs of a real llama-server child."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.supervisor.conftest import StartService
+from tests.support.api import gone, llama_servers, load, model_card, unload
+from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
+from tests.support.sse import DONE, sse_lines
+from tests.support.timing import budget_s
+
+pytestmark = pytest.mark.integration
+
+
+def test_load_reaches_loaded_in_under_two_seconds(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2()})
+    started = time.monotonic()
+    response = load(service, SMOLLM2_ID)
+    elapsed, budget = time.monotonic() - started, budget_s(2.0)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "loaded"
+    assert elapsed < budget, f"SmolLM2 took {elapsed:.2f}s to load (budget {budget:.1f}s)"
+
+
+def test_unload_ends_the_child_process(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
+    pid = model_card(service, SMOLLM2_ID)["pid"]
+    assert psutil.pid_exists(pid)
+    assert unload(service, SMOLLM2_ID).json()["status"] == "unloaded"
+    wait_until(lambda: gone(pid), timeout_s=budget_s(2.0))
+    assert llama_servers(service) == []
+
+
+def test_loaded_model_card_reports_its_process(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
+    card = model_card(service, SMOLLM2_ID)
+    child = psutil.Process(card["pid"])
+    assert child.ppid() == service.pid
+    assert any(f"127.0.0.1:{card['port']}" == f"{c.laddr.ip}:{c.laddr.port}" for c in child.net_connections("tcp"))
+    assert card["rss_mb"] > 10  # the mapped weights alone are ~100 MB once touched
+    assert isinstance(card["cpu_percent"], float)
+
+
+def test_unloaded_model_card_has_null_process_fields(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2()})
+    card = model_card(service, SMOLLM2_ID)
+    assert card["status"] == "unloaded"
+    assert {key: card[key] for key in ("pid", "port", "rss_mb", "cpu_percent")} == dict.fromkeys(
+        ("pid", "port", "rss_mb", "cpu_percent")
+    )
+
+
+def test_logs_endpoint_returns_the_childs_output(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
+    lines = httpx.get(f"{service.url}/v1/models/{SMOLLM2_ID}/logs", timeout=10).json()["lines"]
+    # llama-server announces its listening address and the loaded model on stdout/stderr.
+    port = model_card(service, SMOLLM2_ID)["port"]
+    assert any(f"127.0.0.1:{port}" in line for line in lines), lines[-20:]
+    assert any("SmolLM2" in line or "smollm" in line.lower() for line in lines)
+
+
+def test_unload_lets_an_in_flight_request_finish_first(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 16,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+    pid = model_card(service, SMOLLM2_ID)["pid"]
+    with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=60) as stream:
+        lines = sse_lines(stream)
+        assert next(lines)[0] == "data"  # the request is now in flight upstream
+        unloading = pool.submit(unload, service, SMOLLM2_ID)
+        wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=budget_s(5.0))
+        assert not unloading.done() and not gone(pid)  # draining: the child keeps serving the request
+        rest = [text for kind, text in lines if kind == "data"]
+        assert unloading.result(timeout=30).json()["status"] == "unloaded"
+    assert rest[-1] == DONE
+    assert len(rest) >= 16  # every token arrived: the child was not stopped under the request

@@ -1,0 +1,143 @@
+"""``make test``: start the service and the LiteLLM gateway, run every test, always tear both down.
+
+    .venv/bin/python -m tests.stack [extra pytest args]
+
+1. starts ``inference-service serve`` with tests/integration/config.toml (port
+   ``INFERENCE_SERVICE_PORT`` or a free one) and waits until ``/health/ready``;
+2. starts the LiteLLM proxy with deploy/litellm/config.yaml on a free port, offline, and
+   waits for ``/health/liveliness``;
+3. exports ``INFERENCE_SERVICE_URL`` / ``LLM_GATEWAY_URL`` and runs ``pytest tests/unit``, then
+   ``pytest tests/integration`` (subfolders included) with ``INTEGRATION_REQUIRED=1``, so a
+   test that would skip for want of the stack fails instead;
+4. stops the gateway and the service (and their children) whatever happened - failure,
+   Ctrl-C or SIGTERM - and exits non-zero if anything failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+from tests.integration.conftest import GATEWAY_MASTER_KEY
+from tests.support.service import REPO_ROOT, free_port, running_service, wait_for_http
+
+SERVICE_CONFIG = REPO_ROOT / "tests" / "integration" / "config.toml"
+GATEWAY_CONFIG = REPO_ROOT / "deploy" / "litellm" / "config.yaml"
+LITELLM = Path(sys.executable).parent / "litellm"
+SERVICE_READY_TIMEOUT_S = 180.0
+GATEWAY_READY_TIMEOUT_S = 120.0  # ~10-15 s on an idle machine; far more on a busy 2-core one
+STOP_TIMEOUT_S = 15.0
+PYTEST_NO_TESTS = 5  # pytest's exit code when nothing was collected
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM a process we started, SIGKILL it if it lingers, then kill any child it left behind."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@contextmanager
+def running_gateway(service_url: str, log_dir: Path) -> Iterator[str]:
+    """Run the LiteLLM proxy against ``service_url`` until the block exits; yields its URL."""
+    port = free_port()
+    log_path = log_dir / f"gateway-{port}.log"
+    env = {
+        **os.environ,
+        "INFERENCE_SERVICE_API_BASE": f"{service_url}/v1",
+        "INFERENCE_SERVICE_API_KEY": "no-key-needed",  # the test config sets no api_key; LiteLLM needs some key
+        "LITELLM_MASTER_KEY": GATEWAY_MASTER_KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the bundled cost map: no download at start-up
+    }
+    argv = [str(LITELLM), "--config", str(GATEWAY_CONFIG), "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log:
+        # cwd=log_dir: whatever LiteLLM writes next to itself stays out of the work tree.
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=log_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health/liveliness", GATEWAY_READY_TIMEOUT_S, process)
+        yield url
+    except BaseException:
+        sys.stderr.write(f"--- gateway log ({log_path}) ---\n{log_path.read_text(errors='replace')[-4000:]}\n")
+        raise
+    finally:
+        stop_tree(process)
+
+
+def run_pytest(label: str, paths: Sequence[str], env: Mapping[str, str], extra_args: Sequence[str]) -> bool:
+    """One pytest run in a child process; True when it passed (or found nothing to run)."""
+    say(f"{label}: pytest {' '.join(paths)}")
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", *extra_args], env=dict(env), cwd=REPO_ROOT)
+    elapsed = time.monotonic() - started
+    if code == PYTEST_NO_TESTS:
+        say(f"{label}: no tests collected ({elapsed:.0f}s)")
+        return True
+    say(f"{label}: {'passed' if code == 0 else f'FAILED (exit {code})'} in {elapsed:.0f}s")
+    return code == 0
+
+
+def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (CI cancelling the job) unwinds like Ctrl-C, so every ``finally`` tears down."""
+    raise KeyboardInterrupt
+
+
+def main(extra_args: Sequence[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    started = time.monotonic()
+    log_dir = Path(tempfile.mkdtemp(prefix="inference-stack-"))
+    port = int(os.environ["INFERENCE_SERVICE_PORT"]) if os.environ.get("INFERENCE_SERVICE_PORT") else None
+    say(f"logs in {log_dir}")
+    results: dict[str, bool] = {}
+    try:
+        say(f"starting inference-service ({SERVICE_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/ready ...")
+        with running_service(SERVICE_CONFIG, log_dir, port=port, ready_timeout_s=SERVICE_READY_TIMEOUT_S, wait_ready=True) as service:
+            say(f"inference-service ready at {service.url} (pid {service.pid}) after {time.monotonic() - started:.0f}s")
+            say(f"starting LiteLLM gateway ({GATEWAY_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/liveliness ...")
+            with running_gateway(service.url, log_dir) as gateway_url:
+                say(f"gateway ready at {gateway_url} after {time.monotonic() - started:.0f}s")
+                env = {**os.environ, "INFERENCE_SERVICE_URL": service.url, "LLM_GATEWAY_URL": gateway_url,
+                       "LITELLM_MASTER_KEY": GATEWAY_MASTER_KEY, "INTEGRATION_REQUIRED": "1"}  # fmt: skip
+                results["unit"] = run_pytest("unit", ["tests/unit"], env, extra_args)
+                results["integration"] = run_pytest("integration", ["tests/integration"], env, extra_args)
+                say("stopping the gateway and the service ...")
+    except KeyboardInterrupt:
+        say("interrupted: the gateway and the service were stopped")
+        return 130
+    except (RuntimeError, TimeoutError) as error:
+        say(f"the stack did not come up: {error}")
+        return 1
+    failed = [label for label, passed in results.items() if not passed]
+    say(f"done in {time.monotonic() - started:.0f}s: " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

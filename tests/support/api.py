@@ -1,0 +1,61 @@
+"""Tiny synchronous clients for the router's model-management and chat endpoints.
+
+The supervisor tests drive a real router over HTTP; these keep each test about the
+behaviour it checks instead of about request plumbing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.support.service import ServiceProcess
+
+TIMEOUT_S = 60.0
+
+
+def model_card(service: ServiceProcess, model_id: str) -> dict[str, Any]:
+    """``GET /v1/models/{id}``: the model's state, reason and process fields."""
+    response = httpx.get(f"{service.url}/v1/models/{model_id}", timeout=TIMEOUT_S)
+    response.raise_for_status()
+    return response.json()
+
+
+def load(service: ServiceProcess, model_id: str) -> httpx.Response:
+    """``POST /v1/models/{id}/load``; the response is returned whatever its status."""
+    return httpx.post(f"{service.url}/v1/models/{model_id}/load", timeout=TIMEOUT_S)
+
+
+def unload(service: ServiceProcess, model_id: str) -> httpx.Response:
+    return httpx.post(f"{service.url}/v1/models/{model_id}/unload", timeout=TIMEOUT_S)
+
+
+def chat(service: ServiceProcess, model_id: str, max_tokens: int = 2) -> httpx.Response:
+    """One short chat completion (a couple of tokens keeps the contended CPU free)."""
+    return httpx.post(
+        f"{service.url}/v1/chat/completions",
+        json={"model": model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": max_tokens},
+        timeout=TIMEOUT_S,
+    )
+
+
+def llama_servers(service: ServiceProcess) -> list[psutil.Process]:
+    """The router's live llama-server children."""
+    found = []
+    for child in service.children():
+        try:
+            if child.name().startswith("llama-server") and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

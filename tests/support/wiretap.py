@@ -1,0 +1,119 @@
+"""A passive TCP relay that keeps a copy of every byte a client sends through it.
+
+Whether the router strips its own request fields before forwarding is only visible on
+the wire to the runtime: llama-server ignores unknown JSON keys and logs no request
+bodies. Putting this relay between the router and a *real* llama-server lets a test
+read exactly what went upstream while the real server still answers every request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    body: bytes
+
+
+def parse_requests(stream: bytes) -> list[RecordedRequest]:
+    """Split one connection's client bytes into HTTP/1.1 requests (Content-Length framed)."""
+    requests = []
+    while stream:
+        head, separator, rest = stream.partition(b"\r\n\r\n")
+        if not separator:
+            break
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+        length = int(headers.get("content-length", "0"))
+        method, path, _ = request_line.split(" ", 2)
+        requests.append(RecordedRequest(method, path, rest[:length]))
+        stream = rest[length:]
+    return requests
+
+
+class Wiretap:
+    """Listens on a free 127.0.0.1 port; each connection is piped to ``target()``'s port."""
+
+    def __init__(self, target: Callable[[], int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._connections: list[bytearray] = []
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def requests(self) -> list[RecordedRequest]:
+        """Every complete request clients have sent so far, connection by connection."""
+        with self._lock:
+            streams = [bytes(recorded) for recorded in self._connections]
+        return [request for stream in streams for request in parse_requests(stream)]
+
+    def start(self) -> None:
+        self._spawn(self._accept_loop)
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._target()), timeout=10)
+            except OSError:
+                client.close()  # the real server is down: the client sees a dropped connection
+                continue
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            recorded = bytearray()
+            with self._lock:
+                self._connections.append(recorded)
+            self._spawn(lambda c=client, u=upstream, r=recorded: self._pipe(c, u, r))
+            self._spawn(lambda c=client, u=upstream: self._pipe(u, c, None))
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, recorded: bytearray | None) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if recorded is not None:
+                    with self._lock:
+                        recorded += chunk
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        for sock in list(self._sockets):
+            sock.close()
+        for thread in list(self._threads):
+            thread.join(timeout=2)
+
+
+@contextmanager
+def wiretap(target: Callable[[], int]) -> Iterator[Wiretap]:
+    """A running :class:`Wiretap`, closed (threads joined) when the block exits."""
+    tap = Wiretap(target)
+    tap.start()
+    try:
+        yield tap
+    finally:
+        tap.close()

@@ -1,0 +1,132 @@
+"""AdmissionQueue: who gets a slot, in which order, and what happens to the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
+
+HIGH, NORMAL, LOW = 3, 2, 1
+
+
+async def settle() -> None:
+    """Let every runnable task advance until it blocks again."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def occupied(queue: AdmissionQueue) -> AsyncIterator[asyncio.Event]:
+    """Hold every slot of ``queue`` until the yielded event is set (or the block exits)."""
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with queue.slot():
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(queue.parallel)]
+    await settle()
+    try:
+        yield release
+    finally:
+        release.set()
+        await asyncio.gather(*holders)
+
+
+async def admitted_in_order(queue: AdmissionQueue, arrivals: list[tuple[str, int]]) -> list[str]:
+    """Queue ``arrivals`` (name, priority) behind a full queue, free the slots, return admission order."""
+    order: list[str] = []
+
+    async def request(name: str, priority: int) -> None:
+        async with queue.slot(priority):
+            order.append(name)
+
+    async with occupied(queue):
+        waiters = []
+        for name, priority in arrivals:
+            waiters.append(asyncio.create_task(request(name, priority)))
+            await settle()  # arrival order is the creation order
+    await asyncio.gather(*waiters)
+    return order
+
+
+async def test_below_parallel_requests_are_admitted_at_once() -> None:
+    queue = AdmissionQueue(parallel=2, max_queue=0, timeout_s=1)
+    async with queue.slot(), queue.slot():
+        assert (queue.active, queue.waiting) == (2, 0)
+    assert queue.active == 0
+
+
+async def test_waiters_are_served_high_priority_first() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=10, timeout_s=5)
+    order = await admitted_in_order(queue, [("low", LOW), ("normal", NORMAL), ("high", HIGH)])
+    assert order == ["high", "normal", "low"]
+
+
+async def test_equal_priority_waiters_are_served_first_in_first_out() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=10, timeout_s=5)
+    order = await admitted_in_order(queue, [(f"r{i}", NORMAL) for i in range(5)])
+    assert order == ["r0", "r1", "r2", "r3", "r4"]
+
+
+async def test_request_beyond_the_queue_bound_is_refused_with_queue_full() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=2, timeout_s=5)
+    async with occupied(queue):
+        queued = [asyncio.create_task(queue._acquire(NORMAL)) for _ in range(2)]
+        await settle()
+        with pytest.raises(QueueFull, match="queue_size 2"):
+            await queue._acquire(NORMAL)
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+
+
+async def test_waiter_gives_up_with_queue_timeout() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=5, timeout_s=0.05)
+    async with occupied(queue):
+        with pytest.raises(QueueTimeout, match="0.05s"):
+            async with queue.slot():
+                pass
+        assert queue.waiting == 0
+
+
+async def test_released_slot_passes_to_the_waiter_not_to_a_newcomer() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=5, timeout_s=5)
+    order: list[str] = []
+    waiter_done = asyncio.Event()
+
+    async def request(name: str, hold: asyncio.Event | None = None) -> None:
+        async with queue.slot():
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    async with occupied(queue):
+        waiter = asyncio.create_task(request("waiter", hold=waiter_done))
+        await settle()
+    # The holder released: the slot went straight to the waiter (still counted as active, nothing
+    # queued), so a request arriving now cannot take it.
+    assert (queue.active, queue.waiting) == (1, 0)
+    newcomer = asyncio.create_task(request("newcomer"))
+    await settle()
+    assert order == ["waiter"]
+    waiter_done.set()
+    await asyncio.gather(waiter, newcomer)
+    assert order == ["waiter", "newcomer"]
+    assert queue.active == 0
+
+
+async def test_cancelled_waiter_does_not_leak_its_slot() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=5, timeout_s=5)
+    async with occupied(queue):
+        waiter = asyncio.create_task(queue._acquire(NORMAL))
+        await settle()
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+    assert (queue.active, queue.waiting) == (0, 0)
+    async with queue.slot():
+        assert queue.active == 1

@@ -1,0 +1,59 @@
+"""The llama-server command line the supervisor spawns, flag by flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inference_service.config import ModelConfig
+from inference_service.runtimes.llamacpp import build_argv
+
+BINARY = Path("/opt/llama/bin/llama-server")
+GGUF = Path("/models/qwen2.5-7b-instruct-q4_k_m.gguf")
+
+
+def test_gpu_config_produces_the_exact_llama_server_flags() -> None:
+    model = ModelConfig(
+        id="qwen-7b",
+        path=GGUF,
+        ctx_size=8192,
+        parallel=4,
+        n_gpu_layers=35,
+        main_gpu=1,
+        tensor_split=[3, 1],
+        flash_attn=True,
+    )
+    assert build_argv(BINARY, model, GGUF, 41001) == [
+        "/opt/llama/bin/llama-server",
+        "--model", "/models/qwen2.5-7b-instruct-q4_k_m.gguf",
+        "--host", "127.0.0.1",
+        "--port", "41001",
+        "--alias", "qwen-7b",
+        "--ctx-size", "8192",
+        "--parallel", "4",
+        "--metrics",
+        "--slots",
+        "--n-gpu-layers", "35",
+        "--main-gpu", "1",
+        "--tensor-split", "3,1",
+        "--flash-attn", "on",
+    ]  # fmt: skip
+
+
+def test_unset_gpu_options_add_no_flags() -> None:
+    argv = build_argv(BINARY, ModelConfig(id="cpu", path=GGUF), GGUF, 41002)
+    assert not {"--n-gpu-layers", "--main-gpu", "--tensor-split", "--flash-attn", "--embeddings"} & set(argv)
+
+
+def test_flash_attn_false_is_passed_as_off() -> None:
+    argv = build_argv(BINARY, ModelConfig(id="cpu", path=GGUF, flash_attn=False), GGUF, 41003)
+    assert argv[argv.index("--flash-attn") + 1] == "off"
+
+
+def test_fractional_tensor_split_keeps_its_precision() -> None:
+    argv = build_argv(BINARY, ModelConfig(id="split", path=GGUF, tensor_split=[0.6, 0.4]), GGUF, 41004)
+    assert argv[argv.index("--tensor-split") + 1] == "0.6,0.4"
+
+
+def test_embeddings_flag_and_extra_args_come_last_in_order() -> None:
+    model = ModelConfig(id="embed", path=GGUF, embeddings=True, extra_args=["--pooling", "mean", "--threads", "2"])
+    assert build_argv(BINARY, model, GGUF, 41005)[-5:] == ["--embeddings", "--pooling", "mean", "--threads", "2"]

@@ -1,0 +1,108 @@
+"""The ``inference-service`` command as a user runs it: a real subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.configs import SMOLLM2_FILE, write_config
+from tests.support.package_index import PublishedModel
+from tests.support.service import REPO_ROOT
+
+EXIT_USAGE = 2
+MODEL = {"runtime": "llamacpp", "path": str(SMOLLM2_FILE)}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``python -m inference_service ARGS`` with the caller's environment plus ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "inference_service", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "runtime", "models"):
+        assert command in result.stdout
+
+
+def test_models_help_lists_its_actions() -> None:
+    result = run_cli("models", "--help")
+    assert result.returncode == 0
+    for action in ("pull", "list", "load", "unload"):
+        assert action in result.stdout
+
+
+def test_runtime_install_prints_the_binary_path_last_when_already_installed() -> None:
+    started = time.monotonic()
+    result = run_cli("runtime", "install")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    binary = Path(result.stdout.splitlines()[-1])
+    assert binary.is_absolute() and binary.name == "llama-server" and os.access(binary, os.X_OK)
+    assert elapsed < 20, f"an installed runtime should be found, not built ({elapsed:.1f}s)"
+
+
+def test_models_pull_twice_downloads_once_and_keeps_the_file(pull_setup: PublishedModel) -> None:
+    env = {"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)}
+    first = run_cli("models", "pull", "--config", str(pull_setup.config), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == str(pull_setup.target)
+    mtime_ns = pull_setup.target.stat().st_mtime_ns
+    wheels_fetched = pull_setup.index.downloads()
+    assert len(wheels_fetched) == 2
+
+    second = run_cli("models", "pull", "--config", str(pull_setup.config), env=env)
+
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert pull_setup.index.downloads() == wheels_fetched
+    assert pull_setup.target.stat().st_mtime_ns == mtime_ns
+
+
+@pytest.mark.parametrize(
+    ("models", "top_level", "named_key"),
+    [
+        ({"tiny": {**MODEL, "runtime": "vllm"}}, {}, "models.tiny.runtime"),
+        ({"tiny": {**MODEL, "aliases": ["small"]}, "small": MODEL}, {}, "models.small"),
+        ({"tiny": {**MODEL, "ctx_size": "large"}}, {}, "models.tiny.ctx_size"),
+        ({"tiny": {**MODEL, "path": "/nonexistent/tiny.gguf", "preload": True}}, {}, "models.tiny.path"),
+        ({"tiny": MODEL}, {"colour": "blue"}, "colour"),
+    ],
+    ids=["unknown-runtime", "duplicate-alias", "bad-type", "missing-preload-file", "unknown-key"],
+)
+def test_serve_with_an_invalid_config_prints_one_error_line_and_exits_2(
+    tmp_path: Path, models: dict[str, dict[str, object]], top_level: dict[str, object], named_key: str
+) -> None:
+    config = write_config(tmp_path / "bad.toml", models, **top_level)
+    result = run_cli("serve", "--config", str(config), "--port", "1")
+    assert result.returncode == EXIT_USAGE
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("inference-service: error: ")
+    assert named_key in lines[0]
+
+
+def test_serve_with_a_missing_config_file_names_it(tmp_path: Path) -> None:
+    result = run_cli("serve", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.strip() == f"inference-service: error: config file not found: {tmp_path / 'absent.toml'}"
+
+
+def test_inference_config_environment_variable_chooses_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bad.toml", {"tiny": MODEL}, colour="blue")
+    result = run_cli("serve", "--port", "1", env={"INFERENCE_CONFIG": str(config)})
+    assert result.returncode == EXIT_USAGE
+    assert str(config) in result.stderr
