@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -106,6 +107,8 @@ def main() -> int:
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     plan = Plan.quick() if args.quick else Plan()
+    # A SIGTERM (timeout, CI cancel) unwinds like Ctrl-C, so every process we started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     info = {"date": datetime.now().strftime("%Y-%m-%d_%H%M%S"), **report.machine()}
     started = time.monotonic()

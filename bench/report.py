@@ -74,14 +74,17 @@ def markdown(results: list[Result], info: dict[str, Any], plan: dict[str, Any]) 
 
 
 def chart(results: list[Result], path: Path, title: str) -> None:
-    """One panel per scenario: its headline rows, direct and routed side by side."""
+    """One panel per scenario and unit: its headline rows, direct and routed side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(result, [row for row in result.rows if row.plot]) for result in results]
-    panels = [(result, rows) for result, rows in panels if rows]
+    panels = [
+        (result, [row for row in result.rows if row.plot and row.unit == unit])
+        for result in results
+        for unit in dict.fromkeys(row.unit for row in result.rows if row.plot)
+    ]
     columns = min(3, len(panels)) or 1
     lines = math.ceil(len(panels) / columns) or 1
     figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.8 * lines), squeeze=False)
@@ -89,10 +92,13 @@ def chart(results: list[Result], path: Path, title: str) -> None:
         axis.set_visible(False)
     for axis, (result, rows) in zip(axes.flat, panels):
         positions = range(len(rows))
-        width = 0.38
-        direct = [row.direct if row.direct is not None else 0.0 for row in rows]
-        axis.bar([p - width / 2 for p in positions], direct, width, label="direct", color="#7f9fbf")
-        axis.bar([p + width / 2 for p in positions], [row.routed for row in rows], width, label="routed", color="#d9822b")
+        paired = any(row.direct is not None for row in rows)  # memory has no direct counterpart
+        width = 0.38 if paired else 0.6
+        if paired:
+            direct = [row.direct if row.direct is not None else 0.0 for row in rows]
+            axis.bar([p - width / 2 for p in positions], direct, width, label="direct", color="#7f9fbf")
+        routed_at = [p + width / 2 for p in positions] if paired else list(positions)
+        axis.bar(routed_at, [row.routed for row in rows], width, label="routed", color="#d9822b")
         axis.set_xticks(list(positions), [row.metric for row in rows], rotation=20, ha="right", fontsize=8)
         axis.set_ylabel(rows[0].unit)
         axis.set_title(result.name, fontsize=10)

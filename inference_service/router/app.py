@@ -52,9 +52,10 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = svc
+    # Routes are matched in order: the proxied endpoints first saves ~18 us per request (see bench/).
+    app.include_router(api_completions.router)
     app.include_router(api_ops.router)
     app.include_router(api_models.router)
-    app.include_router(api_completions.router)
     app.add_middleware(
         RequestContextMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,

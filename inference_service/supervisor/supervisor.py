@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 RuntimeFactory = Callable[[ModelConfig], Runtime]
 
+#: Restart backoff (seconds): base * 2**(n-1), capped - between failed starts, and between crashes in a row.
+_BACKOFF_BASE_S, _BACKOFF_MAX_S = 0.25, 10.0
+#: A child that served this long before crashing starts a new crash streak (it was not crash-looping).
+_STABLE_UPTIME_S = 60.0
+
 
 class SupervisorError(Exception):
     pass
@@ -113,6 +118,7 @@ class _ManagedModel:
         self.last_used: float | None = None
         self.loaded_at: float | None = None
         self.restarts = 0
+        self.crash_streak = 0  # consecutive crashes, each within _STABLE_UPTIME_S of (re)loading
         self.footprint_mb: int | None = None
         self.load_task: asyncio.Task[Endpoint] | None = None
         self.unload_task: asyncio.Task[None] | None = None
@@ -315,6 +321,8 @@ class Supervisor:
             self._set_state(managed, ModelState.FAILED, f"{reason}\n(not restarted: restart_max_attempts = 0)")
             return
         managed.restarts += 1
+        up_s = time.time() - (managed.loaded_at or 0.0)
+        managed.crash_streak = managed.crash_streak + 1 if up_s < _STABLE_UPTIME_S else 1
         if managed.runtime.self_healing:
             self._set_state(managed, ModelState.FAILED, reason)
             await self._recover(managed)
@@ -326,12 +334,24 @@ class Supervisor:
         managed.load_task.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def _restart(self, managed: _ManagedModel) -> Endpoint:
-        """Restart a crashed child with exponential backoff, then give up as ``failed``."""
+        """Restart a crashed child with exponential backoff, then give up as ``failed``.
+
+        Backoff applies twice: between start attempts that fail, and before restarting a
+        child that keeps crashing soon after it loaded (each of those restarts *succeeds*,
+        so without a streak a crash loop would respawn at full speed forever).
+        """
         attempts = self._settings.restart_max_attempts
+        streak = managed.crash_streak
+        if streak > attempts:
+            reason = f"crashed {streak} times in a row, each within {_STABLE_UPTIME_S:g}s of loading: {managed.reason}"
+            self._set_state(managed, ModelState.FAILED, reason)
+            raise ModelUnavailable(f"model {managed.config.id!r} failed: {reason}")
+        if streak > 1:
+            await asyncio.sleep(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (streak - 1)))
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
-                wait=wait_exponential(multiplier=0.25, max=10),
+                wait=wait_exponential(multiplier=_BACKOFF_BASE_S, max=_BACKOFF_MAX_S),
                 retry=retry_if_exception_type(RuntimeStartError),
             ):
                 with attempt:

@@ -33,7 +33,6 @@ FAST_MODEL = "llama-3.2-3b"
 ORCHESTRATION_MODEL = "phi-4"
 MULTI_MODEL = "deepseek-r1-7b"
 
-DONE_LINE = "data: [DONE]"
 PROBE_TIMEOUT_S = 5.0
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -138,7 +137,7 @@ class ChatRequestFactory:
         models: list[str] | None = None,
         message: str = "Name one primary colour.",
         model: str = ORCHESTRATION_MODEL,
-        max_tokens: int = 12,
+        max_tokens: int = 8,
         **extra: Any,
     ) -> dict[str, Any]:
         """An orchestrated request; ``models`` pins the participants (else the service picks by role)."""

@@ -80,9 +80,9 @@ async def test_system_message_reaches_the_model(
 ) -> None:
     """The system prompt is forwarded, not dropped: a longer one costs more prompt tokens.
     (Two system prompts are compared because some chat templates add a default one when none is sent.)"""
-    short = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief.", max_tokens=4))
+    short = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief.", max_tokens=1))
     padding = " Always answer politely, precisely and in plain English."
-    long = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief." + padding * 5, max_tokens=4))
+    long = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief." + padding * 5, max_tokens=1))
     assert short.status_code == long.status_code == 200
     assert long.json()["usage"]["prompt_tokens"] >= short.json()["usage"]["prompt_tokens"] + 20
 

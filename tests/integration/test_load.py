@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.requires_mo
 CHAT = "/v1/chat/completions"
 
 
-async def _burst(http: httpx.AsyncClient, count: int, max_tokens: int = 8) -> list[httpx.Response]:
+async def _burst(http: httpx.AsyncClient, count: int, max_tokens: int = 4) -> list[httpx.Response]:
     """``count`` distinct requests sent at once (distinct prompts, so no answer can come from a cache)."""
     requests = [ChatRequestFactory.simple(message=f"Say the number {n}.", max_tokens=max_tokens) for n in range(count)]
     return list(await asyncio.gather(*(http.post(CHAT, json=request, timeout=REQUEST_TIMEOUT_S) for request in requests)))
@@ -75,7 +75,7 @@ async def test_service_serves_normally_after_a_flood(
     async_client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]
 ) -> None:
     """Refused work leaves nothing behind: once a flood is over, slots are free again."""
-    await _burst(async_client, 50, max_tokens=2)
+    await _burst(async_client, 30, max_tokens=1)  # 30 > 4 slots + 16 queued: overflows too
     ready = await async_client.get("/health/ready")
     assert ready.status_code == 200
     response = await async_client.post(CHAT, json=chat_request_factory.simple(max_tokens=4))

@@ -9,16 +9,17 @@ answer already in hand (a degraded result). This module turns that into an ordin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
-from inference_service.router.errors import APIError, envelope
+from inference_service.router.errors import APIError
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
@@ -117,7 +118,9 @@ def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _stream(svc: Services, plan: Plan, raw: dict[str, Any], priority: int, completion_id: str, created: int) -> AsyncIterator[bytes]:
+async def _stream(
+    svc: Services, plan: Plan, raw: dict[str, Any], priority: int, completion_id: str, created: int
+) -> AsyncGenerator[bytes, None]:
     """Preliminary stages first (announced as SSE comments), then the final stage token by token;
     the last data chunk carries usage for all stages and the orchestration object."""
     notices: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -144,7 +147,7 @@ async def _stream(svc: Services, plan: Plan, raw: dict[str, Any], priority: int,
         try:
             outcome = task.result()
         except APIError as error:
-            yield _frame(envelope(error.message, error.type, error.param, error.code)) + DONE
+            yield _frame(error.body()) + DONE
             return
         degraded = outcome.degraded_reason
         final = outcome.final_stage
@@ -159,22 +162,27 @@ async def _stream(svc: Services, plan: Plan, raw: dict[str, Any], priority: int,
             except APIError as error:
                 stage.error, stage.finished_at = error.message, time.time()
                 runner.record(stage)
-                final, reason = _fallback(runner, error.message)
+                try:
+                    final, reason = _fallback(runner, error.message)
+                except APIError as failure:  # nothing to fall back to: the headers are sent, so say it in-band
+                    yield _frame(failure.body()) + DONE
+                    return
                 degraded = "; ".join(filter(None, [degraded, reason]))
             else:
                 try:
-                    async for event in events:
-                        if not event.startswith(b"data: {"):
-                            continue
-                        chunk = json.loads(event[6:])
-                        if isinstance(chunk.get("usage"), dict):
-                            stage.usage = {k: int(chunk["usage"].get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-                        for choice in chunk.get("choices") or []:
-                            stage.text += (choice.get("delta") or {}).get("content") or ""
-                            stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
-                        if last is not None:
-                            yield _frame(last)
-                        last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
+                    async with contextlib.aclosing(events):
+                        async for event in events:
+                            if not event.startswith(b"data: {"):
+                                continue
+                            chunk = json.loads(event[6:])
+                            if isinstance(chunk.get("usage"), dict):
+                                stage.usage = {k: int(chunk["usage"].get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                            for choice in chunk.get("choices") or []:
+                                stage.text += (choice.get("delta") or {}).get("content") or ""
+                                stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
+                            if last is not None:
+                                yield _frame(last)
+                            last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
                 except UpstreamUnreachable as error:
                     yield error_event(f"the final stage's model stopped while streaming: {error}", code="upstream_died") + DONE
                     return

@@ -49,7 +49,7 @@ def router(start_router: StartRouter) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def burst(router: ServiceProcess) -> Burst:
     """30 simultaneous requests at a 4-slot, 8-deep model, with /metrics sampled meanwhile."""
-    body = chat_body(max_tokens=4, ignore_eos=True)
+    body = chat_body(max_tokens=2, ignore_eos=True)
     depths: list[float] = []
     done = threading.Event()
 

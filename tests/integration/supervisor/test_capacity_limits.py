@@ -1,7 +1,9 @@
-"""``memory_budget_mb`` evicts like ``max_loaded_models`` does, and a busy model is never evicted (507).
+"""``memory_budget_mb`` evicts like ``max_loaded_models`` does; a busy model is never evicted (507),
+and nothing is evicted for a model that could not fit even alone.
 
 Estimates (weights + KV cache + overhead, from the GGUF headers): SmolLM2 at ctx 2048
-~202 MB, gemma at ctx 512 ~314 MB. A 400 MB budget holds either, never both.
+~202 MB, gemma at ctx 512 ~314 MB. A 400 MB budget holds either, never both; a 250 MB
+budget never holds gemma.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 MODELS = {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()}
 ONE_MODEL_ONLY = {"max_loaded_models": 1}
 BUDGET_FOR_ONE = {"memory_budget_mb": 400}
+BUDGET_TOO_SMALL_FOR_GEMMA = {"memory_budget_mb": 250}
 
 
 def test_memory_budget_too_small_for_both_evicts_the_idle_first(start_service: StartService) -> None:
@@ -50,3 +53,15 @@ def test_load_needing_a_busy_models_room_answers_507_and_leaves_it_serving(
     assert "none is idle to evict" in response.json()["error"]["message"]
     assert (card["status"], card["pid"]) == ("loaded", busy_pid)
     assert model_card(service, GEMMA_ID)["status"] == "unloaded"
+
+
+def test_model_bigger_than_the_whole_budget_gets_507_and_evicts_nothing(start_service: StartService) -> None:
+    service = start_service(MODELS, **BUDGET_TOO_SMALL_FOR_GEMMA)
+    resident_pid = model_card(service, SMOLLM2_ID)["pid"]
+
+    response = load(service, GEMMA_ID)
+
+    assert response.status_code == 507, response.text
+    assert "more than the whole memory_budget_mb=250" in response.json()["error"]["message"]
+    card = model_card(service, SMOLLM2_ID)
+    assert (card["status"], card["pid"]) == ("loaded", resident_pid)  # not evicted for nothing

@@ -5,15 +5,23 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.supervisor.conftest import StartService
 from tests.support.api import chat, model_card
 from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, smollm2, wait_until
+from tests.support.service import ServiceProcess
 from tests.support.timing import budget_s
 
 pytestmark = pytest.mark.integration
+
+
+def reloaded(service: ServiceProcess, old_pids: list[int]) -> dict[str, Any] | None:
+    """The model's card once it is ``loaded`` in a child other than ``old_pids``."""
+    card = model_card(service, SMOLLM2_ID)
+    return card if card["status"] == "loaded" and card["pid"] not in (None, *old_pids) else None
 
 
 def test_sigkilled_child_is_loaded_again_under_a_new_pid_within_5s(start_service: StartService) -> None:
@@ -22,11 +30,7 @@ def test_sigkilled_child_is_loaded_again_under_a_new_pid_within_5s(start_service
 
     os.kill(old_pid, signal.SIGKILL)  # our own grandchild, by pid
 
-    def reloaded() -> dict[str, object] | None:
-        card = model_card(service, SMOLLM2_ID)
-        return card if card["status"] == "loaded" and card["pid"] not in (None, old_pid) else None
-
-    card = wait_until(reloaded, timeout_s=budget_s(5.0))
+    card = wait_until(lambda: reloaded(service, [old_pid]), timeout_s=budget_s(5.0))
     assert card["restarts"] == 1
     response = chat(service, SMOLLM2_ID)
     assert response.status_code == 200, response.text
@@ -46,3 +50,16 @@ def test_child_whose_restarts_keep_failing_ends_failed_with_the_reason(start_ser
     assert card["reason"].startswith("gave up after 2 restart attempts")
     assert "not found" in card["reason"]
     assert card["pid"] is None
+
+
+def test_child_that_keeps_crashing_after_loading_ends_failed(start_service: StartService) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)}, restart_max_attempts=2)
+    pids: list[int] = []
+    for _ in range(3):  # every restart succeeds, and every new child dies again at once
+        card = wait_until(lambda: reloaded(service, pids), timeout_s=budget_s(10.0))
+        pids.append(card["pid"])
+        os.kill(card["pid"], signal.SIGKILL)
+
+    card = wait_until(lambda: (c := model_card(service, SMOLLM2_ID))["status"] == "failed" and c, timeout_s=budget_s(5.0))
+    assert card["reason"].startswith("crashed 3 times in a row")
+    assert card["restarts"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,9 +52,7 @@ def test_unloaded_model_card_has_null_process_fields(start_service: StartService
     service = start_service({SMOLLM2_ID: smollm2()})
     card = model_card(service, SMOLLM2_ID)
     assert card["status"] == "unloaded"
-    assert {key: card[key] for key in ("pid", "port", "rss_mb", "cpu_percent")} == dict.fromkeys(
-        ("pid", "port", "rss_mb", "cpu_percent")
-    )
+    assert [card[key] for key in ("pid", "port", "rss_mb", "cpu_percent")] == [None, None, None, None]
 
 
 def test_logs_endpoint_returns_the_childs_output(start_service: StartService) -> None:
@@ -66,17 +65,19 @@ def test_logs_endpoint_returns_the_childs_output(start_service: StartService) ->
 
 
 def test_unload_lets_an_in_flight_request_finish_first(start_service: StartService) -> None:
-    service = start_service({SMOLLM2_ID: smollm2(preload=True)})
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 16,
+    # A drain timeout far beyond the request: on a contended CPU a few tokens can take many seconds.
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)}, drain_timeout_s=300)
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 6,
             "ignore_eos": True, "stream": True}  # fmt: skip
     pid = model_card(service, SMOLLM2_ID)["pid"]
-    with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=60) as stream:
+    with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream:
         lines = sse_lines(stream)
         assert next(lines)[0] == "data"  # the request is now in flight upstream
         unloading = pool.submit(unload, service, SMOLLM2_ID)
         wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=budget_s(5.0))
         assert not unloading.done() and not gone(pid)  # draining: the child keeps serving the request
         rest = [text for kind, text in lines if kind == "data"]
-        assert unloading.result(timeout=30).json()["status"] == "unloaded"
+        assert unloading.result(timeout=300).json()["status"] == "unloaded"
+    # The generation ran to its token limit: the child was not stopped under the request.
     assert rest[-1] == DONE
-    assert len(rest) >= 16  # every token arrived: the child was not stopped under the request
+    assert json.loads(rest[-2])["choices"][0]["finish_reason"] == "length"

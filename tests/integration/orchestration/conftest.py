@@ -1,0 +1,57 @@
+"""One real router with both tiny models, each in its own llama-server, shared by the package.
+
+SmolLM2 holds the primary/fast roles and gemma the critic/thinker/coder roles, so every
+multi-model mode really runs across two distinct processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import model_card
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
+from tests.support.service import ServiceProcess, running_service
+
+PRESET = "code-review"
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+#: Every stage shares the request's sampling fields: short and deterministic keeps the shared CPU free.
+SHORT = {"max_tokens": 8, "temperature": 0, "seed": 7}
+
+
+@pytest.fixture(scope="package")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    directory = tmp_path_factory.mktemp("orchestration")
+    models = {
+        SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast"], ctx_size=4096),
+        GEMMA_ID: gemma(preload=True, roles=["critic", "thinker", "coder"], ctx_size=4096),
+    }
+    presets = {PRESET: {"orchestration_mode": "critique", "models": [GEMMA_ID, SMOLLM2_ID],
+                        "roles": {"generator": "coder", "critic": "primary"}}}  # fmt: skip
+    config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, presets=presets)
+    with running_service(config, directory / "logs", wait_ready=True) as service:
+        yield service
+
+
+@pytest.fixture(scope="package")
+def client(router: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=router.url, timeout=300.0) as http:
+        yield http
+
+
+def orchestrated(client: httpx.Client, mode: str, **fields: Any) -> httpx.Response:
+    """POST an orchestrated chat completion (non-streaming) with short, deterministic stages."""
+    return client.post("/v1/chat/completions", json={"messages": QUESTION, "orchestration_mode": mode, **SHORT, **fields})
+
+
+def child_metrics(router: ServiceProcess, model_id: str) -> str:
+    """The model's own llama-server ``/metrics`` (started with ``--metrics``)."""
+    port = model_card(router, model_id)["port"]
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+
+
+def stages_by_role(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {stage["role"]: stage for stage in body["orchestration"]["stages"]}
