@@ -144,7 +144,7 @@ class LoadClient:
                 else:
                     await response.read()
                 ok = response.status == 200
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             ok = False
         ended = time.perf_counter()
         return Sample(

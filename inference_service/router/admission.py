@@ -62,7 +62,7 @@ class AdmissionQueue:
         heapq.heappush(self._waiters, waiter)
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout=self.timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as error:
+        except (TimeoutError, asyncio.CancelledError) as error:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release()  # the slot was handed over just as we gave up: pass it on
             waiter.future.cancel()

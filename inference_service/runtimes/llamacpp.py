@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import Sequence
@@ -46,6 +45,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def _answers_ok(client: httpx.AsyncClient) -> bool:
+    """llama-server's readiness: ``/health`` is 503 while the model loads, 200 when it serves."""
+    with contextlib.suppress(httpx.HTTPError):
+        return (await client.get("/health")).status_code == 200
+    return False
 
 
 class LlamaCppRuntime:
@@ -93,31 +99,13 @@ class LlamaCppRuntime:
         except OSError as error:
             raise RuntimeStartError(f"cannot start {self._binary}: {error}") from None
         base_url = f"http://127.0.0.1:{self._port}"
-        exited = asyncio.create_task(self._child.wait())
-        ready = asyncio.create_task(self._poll_health(base_url))
         try:
-            done, _ = await asyncio.wait({exited, ready}, timeout=self._health_timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (exited, ready):
-                if not task.done():
-                    task.cancel()
-        if ready in done:
-            return Endpoint(base_url=base_url, model_name=self._model.id)
-        if exited in done:
-            raise RuntimeStartError(f"llama-server exited with code {exited.result()} while loading:\n{self._child.log_tail()}")
-        await self.stop()
-        raise RuntimeStartError(
-            f"llama-server did not become healthy within {self._health_timeout_s:g}s:\n{self._child.log_tail()}"
-        )
-
-    async def _poll_health(self, base_url: str) -> None:
-        """Poll ``/health`` until 200 (it answers 503 while the model loads)."""
-        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/health")).status_code == 200:
-                        return
-                await asyncio.sleep(self._health_interval_s)
+            async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+                await self._child.wait_ready(lambda: _answers_ok(client), self._health_interval_s, self._health_timeout_s)
+        except RuntimeStartError:
+            await self.stop()
+            raise
+        return Endpoint(base_url=base_url, model_name=self._model.id)
 
     async def wait_until_down(self) -> str:
         assert self._child is not None

@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -170,27 +170,11 @@ class OllamaServer:
                 await self._child.spawn()
             except OSError as error:
                 raise RuntimeStartError(f"cannot start {self._binary}: {error}") from None
-            await self._wait_ready(self._child)
-
-    async def _wait_ready(self, child: ChildProcess) -> None:
-        async def poll() -> None:
-            while not await self._healthy():
-                await asyncio.sleep(self._health_interval_s)
-
-        exited = asyncio.create_task(child.wait())
-        ready = asyncio.create_task(poll())
-        try:
-            done, _ = await asyncio.wait({exited, ready}, timeout=self._health_timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (exited, ready):
-                if not task.done():
-                    task.cancel()
-        if ready in done:
-            return
-        if exited in done:
-            raise RuntimeStartError(f"ollama serve exited with code {exited.result()} while starting:\n{child.log_tail()}")
-        await child.terminate(self._stop_grace_s)
-        raise RuntimeStartError(f"ollama serve did not answer /api/version within {self._health_timeout_s:g}s:\n{child.log_tail()}")
+            try:
+                await self._child.wait_ready(self._healthy, self._health_interval_s, self._health_timeout_s)
+            except RuntimeStartError:
+                await self._child.terminate(self._stop_grace_s)
+                raise
 
     async def release(self, user: str) -> None:
         """Forget ``user``; stop the child once nobody needs it."""
@@ -236,7 +220,7 @@ class OllamaRuntime:
         self._events: deque[str] = deque(maxlen=200)
 
     def _note(self, message: str) -> None:
-        self._events.append(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}")
+        self._events.append(f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}")
 
     def _fail(self, message: str) -> RuntimeStartError:
         self._note(message)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import httpx
 
@@ -30,7 +30,7 @@ class RemoteRuntime:
         self._client: httpx.AsyncClient | None = None
 
     def _note(self, message: str) -> None:
-        self._events.append(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}")
+        self._events.append(f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}")
 
     def _probe_client(self) -> httpx.AsyncClient:
         """One client for every probe: building an httpx client loads the CA bundle, ~50 ms of

@@ -17,11 +17,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import psutil
 
-from inference_service.runtimes.base import ProcessInfo
+from inference_service.runtimes.base import ProcessInfo, RuntimeStartError
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,32 @@ class ChildProcess:
                 await asyncio.wait_for(asyncio.shield(self._pump), timeout=1.0)
         return code
 
+    async def wait_ready(self, healthy: Callable[[], Awaitable[bool]], interval_s: float, timeout_s: float) -> None:
+        """Poll ``healthy`` until it holds, racing the process's exit.
+
+        A child that dies while starting fails the wait at once, with its exit code and
+        output, instead of after ``timeout_s``. On timeout the child is left running: the
+        caller decides whether to stop it.
+        """
+
+        async def poll() -> None:
+            while not await healthy():
+                await asyncio.sleep(interval_s)
+
+        exited = asyncio.create_task(self.wait())
+        ready = asyncio.create_task(poll())
+        try:
+            done, _ = await asyncio.wait({exited, ready}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (exited, ready):
+                if not task.done():
+                    task.cancel()
+        if ready in done:
+            return
+        if exited in done:
+            raise RuntimeStartError(f"{self.name} exited with code {exited.result()} while starting:\n{self.log_tail()}")
+        raise RuntimeStartError(f"{self.name} did not become healthy within {timeout_s:g}s:\n{self.log_tail()}")
+
     def log_lines(self) -> list[str]:
         return list(self._logs)
 
@@ -147,7 +173,7 @@ class ChildProcess:
         self._signal_group(signal.SIGTERM)
         try:
             await asyncio.wait_for(self._process.wait(), timeout=grace_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("%s pid=%d ignored SIGTERM for %.1fs; sending SIGKILL", self.name, self.pid, grace_s)
             self._signal_group(signal.SIGKILL)
             await self._process.wait()

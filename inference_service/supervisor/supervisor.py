@@ -123,7 +123,6 @@ class _ManagedModel:
         self.load_task: asyncio.Task[Endpoint] | None = None
         self.unload_task: asyncio.Task[None] | None = None
         self.watch_task: asyncio.Task[None] | None = None
-        self.changed = asyncio.Condition()
 
     def transition(self, target: ModelState, reason: str | None = None) -> None:
         check_transition(self.state, target)
@@ -146,7 +145,6 @@ class Supervisor:
         self._capacity_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
-        self.on_state_change: Callable[[str, ModelState], None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -281,8 +279,6 @@ class Supervisor:
 
     def _set_state(self, managed: _ManagedModel, target: ModelState, reason: str | None = None) -> None:
         managed.transition(target, reason)
-        if self.on_state_change:
-            self.on_state_change(managed.config.id, target)
 
     async def _load(self, managed: _ManagedModel) -> Endpoint:
         if managed.state != ModelState.LOADING:
@@ -390,7 +386,7 @@ class Supervisor:
             self._set_state(managed, ModelState.UNLOADING)
             try:
                 await asyncio.wait_for(managed.idle.wait(), timeout=self._settings.drain_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning("%s: %d requests still running after drain timeout", managed.config.id, managed.in_flight)
             if managed.watch_task is not None:
                 managed.watch_task.cancel()

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def parse_keep_alive(value: Any) -> float | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def native_error(status: int, message: str) -> JSONResponse:
@@ -149,7 +149,7 @@ class OllamaTestServer:
     # ------------------------------------------------------------------ state
 
     def _mark_pulled(self, name: str) -> None:
-        self.pulled[name] = datetime.now(timezone.utc).isoformat()
+        self.pulled[name] = datetime.now(UTC).isoformat()
 
     def _load(self, name: str, keep_alive: Any) -> None:
         seconds = parse_keep_alive(keep_alive)
@@ -205,7 +205,7 @@ class OllamaTestServer:
         models = []
         for name in self.running():
             expiry = self.loaded[name]
-            expires = datetime.now(timezone.utc) + timedelta(days=365 * 100 if expiry is None else expiry - time.monotonic())
+            expires = datetime.now(UTC) + timedelta(days=365 * 100 if expiry is None else expiry - time.monotonic())
             models.append({**self._card(name), "expires_at": expires.isoformat(), "size_vram": 0})
         return JSONResponse({"models": models})
 

@@ -138,7 +138,7 @@ async def _stream(
         while True:
             try:
                 notice = await asyncio.wait_for(notices.get(), timeout=KEEPALIVE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
             if notice is None:
