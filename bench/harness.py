@@ -18,7 +18,7 @@ import psutil
 from inference_service.config import ModelConfig, load_settings
 from inference_service.provisioning.llamacpp import configured_binary
 from inference_service.runtimes.llamacpp import build_argv
-from tests.support.service import REPO_ROOT, ServiceProcess, free_port, running_service, wait_for_http
+from tests.support.service import REPO_ROOT, ServiceProcess, free_port, running_service, stop_tree, wait_for_http
 
 LLM_ID = "bench-llm"
 INSTANT_ID = "instant"
@@ -33,17 +33,6 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def _stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL: only the process we started."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass(frozen=True)
@@ -131,7 +120,7 @@ def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
         wait_for_http(url + "/health", 30, process)
         yield url, process.pid
     finally:
-        _stop(process)
+        stop_tree(process, 10.0)
 
 
 def spawn_llama_until_healthy(setup: LlamaSetup, poll_interval_s: float, timeout_s: float = 120.0) -> float:
@@ -154,4 +143,4 @@ def spawn_llama_until_healthy(setup: LlamaSetup, poll_interval_s: float, timeout
                 time.sleep(poll_interval_s)
         raise TimeoutError(f"llama-server not healthy after {timeout_s:g}s")
     finally:
-        _stop(process)
+        stop_tree(process, 10.0)

@@ -26,10 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-import psutil
 
 from tests.integration.conftest import GATEWAY_MASTER_KEY
-from tests.support.service import REPO_ROOT, free_port, running_service, wait_for_http
+from tests.support.service import REPO_ROOT, free_port, running_service, stop_tree, wait_for_http
 
 SERVICE_CONFIG = REPO_ROOT / "tests" / "integration" / "config.toml"
 GATEWAY_CONFIG = REPO_ROOT / "deploy" / "litellm" / "config.yaml"
@@ -42,26 +41,6 @@ PYTEST_NO_TESTS = 5  # pytest's exit code when nothing was collected
 
 def say(message: str) -> None:
     print(f"[stack] {message}", flush=True)
-
-
-def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM a process we started, SIGKILL it if it lingers, then kill any child it left behind."""
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @contextmanager
@@ -88,7 +67,7 @@ def running_gateway(service_url: str, log_dir: Path) -> Iterator[str]:
         sys.stderr.write(f"--- gateway log ({log_path}) ---\n{log_path.read_text(errors='replace')[-4000:]}\n")
         raise
     finally:
-        stop_tree(process)
+        stop_tree(process, STOP_TIMEOUT_S)
 
 
 def run_pytest(label: str, paths: Sequence[str], env: Mapping[str, str], extra_args: Sequence[str]) -> bool:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -20,22 +18,6 @@ from inference_service.router.sse import relay, sse_response
 router = APIRouter()
 
 
-async def _observe_stream(
-    svc: Services, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
-) -> AsyncGenerator[bytes, None]:
-    status = "200"
-    try:
-        async with contextlib.aclosing(body):
-            async for chunk in body:
-                yield chunk
-    except BaseException:
-        status = "499"  # the client went away mid-stream
-        raise
-    finally:
-        svc.metrics.requests.labels(model_id, endpoint, status).inc()
-        svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
-
-
 async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], stream: bool, priority: int) -> Response:
     """Proxy one request to one model: bytes through, errors as OpenAI envelopes."""
     endpoint = path.removeprefix("/v1/")
@@ -45,7 +27,7 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
     try:
         if stream:
             events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            return sse_response(_observe_stream(svc, model_id, endpoint, started, relay(events)))
+            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(events)))
         reply = await svc.dispatcher.post(model_id, path, body, priority, request_id)
         if reply.status != 200:
             try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from inference_service.supervisor import ModelState, Supervisor
@@ -48,6 +52,22 @@ class Metrics:
             self.prompt_tokens.labels(model_id).inc(prompt)
         if isinstance(completion, int):
             self.completion_tokens.labels(model_id).inc(completion)
+
+    async def observe_stream(
+        self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
+    ) -> AsyncGenerator[bytes, None]:
+        """Pass a response stream through, counting it (status 499 if the client left) when it ends."""
+        status = "200"
+        try:
+            async with contextlib.aclosing(body):
+                async for chunk in body:
+                    yield chunk
+        except BaseException:
+            status = "499"  # the client went away mid-stream
+            raise
+        finally:
+            self.requests.labels(model_id, endpoint, status).inc()
+            self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
     def render(self, supervisor: Supervisor) -> bytes:
         """Refresh the gauges that mirror supervisor state, then serialise everything."""

@@ -37,7 +37,9 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        # Idle connections are dropped before llama-server's own 5 s keep-alive timeout, so a
+        # request never goes out on a socket the server is closing at that very moment.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=4, enable_cleanup_closed=True)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
 

@@ -7,7 +7,6 @@ Shared by the integration tests that need a router with a config of their own
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,26 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] |
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
+def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM a process we started, SIGKILL it if it lingers, then kill any child it left behind."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in children:  # never leave a llama-server behind, even if the parent misbehaved
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 @dataclass
 class ServiceProcess:
     process: subprocess.Popen[bytes]
@@ -65,20 +84,8 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM the router (it stops its children), SIGKILL as a last resort - ours only, by pid."""
-        children = self.children()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for child in children:  # never leave a llama-server behind, even if the router misbehaved
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+        """SIGTERM the router (it stops its children); SIGKILL and child cleanup as a last resort."""
+        stop_tree(self.process, timeout_s)
 
 
 @contextmanager

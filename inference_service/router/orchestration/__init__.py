@@ -39,6 +39,7 @@ MODES: dict[OrchestrationMode, ModeRunner] = {
     OrchestrationMode.PIPELINE: pipeline.run,
 }
 KEEPALIVE_S = 10.0
+ORCHESTRATED_ENDPOINT = "chat/completions:orchestrated"  # the metrics label
 
 
 def _metadata(plan: Plan, runner: StageRunner, outcome: Outcome, degraded_reason: str | None) -> dict[str, Any]:
@@ -77,7 +78,8 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if chat.stream:
-        return sse_response(_stream(svc, plan, raw, chat.priority, completion_id, created))
+        body = _stream(svc, plan, raw, chat.priority, completion_id, created)
+        return sse_response(svc.metrics.observe_stream(plan.primary, ORCHESTRATED_ENDPOINT, time.perf_counter(), body))
     started = time.perf_counter()
     runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
     try:
@@ -93,10 +95,10 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
                 final, reason = _fallback(runner, str(failure.stage.error))
                 degraded = "; ".join(filter(None, [degraded, reason]))
     except APIError as error:
-        svc.metrics.requests.labels(plan.primary, "chat/completions:orchestrated", str(error.status)).inc()
+        svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, str(error.status)).inc()
         raise
-    svc.metrics.requests.labels(plan.primary, "chat/completions:orchestrated", "200").inc()
-    svc.metrics.latency.labels(plan.primary, "chat/completions:orchestrated").observe(time.perf_counter() - started)
+    svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, "200").inc()
+    svc.metrics.latency.labels(plan.primary, ORCHESTRATED_ENDPOINT).observe(time.perf_counter() - started)
     return JSONResponse({
         "id": completion_id,
         "object": "chat.completion",

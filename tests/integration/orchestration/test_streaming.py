@@ -3,10 +3,12 @@ and the orchestration report in the last data chunk."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.integration.orchestration.conftest import QUESTION, SHORT
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
+from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
 from tests.support.sse import DONE, SSEStream, post_sse
 
@@ -48,3 +50,9 @@ def test_final_stage_arrives_as_content_deltas(streamed: SSEStream) -> None:
     deltas = [chunk for chunk in streamed.chunks if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or [])]
     assert len(deltas) > 1  # token by token, not one block
     assert streamed.content
+
+
+def test_streamed_orchestration_is_counted_in_metrics(router: ServiceProcess, streamed: SSEStream) -> None:
+    metrics = httpx.get(router.url + "/metrics", timeout=10).text
+    counted = sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions:orchestrated", status="200")
+    assert counted is not None and counted >= 1
