@@ -62,7 +62,7 @@ class ModelConfig(_Strict):
     aliases: list[str] = []
     roles: list[Role] = []
     preload: bool = False
-    ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset = never")
+    ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never")
     parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)

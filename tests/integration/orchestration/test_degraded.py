@@ -24,7 +24,7 @@ def degraded(router: ServiceProcess, client: httpx.Client) -> dict[str, Any]:
     holds it (the router reports it in flight); afterwards wait for the supervisor's restart."""
     critic_pid = model_card(router, GEMMA_ID)["pid"]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        running = pool.submit(orchestrated, client, "critique", max_tokens=24)
+        running = pool.submit(orchestrated, client, "critique", max_tokens=64)
         wait_until(lambda: model_card(router, GEMMA_ID)["in_flight"] > 0 or running.done(), timeout_s=120, interval_s=0.01)
         assert not running.done(), f"the critique finished before its critic could be killed: {running.result().text}"
         os.kill(critic_pid, signal.SIGKILL)  # our own grandchild, by pid

@@ -49,20 +49,22 @@ def router(start_router: StartRouter) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def burst(router: ServiceProcess) -> Burst:
     """30 simultaneous requests at a 4-slot, 8-deep model, with /metrics sampled meanwhile."""
-    body = chat_body(max_tokens=2, ignore_eos=True)
+    body = chat_body(max_tokens=16, ignore_eos=True)  # long enough that the slots stay busy while the burst lands
     depths: list[float] = []
     done = threading.Event()
 
-    def sample_depth() -> None:
-        while not done.is_set():
-            depths.append(queue_depth(httpx.get(router.url + "/metrics", timeout=10).text, SMOLLM2_ID))
+    def sample_depth(client: httpx.Client) -> None:
+        while not done.wait(0.02):
+            depths.append(queue_depth(client.get("/metrics").text, SMOLLM2_ID))
 
     with httpx.Client(base_url=router.url, timeout=120, limits=httpx.Limits(max_connections=BURST + 1)) as client:
         with ThreadPoolExecutor(max_workers=BURST + 1) as pool:
-            sampler = pool.submit(sample_depth)
-            futures = [pool.submit(client.post, "/v1/chat/completions", json=body) for _ in range(BURST)]
-            responses = [future.result(timeout=120) for future in futures]  # a hung request fails here
-            done.set()
+            sampler = pool.submit(sample_depth, client)
+            try:
+                futures = [pool.submit(client.post, "/v1/chat/completions", json=body) for _ in range(BURST)]
+                responses = [future.result(timeout=120) for future in futures]  # a hung request fails here
+            finally:
+                done.set()  # whatever happened, the sampler stops and the pool can shut down
             sampler.result()
         return Burst(responses, max(depths, default=0.0), client.get("/metrics").text)
 

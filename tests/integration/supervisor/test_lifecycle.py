@@ -67,7 +67,8 @@ def test_logs_endpoint_returns_the_childs_output(start_service: StartService) ->
 def test_unload_lets_an_in_flight_request_finish_first(start_service: StartService) -> None:
     # A drain timeout far beyond the request: on a contended CPU a few tokens can take many seconds.
     service = start_service({SMOLLM2_ID: smollm2(preload=True)}, drain_timeout_s=300)
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 6,
+    # Long enough (~2 s at full speed) that the unload is observed while the request still runs.
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 300,
             "ignore_eos": True, "stream": True}  # fmt: skip
     pid = model_card(service, SMOLLM2_ID)["pid"]
     with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream:
