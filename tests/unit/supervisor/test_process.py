@@ -30,6 +30,14 @@ async def spawn() -> AsyncIterator[Spawn]:
         await child.terminate(grace_s=1.0)
 
 
+async def said_ready(child: ChildProcess, timeout_s: float = 10.0) -> None:
+    """Wait until the child has printed its ``ready`` line."""
+    deadline = time.monotonic() + timeout_s
+    while child.log_lines() != ["ready"]:
+        assert time.monotonic() < deadline, f"child never said ready: {child.log_lines()}"
+        await asyncio.sleep(0.02)
+
+
 async def test_overlong_output_line_is_cut_and_later_lines_still_arrive(spawn: Spawn) -> None:
     child = await spawn("print('x' * 200_000); print('after'); print('end')")
     assert await child.wait() == 0
@@ -42,10 +50,7 @@ async def test_child_that_ignores_sigterm_is_killed_after_the_grace_period(spawn
     child = await spawn(
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     )
-    for _ in range(500):  # the handler is installed once it says so (10 s at most)
-        if child.log_lines() == ["ready"]:
-            break
-        await asyncio.sleep(0.02)
+    await said_ready(child)  # its SIGTERM handler is installed
     started = time.monotonic()
     assert await child.terminate(grace_s=0.5) == -9
     assert 0.5 <= time.monotonic() - started < 5
@@ -58,7 +63,8 @@ async def test_terminating_an_exited_child_again_returns_its_exit_code(spawn: Sp
 
 
 async def test_process_info_is_reported_while_running_and_gone_after_exit(spawn: Spawn) -> None:
-    child = await spawn("import time; time.sleep(60)")
+    child = await spawn("import time; print('ready', flush=True); time.sleep(60)")
+    await said_ready(child)  # measured once the interpreter runs, not between fork and exec
     info = child.info(port=1234)
     assert info is not None and (info.pid, info.port) == (child.pid, 1234)
     assert info.rss_mb is not None and info.rss_mb > 1
