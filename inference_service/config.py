@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(default=8.0, ge=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     restart_max_attempts: int = Field(default=5, ge=0)
+    failed_retry_s: float = Field(
+        default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"
+    )
     log_buffer_lines: int = Field(default=500, ge=10)
     runtimes: RuntimesConfig = RuntimesConfig()
     models: dict[str, ModelConfig] = {}

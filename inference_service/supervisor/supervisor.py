@@ -233,12 +233,15 @@ class Supervisor:
     async def ensure_ready(self, model_id: str) -> Endpoint:
         """The endpoint of a serving model, loading it on demand.
 
-        An external backend that is down fails fast with its reason rather than making
-        every request wait out a probe.
+        A failed model answers at once with its reason instead of making every request
+        pay for a doomed start: an external backend until its probe succeeds, a local one
+        for ``failed_retry_s`` (an explicit :meth:`load` always tries again).
         """
         managed = self._get(model_id)
-        if managed.state == ModelState.FAILED and managed.runtime.self_healing:
-            raise ModelUnavailable(f"model {model_id!r} is unavailable: {managed.reason}")
+        if managed.state == ModelState.FAILED:
+            cooling = time.time() - managed.state_since < self._settings.failed_retry_s
+            if managed.runtime.self_healing or cooling:
+                raise ModelUnavailable(f"model {model_id!r} is unavailable: {managed.reason}")
         return await self.load(model_id)
 
     @contextlib.asynccontextmanager

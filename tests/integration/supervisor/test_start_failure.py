@@ -63,3 +63,13 @@ def test_router_keeps_serving_other_models_after_a_start_failure(service: Servic
     assert service.process.poll() is None
     assert httpx.get(f"{service.url}/health", timeout=5).status_code == 200
     assert chat(service, SMOLLM2_ID).status_code == 200
+
+
+def test_requests_to_a_failed_model_get_503_without_respawning_it(service: ServiceProcess) -> None:
+    """Within failed_retry_s a request learns the reason at once; it does not pay for another doomed start."""
+    load(service, CORRUPT)
+    spawns_before = service.log().count(f"spawned llama-server[{CORRUPT}]")
+    responses = [chat(service, CORRUPT) for _ in range(3)]
+    assert [response.status_code for response in responses] == [503, 503, 503]
+    assert all(CORRUPT_MESSAGE in response.json()["error"]["message"] for response in responses)
+    assert service.log().count(f"spawned llama-server[{CORRUPT}]") == spawns_before
