@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,26 +42,28 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runtimes-logs")
 
 
-@pytest.fixture(scope="module")
-def remote_llama(logs: Path) -> Iterator[LlamaServer]:
-    """The "remote host": a real llama-server (SmolLM2) not started by the router."""
-    server = LlamaServer("remote-host", SMOLLM2_FILE, logs)
+@contextmanager
+def running_llama(name: str, model_file: Path, logs: Path) -> Iterator[LlamaServer]:
+    server = LlamaServer(name, model_file, logs)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_llama(logs: Path) -> Iterator[LlamaServer]:
+    """The "remote host": a real llama-server (SmolLM2) not started by the router."""
+    with running_llama("remote-host", SMOLLM2_FILE, logs) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def ollama_backend(logs: Path) -> Iterator[LlamaServer]:
     """The real llama-server (gemma-3-270m) that generates for the Ollama test server."""
-    server = LlamaServer("ollama-backend", GEMMA_FILE, logs)
-    server.start()
-    try:
+    with running_llama("ollama-backend", GEMMA_FILE, logs) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
