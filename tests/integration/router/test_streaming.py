@@ -13,6 +13,7 @@ from tests.support.api import model_card
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.service import ServiceProcess
 from tests.support.sse import DONE, SSEStream, post_sse, sse_lines
+from tests.support.timing import budget_s
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +65,10 @@ def test_stream_ends_with_exactly_one_done(streamed: SSEStream) -> None:
 
 
 def test_client_disconnect_after_first_chunk_frees_the_slot(router: ServiceProcess) -> None:
-    """The router lets go of the upstream within 1 s (its lease ends when it closes the
-    connection), and llama-server's own /slots then shows the slot idle. llama-server only
-    notices a closed socket when it writes its next token; on this contended 2-core box that
-    alone was measured at up to 1.6 s with a client disconnecting from llama-server directly,
-    so the slot gets 3 s while the router's part is held to 1 s."""
+    """Within 1 s of the client hanging up, the router has let go of the upstream and
+    llama-server's own /slots shows the slot idle. (llama-server notices the closed socket
+    when it writes its next token, so on an oversubscribed machine the bound stretches
+    with the load, see tests/support/timing.py.)"""
     slots_url = child_url(router, SMOLLM2_ID) + "/slots"
     body = chat_body(max_tokens=400, stream=True, ignore_eos=True)
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=60) as response:
@@ -77,7 +77,8 @@ def test_client_disconnect_after_first_chunk_frees_the_slot(router: ServiceProce
         next(payload for kind, payload in lines if kind == "data" and '"content":"' in payload)
         assert any(slot["is_processing"] for slot in httpx.get(slots_url).json())  # still generating
     disconnected = time.monotonic()
-    wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=1.0, interval_s=0.02)
-    router_released = time.monotonic() - disconnected
-    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(slots_url).json()), timeout_s=3.0, interval_s=0.02)
-    assert router_released < 1.0
+    budget = budget_s(1.0)
+    wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=budget, interval_s=0.02)
+    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(slots_url).json()), timeout_s=budget, interval_s=0.02)
+    freed = time.monotonic() - disconnected
+    assert freed < budget, f"slot freed {freed:.2f}s after the disconnect (budget {budget:.1f}s)"
