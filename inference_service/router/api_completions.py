@@ -11,7 +11,7 @@ from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import orchestrate
-from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, upstream_body
+from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, without_router_fields
 from inference_service.router.services import Services, services
 from inference_service.router.sse import relay, sse_response
 
@@ -22,7 +22,7 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
     """Proxy one request to one model: bytes through, errors as OpenAI envelopes."""
     endpoint = path.removeprefix("/v1/")
     started = time.perf_counter()
-    body = upstream_body(raw, model_id)
+    body = without_router_fields(raw)
     request_id = request_id_var.get()
     try:
         if stream:

@@ -78,8 +78,6 @@ class EmbeddingRequest(_PassThrough):
     input: str | list[str] | list[int] | list[list[int]]
 
 
-def upstream_body(raw: dict[str, Any], model_name: str) -> dict[str, Any]:
-    """The client's own JSON, untouched except for the runtime's model name and minus router-only fields."""
-    body = {key: value for key, value in raw.items() if key not in ROUTER_ONLY_FIELDS}
-    body["model"] = model_name
-    return body
+def without_router_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """The client's own JSON minus the router-only fields; the dispatcher sets the runtime's model name."""
+    return {key: value for key, value in raw.items() if key not in ROUTER_ONLY_FIELDS}

@@ -280,12 +280,9 @@ class Supervisor:
         except KeyError:
             raise UnknownModel(model_id, list(self._models)) from None
 
-    def _set_state(self, managed: _ManagedModel, target: ModelState, reason: str | None = None) -> None:
-        managed.transition(target, reason)
-
     async def _load(self, managed: _ManagedModel) -> Endpoint:
         if managed.state != ModelState.LOADING:
-            self._set_state(managed, ModelState.LOADING)
+            managed.transition(ModelState.LOADING)
         try:
             if managed.runtime.local:
                 await self._make_room_for(managed)
@@ -293,10 +290,10 @@ class Supervisor:
         except (RuntimeStartError, InsufficientCapacity) as error:
             reason = error.reason if isinstance(error, RuntimeStartError) else str(error)
             if isinstance(error, InsufficientCapacity):
-                self._set_state(managed, ModelState.UNLOADING)
-                self._set_state(managed, ModelState.UNLOADED, reason)
+                managed.transition(ModelState.UNLOADING)
+                managed.transition(ModelState.UNLOADED, reason)
                 raise
-            self._set_state(managed, ModelState.FAILED, reason)
+            managed.transition(ModelState.FAILED, reason)
             if managed.runtime.self_healing:
                 self._watch(managed, self._recover(managed))
             raise ModelUnavailable(f"model {managed.config.id!r} failed to load: {reason}") from None
@@ -304,7 +301,7 @@ class Supervisor:
             await managed.runtime.stop()
             raise
         managed.endpoint = endpoint
-        self._set_state(managed, ModelState.LOADED)
+        managed.transition(ModelState.LOADED)
         self._watch(managed, self._watch_liveness(managed))
         return endpoint
 
@@ -317,16 +314,16 @@ class Supervisor:
         if managed.state != ModelState.LOADED or self._closing:
             return  # we are the ones stopping it
         if not managed.runtime.self_healing and self._settings.restart_max_attempts == 0:
-            self._set_state(managed, ModelState.FAILED, f"{reason}\n(not restarted: restart_max_attempts = 0)")
+            managed.transition(ModelState.FAILED, f"{reason}\n(not restarted: restart_max_attempts = 0)")
             return
         managed.restarts += 1
         up_s = time.time() - (managed.loaded_at or 0.0)
         managed.crash_streak = managed.crash_streak + 1 if up_s < _STABLE_UPTIME_S else 1
         if managed.runtime.self_healing:
-            self._set_state(managed, ModelState.FAILED, reason)
+            managed.transition(ModelState.FAILED, reason)
             await self._recover(managed)
             return
-        self._set_state(managed, ModelState.LOADING, reason)
+        managed.transition(ModelState.LOADING, reason)
         managed.load_task = asyncio.create_task(self._restart(managed), name=f"restart:{managed.config.id}")
         # Nobody may be waiting on the restart: retrieve its outcome so a final failure (already
         # recorded as the model's reason) is not reported again as "exception never retrieved".
@@ -343,7 +340,7 @@ class Supervisor:
         streak = managed.crash_streak
         if streak > attempts:
             reason = f"crashed {streak} times in a row, each within {_STABLE_UPTIME_S:g}s of loading: {managed.reason}"
-            self._set_state(managed, ModelState.FAILED, reason)
+            managed.transition(ModelState.FAILED, reason)
             raise ModelUnavailable(f"model {managed.config.id!r} failed: {reason}")
         if streak > 1:
             await asyncio.sleep(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (streak - 1)))
@@ -360,10 +357,10 @@ class Supervisor:
         except RetryError as error:
             failure = error.last_attempt.exception()
             reason = failure.reason if isinstance(failure, RuntimeStartError) else str(failure)
-            self._set_state(managed, ModelState.FAILED, f"gave up after {attempts} restart attempts: {reason}")
+            managed.transition(ModelState.FAILED, f"gave up after {attempts} restart attempts: {reason}")
             raise ModelUnavailable(f"model {managed.config.id!r} failed: {reason}") from None
         managed.endpoint = endpoint
-        self._set_state(managed, ModelState.LOADED)
+        managed.transition(ModelState.LOADED)
         self._watch(managed, self._watch_liveness(managed))
         return endpoint
 
@@ -374,7 +371,7 @@ class Supervisor:
             await asyncio.sleep(interval)
             with contextlib.suppress(RuntimeStartError):
                 managed.endpoint = await managed.runtime.start()
-                self._set_state(managed, ModelState.LOADED)
+                managed.transition(ModelState.LOADED)
                 self._watch(managed, self._watch_liveness(managed))
                 return
 
@@ -386,7 +383,7 @@ class Supervisor:
                     await managed.load_task
             if managed.state == ModelState.UNLOADED:
                 return
-            self._set_state(managed, ModelState.UNLOADING)
+            managed.transition(ModelState.UNLOADING)
             try:
                 await asyncio.wait_for(managed.idle.wait(), timeout=self._settings.drain_timeout_s)
             except TimeoutError:
@@ -394,7 +391,7 @@ class Supervisor:
             if managed.watch_task is not None:
                 managed.watch_task.cancel()
             await managed.runtime.stop()
-            self._set_state(managed, ModelState.UNLOADED)
+            managed.transition(ModelState.UNLOADED)
         finally:
             managed.unload_task = None
 
