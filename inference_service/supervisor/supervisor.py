@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from inference_service.config import ModelConfig, Settings
+from inference_service.events import MODEL_STATE, EventBus
 from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime, RuntimeStartError
 from inference_service.supervisor.footprint import estimate_mb
 from inference_service.supervisor.state import ModelState, check_transition
@@ -105,8 +106,9 @@ class ModelStatus:
 class _ManagedModel:
     """Everything the supervisor tracks for one model. Only the supervisor mutates it."""
 
-    def __init__(self, config: ModelConfig, runtime: Runtime) -> None:
+    def __init__(self, config: ModelConfig, runtime: Runtime, events: EventBus) -> None:
         self.config = config
+        self.events = events
         self.runtime = runtime
         self.state = ModelState.UNLOADED
         self.state_since = time.time()
@@ -134,14 +136,18 @@ class _ManagedModel:
             self.loaded_at = time.time()
         elif target in (ModelState.UNLOADED, ModelState.FAILED):
             self.endpoint = None
+        self.events.publish(MODEL_STATE, self.config.id, state=str(target), reason=reason)
 
 
 class Supervisor:
     """Loads, watches, restarts and unloads models. Public surface: load/unload/ensure_ready/status."""
 
-    def __init__(self, settings: Settings, runtime_factory: RuntimeFactory) -> None:
+    def __init__(self, settings: Settings, runtime_factory: RuntimeFactory, events: EventBus | None = None) -> None:
         self._settings = settings
-        self._models = {model_id: _ManagedModel(cfg, runtime_factory(cfg)) for model_id, cfg in settings.models.items()}
+        self.events = events or EventBus()
+        self._models = {
+            model_id: _ManagedModel(cfg, runtime_factory(cfg), self.events) for model_id, cfg in settings.models.items()
+        }
         self._capacity_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False

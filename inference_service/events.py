@@ -1,0 +1,125 @@
+"""The event bus: what happened in the service, told to whoever listens, never waited on.
+
+The supervisor publishes model state changes, load progress and evictions; the router
+publishes request activity and config reloads. Subscribers (``GET /v1/events``, the
+dashboard, ``inference-service events``) each get a bounded buffer: a publisher never
+awaits, and a subscriber that falls behind loses the oldest events it has not read and
+learns how many from ``dropped`` on the next event it does read. A slow console can
+therefore never slow down a request.
+
+This module sits below the supervisor and the router (it imports neither), so both
+can publish without knowing who listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Event types, by publisher. Model state changes carry ``state`` (and ``reason`` when failed).
+MODEL_STATE = "model_state"
+LOAD_PROGRESS = "load_progress"
+EVICTION = "eviction"
+CONFIG_RELOAD = "config_reload"
+REQUEST = "request"
+EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST})
+
+DEFAULT_SUBSCRIBER_BUFFER = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened. ``seq`` increases by one per published event, bus-wide."""
+
+    seq: int
+    type: str
+    time: float
+    model: str | None
+    data: dict[str, Any]
+
+    def as_dict(self, dropped: int = 0) -> dict[str, Any]:
+        payload = {"seq": self.seq, "type": self.type, "time": self.time, "model": self.model, **self.data}
+        if dropped:
+            payload["dropped"] = dropped
+        return payload
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One listener's bounded buffer and filters. Iterate it to receive ``(event, dropped)``."""
+
+    models: frozenset[str] | None
+    types: frozenset[str] | None
+    capacity: int
+    _buffer: deque[Event] = field(default_factory=deque)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _dropped: int = 0
+
+    def wants(self, event: Event) -> bool:
+        return (self.types is None or event.type in self.types) and (
+            self.models is None or event.model is None or event.model in self.models
+        )
+
+    def offer(self, event: Event) -> None:
+        """Buffer ``event`` without ever blocking: when full, the oldest unread event makes room."""
+        if len(self._buffer) >= self.capacity:
+            self._buffer.popleft()
+            self._dropped += 1
+        self._buffer.append(event)
+        self._ready.set()
+
+    async def next(self) -> tuple[Event, int]:
+        """The next event and how many were dropped just before it."""
+        while not self._buffer:
+            self._ready.clear()
+            await self._ready.wait()
+        dropped, self._dropped = self._dropped, 0
+        return self._buffer.popleft(), dropped
+
+    def __aiter__(self) -> AsyncIterator[tuple[Event, int]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[Event, int]]:
+        while True:
+            yield await self.next()
+
+
+class EventBus:
+    """Fan-out of :class:`Event` to every :class:`Subscription` whose filters match."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._seq = itertools.count(1)
+
+    def publish(self, type: str, model: str | None = None, **data: Any) -> Event:
+        """Record an event; synchronous and O(subscribers), safe to call from any code on the loop."""
+        event = Event(seq=next(self._seq), type=type, time=time.time(), model=model, data=data)
+        for subscription in self._subscriptions:
+            if subscription.wants(event):
+                subscription.offer(event)
+        return event
+
+    def subscribe(
+        self,
+        models: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+        capacity: int = DEFAULT_SUBSCRIBER_BUFFER,
+    ) -> Subscription:
+        """A new listener; call :meth:`unsubscribe` when done (the SSE route does so in ``finally``)."""
+        subscription = Subscription(
+            models=frozenset(models) if models else None, types=frozenset(types) if types else None, capacity=capacity
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)

@@ -1,0 +1,49 @@
+"""The event bus: filtering, ordering, and a slow subscriber that drops instead of blocking."""
+
+from __future__ import annotations
+
+import asyncio
+
+from inference_service.events import MODEL_STATE, REQUEST, EventBus
+
+
+async def test_subscriber_receives_matching_events_in_order() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe(models=["a"], types=[MODEL_STATE])
+    bus.publish(MODEL_STATE, "a", state="loading")
+    bus.publish(MODEL_STATE, "b", state="loading")
+    bus.publish(REQUEST, "a", status=200)
+    bus.publish(MODEL_STATE, "a", state="loaded")
+    first, _ = await subscription.next()
+    second, _ = await subscription.next()
+    assert [(first.model, first.data["state"]), (second.model, second.data["state"])] == [("a", "loading"), ("a", "loaded")]
+    assert second.seq > first.seq
+
+
+async def test_full_buffer_drops_oldest_and_reports_the_count() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe(capacity=3)
+    for number in range(10):
+        bus.publish(REQUEST, "a", number=number)
+    event, dropped = await subscription.next()
+    assert (event.data["number"], dropped) == (7, 7)
+    assert event.as_dict(dropped)["dropped"] == 7
+
+
+async def test_next_waits_for_a_publish() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe()
+    waiter = asyncio.create_task(subscription.next())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    bus.publish(REQUEST, "a")
+    event, dropped = await asyncio.wait_for(waiter, 1.0)
+    assert (event.type, dropped) == (REQUEST, 0)
+
+
+def test_unsubscribed_listener_gets_nothing() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe()
+    bus.unsubscribe(subscription)
+    bus.publish(REQUEST, "a")
+    assert bus.subscribers == 0
