@@ -11,6 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inference_service.processes import ProcessInfo
+
+__all__ = ["Endpoint", "ProcessInfo", "Runtime", "RuntimeStartError"]
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -19,14 +23,6 @@ class Endpoint:
     base_url: str
     model_name: str
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pid: int
-    port: int | None
-    rss_mb: float | None
-    cpu_percent: float | None
 
 
 class RuntimeStartError(Exception):

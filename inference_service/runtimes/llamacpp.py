@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
-from inference_service.supervisor.process import ChildProcess
+from inference_service.processes import ChildProcess, ChildStartError, ProcessInfo
+from inference_service.runtimes.base import Endpoint, RuntimeStartError
 
 
 def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) -> list[str]:
@@ -102,9 +102,9 @@ class LlamaCppRuntime:
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
                 await self._child.wait_ready(lambda: _answers_ok(client), self._health_interval_s, self._health_timeout_s)
-        except RuntimeStartError:
+        except ChildStartError as error:
             await self.stop()
-            raise
+            raise RuntimeStartError(error.reason) from None
         return Endpoint(base_url=base_url, model_name=self._model.id)
 
     async def wait_until_down(self) -> str:

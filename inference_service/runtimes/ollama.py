@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
-from inference_service.supervisor.process import ChildProcess
+from inference_service.processes import ChildProcess, ChildStartError, ProcessInfo
+from inference_service.runtimes.base import Endpoint, RuntimeStartError
 
 DEFAULT_PORT = 11434
 
@@ -172,9 +172,9 @@ class OllamaServer:
                 raise RuntimeStartError(f"cannot start {self._binary}: {error}") from None
             try:
                 await self._child.wait_ready(self._healthy, self._health_interval_s, self._health_timeout_s)
-            except RuntimeStartError:
+            except ChildStartError as error:
                 await self._child.terminate(self._stop_grace_s)
-                raise
+                raise RuntimeStartError(error.reason) from None
 
     async def release(self, user: str) -> None:
         """Forget ``user``; stop the child once nobody needs it."""

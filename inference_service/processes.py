@@ -1,4 +1,4 @@
-"""A child process that can never outlive us.
+"""Process mechanics shared by every runtime that spawns one: a child that can never outlive us.
 
 Each child runs in its own process group (so a stop reaches anything it forks), gets
 ``PR_SET_PDEATHSIG`` on Linux (so the kernel kills it if we are SIGKILLed), and has its
@@ -18,16 +18,31 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import psutil
-
-from inference_service.runtimes.base import ProcessInfo, RuntimeStartError
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _READ_CHUNK = 1 << 16
 _MAX_LINE_BYTES = 8192  # per kept log line: the ring buffer stays small whatever the child prints
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    port: int | None
+    rss_mb: float | None
+    cpu_percent: float | None
+
+
+class ChildStartError(Exception):
+    """The child exited or stayed unhealthy while starting; ``reason`` (with its output) is for operators."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _die_with_parent(parent_pid: int) -> None:  # runs in the child between fork and exec
@@ -134,8 +149,8 @@ class ChildProcess:
         if ready in done:
             return
         if exited in done:
-            raise RuntimeStartError(f"{self.name} exited with code {exited.result()} while starting:\n{self.log_tail()}")
-        raise RuntimeStartError(f"{self.name} did not become healthy within {timeout_s:g}s:\n{self.log_tail()}")
+            raise ChildStartError(f"{self.name} exited with code {exited.result()} while starting:\n{self.log_tail()}")
+        raise ChildStartError(f"{self.name} did not become healthy within {timeout_s:g}s:\n{self.log_tail()}")
 
     def log_lines(self) -> list[str]:
         return list(self._logs)

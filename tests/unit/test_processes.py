@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from inference_service.supervisor.process import ChildProcess
+from inference_service.processes import ChildProcess
 
 Spawn = Callable[[str], Awaitable[ChildProcess]]
 
