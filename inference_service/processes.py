@@ -45,10 +45,24 @@ class ChildStartError(Exception):
         self.reason = reason
 
 
-def _die_with_parent(parent_pid: int) -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _resolve_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up here in the parent, once.
+
+    The lookup (``dlopen``/``dlsym``) must never run between fork and exec: in a
+    multi-threaded parent another thread may hold the loader's lock at fork time, and
+    the child would wait for it forever. Only the call itself happens in the child.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+
+
+_PRCTL = _resolve_prctl()
+
+
+def _die_with_parent(prctl: Callable[..., int] | None, parent_pid: int) -> None:  # in the child, between fork and exec
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl: nobody would signal us
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -80,7 +94,7 @@ class ChildProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            preexec_fn=functools.partial(_die_with_parent, _PRCTL, os.getpid()),
             env=self._env,
         )
         with contextlib.suppress(psutil.Error):

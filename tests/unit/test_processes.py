@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -71,3 +72,26 @@ async def test_process_info_is_reported_while_running_and_gone_after_exit(spawn:
     await child.terminate(grace_s=1.0)
     assert child.info(port=1234) is None
 
+
+
+# What the child itself reads back with prctl(PR_GET_PDEATHSIG): the signal it gets when we die.
+_PRINT_DEATH_SIGNAL = (
+    "import ctypes; libc = ctypes.CDLL(None); signal = ctypes.c_int(); "
+    "libc.prctl(2, ctypes.byref(signal)); print(signal.value, flush=True)"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+async def test_child_gets_the_death_signal_without_loading_libraries_between_fork_and_exec(
+    spawn: Spawn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prctl`` is resolved in the parent: a dlopen in the forked child of a threaded
+    process can deadlock on the loader lock, so any library lookup there fails the spawn."""
+
+    def no_loading_in_the_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ctypes.CDLL called while spawning")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_loading_in_the_child)
+    child = await spawn(_PRINT_DEATH_SIGNAL)  # a fresh interpreter after exec: its ctypes is untouched
+    assert await child.wait() == 0
+    assert child.log_lines() == ["9"]  # SIGKILL
