@@ -22,6 +22,7 @@ from inference_service.provisioning.progress import Progress
 
 PROG = "inference-service"
 EXIT_USAGE = 2
+EXIT_STARTUP_FAILURE = 3  # what uvicorn exits with when the app cannot start
 
 
 class CLIError(Exception):
@@ -72,23 +73,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     binary = check_startable(settings)
     # Imported only now: a config mistake is reported without first paying for the web stack.
-    import uvicorn
-
     from inference_service.router.app import create_app
+    from inference_service.router.server import serve
     from inference_service.runtimes.factory import runtime_factory
 
     _configure_logging(settings.log_level)
-    app = create_app(settings, runtime_factory(settings, binary))
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        timeout_graceful_shutdown=3,
-        access_log=settings.log_level == "debug",
-    )
-    return 0
+    started = serve(create_app(settings, runtime_factory(settings, binary)), settings)
+    return 0 if started else EXIT_STARTUP_FAILURE
 
 
 # --------------------------------------------------------------------------- provisioning

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
     stop_grace_s: float = Field(default=8.0, ge=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, how long running requests may finish before they are cut off"
+    )
     restart_max_attempts: int = Field(default=5, ge=0)
     failed_retry_s: float = Field(
         default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"

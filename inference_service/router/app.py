@@ -20,6 +20,7 @@ from inference_service.router.metrics import Metrics
 from inference_service.router.middleware import RequestContextMiddleware
 from inference_service.router.resolution import ModelResolver
 from inference_service.router.services import Services
+from inference_service.router.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.router.upstream import UpstreamClient
 from inference_service.supervisor import RuntimeFactory, Supervisor
 
@@ -56,6 +57,9 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
     app.include_router(api_completions.router)
     app.include_router(api_ops.router)
     app.include_router(api_models.router)
+    # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
+    app.state.shutdown = Shutdown(settings.shutdown_grace_s)
+    app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(
         RequestContextMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,

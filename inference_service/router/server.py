@@ -1,0 +1,80 @@
+"""The HTTP server around the app: uvicorn, with a graceful stop.
+
+uvicorn's own stop closes the listener and, after ``timeout_graceful_shutdown``, cancels
+whatever still runs - a stream ends as a truncated chunked body, a pending request as a
+bare 500. Here the first SIGTERM/SIGINT runs :meth:`Shutdown.drain_and_close` first (the
+listener stays open meanwhile, so late clients get a 503 ``shutting_down`` they can
+retry elsewhere, not a refused connection), a second one skips the grace, and only
+then does uvicorn stop and the lifespan stop the children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from inference_service.config import Settings
+from inference_service.router.shutdown import Shutdown
+
+logger = logging.getLogger(__name__)
+
+#: What uvicorn may still wait for after the drain: connections closing, nothing that serves.
+_LEFTOVER_TIMEOUT_S = 5
+
+
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server whose stop signals go through the app's :class:`Shutdown` first."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+        super().__init__(config)
+        self._shutdown = shutdown
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_signals = 0
+        self._stopping: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Runs in the main thread between two bytecodes: only schedules work on the loop."""
+        if not self.started or self._loop is None:
+            super().handle_exit(sig, frame)  # still starting up: nothing to drain yet
+            return
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            self._loop.call_soon_threadsafe(self._begin_stop, sig)
+        elif self._stop_signals == 2:
+            logger.warning("second stop signal: cutting running requests off now")
+            self._loop.call_soon_threadsafe(self._shutdown.skip_grace)
+        else:
+            super().handle_exit(sig, frame)
+
+    def _begin_stop(self, sig: int) -> None:
+        logger.info("stop signal: draining for up to %gs (shutdown_grace_s); send it again to cut requests off", self._shutdown.grace_s)
+        self._stopping = asyncio.create_task(self._shutdown.drain_and_close(), name="shutdown")
+        # Only once every request has its answer does uvicorn stop serving (and re-raise ``sig``).
+        self._stopping.add_done_callback(lambda _: super(GracefulServer, self).handle_exit(sig, None))
+
+
+def serve(app: FastAPI, settings: Settings) -> bool:
+    """Serve ``app`` until stopped by a signal, then stop the children; False if start-up failed."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        timeout_graceful_shutdown=_LEFTOVER_TIMEOUT_S,
+        access_log=settings.log_level == "debug",
+    )
+    server = GracefulServer(config, app.state.shutdown)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return server.started

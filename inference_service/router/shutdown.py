@@ -1,0 +1,174 @@
+"""Graceful shutdown: the router's phase, one owner, ``serving -> draining -> closing``.
+
+**draining** (the first SIGTERM/SIGINT): ``/health/ready`` and every new request get 503
+``shutting_down`` at once (``/health`` and ``/metrics`` still answer), while requests
+already running may finish for up to ``shutdown_grace_s``.
+
+**closing** (the grace is over, every request finished, or a second signal): each
+request still running is cancelled - which releases its upstream slot - and answered
+properly: a stream that already started gets an error event and ``data: [DONE]``,
+anything else a 503 envelope. No client sees a truncated body or a bare 500. Only then
+does the server stop and the supervisor stop the children.
+
+The hot path pays one phase comparison, a set insertion and an ``anyio.CancelScope`` per
+request, and one ``bytes.endswith`` per streamed chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference_service.router.errors import service_unavailable
+from inference_service.router.sse import DONE, error_event
+
+logger = logging.getLogger(__name__)
+
+#: Answered in every phase: liveness, and metrics so the drain itself can be watched.
+STILL_SERVED = frozenset({"/health", "/metrics"})
+SHUTTING_DOWN = "shutting_down"
+#: How long the closing answers (a 503, or an error event and [DONE]) may take to send:
+#: a client that reads nothing must not keep the process from exiting.
+ANSWER_TIMEOUT_S = 5.0
+
+
+class Phase(enum.StrEnum):
+    SERVING = "serving"
+    DRAINING = "draining"
+    CLOSING = "closing"
+
+
+class _Request:
+    """One request in flight: how to cancel it, and how far its response got."""
+
+    __slots__ = ("_send", "cancel_scope", "started", "streaming", "done_sent", "complete")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.cancel_scope = anyio.CancelScope()
+        self.started = False  # the status line went out
+        self.streaming = False  # an SSE response
+        self.done_sent = False  # the stream's ``data: [DONE]`` went out
+        self.complete = False  # the last body message went out
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.streaming = any(
+                name == b"content-type" and value.startswith(b"text/event-stream") for name, value in message.get("headers", ())
+            )
+            await self._send(message)
+            self.started = True
+            return
+        await self._send(message)
+        if not message.get("more_body", False):
+            self.complete = True
+        elif self.streaming and message.get("body", b"").endswith(DONE):
+            self.done_sent = True
+
+    async def answer_cut_short(self, scope: Scope) -> None:
+        """Finish a response the shutdown cut off so that the client can tell what happened."""
+        if self.complete:
+            return
+        with anyio.move_on_after(ANSWER_TIMEOUT_S), contextlib.suppress(OSError):
+            if not self.started:
+                error = service_unavailable(
+                    "the server shut down before the request finished: retry it", SHUTTING_DOWN, retry_after_s=1
+                )
+                error.headers["Connection"] = "close"
+                await error.response()(scope, _no_body, self._send)
+            elif self.streaming:
+                if not self.done_sent:
+                    event = error_event("the server shut down while streaming", SHUTTING_DOWN, SHUTTING_DOWN)
+                    await self._send({"type": "http.response.body", "body": event + DONE, "more_body": True})
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            # A non-streamed body already on its way cannot be changed: the server closes the connection.
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Shutdown:
+    """The router's shutdown phase and the requests it has to account for."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.phase = Phase.SERVING
+        self._running: set[_Request] = set()
+        self._idle = asyncio.Event()
+        self._skip_grace = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def _advance(self, expected: Phase, target: Phase) -> bool:
+        """Compare-and-swap the phase; a caller that finds another phase changes nothing."""
+        if self.phase is not expected:
+            return False
+        logger.info("shutdown: %s -> %s (%d request(s) in flight)", expected, target, len(self._running))
+        self.phase = target
+        if not self._running:
+            self._idle.set()
+        return True
+
+    def skip_grace(self) -> None:
+        """Close now instead of after the grace (a second stop signal)."""
+        self._skip_grace.set()
+
+    async def drain_and_close(self) -> None:
+        """Run the whole shutdown once; when it returns every request has been answered."""
+        if not self._advance(Phase.SERVING, Phase.DRAINING):
+            return
+        finished = asyncio.ensure_future(self._idle.wait())
+        skipped = asyncio.ensure_future(self._skip_grace.wait())
+        try:
+            await asyncio.wait({finished, skipped}, timeout=self.grace_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            finished.cancel()
+            skipped.cancel()
+        self._advance(Phase.DRAINING, Phase.CLOSING)
+        for request in list(self._running):
+            request.cancel_scope.cancel()
+        with contextlib.suppress(TimeoutError):  # each answer is bounded; this only guards against a bug
+            await asyncio.wait_for(self._idle.wait(), timeout=2 * ANSWER_TIMEOUT_S)
+        if self._running:
+            logger.warning("shutdown: %d request(s) still running after closing", len(self._running))
+
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one request under the shutdown's control (refused unless serving)."""
+        if self.phase is not Phase.SERVING and scope["path"] not in STILL_SERVED:
+            error = service_unavailable("the server is shutting down: retry on another instance", SHUTTING_DOWN, retry_after_s=1)
+            error.headers["Connection"] = "close"
+            await error.response()(scope, receive, send)
+            return
+        request = _Request(send)
+        self._running.add(request)
+        try:
+            with request.cancel_scope:
+                await app(scope, receive, request.send)
+            if request.cancel_scope.cancelled_caught:
+                await request.answer_cut_short(scope)
+        finally:
+            self._running.discard(request)
+            if not self._running and self.phase is not Phase.SERVING:
+                self._idle.set()
+
+
+class ShutdownMiddleware:
+    """Pure ASGI middleware putting every HTTP request under :class:`Shutdown`."""
+
+    def __init__(self, app: ASGIApp, shutdown: Shutdown) -> None:
+        self.app = app
+        self._shutdown = shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self._shutdown.serve(self.app, scope, receive, send)

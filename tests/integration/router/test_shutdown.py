@@ -1,0 +1,186 @@
+"""SIGTERM under load: readiness fails at once, late requests get 503 ``shutting_down``,
+running requests finish or are answered properly after ``shutdown_grace_s``, and no
+llama-server outlives the router."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.router.conftest import StartRouter, chat_body
+from tests.support.api import gone, llama_servers
+from tests.support.configs import smollm2, wait_until
+from tests.support.prometheus import sample
+from tests.support.service import ServiceProcess
+from tests.support.sse import DONE, sse_lines
+from tests.support.timing import budget_s
+
+pytestmark = pytest.mark.integration
+
+MODEL_ID = "smollm2-shutdown"
+#: Long generations: 2048 context tokens per slot keep a stream going well past a short grace.
+LONG = {"max_tokens": 1500, "ignore_eos": True}
+
+
+@dataclass
+class Outcome:
+    """What one client got, or the transport error that broke its response."""
+
+    status: int | None = None
+    content_type: str = ""
+    body: Any = None
+    data: list[str] = field(default_factory=list)  # streams: every data payload, in order
+    broken: str | None = None
+
+    @property
+    def error_code(self) -> str | None:
+        payloads = [self.body] if isinstance(self.body, dict) else []
+        payloads += [json.loads(payload) for payload in self.data if payload.startswith("{")]
+        codes = [p["error"].get("code") for p in payloads if isinstance(p.get("error"), dict)]
+        return codes[-1] if codes else None
+
+
+def stream(url: str, body: dict[str, Any], first_token: threading.Event | None = None) -> Outcome:
+    try:
+        with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}, timeout=120) as response:
+            outcome = Outcome(response.status_code, response.headers.get("content-type", ""))
+            if response.status_code != 200:
+                outcome.body = response.read() and response.json()
+                return outcome
+            for kind, payload in sse_lines(response):
+                if kind == "data":
+                    outcome.data.append(payload)
+                    if first_token is not None and '"content":"' in payload:
+                        first_token.set()
+            return outcome
+    except httpx.HTTPError as error:
+        return Outcome(broken=f"{error.__class__.__name__}: {error}")
+
+
+def post(url: str, body: dict[str, Any]) -> Outcome:
+    try:
+        response = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+    except httpx.HTTPError as error:
+        return Outcome(broken=f"{error.__class__.__name__}: {error}")
+    content_type = response.headers.get("content-type", "")
+    body_ = response.json() if content_type.startswith("application/json") else response.text
+    return Outcome(response.status_code, content_type, body_)
+
+
+def assert_answered_properly(outcomes: list[Outcome]) -> None:
+    """No truncated stream, no text/plain 500: every client can tell what happened."""
+    for outcome in outcomes:
+        assert outcome.broken is None, outcome.broken
+        assert outcome.content_type.startswith(("application/json", "text/event-stream")), outcome
+        if outcome.content_type.startswith("text/event-stream"):
+            assert outcome.data[-1] == DONE and outcome.data.count(DONE) == 1, outcome.data[-3:]
+        else:
+            assert outcome.status in (200, 503), outcome
+            if outcome.status == 503:
+                assert outcome.error_code == "shutting_down", outcome
+
+
+@dataclass
+class Load:
+    """Two streams holding both slots, and more requests queued behind them."""
+
+    service: ServiceProcess
+    children: list[int]
+    streams: list[Future[Outcome]]
+    queued: list[Future[Outcome]]
+
+    def outcomes(self, timeout_s: float) -> list[Outcome]:
+        return [future.result(timeout=timeout_s) for future in self.streams + self.queued]
+
+
+def start_load(pool: ThreadPoolExecutor, service: ServiceProcess, **request: Any) -> Load:
+    children = [child.pid for child in llama_servers(service)]
+    assert children
+    body = chat_body(model=MODEL_ID, **request)
+    started = [threading.Event(), threading.Event()]
+    streams = [pool.submit(stream, service.url, body, event) for event in started]
+    for event in started:
+        assert event.wait(60), "the streams never produced a token"
+    queued = [pool.submit(post, service.url, body), pool.submit(post, service.url, body), pool.submit(stream, service.url, body)]
+    wait_until(lambda: sample(httpx.get(service.url + "/metrics").text, "inference_queue_depth", model=MODEL_ID) == 3, 30)
+    return Load(service, children, streams, queued)
+
+
+def assert_stopped_without_orphans(load: Load, timeout_s: float) -> None:
+    load.service.process.wait(timeout=timeout_s)
+    wait_until(lambda: all(gone(pid) for pid in load.children), timeout_s=budget_s(5.0))
+
+
+@pytest.fixture
+def start(start_router: StartRouter) -> Callable[[float], ServiceProcess]:
+    def start_with_grace(grace_s: float) -> ServiceProcess:
+        model = smollm2(preload=True, parallel=2, ctx_size=4096)
+        return start_router({MODEL_ID: model}, wait_ready=True, shutdown_grace_s=grace_s)
+
+    return start_with_grace
+
+
+def test_sigterm_refuses_new_work_at_once_and_cuts_running_requests_off_cleanly_after_the_grace(
+    start: Callable[[float], ServiceProcess],
+) -> None:
+    grace_s = 3.0
+    service = start(grace_s)
+    with ThreadPoolExecutor(8) as pool:
+        load = start_load(pool, service, **LONG)
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+
+        ready = wait_until(lambda: (r := httpx.get(service.url + "/health/ready")).status_code == 503 and r, budget_s(0.5))
+        assert ready.json()["error"]["code"] == "shutting_down"
+        late = post(service.url, chat_body(model=MODEL_ID))
+        assert (late.status, late.error_code) == (503, "shutting_down"), late
+        assert httpx.get(service.url + "/health").status_code == 200  # alive while draining
+        assert not any(future.done() for future in load.streams)  # running requests keep running
+
+        outcomes = load.outcomes(timeout_s=grace_s + 30)
+        ended = time.monotonic() - signalled
+    assert_answered_properly(outcomes)
+    streams = outcomes[:2]
+    assert all(o.error_code == "shutting_down" and len(o.data) > 3 for o in streams), [o.data[-3:] for o in streams]
+    assert all(o.status == 503 for o in outcomes[2:]), outcomes[2:]  # never admitted: no partial answer
+    assert grace_s <= ended < grace_s + budget_s(5.0), ended
+    assert_stopped_without_orphans(load, timeout_s=30)
+
+
+def test_requests_that_finish_within_the_grace_are_served_in_full(start: Callable[[float], ServiceProcess]) -> None:
+    service = start(60.0)
+    with ThreadPoolExecutor(8) as pool:
+        load = start_load(pool, service, max_tokens=60, ignore_eos=True)
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        outcomes = load.outcomes(timeout_s=60)
+    assert_answered_properly(outcomes)
+    assert [o.status for o in outcomes] == [200] * 5
+    assert all(o.error_code is None for o in outcomes), outcomes
+    assert_stopped_without_orphans(load, timeout_s=budget_s(10.0))
+    assert time.monotonic() - signalled < 30  # stopped once idle, long before the 60 s grace
+
+
+def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProcess]) -> None:
+    service = start(60.0)
+    with ThreadPoolExecutor(8) as pool:
+        load = start_load(pool, service, **LONG)
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert not any(future.done() for future in load.streams)  # draining: still streaming
+        service.process.send_signal(signal.SIGTERM)
+        second = time.monotonic()
+        outcomes = load.outcomes(timeout_s=30)
+        assert time.monotonic() - second < budget_s(3.0)
+    assert_answered_properly(outcomes)
+    assert all(o.error_code == "shutting_down" for o in outcomes), outcomes
+    assert_stopped_without_orphans(load, timeout_s=30)
