@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     default_model: str | None = None
     model_prefixes: list[str] = ["inference:", "local:"]
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
+    max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
     max_loaded_models: int | None = Field(default=None, ge=1)

@@ -1,4 +1,4 @@
-"""The HTTP server around the app: uvicorn, with a graceful stop.
+"""The HTTP server around the app: uvicorn, with a graceful stop and guarded connections.
 
 uvicorn's own stop closes the listener and, after ``timeout_graceful_shutdown``, cancels
 whatever still runs - a stream ends as a truncated chunked body, a pending request as a
@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from inference_service.config import Settings
+from inference_service.router.connections import guarded_http_protocol
 from inference_service.router.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def serve(app: FastAPI, settings: Settings) -> bool:
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
+        http=guarded_http_protocol(settings.header_timeout_s, settings.max_connections),
         timeout_graceful_shutdown=_LEFTOVER_TIMEOUT_S,
         access_log=settings.log_level == "debug",
     )
