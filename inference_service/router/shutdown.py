@@ -10,8 +10,10 @@ properly: a stream that already started gets an error event and ``data: [DONE]``
 anything else a 503 envelope. No client sees a truncated body or a bare 500. Only then
 does the server stop and the supervisor stop the children.
 
-The hot path pays one phase comparison, a set insertion and an ``anyio.CancelScope`` per
-request, and one ``bytes.endswith`` per streamed chunk.
+The hot path pays a phase comparison, ``asyncio.current_task()`` and a set insertion per
+request, and a ``bytes.endswith`` per streamed chunk. (Plain task cancellation rather than
+an ``anyio.CancelScope`` per request: the scope measured ~20 us, a twentieth of the
+router's whole CPU cost per proxied request.)
 """
 
 from __future__ import annotations
@@ -46,29 +48,40 @@ class Phase(enum.StrEnum):
 class _Request:
     """One request in flight: how to cancel it, and how far its response got."""
 
-    __slots__ = ("_send", "cancel_scope", "started", "streaming", "done_sent", "complete")
+    __slots__ = ("_send", "_task", "aborted", "started", "streaming", "done_sent", "complete")
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.cancel_scope = anyio.CancelScope()
+        self._task = asyncio.current_task()
+        self.aborted = False
         self.started = False  # the status line went out
         self.streaming = False  # an SSE response
         self.done_sent = False  # the stream's ``data: [DONE]`` went out
         self.complete = False  # the last body message went out
 
     async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.streaming = any(
-                name == b"content-type" and value.startswith(b"text/event-stream") for name, value in message.get("headers", ())
-            )
-            await self._send(message)
-            self.started = True
-            return
         await self._send(message)
-        if not message.get("more_body", False):
+        if message["type"] == "http.response.start":
+            self.started = True
+            for name, value in message.get("headers", ()):
+                if name == b"content-type":
+                    self.streaming = value.startswith(b"text/event-stream")
+                    break
+        elif not message.get("more_body"):
             self.complete = True
-        elif self.streaming and message.get("body", b"").endswith(DONE):
+        elif self.streaming and message["body"].endswith(DONE):
             self.done_sent = True
+
+    def abort(self) -> None:
+        """Cancel the request's task: its upstream call, queue place or model wait ends at once."""
+        if self._task is not None:
+            self.aborted = True
+            self._task.cancel("cut off by shutdown")
+
+    def forgive_abort(self) -> None:
+        """The abort was ours to answer, not a reason for the request's task to end."""
+        if self._task is not None and self._task.cancelling():
+            self._task.uncancel()
 
     async def answer_cut_short(self, scope: Scope) -> None:
         """Finish a response the shutdown cut off so that the client can tell what happened."""
@@ -134,7 +147,7 @@ class Shutdown:
             skipped.cancel()
         self._advance(Phase.DRAINING, Phase.CLOSING)
         for request in list(self._running):
-            request.cancel_scope.cancel()
+            request.abort()
         with contextlib.suppress(TimeoutError):  # each answer is bounded; this only guards against a bug
             await asyncio.wait_for(self._idle.wait(), timeout=2 * ANSWER_TIMEOUT_S)
         if self._running:
@@ -150,9 +163,13 @@ class Shutdown:
         request = _Request(send)
         self._running.add(request)
         try:
-            with request.cancel_scope:
+            try:
                 await app(scope, receive, request.send)
-            if request.cancel_scope.cancelled_caught:
+            except asyncio.CancelledError:
+                if not request.aborted:
+                    raise  # not ours (the server's own cancellation): let it end the task
+            if request.aborted:
+                request.forgive_abort()
                 await request.answer_cut_short(scope)
         finally:
             self._running.discard(request)
