@@ -1,0 +1,112 @@
+"""The shutdown phases on a small ASGI app: what a request gets in each phase."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+from inference_service.router.shutdown import Phase, Shutdown, ShutdownMiddleware
+
+Sent = list[Message]
+
+
+async def receive() -> Message:
+    await asyncio.Event().wait()  # the client never sends more: a request only ends by its answer
+    raise AssertionError
+
+
+def streaming_app(events: int, interval_s: float) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for number in range(events):
+            await send({"type": "http.response.body", "body": f"data: {number}\n\n".encode(), "more_body": True})
+            await asyncio.sleep(interval_s)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+async def slow_json_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(60)
+
+
+def start(middleware: ShutdownMiddleware, path: str = "/v1/chat/completions") -> tuple[asyncio.Task[None], Sent]:
+    sent: Sent = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {"type": "http", "path": path, "method": "POST", "headers": []}
+    return asyncio.create_task(middleware(scope, receive, send)), sent
+
+
+def body(sent: Sent) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def status(sent: Sent) -> int:
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+async def test_draining_refuses_new_requests_with_503_shutting_down_but_still_answers_health() -> None:
+    shutdown = Shutdown(grace_s=5)
+    middleware = ShutdownMiddleware(streaming_app(1, 0), shutdown)
+    running, _ = start(middleware, "/v1/chat/completions")
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(shutdown.drain_and_close())
+    await asyncio.sleep(0)
+    assert shutdown.phase is Phase.DRAINING
+    refused, refused_sent = start(middleware)
+    health, health_sent = start(middleware, "/health")
+    await asyncio.gather(refused, health, running, stopping)
+    assert status(refused_sent) == 503
+    assert json.loads(body(refused_sent))["error"]["code"] == "shutting_down"
+    assert status(health_sent) == 200
+
+
+async def test_a_stream_that_ends_within_the_grace_is_served_in_full() -> None:
+    shutdown = Shutdown(grace_s=5)
+    running, sent = start(ShutdownMiddleware(streaming_app(3, 0.01), shutdown))
+    await asyncio.sleep(0)
+    await shutdown.drain_and_close()
+    await running
+    assert body(sent) == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+
+
+async def test_after_the_grace_a_stream_gets_an_error_event_and_done_and_a_waiting_request_a_503() -> None:
+    shutdown = Shutdown(grace_s=0.1)
+    stream, stream_sent = start(ShutdownMiddleware(streaming_app(1000, 0.01), shutdown))
+    waiting, waiting_sent = start(ShutdownMiddleware(slow_json_app, shutdown))
+    await asyncio.sleep(0.03)
+    await shutdown.drain_and_close()
+    await asyncio.gather(stream, waiting)
+    assert shutdown.phase is Phase.CLOSING
+    events = body(stream_sent).split(b"\n\n")
+    assert events[0] == b"data: 0" and events[-2:] == [b"data: [DONE]", b""]
+    assert json.loads(events[-3].removeprefix(b"data: "))["error"]["code"] == "shutting_down"
+    assert not stream_sent[-1]["more_body"]
+    assert status(waiting_sent) == 503
+    assert json.loads(body(waiting_sent))["error"]["code"] == "shutting_down"
+
+
+async def test_skipping_the_grace_closes_at_once() -> None:
+    shutdown = Shutdown(grace_s=60)
+    waiting, sent = start(ShutdownMiddleware(slow_json_app, shutdown))
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(shutdown.drain_and_close())
+    await asyncio.sleep(0.05)
+    shutdown.skip_grace()
+    await asyncio.wait_for(asyncio.gather(stopping, waiting), timeout=2)
+    assert status(sent) == 503
+
+
+async def test_a_second_drain_changes_nothing() -> None:
+    shutdown = Shutdown(grace_s=0)
+    await shutdown.drain_and_close()
+    await shutdown.drain_and_close()
+    assert shutdown.phase is Phase.CLOSING
