@@ -116,10 +116,6 @@ class Shutdown:
         self._idle = asyncio.Event()
         self._skip_grace = asyncio.Event()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
     def _advance(self, expected: Phase, target: Phase) -> bool:
         """Compare-and-swap the phase; a caller that finds another phase changes nothing."""
         if self.phase is not expected:
