@@ -157,17 +157,18 @@ def test_sigterm_refuses_new_work_at_once_and_cuts_running_requests_off_cleanly_
 
 
 def test_requests_that_finish_within_the_grace_are_served_in_full(start: Callable[[float], ServiceProcess]) -> None:
-    service = start(60.0)
+    service = start(120.0)
     with ThreadPoolExecutor(8) as pool:
-        load = start_load(pool, service, max_tokens=60, ignore_eos=True)
+        load = start_load(pool, service, max_tokens=150, ignore_eos=True)
         service.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        outcomes = load.outcomes(timeout_s=60)
+        outcomes = load.outcomes(timeout_s=120)
+        last_answer = time.monotonic()
     assert_answered_properly(outcomes)
     assert [o.status for o in outcomes] == [200] * 5
     assert all(o.error_code is None for o in outcomes), outcomes
-    assert_stopped_without_orphans(load, timeout_s=budget_s(10.0))
-    assert time.monotonic() - signalled < 30  # stopped once idle, long before the 60 s grace
+    assert_stopped_without_orphans(load, timeout_s=120)
+    stopped_after_s = time.monotonic() - last_answer
+    assert stopped_after_s < budget_s(5.0), f"exited {stopped_after_s:.1f}s after the last answer, not once idle"
 
 
 def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProcess]) -> None:
