@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psutil
 
 from bench import report, scenarios
 from bench.harness import (
@@ -37,6 +38,7 @@ from bench.harness import (
 )
 from bench.load import LoadClient, find_wrk
 from bench.scenarios import Plan, Result
+from inference_service.runtimes.llamacpp import API_KEY_ENV
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DIRECT_POLL_INTERVAL_S = 0.01
@@ -47,11 +49,14 @@ PROXY_PARALLEL = 256
 QUEUE_SIZE = 1024
 
 
-def _child_port(router_url: str) -> int:
+def _child(router_url: str) -> tuple[str, dict[str, str]]:
+    """The router's llama-server child: its URL, and the API key only the router holds (read
+    from the child's environment, as its owner may) so direct traffic is served too."""
     card = httpx.get(f"{router_url}/v1/models/{LLM_ID}", timeout=10).json()
     if card.get("status") != "loaded" or not card.get("port"):
         raise RuntimeError(f"{LLM_ID} is not loaded in the router: {card}")
-    return int(card["port"])
+    key = psutil.Process(card["pid"]).environ()[API_KEY_ENV]
+    return f"http://127.0.0.1:{card['port']}", {"Authorization": f"Bearer {key}"}
 
 
 async def llm_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]:
@@ -59,8 +64,8 @@ async def llm_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]:
     config = llm_router_config(scratch / "llm.toml", setup, QUEUE_SIZE)
     results: list[Result] = []
     with router(config, scratch / "logs") as service:
-        direct = f"http://127.0.0.1:{_child_port(service.url)}"
-        async with LoadClient() as client:
+        direct, auth = _child(service.url)
+        async with LoadClient({direct: auth}) as client:
             if "latency" in only:
                 print("bench: non-streaming latency ...", flush=True)
                 results.append(await scenarios.nonstream_latency(client, direct, service.url, plan))

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,8 +115,10 @@ class LoadClient:
     requests one at a time does not add a TCP handshake to every measurement.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, headers: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """``headers``: extra request headers per base URL (a router's child wants its API key)."""
         self._session: aiohttp.ClientSession | None = None
+        self._extra_headers = dict(headers or {})
 
     async def __aenter__(self) -> LoadClient:
         connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=120)
@@ -127,14 +129,18 @@ class LoadClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _one(self, url: str, payload: bytes, stream: bool) -> Sample:
+    def _headers(self, url: str) -> dict[str, str]:
+        extra = next((h for base, h in self._extra_headers.items() if url.startswith(base)), {})
+        return {"Content-Type": "application/json", **extra}
+
+    async def _one(self, url: str, headers: Mapping[str, str], payload: bytes, stream: bool) -> Sample:
         assert self._session is not None
         started = time.perf_counter()
         first: float | None = None
         last = started
         tokens = 0
         try:
-            async with self._session.post(url, data=payload, headers={"Content-Type": "application/json"}) as response:
+            async with self._session.post(url, data=payload, headers=headers) as response:
                 if stream:
                     async for line in response.content:
                         if line.startswith(b"data: ") and _TOKEN_MARK in line:
@@ -171,12 +177,13 @@ class LoadClient:
         result = LoadResult()
         started = time.perf_counter()
         deadline = started + duration_s if duration_s is not None else float("inf")
+        headers = self._headers(url)
 
         async def worker() -> None:
             for number in counter:
                 if time.perf_counter() >= deadline:
                     return
-                result.samples.append(await self._one(url, payloads[number % len(payloads)], stream))
+                result.samples.append(await self._one(url, headers, payloads[number % len(payloads)], stream))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.wall_s = time.perf_counter() - started

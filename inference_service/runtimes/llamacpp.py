@@ -1,8 +1,18 @@
-"""llama.cpp's ``llama-server``: its command line, its readiness signal, one process per model."""
+"""llama.cpp's ``llama-server``: its command line, its readiness signal, one process per model.
+
+Each child gets an API key of its own, fresh at every start, that only the router holds:
+its port is reachable by any local process (and by browser pages, through its permissive
+CORS), so without the key anything on the host could bypass the router's own key,
+admission and metrics. The key travels in the child's environment (``LLAMA_API_KEY``),
+which only its owner can read, not on the command line, which ``ps`` shows to everyone.
+``/health`` stays open, which is all the readiness probe needs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +48,10 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) ->
     if model.embeddings:
         argv.append("--embeddings")
     return argv + list(model.extra_args)
+
+
+#: The environment variable llama-server reads ``--api-key`` from (common/arg.cpp).
+API_KEY_ENV = "LLAMA_API_KEY"
 
 
 def free_port() -> int:
@@ -89,10 +103,12 @@ class LlamaCppRuntime:
             )
         await self.stop()
         self._port = free_port()
+        api_key = secrets.token_urlsafe(32)
         self._child = ChildProcess(
             build_argv(self._binary, self._model, self._model_path, self._port),
             name=f"llama-server[{self._model.id}]",
             log_lines=self._log_buffer_lines,
+            env={**os.environ, API_KEY_ENV: api_key},
         )
         try:
             await self._child.spawn()
@@ -105,7 +121,7 @@ class LlamaCppRuntime:
         except ChildStartError as error:
             await self.stop()
             raise RuntimeStartError(error.reason) from None
-        return Endpoint(base_url=base_url, model_name=self._model.id)
+        return Endpoint(base_url=base_url, model_name=self._model.id, headers={"Authorization": f"Bearer {api_key}"})
 
     async def wait_until_down(self) -> str:
         assert self._child is not None

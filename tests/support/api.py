@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import psutil
 
+from inference_service.runtimes.llamacpp import API_KEY_ENV
 from tests.support.service import ServiceProcess
 
 TIMEOUT_S = 60.0
@@ -39,6 +40,14 @@ def chat(service: ServiceProcess, model_id: str, max_tokens: int = 2) -> httpx.R
         json={"model": model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": max_tokens},
         timeout=TIMEOUT_S,
     )
+
+
+def child_headers(service: ServiceProcess, model_id: str) -> dict[str, str]:
+    """The ``Authorization`` a model's llama-server wants: its key is the router's alone, so a
+    test reads it where only the child's owner can, in the child's environment."""
+    pid = model_card(service, model_id)["pid"]
+    assert pid, f"{model_id} has no process"
+    return {"Authorization": f"Bearer {psutil.Process(pid).environ()[API_KEY_ENV]}"}
 
 
 def llama_servers(service: ServiceProcess) -> list[psutil.Process]:

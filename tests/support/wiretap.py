@@ -4,6 +4,8 @@ Whether the router strips its own request fields before forwarding is only visib
 the wire to the runtime: llama-server ignores unknown JSON keys and logs no request
 bodies. Putting this relay between the router and a *real* llama-server lets a test
 read exactly what went upstream while the real server still answers every request.
+Given ``headers``, it adds them to every request on the way (the router's own llama-server
+children want their API key), while recording the bytes as the client sent them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -39,11 +41,44 @@ def parse_requests(stream: bytes) -> list[RecordedRequest]:
     return requests
 
 
+Headers = Callable[[], Mapping[str, str]]
+
+
+class _HeaderAdder:
+    """Adds ``headers()`` to each request head of one client's byte stream (Content-Length framed)."""
+
+    def __init__(self, headers: Headers) -> None:
+        self._headers = headers
+        self._head = b""
+        self._body_left = 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        out = bytearray()
+        while chunk:
+            if self._body_left:
+                body, chunk = chunk[: self._body_left], chunk[self._body_left :]
+                out += body
+                self._body_left -= len(body)
+                continue
+            self._head, chunk = self._head + chunk, b""
+            head, separator, rest = self._head.partition(b"\r\n\r\n")
+            if not separator:
+                break
+            self._head, chunk = b"", rest
+            fields = (line.partition(":") for line in head.decode("latin-1").split("\r\n")[1:])
+            length = next((int(value) for name, _, value in fields if name.strip().lower() == "content-length"), 0)
+            extra = "".join(f"{name}: {value}\r\n" for name, value in self._headers().items())
+            out += head + b"\r\n" + extra.encode("latin-1") + b"\r\n"
+            self._body_left = length
+        return bytes(out)
+
+
 class Wiretap:
     """Listens on a free 127.0.0.1 port; each connection is piped to ``target()``'s port."""
 
-    def __init__(self, target: Callable[[], int]) -> None:
+    def __init__(self, target: Callable[[], int], headers: Headers | None = None) -> None:
         self._target = target
+        self._add_headers = headers
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[bytearray] = []
@@ -82,16 +117,19 @@ class Wiretap:
             recorded = bytearray()
             with self._lock:
                 self._connections.append(recorded)
-            self._spawn(lambda c=client, u=upstream, r=recorded: self._pipe(c, u, r))
+            rewrite = _HeaderAdder(self._add_headers) if self._add_headers else None
+            self._spawn(lambda c=client, u=upstream, r=recorded, w=rewrite: self._pipe(c, u, r, w))
             self._spawn(lambda c=client, u=upstream: self._pipe(u, c, None))
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, recorded: bytearray | None) -> None:
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, recorded: bytearray | None, rewrite: Callable[[bytes], bytes] | None = None
+    ) -> None:
         try:
             while chunk := source.recv(65536):
                 if recorded is not None:
                     with self._lock:
                         recorded += chunk
-                sink.sendall(chunk)
+                sink.sendall(rewrite(chunk) if rewrite else chunk)
         except OSError:
             pass
         finally:
@@ -109,9 +147,9 @@ class Wiretap:
 
 
 @contextmanager
-def wiretap(target: Callable[[], int]) -> Iterator[Wiretap]:
+def wiretap(target: Callable[[], int], headers: Headers | None = None) -> Iterator[Wiretap]:
     """A running :class:`Wiretap`, closed (threads joined) when the block exits."""
-    tap = Wiretap(target)
+    tap = Wiretap(target, headers)
     tap.start()
     try:
         yield tap

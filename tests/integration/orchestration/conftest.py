@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import model_card
+from tests.support.api import child_headers, model_card
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
 from tests.support.service import ServiceProcess, running_service
 
@@ -50,7 +50,7 @@ def orchestrated(client: httpx.Client, mode: str, **fields: Any) -> httpx.Respon
 def child_metrics(router: ServiceProcess, model_id: str) -> str:
     """The model's own llama-server ``/metrics`` (started with ``--metrics``)."""
     port = model_card(router, model_id)["port"]
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", headers=child_headers(router, model_id), timeout=30).text
 
 
 def stages_by_role(body: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import model_card
+from tests.support.api import child_headers, model_card
 from tests.support.configs import SMOLLM2_ID, smollm2, wait_until, write_config
 from tests.support.service import ServiceProcess, running_service
 from tests.support.wiretap import Wiretap, wiretap
@@ -53,12 +53,12 @@ def chat_body(max_tokens: int = 4, **fields: Any) -> dict[str, Any]:
 def router_and_tap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, Wiretap]]:
     """The shared router, and the wiretap behind its ``smollm2-tapped`` route.
 
-    The tap looks SmolLM2's child port up per connection, so it survives the crash
-    test's restart of that child.
+    The tap looks SmolLM2's child port up per connection (and its API key per request), so
+    it survives the crash test's restart of that child.
     """
     directory = tmp_path_factory.mktemp("router")
     started: list[ServiceProcess] = []
-    with wiretap(lambda: int(model_card(started[0], SMOLLM2_ID)["port"])) as tap:
+    with wiretap(lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)) as tap:
         models: dict[str, Mapping[str, Any]] = {
             SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=2048),
             TAPPED_ID: {"runtime": "remote", "url": f"http://127.0.0.1:{tap.port}", "upstream_model": SMOLLM2_ID},

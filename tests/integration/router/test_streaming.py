@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.router.conftest import chat_body, child_url
-from tests.support.api import model_card
+from tests.support.api import child_headers, model_card
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.service import ServiceProcess
 from tests.support.sse import DONE, SSEStream, post_sse, sse_lines
@@ -70,15 +70,16 @@ def test_client_disconnect_after_first_chunk_frees_the_slot(router: ServiceProce
     when it writes its next token, so on an oversubscribed machine the bound stretches
     with the load, see tests/support/timing.py.)"""
     slots_url = child_url(router, SMOLLM2_ID) + "/slots"
+    auth = child_headers(router, SMOLLM2_ID)
     body = chat_body(max_tokens=400, stream=True, ignore_eos=True)
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=60) as response:
         lines = sse_lines(response)  # kept referenced: a discarded iterator closes the connection
         # llama-server announces the role before a slot picks the task up: wait for a token.
         next(payload for kind, payload in lines if kind == "data" and '"content":"' in payload)
-        assert any(slot["is_processing"] for slot in httpx.get(slots_url).json())  # still generating
+        assert any(slot["is_processing"] for slot in httpx.get(slots_url, headers=auth).json())  # still generating
     disconnected = time.monotonic()
     budget = budget_s(1.0)
     wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=budget, interval_s=0.02)
-    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(slots_url).json()), timeout_s=budget, interval_s=0.02)
+    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(slots_url, headers=auth).json()), timeout_s=budget, interval_s=0.02)
     freed = time.monotonic() - disconnected
     assert freed < budget, f"slot freed {freed:.2f}s after the disconnect (budget {budget:.1f}s)"

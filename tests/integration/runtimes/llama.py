@@ -68,9 +68,9 @@ class LlamaServer:
             process.wait()
 
 
-def tokens_predicted(url: str) -> float:
+def tokens_predicted(url: str, headers: dict[str, str] | None = None) -> float:
     """``llamacpp:tokens_predicted_total`` of the llama-server at ``url``: proof of which server generated."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+    text = httpx.get(url + "/metrics", headers=headers, timeout=10).text
     match = _PREDICTED.search(text)
     if match is None:
         raise AssertionError(f"{url}/metrics has no tokens_predicted_total:\n{text[:500]}")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.runtimes.conftest import HEALTH_INTERVAL_S, LOCAL, OLLAMA, OLLAMA_KEEP_ALIVE, OLLAMA_NAME, REMOTE
 from tests.integration.runtimes.llama import LlamaServer, tokens_predicted
-from tests.support.api import chat, load, model_card, unload
+from tests.support.api import chat, child_headers, load, model_card, unload
 from tests.support.configs import wait_until
 from tests.support.ollama_server import OllamaTestServer
 from tests.support.service import ServiceProcess
@@ -28,11 +28,13 @@ ALL_MODELS = [LOCAL, OLLAMA, REMOTE]
 DETECTION_BUDGET_S = HEALTH_INTERVAL_S + 2.0
 
 
-def generator_of(model_id: str, router: ServiceProcess, ollama_backend: LlamaServer, remote_llama: LlamaServer) -> str:
-    """Base URL of the real llama-server that generates for ``model_id``."""
+def generator_of(
+    model_id: str, router: ServiceProcess, ollama_backend: LlamaServer, remote_llama: LlamaServer
+) -> tuple[str, dict[str, str]]:
+    """Base URL of the real llama-server that generates for ``model_id``, and the headers it wants."""
     if model_id == LOCAL:
-        return f"http://127.0.0.1:{model_card(router, LOCAL)['port']}"
-    return {OLLAMA: ollama_backend.url, REMOTE: remote_llama.url}[model_id]
+        return f"http://127.0.0.1:{model_card(router, LOCAL)['port']}", child_headers(router, LOCAL)
+    return {OLLAMA: ollama_backend.url, REMOTE: remote_llama.url}[model_id], {}
 
 
 def sse_events(response: httpx.Response) -> list[str]:
@@ -56,12 +58,12 @@ def test_models_list_shows_every_runtime_loaded(router: ServiceProcess) -> None:
 def test_chat_is_generated_by_the_models_own_runtime(
     model_id: str, router: ServiceProcess, ollama_backend: LlamaServer, remote_llama: LlamaServer
 ) -> None:
-    backend = generator_of(model_id, router, ollama_backend, remote_llama)
-    before = tokens_predicted(backend)
+    backend, headers = generator_of(model_id, router, ollama_backend, remote_llama)
+    before = tokens_predicted(backend, headers)
     response = chat(router, model_id, max_tokens=2)
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] >= 1
-    assert tokens_predicted(backend) > before
+    assert tokens_predicted(backend, headers) > before
 
 
 @pytest.mark.parametrize("model_id", ALL_MODELS)
