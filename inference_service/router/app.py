@@ -84,6 +84,12 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return JSONResponse(envelope(f"internal error: {error.__class__.__name__}", "internal_error"), status_code=500)
+        # The server drops the connection after an unhandled exception: say so, or a pooling
+        # client would send its next request down a dead socket.
+        return JSONResponse(
+            envelope(f"internal error: {error.__class__.__name__}", "internal_error"),
+            status_code=500,
+            headers={"Connection": "close"},
+        )
 
     return app
