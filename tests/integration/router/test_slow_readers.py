@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import array
-import fcntl
 import json
 import socket
-import termios
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,20 +32,26 @@ def router(start_router: StartRouter) -> ServiceProcess:
     return start_router({SMOLLM2_ID: model}, wait_ready=True, queue_timeout_s=60)
 
 
-def unread_bytes(sock: socket.socket) -> int:
-    count = array.array("i", [0])
-    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
-    return count[0]
+def router_send_queue(sock: socket.socket) -> int:
+    """Bytes the router has written towards ``sock`` that ``sock`` has not taken (the router
+    side's tx_queue in /proc/net/tcp): they pile up in the router's socket buffer while the
+    client reads nothing, until the buffer is full and the router's send blocks."""
+    client_port = sock.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == client_port:
+            return int(fields[4].split(":")[0], 16)
+    return 0
 
 
 @contextmanager
 def slow_reader(service: ServiceProcess) -> Iterator[socket.socket]:
     """A streaming request from a client with a tiny receive buffer that never reads.
 
-    Top logprobs make every event ~2 KB, so the socket buffers between router and client
-    fill after a few dozen tokens.
+    The router's socket buffer grows to a few MB before its send blocks; 500 top logprobs
+    make each event ~30 KB, so that takes about a hundred tokens.
     """
-    body = chat_body(max_tokens=1500, ignore_eos=True, stream=True, logprobs=True, top_logprobs=20)
+    body = chat_body(max_tokens=1500, ignore_eos=True, stream=True, logprobs=True, top_logprobs=500)
     payload = json.dumps(body).encode()
     host, port = service.url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -63,11 +67,20 @@ def slow_reader(service: ServiceProcess) -> Iterator[socket.socket]:
         sock.close()
 
 
-def stalled(sock: socket.socket, quiet_s: float = 1.0) -> bool:
-    """True once nothing more arrives on ``sock`` for ``quiet_s``: the router's send is blocked."""
-    before = unread_bytes(sock)
+def decoded_tokens(service: ServiceProcess) -> int:
+    """Tokens llama-server has generated in its current tasks, over all slots."""
+    port = model_card(service, SMOLLM2_ID)["port"]
+    slots = httpx.get(f"http://127.0.0.1:{port}/slots").json()
+    return sum(slot["next_token"][0]["n_decoded"] for slot in slots if slot["is_processing"])
+
+
+def stalled(service: ServiceProcess, readers: list[socket.socket], quiet_s: float = 1.0) -> bool:
+    """True once the router forwards nothing more to the readers while llama-server keeps
+    generating for them: the router's sends are blocked on full buffers."""
+    queued, decoded = [router_send_queue(reader) for reader in readers], decoded_tokens(service)
     time.sleep(quiet_s)
-    return before > 0 and unread_bytes(sock) == before
+    unchanged = [router_send_queue(reader) for reader in readers] == queued
+    return all(queued) and unchanged and decoded_tokens(service) >= decoded + 2 * len(readers)
 
 
 def test_third_client_is_served_while_two_slow_readers_hold_both_slots(router: ServiceProcess) -> None:
@@ -75,7 +88,7 @@ def test_third_client_is_served_while_two_slow_readers_hold_both_slots(router: S
     with ExitStack() as stack:
         readers = [stack.enter_context(slow_reader(router)) for _ in range(2)]
         wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 2, timeout_s=30)
-        wait_until(lambda: all(stalled(reader) for reader in readers), timeout_s=60, interval_s=0)
+        wait_until(lambda: stalled(router, readers), timeout_s=120, interval_s=0)
         started = time.monotonic()
         response = httpx.post(router.url + "/v1/chat/completions", json=chat_body(), timeout=SERVED_WITHIN_S + 30)
         waited = time.monotonic() - started
