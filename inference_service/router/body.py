@@ -39,6 +39,19 @@ def too_deeply_nested(raw: bytes) -> bool:
     return False
 
 
+def validation_error(error: ValidationError) -> APIError:
+    first = error.errors()[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = f"'{param}' is a required property"
+    elif first["type"] == "too_short" and first["loc"] and first["loc"][-1] == "messages":
+        message = "'messages' must contain at least one message"
+    else:
+        message = f"Invalid value for '{param}': {message}"
+    return APIError(422, message, param=param, code="invalid_value")
+
+
 async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> tuple[Model, dict[str, Any]]:
     """The validated request and the client's raw JSON object (forwarded as-is)."""
     raw = await request.body()

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis import Case, CheckContext, Response
+from hypothesis import HealthCheck, given, settings
+from schemathesis import Case, CheckContext, GenerationMode, Response
 
 from tests.integration.router.conftest import StartRouter
 from tests.support.configs import SMOLLM2_ID, smollm2
@@ -30,7 +30,7 @@ def router(start_router: StartRouter) -> ServiceProcess:
 
 
 @pytest.fixture(scope="module")
-def api_schema(router: ServiceProcess) -> Any:
+def api_schema(router: ServiceProcess) -> schemathesis.BaseSchema:
     """The live service's own /openapi.json: only the /v1 operations take input worth fuzzing."""
     schema = schemathesis.openapi.from_url(router.url + "/openapi.json")
     schema.config.update(base_url=router.url)
@@ -43,15 +43,31 @@ def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Ca
     return None
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+CHECKS = [schemathesis.checks.status_code_conformance, schemathesis.checks.content_type_conformance,
+          schemathesis.checks.response_schema_conformance, schemathesis.checks.negative_data_rejection,
+          no_undocumented_server_error]  # fmt: skip
+VALID, INVALID = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
+#: (method, path, generation mode, examples). Only the bodies can be made invalid: any
+#: string is a valid model name, so the path-only operations are fuzzed with valid input.
+RUNS = [("POST", "/v1/chat/completions", VALID, 30), ("POST", "/v1/chat/completions", INVALID, 20),
+        ("POST", "/v1/completions", VALID, 20), ("POST", "/v1/completions", INVALID, 15),
+        ("POST", "/v1/embeddings", VALID, 10), ("POST", "/v1/embeddings", INVALID, 10),
+        ("GET", "/v1/models", VALID, 2), ("GET", "/v1/models/{name}", VALID, 5),
+        ("GET", "/v1/models/{name}/logs", VALID, 5), ("POST", "/v1/models/{name}/load", VALID, 5),
+        ("POST", "/v1/models/{name}/unload", VALID, 5)]  # fmt: skip
 
 
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_generated_requests_get_documented_answers(case: Case) -> None:
-    if isinstance(case.body, dict):
-        case.body["max_tokens"] = MAX_TOKENS  # short answers: the point is the request, not the text
-    checks = [schemathesis.checks.status_code_conformance, schemathesis.checks.content_type_conformance,
-              schemathesis.checks.response_schema_conformance, schemathesis.checks.negative_data_rejection,
-              no_undocumented_server_error]  # fmt: skip
-    case.call_and_validate(checks=checks, timeout=REQUEST_TIMEOUT_S)
+@pytest.mark.parametrize(("method", "path", "mode", "examples"), RUNS, ids=[f"{m} {p} {g.value}" for m, p, g, _ in RUNS])
+def test_generated_requests_get_documented_answers(
+    api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode, examples: int
+) -> None:
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def fuzz(case: Case) -> None:
+        if isinstance(case.body, dict):
+            case.body["max_tokens"] = MAX_TOKENS  # short answers: the point is the request, not the text
+        case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
+
+    fuzz()
