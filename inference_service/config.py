@@ -66,6 +66,7 @@ class ModelConfig(_Strict):
     parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
+    stream_send_timeout_s: float | None = Field(default=None, gt=0)
     # llamacpp
     path: Path | None = None
     source: ModelSource | None = None
@@ -148,6 +149,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
+    stream_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="a stream whose client accepts nothing for this long is cancelled"
+    )
     max_loaded_models: int | None = Field(default=None, ge=1)
     memory_budget_mb: int | None = Field(default=None, gt=0)
     health_timeout_s: float = Field(default=120.0, gt=0)
@@ -205,6 +209,9 @@ class Settings(BaseSettings):
                 if ref not in seen:
                     raise ValueError(f"presets.{name}.models: {ref!r} is not a configured model or alias")
         return self
+
+    def stream_send_timeout_for(self, model_id: str) -> float:
+        return self.models[model_id].stream_send_timeout_s or self.stream_send_timeout_s
 
     def model_path(self, model: ModelConfig) -> Path:
         """Absolute GGUF path: relative paths live in ``models_dir``."""

@@ -12,6 +12,32 @@ from inference_service.router.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
 
+#: Deepest JSON nesting accepted; real requests (content parts, tool schemas) stay far below.
+MAX_NESTING_DEPTH = 64
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_OPENING = frozenset(b"[{")
+
+
+def too_deeply_nested(raw: bytes) -> bool:
+    """Whether a JSON text nests ``[``/``{`` deeper than MAX_NESTING_DEPTH (brackets in strings ignored).
+
+    Checked before ``json.loads``, whose recursive decoder (and pydantic after it) raises
+    RecursionError a few thousand levels down. Everything but the final loop runs at C
+    speed: a body with fewer brackets than the limit cannot be too deep; otherwise escaped
+    backslashes and quotes are dropped, the text between quotes (string contents) skipped,
+    and only the brackets left are walked.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING_DEPTH:
+        return False
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for bracket in brackets:
+        depth += 1 if bracket in _OPENING else -1
+        if depth > MAX_NESTING_DEPTH:
+            return True
+    return False
+
 
 def validation_error(error: ValidationError) -> APIError:
     first = error.errors()[0]
@@ -31,8 +57,12 @@ async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> t
     raw = await request.body()
     if len(raw) > max_bytes:
         raise APIError(413, f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes}", code="request_too_large")
+    if too_deeply_nested(raw):
+        raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep")
     try:
         data = json.loads(raw)
+    except RecursionError:  # unreachable after the depth check; kept so no body can ever cause a 500
+        raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep") from None
     except ValueError as error:
         raise APIError(400, f"Request body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(data, dict):

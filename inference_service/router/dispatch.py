@@ -32,6 +32,7 @@ class Dispatcher:
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
+        self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self.queues = {
             model_id: AdmissionQueue(
                 parallel=model.parallel,
@@ -125,11 +126,17 @@ class Dispatcher:
         started = time.perf_counter()
         first = True
         async with stack:
-            async for event in events:
-                if first and event.startswith(b"data: {"):
-                    first = False
-                    self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
-                if b'"usage":{' in event:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))
-                yield event
+            try:
+                async for event in events:
+                    if first and event.startswith(b"data: {"):
+                        first = False
+                        self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
+                    if b'"usage":{' in event:
+                        with contextlib.suppress(ValueError, AttributeError):
+                            self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))
+                    yield event
+            except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
+                raise UpstreamUnreachable(
+                    f"model {model_id!r} ({self._runtimes[model_id]} runtime) stopped mid-stream: {error}; "
+                    "the runtime process crashed, was stopped or dropped the connection"
+                ) from None

@@ -6,6 +6,7 @@ show ``message``; every error the router produces goes through :class:`APIError`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -49,8 +50,24 @@ def service_unavailable(message: str, type: str = "service_unavailable", retry_a
     return APIError(503, message, type=type, code=type, headers=headers)
 
 
+#: Runtime answers that blame the request although their status says "server error":
+#: llama-server raises a plain runtime_error (500) for media a text-only model cannot take.
+_CLIENT_FAULT_5XX = re.compile(r"\b(?:image|audio|video) input is not supported", re.IGNORECASE)
+
+
+def is_client_error(status: int) -> bool:
+    """A 4xx other than 429: the request itself is at fault, and retrying it cannot help."""
+    return 400 <= status < 500 and status != 429
+
+
 def upstream_error(status: int, payload: Any) -> APIError:
-    """Turn a runtime's error body (OpenAI-shaped, llama.cpp-shaped or Ollama's ``{"error": "..."}``) into ours."""
+    """Turn a runtime's error body (OpenAI-shaped, llama.cpp-shaped or Ollama's ``{"error": "..."}``) into ours.
+
+    A runtime's refusal of what was asked (501 ``not_supported_error``: embeddings on a
+    model started without them; media on a text-only model) becomes 400
+    ``invalid_request_error`` with the runtime's message: it is the client's to fix, and
+    the OpenAI SDK would otherwise retry a 5xx that can never succeed.
+    """
     message = "upstream error"
     type_ = "upstream_error"
     if isinstance(payload, dict):
@@ -62,4 +79,6 @@ def upstream_error(status: int, payload: Any) -> APIError:
             message = str(error)
     elif payload:
         message = str(payload)[:2000]
+    if status == 501 or (status >= 500 and _CLIENT_FAULT_5XX.search(message)):
+        return APIError(400, message, type="invalid_request_error", code="unsupported_by_model")
     return APIError(status if 400 <= status < 600 else 502, message, type=type_)

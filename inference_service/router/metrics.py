@@ -37,6 +37,10 @@ class Metrics:
         self.rejected = Counter(
             "inference_rejected", "Requests refused by admission", ["model", "reason"], registry=self.registry
         )
+        self.slow_readers = Counter(
+            "inference_slow_reader_cancellations", "Streams cancelled because the client accepted nothing for "
+            "stream_send_timeout_s", ["model"], registry=self.registry,
+        )  # fmt: skip
         self.model_state = Gauge(
             "inference_model_state", "1 for the model's current state", ["model", "state"], registry=self.registry
         )

@@ -14,7 +14,16 @@ from inference_service.router.errors import envelope
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-PUBLIC_PATHS = ("/health",)
+PUBLIC_PATHS = frozenset({"/health", "/health/ready"})
+
+
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` once the body read so far passes ``max_body_bytes``."""
+
+    def __init__(self, received: int, limit: int) -> None:
+        super().__init__(f"Request body exceeds the limit of {limit} bytes")
+        self.received = received
+        self.limit = limit
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -36,12 +45,38 @@ async def _send_error(send: Send, status: int, message: str, type: str, code: st
 
 
 class RequestContextMiddleware:
-    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap."""
+    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap.
+
+    The size cap holds for chunked bodies too: ``receive`` is wrapped to count bytes as they
+    stream in, so an oversized upload costs at most ``max_body_bytes`` of memory.
+    """
 
     def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
         self.app = app
         self._api_key = api_key.encode() if api_key else None
         self._max_body_bytes = max_body_bytes
+
+    def _authorized(self, authorization: bytes) -> bool:
+        """``Bearer <key>``; the scheme is case-insensitive (RFC 9110 section 11.1), the key is not."""
+        scheme, _, supplied = authorization.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(supplied.strip(), self._api_key or b"")
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that counts body bytes as they arrive and raises BodyTooLarge past the limit,
+        so a chunked upload is refused after ``max_body_bytes``, not after being held whole."""
+        received = 0
+        limit = self._max_body_bytes
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(received, limit)
+            return message
+
+        return receive_limited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,9 +87,8 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
-            if self._api_key is not None and not scope["path"].startswith(PUBLIC_PATHS):
-                supplied = headers.get(b"authorization", b"")
-                if not hmac.compare_digest(supplied, b"Bearer " + self._api_key):
+            if self._api_key is not None and scope["path"] not in PUBLIC_PATHS:
+                if not self._authorized(headers.get(b"authorization", b"")):
                     await _send_error(
                         send, 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'",
                         "authentication_error", "invalid_api_key", [id_header, (b"www-authenticate", b"Bearer")],
@@ -68,11 +102,24 @@ class RequestContextMiddleware:
                 )  # fmt: skip
                 return
 
+            started = False
+
             async def send_with_id(message: Message) -> None:
+                nonlocal started
                 if message["type"] == "http.response.start":
+                    started = True
                     message["headers"] = [*message.get("headers", []), id_header]
                 await send(message)
 
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, self._limited(receive), send_with_id)
+            except BodyTooLarge as error:
+                if started:
+                    raise
+                # The rest of the body is never read: close the connection rather than leave it unusable.
+                await _send_error(
+                    send, 413, str(error), "invalid_request_error", "request_too_large",
+                    [id_header, (b"connection", b"close")],
+                )  # fmt: skip
         finally:
             request_id_var.reset(token)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 from fastapi.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from inference_service.router.errors import envelope
 from inference_service.router.upstream import UpstreamUnreachable
@@ -38,8 +40,12 @@ async def relay(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, No
                 yield error_event("the model's stream ended unexpectedly", code="stream_incomplete")
     except UpstreamUnreachable as error:
         logger.warning("upstream died mid-stream: %s", error)
-        yield error_event(f"the model stopped while streaming: {error}", code="upstream_died")
+        yield error_event(str(error), code="upstream_died")
     yield DONE
+
+
+class SlowReader(Exception):
+    """The client accepted nothing for the stream's send timeout."""
 
 
 class SSEResponse(StreamingResponse):
@@ -50,19 +56,48 @@ class SSEResponse(StreamingResponse):
     upstream connection holding a llama-server slot - would live on until garbage
     collection, sometimes for seconds. Closing it here, shielded from the cancellation
     that ended the send, runs every ``finally`` down the chain at once and frees the slot.
+
+    A client that stays connected but stops reading makes ``send`` block once the socket
+    buffers are full; after ``send_timeout_s`` of that the stream is given up the same way
+    (``on_send_timeout`` is told) instead of holding the slot for as long as the client likes.
     """
 
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        send_timeout_s: float | None = None,
+        on_send_timeout: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
         self._body = body
+        self._send_timeout_s = send_timeout_s
+        self._on_send_timeout = on_send_timeout
+
+    async def _send_within_timeout(self, send: Send, message: Message) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                await send(message)
+        except TimeoutError:
+            raise SlowReader from None
 
     async def stream_response(self, send: Send) -> None:
+        bounded_send = send if self._send_timeout_s is None else functools.partial(self._send_within_timeout, send)
         try:
-            await super().stream_response(send)
+            await super().stream_response(bounded_send)
+        except SlowReader:
+            # The response cannot be finished (the client takes no bytes): returning leaves the
+            # server to close the connection; the finally below cancels the upstream request.
+            logger.warning("client accepted nothing for %gs: stream cancelled", self._send_timeout_s)
+            if self._on_send_timeout is not None:
+                self._on_send_timeout()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._body.aclose()
 
 
-def sse_response(body: AsyncGenerator[bytes, None]) -> SSEResponse:
-    return SSEResponse(body)
+def sse_response(
+    body: AsyncGenerator[bytes, None],
+    send_timeout_s: float | None = None,
+    on_send_timeout: Callable[[], None] | None = None,
+) -> SSEResponse:
+    return SSEResponse(body, send_timeout_s, on_send_timeout)

@@ -8,6 +8,7 @@ session keeps a keep-alive pool per upstream host, so each runtime gets its own 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import aiohttp
 
 from inference_service.runtimes.base import Endpoint
+
+logger = logging.getLogger(__name__)
 
 
 class UpstreamUnreachable(Exception):
@@ -94,6 +97,7 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                 yield b"\n".join(pending)
                 pending = []
     except (aiohttp.ClientError, OSError) as error:
-        raise UpstreamUnreachable(f"stream interrupted: {error.__class__.__name__}: {error}") from None
+        logger.warning("upstream stream interrupted: %s: %s", error.__class__.__name__, error)
+        raise UpstreamUnreachable("the connection closed before the stream was complete") from None
     if pending:
         yield b"\n".join(pending)

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
-from inference_service.router.errors import APIError
+from inference_service.router.errors import APIError, is_client_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
@@ -58,12 +58,18 @@ def _metadata(plan: Plan, runner: StageRunner, outcome: Outcome, degraded_reason
     return metadata
 
 
-def _fallback(runner: StageRunner, failure: str) -> tuple[Stage, str]:
-    """The latest successful stage, used when the final stage itself fails."""
+def _fallback(runner: StageRunner, failure: APIError) -> tuple[Stage, str]:
+    """The latest successful stage, used when the final stage itself fails.
+
+    A client error (a bad parameter the runtime refused) is no failure to degrade around:
+    it is raised as it is, so the client sees its own 4xx rather than a 502 to retry.
+    """
+    if is_client_error(failure.status):
+        raise failure
     for stage in reversed(runner.stages):
         if stage.error is None:
-            return stage, f"final stage failed ({failure}); returning the {stage.role}'s answer"
-    raise APIError(502, f"orchestration failed: {failure}", type="upstream_error", code="orchestration_failed")
+            return stage, f"final stage failed ({failure.message}); returning the {stage.role}'s answer"
+    raise APIError(502, f"orchestration failed: {failure.message}", type="upstream_error", code="orchestration_failed")
 
 
 async def _run_mode(plan: Plan, runner: StageRunner) -> Outcome:
@@ -79,7 +85,11 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     created = int(time.time())
     if chat.stream:
         body = _stream(svc, plan, raw, chat.priority, completion_id, created)
-        return sse_response(svc.metrics.observe_stream(plan.primary, ORCHESTRATED_ENDPOINT, time.perf_counter(), body))
+        return sse_response(
+            svc.metrics.observe_stream(plan.primary, ORCHESTRATED_ENDPOINT, time.perf_counter(), body),
+            svc.settings.stream_send_timeout_for(plan.primary),
+            svc.metrics.slow_readers.labels(plan.primary).inc,
+        )
     started = time.perf_counter()
     runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
     try:
@@ -92,7 +102,7 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
             try:
                 final = await runner.call(call.role, call.model, call.messages)
             except StageFailed as failure:
-                final, reason = _fallback(runner, str(failure.stage.error))
+                final, reason = _fallback(runner, failure.cause or APIError(502, str(failure.stage.error)))
                 degraded = "; ".join(filter(None, [degraded, reason]))
     except APIError as error:
         svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, str(error.status)).inc()
@@ -165,7 +175,7 @@ async def _stream(
                 stage.error, stage.finished_at = error.message, time.time()
                 runner.record(stage)
                 try:
-                    final, reason = _fallback(runner, error.message)
+                    final, reason = _fallback(runner, error)
                 except APIError as failure:  # nothing to fall back to: the headers are sent, so say it in-band
                     yield _frame(failure.body()) + DONE
                     return
@@ -186,7 +196,7 @@ async def _stream(
                                 yield _frame(last)
                             last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
                 except UpstreamUnreachable as error:
-                    yield error_event(f"the final stage's model stopped while streaming: {error}", code="upstream_died") + DONE
+                    yield error_event(f"the final stage failed: {error}", code="upstream_died") + DONE
                     return
                 stage.finished_at = time.time()
                 runner.record(stage)

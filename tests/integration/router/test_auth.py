@@ -41,3 +41,20 @@ def test_health_endpoints_need_no_key(router: ServiceProcess, path: str, status:
 
 def test_metrics_need_the_key(router: ServiceProcess) -> None:
     assert httpx.get(router.url + "/metrics").status_code == 401
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_bearer_scheme_is_case_insensitive(router: ServiceProcess, scheme: str) -> None:
+    response = httpx.get(router.url + "/v1/models", headers={"Authorization": f"{scheme} {KEY}"})
+    assert response.status_code == 200, response.text
+
+
+def test_the_key_itself_is_case_sensitive(router: ServiceProcess) -> None:
+    response = httpx.get(router.url + "/v1/models", headers={"Authorization": f"Bearer {KEY.upper()}"})
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/health-admin", "/health/ready/x", "/healthy"])
+def test_paths_that_only_start_like_a_health_check_need_the_key(router: ServiceProcess, path: str) -> None:
+    response = httpx.get(router.url + path)
+    assert response.status_code == 401, f"{path}: {response.status_code} {response.text}"

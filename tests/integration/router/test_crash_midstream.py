@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ def crash(router: ServiceProcess) -> Crash:
 def test_stream_cut_by_a_crash_ends_with_an_error_event_then_one_done(crash: Crash) -> None:
     assert crash.data[-1] == DONE and crash.data.count(DONE) == 1
     assert crash.data[-2].startswith('{"error":'), crash.data[-2]
+
+
+def test_the_crash_message_names_the_model_its_runtime_and_what_happened(crash: Crash) -> None:
+    message = json.loads(crash.data[-2])["error"]["message"]
+    assert SMOLLM2_ID in message and "llamacpp runtime" in message and "crashed" in message, message
+    assert "aiohttp" not in message and "ClientPayloadError" not in message and "TransferEncodingError" not in message, message
 
 
 def test_next_request_succeeds_once_the_supervisor_restarted_the_child(crash: Crash, router: ServiceProcess, client: httpx.Client) -> None:

@@ -1,0 +1,52 @@
+"""Noticing a client that hangs up while its non-streaming request waits or runs.
+
+A streamed response notices at its next write; a non-streaming one writes nothing until
+the answer is ready, so without a watch an abandoned request would keep its place in the
+queue and its llama-server slot until the model finished an answer nobody will read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.types import Receive
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """Await ``work`` in this task while a watcher waits for ``http.disconnect``.
+
+    On a disconnect the watcher cancels this task: a queued request leaves the queue, a
+    running upstream call is closed (llama-server then frees the slot), and
+    ClientDisconnected is raised. The body must already have been read. The watcher is
+    one parked task per request, woken only by the disconnect or cancelled when ``work``
+    is done: nothing on the hot path polls.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if disconnected:
+            task.uncancel()
+            raise ClientDisconnected from None
+        raise
+    finally:
+        watcher.cancel()

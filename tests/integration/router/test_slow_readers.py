@@ -1,0 +1,98 @@
+"""Streaming clients that stop reading cannot hold a model's slots: after
+``stream_send_timeout_s`` without accepting a byte their streams are cancelled upstream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.router.conftest import StartRouter, chat_body
+from tests.support.api import model_card
+from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
+from tests.support.prometheus import sample
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+SEND_TIMEOUT_S = 3.0
+SERVED_WITHIN_S = SEND_TIMEOUT_S + 5.0
+
+
+@pytest.fixture(scope="module")
+def router(start_router: StartRouter) -> ServiceProcess:
+    """Two slots, a queue in which the third client can wait, and a short send timeout."""
+    model = smollm2(preload=True, parallel=2, ctx_size=4096, queue_size=4, stream_send_timeout_s=SEND_TIMEOUT_S)
+    return start_router({SMOLLM2_ID: model}, wait_ready=True, queue_timeout_s=60)
+
+
+def router_send_queue(sock: socket.socket) -> int:
+    """Bytes the router has written towards ``sock`` that ``sock`` has not taken (the router
+    side's tx_queue in /proc/net/tcp): they pile up in the router's socket buffer while the
+    client reads nothing, until the buffer is full and the router's send blocks."""
+    client_port = sock.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == client_port:
+            return int(fields[4].split(":")[0], 16)
+    return 0
+
+
+@contextmanager
+def slow_reader(service: ServiceProcess) -> Iterator[socket.socket]:
+    """A streaming request from a client with a tiny receive buffer that never reads.
+
+    The router's socket buffer grows to a few MB before its send blocks; 500 top logprobs
+    make each event ~30 KB, so that takes about a hundred tokens.
+    """
+    body = chat_body(max_tokens=1500, ignore_eos=True, stream=True, logprobs=True, top_logprobs=500)
+    payload = json.dumps(body).encode()
+    host, port = service.url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect((host, int(port)))
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        )
+        yield sock
+    finally:
+        sock.close()
+
+
+def decoded_tokens(service: ServiceProcess) -> int:
+    """Tokens llama-server has generated in its current tasks, over all slots."""
+    port = model_card(service, SMOLLM2_ID)["port"]
+    slots = httpx.get(f"http://127.0.0.1:{port}/slots").json()
+    return sum(slot["next_token"][0]["n_decoded"] for slot in slots if slot["is_processing"])
+
+
+def stalled(service: ServiceProcess, readers: list[socket.socket], quiet_s: float = 1.0) -> bool:
+    """True once the router forwards nothing more to the readers while llama-server keeps
+    generating for them: the router's sends are blocked on full buffers."""
+    queued, decoded = [router_send_queue(reader) for reader in readers], decoded_tokens(service)
+    time.sleep(quiet_s)
+    unchanged = [router_send_queue(reader) for reader in readers] == queued
+    return all(queued) and unchanged and decoded_tokens(service) >= decoded + 2 * len(readers)
+
+
+def test_third_client_is_served_while_two_slow_readers_hold_both_slots(router: ServiceProcess) -> None:
+    metrics = lambda: httpx.get(router.url + "/metrics").text  # noqa: E731
+    with ExitStack() as stack:
+        readers = [stack.enter_context(slow_reader(router)) for _ in range(2)]
+        wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 2, timeout_s=30)
+        wait_until(lambda: stalled(router, readers), timeout_s=120, interval_s=0)
+        started = time.monotonic()
+        response = httpx.post(router.url + "/v1/chat/completions", json=chat_body(), timeout=SERVED_WITHIN_S + 30)
+        waited = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        assert waited <= SERVED_WITHIN_S, f"third client served after {waited:.1f}s (bound {SERVED_WITHIN_S:g}s)"
+    count = sample(metrics(), "inference_slow_reader_cancellations_total", model=SMOLLM2_ID)
+    assert count == 2, count

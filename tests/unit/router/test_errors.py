@@ -1,0 +1,26 @@
+"""Runtime error answers mapped to the router's envelope: client faults stay 4xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference_service.router.errors import upstream_error
+
+LLAMA_IMAGE = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+LLAMA_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
+
+
+@pytest.mark.parametrize(("status", "message"), [(500, LLAMA_IMAGE), (501, LLAMA_EMBEDDINGS)])
+def test_a_refusal_of_what_was_asked_is_a_400_with_the_runtimes_message(status: int, message: str) -> None:
+    error = upstream_error(status, {"error": {"code": status, "message": message, "type": "server_error"}})
+    assert (error.status, error.type, error.message) == (400, "invalid_request_error", message)
+
+
+def test_a_real_server_fault_stays_a_5xx() -> None:
+    error = upstream_error(500, {"error": {"code": 500, "message": "failed to get embeddings", "type": "server_error"}})
+    assert (error.status, error.type) == (500, "server_error")
+
+
+def test_a_runtime_400_keeps_its_status_and_type() -> None:
+    error = upstream_error(400, {"error": {"code": 400, "message": "bad temperature", "type": "invalid_request_error"}})
+    assert (error.status, error.type) == (400, "invalid_request_error")
