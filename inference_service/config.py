@@ -146,8 +146,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
-    max_loaded_models: int | None = Field(default=None, ge=1)
+    max_loaded_models: int | None = Field(default=None, ge=0)
     memory_budget_mb: int | None = Field(default=None, gt=0)
+    swap_max_wait_s: float = Field(
+        default=10.0, ge=0, description="how long a model waiting for capacity lets busy models keep serving their queue"
+    )
     health_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
     stop_grace_s: float = Field(default=8.0, ge=0)

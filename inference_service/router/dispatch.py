@@ -7,6 +7,7 @@ and protected the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -15,12 +16,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from inference_service.config import Settings
-from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
+from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
 from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_events
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, Supervisor, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
@@ -42,32 +43,49 @@ class Dispatcher:
         }
 
     async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
-        """Wait for a slot, then for the model to be ready; translate refusals into API errors."""
+        """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
+
+        The lease comes first, so a request still queued for a slot already counts as
+        demand for its model (it is not evicted from under its queue). Waiting for a slot
+        and for the model (a load, or capacity held by other models) share one deadline:
+        the model's ``queue_timeout_s``.
+        """
         queue = self.queues[model_id]
+        deadline = time.monotonic() + queue.timeout_s
+        try:
+            lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
+        except UnknownModel as error:
+            raise not_found(str(error)) from None
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            await stack.enter_async_context(queue.slot(priority))
+            await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
+            endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
-            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", retry_after_s=2) from None
-        except QueueTimeout as error:
+            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", self._retry_after(model_id)) from None
+        except (QueueTimeout, TimeoutError):
             self.metrics.rejected.labels(model_id, "queue_timeout").inc()
-            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_timeout", retry_after_s=5) from None
-        finally:
-            depth.dec()
-        try:
-            endpoint = await stack.enter_async_context(self.supervisor.lease(model_id))
-        except UnknownModel as error:
-            raise not_found(str(error)) from None
+            message = f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
+            raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
         except InsufficientCapacity as error:
             raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
         except ModelUnavailable as error:
             raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
+        finally:
+            depth.dec()
         in_flight = self.metrics.in_flight.labels(model_id)
         in_flight.inc()
         stack.callback(in_flight.dec)
+        stack.callback(queue.observe_service, time.monotonic())
         return endpoint
+
+    def _retry_after(self, model_id: str) -> int:
+        """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""
+        queue = self.queues[model_id]
+        status = self.supervisor.status(model_id)
+        loading_s = 0.0 if status.state == ModelState.LOADED else (status.last_load_s or queue.default_load_s)
+        return retry_after_s(queue.waiting + queue.active, queue.parallel, queue.service_s, loading_s)
 
     async def post(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
