@@ -66,6 +66,7 @@ class ModelConfig(_Strict):
     parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
+    fallbacks: list[str] = Field(default=[], description="models (ids or aliases) that serve a request this one cannot take")
     # llamacpp
     path: Path | None = None
     source: ModelSource | None = None
@@ -198,11 +199,45 @@ class Settings(BaseSettings):
                 seen[name] = model.id
         if self.default_model is not None and self.default_model not in seen:
             raise ValueError(f"default_model: {self.default_model!r} is not a configured model or alias")
+        self._check_fallbacks(seen)
         for name, preset in self.presets.items():
             for ref in preset.models:
                 if ref not in seen:
                     raise ValueError(f"presets.{name}.models: {ref!r} is not a configured model or alias")
         return self
+
+    def _check_fallbacks(self, names: dict[str, str]) -> None:
+        """Fallbacks name other configured models, and following them never leads back (no cycle)."""
+        for model in self.models.values():
+            for ref in model.fallbacks:
+                if ref not in names:
+                    raise ValueError(f"models.{model.id}.fallbacks: {ref!r} is not a configured model or alias")
+                if names[ref] == model.id:
+                    raise ValueError(f"models.{model.id}.fallbacks: a model cannot be its own fallback")
+        for start in self.models:
+            path, frontier = [start], [start]
+            while frontier:
+                current = frontier.pop()
+                for ref in self.models[current].fallbacks:
+                    target = names[ref]
+                    if target == start:
+                        cycle = " -> ".join([*path, target])
+                        raise ValueError(f"models.{start}.fallbacks: fallbacks form a cycle ({cycle})")
+                    if target not in path:
+                        path.append(target)
+                        frontier.append(target)
+
+    def fallback_chain(self, model_id: str) -> list[str]:
+        """The models to try after ``model_id``, in order: its fallbacks, then theirs (ids, no repeats)."""
+        names = {name: m.id for m in self.models.values() for name in (m.id, *m.aliases)}
+        chain: list[str] = []
+        pending = [names[ref] for ref in self.models[model_id].fallbacks]
+        while pending:
+            candidate = pending.pop(0)
+            if candidate != model_id and candidate not in chain:
+                chain.append(candidate)
+                pending += [names[ref] for ref in self.models[candidate].fallbacks]
+        return chain
 
     def model_path(self, model: ModelConfig) -> Path:
         """Absolute GGUF path: relative paths live in ``models_dir``."""

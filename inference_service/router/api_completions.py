@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
+from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import orchestrate
@@ -27,7 +28,9 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
     try:
         if stream:
             events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(events)))
+            response = sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(events)))
+            response.headers.update(served_model_headers())
+            return response
         reply = await svc.dispatcher.post(model_id, path, body, priority, request_id)
         if reply.status != 200:
             try:
@@ -40,7 +43,7 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
         raise
     svc.metrics.requests.labels(model_id, endpoint, "200").inc()
     svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
-    return Response(reply.body, status_code=200, media_type="application/json")
+    return Response(reply.body, status_code=200, media_type="application/json", headers=served_model_headers())
 
 
 @router.post("/v1/chat/completions")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -26,6 +27,17 @@ from inference_service.supervisor import InsufficientCapacity, ModelState, Model
 logger = logging.getLogger(__name__)
 
 DONE_EVENT = b"data: [DONE]"
+#: Refusals a fallback model may answer instead: the model failed, can never fit, or its queue is full.
+FALLBACK_REASONS = frozenset({"model_unavailable", "insufficient_capacity", "queue_full"})
+#: The model that took the current request (a fallback's id when one stepped in); the routes send it as a header.
+served_model_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_model", default=None)
+SERVED_MODEL_HEADER = "X-Inference-Model"
+
+
+def served_model_headers() -> dict[str, str]:
+    """``X-Inference-Model`` for the response of a request the dispatcher just admitted."""
+    served = served_model_var.get()
+    return {SERVED_MODEL_HEADER: served} if served else {}
 
 
 class Dispatcher:
@@ -33,6 +45,8 @@ class Dispatcher:
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
+        supervisor.events.listen(metrics.observe_event)
+        self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self.queues = {
             model_id: AdmissionQueue(
                 parallel=model.parallel,
@@ -42,7 +56,35 @@ class Dispatcher:
             for model_id, model in settings.models.items()
         }
 
-    async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
+    async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> tuple[str, Endpoint]:
+        """Admit the request to ``model_id`` or, if that model cannot take it, to its first fallback that can.
+
+        A fallback steps in only when the model itself refuses - it is ``failed``, can never
+        fit (507), or its queue is full - never for the client's own errors (4xx) and never
+        once an upstream has answered. Returns the id of the model that took the request.
+        """
+        first_refusal: APIError | None = None
+        for candidate in [model_id, *self.fallbacks[model_id]]:
+            attempt = contextlib.AsyncExitStack()
+            try:
+                endpoint = await self._admit_one(attempt, candidate, priority)
+            except APIError as error:
+                await attempt.aclose()
+                if error.code not in FALLBACK_REASONS:
+                    raise
+                first_refusal = first_refusal or error
+                logger.info("model %s refused (%s); trying its fallbacks", candidate, error.code)
+                continue
+            await stack.enter_async_context(attempt)
+            if candidate != model_id:
+                assert first_refusal is not None
+                self.metrics.fallbacks.labels(model_id, candidate, first_refusal.code).inc()
+            served_model_var.set(candidate)
+            return candidate, endpoint
+        assert first_refusal is not None
+        raise first_refusal
+
+    async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
         """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
 
         The lease comes first, so a request still queued for a slot already counts as
@@ -90,7 +132,7 @@ class Dispatcher:
     async def post(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
-            endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
                 reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
@@ -119,7 +161,7 @@ class Dispatcher:
         raises UpstreamUnreachable if the runtime dies mid-stream."""
         stack = contextlib.AsyncExitStack()
         try:
-            endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
                 response = await self.upstream.open_stream(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
