@@ -141,6 +141,12 @@ class CapacityScheduler:
             )
         return None
 
+    def fit_together(self, tenants: Sequence[Tenant]) -> bool:
+        """Whether ``tenants`` could all be resident at the same time (others evicted if need be)."""
+        count_ok = self._max_models is None or len(tenants) <= self._max_models
+        memory_ok = self._budget_mb is None or sum(t.footprint_mb for t in tenants) <= self._budget_mb
+        return count_ok and memory_ok
+
     def holds(self, tenant: Tenant) -> bool:
         return tenant in self._holders
 

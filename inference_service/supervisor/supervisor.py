@@ -120,6 +120,20 @@ class Supervisor:
         finally:
             actor.close_lease(lease)
 
+    async def prepare(self, model_ids: Sequence[str]) -> None:
+        """Load the models one job needs (an orchestration) together, before it starts - if they fit together.
+
+        When they cannot all be resident at once, nothing is done here: the job's stages
+        then take their turns, each waiting for its model. Failures are left for the
+        stages to report.
+        """
+        actors = [self._get(model_id) for model_id in dict.fromkeys(model_ids)]
+        if not self.capacity.fit_together([a for a in actors if a.runtime.local]):
+            return
+        loads = asyncio.gather(*(a.wait_ready() for a in actors if a.state != ModelState.LOADED), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loads, self._settings.queue_timeout_s)
+
     async def unload(self, model_id: str) -> None:
         """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
         await self._get(model_id).unload()

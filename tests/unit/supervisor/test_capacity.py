@@ -138,3 +138,24 @@ async def test_waiting_models_are_served_by_priority() -> None:
     await asyncio.wait_for(asyncio.gather(high, low), 2)
     assert order == ["high", "low"]  # low asked first
     await supervisor.close()
+
+
+async def test_models_that_fit_together_are_prepared_together() -> None:
+    harness = Harness(["a", "b"], max_loaded_models=2)
+    for runtime in harness.runtimes.values():
+        runtime.gate = asyncio.Event()
+    preparing = asyncio.create_task(harness.supervisor.prepare(["a", "b"]))
+    await asyncio.sleep(0.02)
+    assert [harness.state(m) for m in ("a", "b")] == ["loading", "loading"]  # both at once, not stage by stage
+    for runtime in harness.runtimes.values():
+        runtime.gate.set()
+    await asyncio.wait_for(preparing, 2)
+    assert [harness.state(m) for m in ("a", "b")] == ["loaded", "loaded"]
+    await harness.supervisor.close()
+
+
+async def test_models_that_cannot_be_resident_together_are_not_prepared() -> None:
+    harness = Harness(["a", "b"], max_loaded_models=1)
+    await asyncio.wait_for(harness.supervisor.prepare(["a", "b"]), 1)
+    assert [harness.state(m) for m in ("a", "b")] == ["unloaded", "unloaded"]  # the stages will take turns
+    await harness.supervisor.close()
