@@ -102,7 +102,7 @@ class Dispatcher:
         depth.inc()
         try:
             await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
-            endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
+            endpoint = lease.ready_now() or await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
             raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", self._retry_after(model_id)) from None

@@ -145,6 +145,12 @@ class Lease:
     endpoint: Endpoint | None = None
     closed: bool = field(default=False)
 
+    def ready_now(self) -> Endpoint | None:
+        """The endpoint at once if the model is serving (the common case: no waiting, no task), else None."""
+        if self.endpoint is None:
+            self.actor.serve_if_loaded(self)
+        return self.endpoint
+
     async def ready(self) -> Endpoint:
         """The model's endpoint, loading it (or waiting for capacity) if needed; counts as in flight from then."""
         if self.endpoint is None:
@@ -274,6 +280,10 @@ class ModelActor:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
             self._capacity.poke()
+
+    def serve_if_loaded(self, lease: Lease) -> None:
+        if self.state == _S.LOADED and not self.closed and self.endpoint is not None:
+            self._serve(lease, self.endpoint)
 
     def open_lease(self, priority: int) -> Lease:
         """Count a request from now on, before the model is ready: it protects the model from eviction."""
@@ -541,7 +551,7 @@ class ModelActor:
             logger.debug("model %s: eviction (%s) refused: %s, %d in flight", self.model_id, reason, self.state, self.in_flight)
             self._capacity.evict_refused(self)
             return
-        kind = reason.split(":", 1)[0]
+        kind = "swap" if self.closed else reason.split(":", 1)[0]  # swap: it yielded to a model that waited too long
         self._events.publish(EVICTION, self.model_id, reason=kind, detail=reason)
         self._begin_unloading(_S.LOADED, drain=False)
 
