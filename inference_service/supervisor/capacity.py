@@ -114,6 +114,8 @@ class Tenant(Protocol):
 
     def yield_slot(self, reason: str) -> None: ...
 
+    def reopen(self) -> None: ...
+
 
 class CapacityScheduler:
     def __init__(self, settings: Settings) -> None:
@@ -176,7 +178,7 @@ class CapacityScheduler:
 
     def poke(self) -> None:
         """Something changed (a request ended, a model left): plan once, soon, however many pokes came."""
-        if self._poked or not (self._pending or self._evicting):
+        if self._poked or not (self._pending or self._evicting or any(t.closed for t in self._holders)):
             return
         self._poked = True
         asyncio.get_running_loop().call_soon(self._schedule)
@@ -197,6 +199,11 @@ class CapacityScheduler:
         # A model whose every request gave up stays queued but is passed over until one comes back.
         wanted = [t for t in self._pending if t.wanted_priority is not None]
         queue = sorted(wanted, key=lambda t: (-(t.wanted_priority or 0), self._pending[t]))
+        if not queue:
+            # Nobody waits any more (the requests that made a model yield gave up): let yielding models serve again.
+            for tenant in self._holders:
+                if tenant.closed and tenant not in self._evicting:
+                    tenant.reopen()
         for tenant in queue:
             if self._fits(tenant):
                 del self._pending[tenant]

@@ -102,6 +102,11 @@ class _Yield:
 
 
 @dataclass(frozen=True)
+class _Reopen:
+    """The model that made this one yield no longer waits: serve requests again."""
+
+
+@dataclass(frozen=True)
 class _Started:
     generation: int
     endpoint: Endpoint | None = None
@@ -124,7 +129,7 @@ class _Shutdown:
     done: asyncio.Future[None]
 
 
-_Message = _Wanted | _Granted | _Unload | _Evict | _Yield | _Started | _Crashed | _Stopped | _Shutdown
+_Message = _Wanted | _Granted | _Unload | _Evict | _Yield | _Reopen | _Started | _Crashed | _Stopped | _Shutdown
 
 
 @dataclass(eq=False)
@@ -252,6 +257,9 @@ class ModelActor:
     def yield_slot(self, reason: str) -> None:
         self._send(_Yield(reason))
 
+    def reopen(self) -> None:
+        self._send(_Reopen())
+
     async def wait_ready(self, priority: int = 2, force: bool = False, lease: Lease | None = None) -> Endpoint:
         """Wait until the model serves and return its endpoint (a lease becomes in flight at that moment).
 
@@ -355,6 +363,10 @@ class ModelActor:
                     self.closed = True
                     logger.info("model %s yields its capacity: %s", self.model_id, reason)
                     self._capacity.poke()
+            case _Reopen():
+                if self.state == _S.LOADED and self.closed:
+                    self.closed = False
+                    self._resolve_waiters()
             case _Stopped(generation=generation):
                 self._on_stopped(generation)
 

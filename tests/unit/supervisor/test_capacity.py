@@ -159,3 +159,20 @@ async def test_models_that_cannot_be_resident_together_are_not_prepared() -> Non
     await asyncio.wait_for(harness.supervisor.prepare(["a", "b"]), 1)
     assert [harness.state(m) for m in ("a", "b")] == ["unloaded", "unloaded"]  # the stages will take turns
     await harness.supervisor.close()
+
+
+async def test_a_yielding_model_serves_again_when_the_model_it_yielded_to_no_longer_waits() -> None:
+    harness = Harness(["a", "b"], max_loaded_models=1, swap_max_wait_s=0)
+    supervisor = harness.supervisor
+    async with supervisor.lease("a") as busy:
+        await busy.ready()
+        b_waiting = asyncio.create_task(supervisor.ensure_ready("b"))
+        await asyncio.sleep(0.02)  # a yields at once (swap_max_wait_s = 0): new requests for a wait
+        async with supervisor.lease("a") as queued:
+            assert queued.ready_now() is None
+            b_waiting.cancel()  # ... but b's only request gives up
+            await asyncio.gather(b_waiting, return_exceptions=True)
+            endpoint = await asyncio.wait_for(queued.ready(), 1)
+
+    assert endpoint.model_name == "a" and harness.state("a") == "loaded"
+    await supervisor.close()
