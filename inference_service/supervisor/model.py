@@ -544,11 +544,11 @@ class ModelActor:
     # -- unloading
 
     def _on_unload(self, done: asyncio.Future[None]) -> None:
+        if self._awaiting_capacity:
+            self._awaiting_capacity = False
+            self._capacity.withdraw(self)
+            self._reject_waiters(ModelUnavailable(f"model {self.model_id!r} was unloaded while it waited for capacity"))
         if self.state == _S.UNLOADED:
-            if self._awaiting_capacity:
-                self._awaiting_capacity = False
-                self._capacity.withdraw(self)
-                self._reject_waiters(ModelUnavailable(f"model {self.model_id!r} was unloaded while it waited for capacity"))
             done.set_result(None)
             return
         self._unload_waiters.append(done)

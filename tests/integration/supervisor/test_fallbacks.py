@@ -64,10 +64,12 @@ def test_a_full_queue_is_answered_by_the_fallback(start_service: StartService) -
 
 def test_a_client_error_is_never_sent_to_a_fallback(start_service: StartService) -> None:
     service = start_service({SMOLLM2_ID: smollm2(fallbacks=[GEMMA_ID]), GEMMA_ID: gemma()})
-    # A completion request whose prompt is the wrong type: llama-server refuses it with 400.
-    response = httpx.post(f"{service.url}/v1/completions", json={"model": SMOLLM2_ID, "prompt": {"bad": 1}}, timeout=60)
+    # A prompt far longer than the slot's context: llama-server itself refuses it with 400.
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "word " * 2000}], "max_tokens": 2}
+    response = httpx.post(f"{service.url}/v1/chat/completions", json=body, timeout=60)
 
-    assert 400 <= response.status_code < 500, response.text
+    assert response.status_code == 400, response.text
+    assert response.headers["X-Inference-Model"] == SMOLLM2_ID
     assert fallbacks_counted(service, SMOLLM2_ID, GEMMA_ID, "model_unavailable") == 0
     assert httpx.get(f"{service.url}/v1/models/{GEMMA_ID}", timeout=30).json()["status"] == "unloaded"
 
