@@ -36,6 +36,19 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime, Runt
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
 from inference_service.supervisor.footprint import estimate_mb
+from inference_service.supervisor.messages import (
+    Crashed,
+    Evict,
+    Granted,
+    Message,
+    Reopen,
+    Shutdown,
+    Started,
+    Stopped,
+    Unload,
+    Wanted,
+    Yield,
+)
 from inference_service.supervisor.state import ModelState, StaleTransition, compare_and_swap
 
 logger = logging.getLogger(__name__)
@@ -67,69 +80,6 @@ class ModelStatus:
     last_used: float | None
     state_since: float
     last_load_s: float | None
-
-
-# ----------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True)
-class _Wanted:
-    """Someone waits for the model to be ready (the waiter is already registered)."""
-
-    force: bool
-
-
-@dataclass(frozen=True)
-class _Granted:
-    """The capacity scheduler reserved room for this model."""
-
-
-@dataclass(frozen=True)
-class _Unload:
-    done: asyncio.Future[None]
-
-
-@dataclass(frozen=True)
-class _Evict:
-    reason: str
-    #: The TTL reaper's eviction: refused while any request is leased, even one still waiting.
-    idle_only: bool = False
-
-
-@dataclass(frozen=True)
-class _Yield:
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Reopen:
-    """The model that made this one yield no longer waits: serve requests again."""
-
-
-@dataclass(frozen=True)
-class _Started:
-    generation: int
-    endpoint: Endpoint | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class _Crashed:
-    generation: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Stopped:
-    generation: int
-
-
-@dataclass(frozen=True)
-class _Shutdown:
-    done: asyncio.Future[None]
-
-
-_Message = _Wanted | _Granted | _Unload | _Evict | _Yield | _Reopen | _Started | _Crashed | _Stopped | _Shutdown
 
 
 @dataclass(eq=False)
@@ -196,7 +146,7 @@ class ModelActor:
         self._unload_waiters: list[asyncio.Future[None]] = []
         self._awaiting_capacity = False
         self._load_started = 0.0
-        self._inbox: asyncio.Queue[_Message] = asyncio.Queue()  # unbounded: each sender posts at most one per action
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()  # unbounded: each sender posts at most one per action
         self._task: asyncio.Task[None] | None = None
         self._operation: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -244,21 +194,21 @@ class ModelActor:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"model:{self.model_id}")
 
-    def _send(self, message: _Message) -> None:
+    def _send(self, message: Message) -> None:
         self.start()
         self._inbox.put_nowait(message)
 
     def grant(self) -> None:
-        self._send(_Granted())
+        self._send(Granted())
 
     def evict(self, reason: str, idle_only: bool = False) -> None:
-        self._send(_Evict(reason, idle_only))
+        self._send(Evict(reason, idle_only))
 
     def yield_slot(self, reason: str) -> None:
-        self._send(_Yield(reason))
+        self._send(Yield(reason))
 
     def reopen(self) -> None:
-        self._send(_Reopen())
+        self._send(Reopen())
 
     async def wait_ready(self, priority: int = 2, force: bool = False, lease: Lease | None = None) -> Endpoint:
         """Wait until the model serves and return its endpoint (a lease becomes in flight at that moment).
@@ -279,7 +229,7 @@ class ModelActor:
             raise InsufficientCapacity(never)
         waiter = _Waiter(asyncio.get_running_loop().create_future(), priority, lease)
         self._waiters.append(waiter)
-        self._send(_Wanted(force))
+        self._send(Wanted(force))
         try:
             return await waiter.future
         finally:
@@ -321,12 +271,12 @@ class ModelActor:
 
     async def unload(self) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._send(_Unload(done))
+        self._send(Unload(done))
         await asyncio.shield(done)
 
     async def shutdown(self) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._send(_Shutdown(done))
+        self._send(Shutdown(done))
         await done
 
     # ----------------------------------------------------------------- the actor
@@ -335,7 +285,7 @@ class ModelActor:
         while self.state != _S.SHUTDOWN:
             message = await self._inbox.get()
             try:
-                if isinstance(message, _Shutdown):
+                if isinstance(message, Shutdown):
                     await self._shutdown(message)
                 else:
                     self._handle(message)
@@ -344,30 +294,30 @@ class ModelActor:
             except Exception:  # a bug in a handler must not leave the model without an owner
                 logger.exception("model %s: handling %s failed", self.model_id, message)
 
-    def _handle(self, message: _Message) -> None:
+    def _handle(self, message: Message) -> None:
         match message:
-            case _Wanted(force=force):
+            case Wanted(force=force):
                 self._on_wanted(force)
-            case _Granted():
+            case Granted():
                 self._on_granted()
-            case _Started():
+            case Started():
                 self._on_started(message)
-            case _Crashed(generation=generation, reason=reason):
+            case Crashed(generation=generation, reason=reason):
                 self._on_crashed(generation, reason)
-            case _Unload(done=done):
+            case Unload(done=done):
                 self._on_unload(done)
-            case _Evict(reason=reason, idle_only=idle_only):
+            case Evict(reason=reason, idle_only=idle_only):
                 self._on_evict(reason, idle_only)
-            case _Yield(reason=reason):
+            case Yield(reason=reason):
                 if self.state == _S.LOADED and not self.closed:
                     self.closed = True
                     logger.info("model %s yields its capacity: %s", self.model_id, reason)
                     self._capacity.poke()
-            case _Reopen():
+            case Reopen():
                 if self.state == _S.LOADED and self.closed:
                     self.closed = False
                     self._resolve_waiters()
-            case _Stopped(generation=generation):
+            case Stopped(generation=generation):
                 self._on_stopped(generation)
 
     def _transition(self, expected: ModelState | frozenset[ModelState], target: ModelState, reason: str | None = None) -> None:
@@ -438,7 +388,7 @@ class ModelActor:
                 failure = error.last_attempt.exception()
                 reason = failure.reason if isinstance(failure, RuntimeStartError) else str(failure)
                 prefix = f"gave up after {attempts} restart attempts: " if attempts > 1 else ""
-                self._send(_Started(generation, error=prefix + reason))
+                self._send(Started(generation, error=prefix + reason))
                 return
         except asyncio.CancelledError:
             await self.runtime.stop()  # a load called off between spawn and ready leaves no child
@@ -446,11 +396,11 @@ class ModelActor:
         except Exception as error:  # whatever a runtime raises, the model must not stay `loading`
             logger.exception("model %s: start failed unexpectedly", self.model_id)
             await self.runtime.stop()
-            self._send(_Started(generation, error=f"{error.__class__.__name__}: {error}"))
+            self._send(Started(generation, error=f"{error.__class__.__name__}: {error}"))
             return
-        self._send(_Started(generation, endpoint=endpoint))
+        self._send(Started(generation, endpoint=endpoint))
 
-    def _on_started(self, message: _Started) -> None:
+    def _on_started(self, message: Started) -> None:
         if message.generation != self.generation:
             return  # an attempt that was called off
         if message.endpoint is None:
@@ -499,7 +449,7 @@ class ModelActor:
 
         async def watch() -> None:
             reason = await self.runtime.wait_until_down()
-            self._send(_Crashed(generation, reason))
+            self._send(Crashed(generation, reason))
 
         self._watcher = asyncio.create_task(watch(), name=f"watch:{self.model_id}:{generation}")
 
@@ -538,7 +488,7 @@ class ModelActor:
             await asyncio.sleep(interval)
             with contextlib.suppress(RuntimeStartError):
                 endpoint = await self.runtime.start()
-                self._send(_Started(generation, endpoint=endpoint))
+                self._send(Started(generation, endpoint=endpoint))
                 return
 
     # -- unloading
@@ -580,7 +530,7 @@ class ModelActor:
             except TimeoutError:
                 logger.warning("%s: %d requests still running after drain timeout", self.model_id, self.in_flight)
         await self.runtime.stop()
-        self._send(_Stopped(generation))
+        self._send(Stopped(generation))
 
     async def _drained(self) -> None:
         while self.in_flight:
@@ -618,7 +568,7 @@ class ModelActor:
         self._operation = asyncio.create_task(run(), name=f"operation:{self.model_id}")
         self._operation.add_done_callback(_log_failure)
 
-    async def _shutdown(self, message: _Shutdown) -> None:
+    async def _shutdown(self, message: Shutdown) -> None:
         """Final: stop everything this model runs, whatever it was doing, and refuse all that waits."""
         for task in (self._operation, self._watcher):
             if task is not None and not task.done():
