@@ -17,8 +17,9 @@ The rules, in order:
 3. To make room for the head, idle models are evicted - the fewest evictions that free
    enough, ties to the least recently used (:func:`choose_evictions`). A model with
    requests queued for it is not idle: it keeps serving them (no thrash), until the
-   head has waited ``swap_max_wait_s``. Then the busy models it needs are told to
-   *yield*: they take no new requests, finish the ones in flight and are evicted.
+   head has waited ``swap_max_wait_s`` (and the busy model has served at least that
+   long). Then the busy models it needs are told to *yield*: they take no new
+   requests, finish the ones in flight and are evicted.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class Tenant(Protocol):
 
     @property
     def idle_since(self) -> float: ...
+
+    @property
+    def serving_since(self) -> float: ...
 
     @property
     def wanted_priority(self) -> int | None: ...
@@ -214,12 +218,21 @@ class CapacityScheduler:
             return  # the head waits; nobody behind it may take the room it is waiting for
 
     def _make_room(self, head: Tenant) -> None:
-        waited_s = time.monotonic() - self._pending[head]
-        overdue = waited_s >= self._swap_max_wait_s
+        now = time.monotonic()
+
+        def turn_left_s(tenant: Tenant) -> float:
+            """How much longer ``tenant`` may keep serving its queue while ``head`` waits.
+
+            A turn lasts ``swap_max_wait_s`` from when the head began to wait or the tenant
+            began to serve, whichever is later: a model that took long to load still gets
+            its turn, instead of yielding the moment it is ready.
+            """
+            return max(self._pending[head], tenant.serving_since) + self._swap_max_wait_s - now
+
         # Models already on their way out count as gone: their room is coming.
         staying = [t for t in self._holders if t not in self._evicting and t.state != ModelState.UNLOADING]
         loaded = [t for t in staying if t.state == ModelState.LOADED]
-        idle = [t for t in loaded if t.in_flight == 0 and (t.waiting == 0 or t.closed or overdue)]
+        idle = [t for t in loaded if t.in_flight == 0 and (t.waiting == 0 or t.closed or turn_left_s(t) <= 0)]
         limits = {"resident_count": len(staying), "resident_mb": sum(t.footprint_mb for t in staying),
                   "need_mb": head.footprint_mb, "max_models": self._max_models, "budget_mb": self._budget_mb}  # fmt: skip
         by_id = {t.model_id: t for t in loaded}
@@ -233,19 +246,21 @@ class CapacityScheduler:
                 logger.info("evicting %s to make room for %s", victim.model_id, head.model_id)
                 victim.evict(f"capacity: making room for {head.model_id}")
             return
-        busy = [t for t in loaded if t not in idle]
-        if not busy:
-            return  # room is coming from models already loading or unloading: their release pokes us
-        if not overdue:
-            # Busy models keep serving their queue; the head's turn comes at the latest after swap_max_wait_s.
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._swap_max_wait_s - waited_s, self.poke)
-            return
+        busy = [t for t in loaded if t not in idle and not t.closed]
         choice = choose_evictions([self._candidate(t) for t in idle + busy], **limits)  # type: ignore[arg-type]
         for candidate in choice or []:
             tenant = by_id[candidate.model_id]
-            if tenant in busy and not tenant.closed:
+            if tenant not in busy:
+                continue
+            left_s = turn_left_s(tenant)
+            if left_s <= 0:
+                waited_s = now - self._pending[head]
                 tenant.yield_slot(f"{head.model_id} waited {waited_s:.1f}s (swap_max_wait_s={self._swap_max_wait_s:g})")
+            elif self._timer is None or self._timer.when() > asyncio.get_running_loop().time() + left_s:
+                # It keeps serving its queue for now; look again when its turn is over.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = asyncio.get_running_loop().call_later(left_s, self.poke)
 
     @staticmethod
     def _candidate(tenant: Tenant) -> Candidate:

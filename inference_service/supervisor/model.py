@@ -132,6 +132,7 @@ class ModelActor:
         self.endpoint: Endpoint | None = None
         self.closed = False  # yielding its capacity: no new requests until it has been unloaded
         self.loaded_at: float | None = None
+        self.serving_since = 0.0  # monotonic: when its current turn at serving began (its last load)
         self.last_used: float | None = None
         self.restarts = 0
         self.crash_streak = 0  # consecutive crashes, each within STABLE_UPTIME_S of (re)loading
@@ -412,6 +413,7 @@ class ModelActor:
             self.generation += 1  # a new instance of the backend: its own watcher, its own generation
         self.endpoint = message.endpoint
         self.loaded_at = time.time()
+        self.serving_since = time.monotonic()
         if not recovered:
             self.loads += 1
             self.last_load_s = time.monotonic() - self._load_started

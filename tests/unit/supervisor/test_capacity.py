@@ -8,7 +8,7 @@ import pytest
 
 from inference_service.supervisor import InsufficientCapacity
 from inference_service.supervisor.capacity import Candidate, choose_evictions
-from tests.unit.supervisor.fakes import Harness
+from tests.unit.supervisor.fakes import Harness, eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -175,4 +175,26 @@ async def test_a_yielding_model_serves_again_when_the_model_it_yielded_to_no_lon
             endpoint = await asyncio.wait_for(queued.ready(), 1)
 
     assert endpoint.model_name == "a" and harness.state("a") == "loaded"
+    await supervisor.close()
+
+
+async def test_a_model_that_took_long_to_load_still_gets_its_turn_before_yielding() -> None:
+    harness = Harness(["a", "b"], max_loaded_models=1, swap_max_wait_s=0.2)
+    supervisor = harness.supervisor
+    await supervisor.load("b")
+    harness.runtimes["a"].gate = asyncio.Event()
+    async with supervisor.lease("a") as request:
+        a_ready = asyncio.create_task(request.ready())  # b is idle: evicted for a, whose load is slow
+        await eventually(lambda: harness.state("a") == "loading")
+        b_ready = asyncio.create_task(supervisor.ensure_ready("b"))  # b is wanted again from now on
+        await asyncio.sleep(0.5)  # a's load takes far longer than swap_max_wait_s
+        harness.runtimes["a"].gate.set()
+        await asyncio.wait_for(a_ready, 1)
+
+        await asyncio.sleep(0.1)
+        a_actor = supervisor._get("a")
+        assert not a_actor.closed  # a serves its turn, although b has waited 0.6 s already
+        await asyncio.sleep(0.2)
+        assert a_actor.closed  # then it yields
+    await asyncio.wait_for(b_ready, 1)
     await supervisor.close()
