@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import report, scenarios
+from bench import report, scenarios, swap
 from bench.harness import (
     LLM_ID,
     instant_router_config,
@@ -98,7 +98,7 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
     return results
 
 
-SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy")
+SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_models")
 
 
 def main() -> int:
@@ -123,6 +123,9 @@ def main() -> int:
             results += asyncio.run(llm_phase(plan, Path(scratch), only))
         if only & {"memory", "proxy"}:
             results += asyncio.run(proxy_phase(plan, Path(scratch), only, install_wrk=not args.no_install))
+        if "two_models" in only:
+            print("bench: two models, one slot ...", flush=True)
+            results.append(asyncio.run(swap.two_models_one_slot(plan.swap_requests, Path(scratch))))
     info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     info["duration_s"] = round(time.monotonic() - started, 1)
     plan_info = {**dataclasses.asdict(plan), "quick": args.quick, "scenarios": sorted(only)}

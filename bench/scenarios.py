@@ -46,12 +46,13 @@ class Plan:
     memory_requests: int = 1000
     stream_concurrency: tuple[int, ...] = (1, 8)
     proxy_concurrency: tuple[int, ...] = (1, 16, 64)
+    swap_requests: int = 100  # "two models, one slot"
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(
             latency_requests=30, stream_c1_requests=12, stream_c8_rounds=2, stream_tokens=24,
-            proxy_duration_s=2.0, cold_start_reps=3,
+            proxy_duration_s=2.0, cold_start_reps=3, swap_requests=40,
         )  # fmt: skip
 
 

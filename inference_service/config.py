@@ -67,6 +67,7 @@ class ModelConfig(_Strict):
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
     stream_send_timeout_s: float | None = Field(default=None, gt=0)
+    fallbacks: list[str] = Field(default=[], description="models (ids or aliases) that serve a request this one cannot take")
     # llamacpp
     path: Path | None = None
     source: ModelSource | None = None
@@ -152,8 +153,11 @@ class Settings(BaseSettings):
     stream_send_timeout_s: float = Field(
         default=30.0, gt=0, description="a stream whose client accepts nothing for this long is cancelled"
     )
-    max_loaded_models: int | None = Field(default=None, ge=1)
+    max_loaded_models: int | None = Field(default=None, ge=0)
     memory_budget_mb: int | None = Field(default=None, gt=0)
+    swap_max_wait_s: float = Field(
+        default=10.0, ge=0, description="how long a model waiting for capacity lets busy models keep serving their queue"
+    )
     health_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
     stop_grace_s: float = Field(default=8.0, ge=0)
@@ -204,6 +208,7 @@ class Settings(BaseSettings):
                 seen[name] = model.id
         if self.default_model is not None and self.default_model not in seen:
             raise ValueError(f"default_model: {self.default_model!r} is not a configured model or alias")
+        self._check_fallbacks(seen)
         for name, preset in self.presets.items():
             for ref in preset.models:
                 if ref not in seen:
@@ -212,6 +217,38 @@ class Settings(BaseSettings):
 
     def stream_send_timeout_for(self, model_id: str) -> float:
         return self.models[model_id].stream_send_timeout_s or self.stream_send_timeout_s
+    def _check_fallbacks(self, names: dict[str, str]) -> None:
+        """Fallbacks name other configured models, and following them never leads back (no cycle)."""
+        for model in self.models.values():
+            for ref in model.fallbacks:
+                if ref not in names:
+                    raise ValueError(f"models.{model.id}.fallbacks: {ref!r} is not a configured model or alias")
+                if names[ref] == model.id:
+                    raise ValueError(f"models.{model.id}.fallbacks: a model cannot be its own fallback")
+        for start in self.models:
+            path, frontier = [start], [start]
+            while frontier:
+                current = frontier.pop()
+                for ref in self.models[current].fallbacks:
+                    target = names[ref]
+                    if target == start:
+                        cycle = " -> ".join([*path, target])
+                        raise ValueError(f"models.{start}.fallbacks: fallbacks form a cycle ({cycle})")
+                    if target not in path:
+                        path.append(target)
+                        frontier.append(target)
+
+    def fallback_chain(self, model_id: str) -> list[str]:
+        """The models to try after ``model_id``, in order: its fallbacks, then theirs (ids, no repeats)."""
+        names = {name: m.id for m in self.models.values() for name in (m.id, *m.aliases)}
+        chain: list[str] = []
+        pending = [names[ref] for ref in self.models[model_id].fallbacks]
+        while pending:
+            candidate = pending.pop(0)
+            if candidate != model_id and candidate not in chain:
+                chain.append(candidate)
+                pending += [names[ref] for ref in self.models[candidate].fallbacks]
+        return chain
 
     def model_path(self, model: ModelConfig) -> Path:
         """Absolute GGUF path: relative paths live in ``models_dir``."""

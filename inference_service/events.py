@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,12 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
         self._seq = itertools.count(1)
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` synchronously with every event (for cheap in-process bookkeeping such as metrics)."""
+        self._listeners.append(listener)
 
     def publish(self, type: str, model: str | None = None, **data: Any) -> Event:
         """Record an event; synchronous and O(subscribers), safe to call from any code on the loop."""
@@ -102,6 +107,8 @@ class EventBus:
         for subscription in self._subscriptions:
             if subscription.wants(event):
                 subscription.offer(event)
+        for listener in self._listeners:
+            listener(event)
         return event
 
     def subscribe(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
 from inference_service.router.disconnect import ClientDisconnected, unless_disconnected
+from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.openapi import completion_responses, json_request
@@ -36,11 +37,13 @@ async def forward(
     try:
         if stream:
             events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            return sse_response(
+            response = sse_response(
                 svc.metrics.observe_stream(model_id, endpoint, started, relay(events)),
                 svc.settings.stream_send_timeout_for(model_id),
                 svc.metrics.slow_readers.labels(model_id).inc,
             )
+            response.headers.update(served_model_headers())
+            return response
         reply = await unless_disconnected(request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id))
         if reply.status != 200:
             try:
@@ -56,7 +59,7 @@ async def forward(
         return Response(status_code=499)  # nobody reads it: the server drops it
     svc.metrics.requests.labels(model_id, endpoint, "200").inc()
     svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
-    return Response(reply.body, status_code=200, media_type="application/json")
+    return Response(reply.body, status_code=200, media_type="application/json", headers=served_model_headers())
 
 
 @router.post("/v1/chat/completions", openapi_extra=json_request(ChatCompletionRequest), responses=completion_responses())

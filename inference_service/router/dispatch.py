@@ -7,7 +7,9 @@ and protected the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -15,16 +17,27 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from inference_service.config import Settings
-from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
+from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
 from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_events
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, Supervisor, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
 DONE_EVENT = b"data: [DONE]"
+#: Refusals a fallback model may answer instead: the model failed, can never fit, or its queue is full.
+FALLBACK_REASONS = frozenset({"model_unavailable", "insufficient_capacity", "queue_full"})
+#: The model that took the current request (a fallback's id when one stepped in); the routes send it as a header.
+served_model_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_model", default=None)
+SERVED_MODEL_HEADER = "X-Inference-Model"
+
+
+def served_model_headers() -> dict[str, str]:
+    """``X-Inference-Model`` for the response of a request the dispatcher just admitted."""
+    served = served_model_var.get()
+    return {SERVED_MODEL_HEADER: served} if served else {}
 
 
 class Dispatcher:
@@ -33,6 +46,8 @@ class Dispatcher:
         self.upstream = upstream
         self.metrics = metrics
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
+        supervisor.events.listen(metrics.observe_event)
+        self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self.queues = {
             model_id: AdmissionQueue(
                 parallel=model.parallel,
@@ -42,38 +57,83 @@ class Dispatcher:
             for model_id, model in settings.models.items()
         }
 
-    async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
-        """Wait for a slot, then for the model to be ready; translate refusals into API errors."""
+    async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> tuple[str, Endpoint]:
+        """Admit the request to ``model_id`` or, if that model cannot take it, to its first fallback that can.
+
+        A fallback steps in only when the model itself refuses - it is ``failed``, can never
+        fit (507), or its queue is full - never for the client's own errors (4xx) and never
+        once an upstream has answered. Returns the id of the model that took the request.
+        """
+        first_refusal: APIError | None = None
+        for candidate in [model_id, *self.fallbacks[model_id]]:
+            attempt = contextlib.AsyncExitStack()
+            try:
+                endpoint = await self._admit_one(attempt, candidate, priority)
+            except APIError as error:
+                await attempt.aclose()
+                if error.code not in FALLBACK_REASONS:
+                    raise
+                first_refusal = first_refusal or error
+                logger.info("model %s refused (%s); trying its fallbacks", candidate, error.code)
+                continue
+            await stack.enter_async_context(attempt)
+            if candidate != model_id:
+                assert first_refusal is not None
+                self.metrics.fallbacks.labels(model_id, candidate, first_refusal.code).inc()
+            served_model_var.set(candidate)
+            return candidate, endpoint
+        assert first_refusal is not None
+        raise first_refusal
+
+    async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
+        """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
+
+        The lease comes first, so a request still queued for a slot already counts as
+        demand for its model (it is not evicted from under its queue). Waiting for a slot
+        and for the model (a load, or capacity held by other models) share one deadline:
+        the model's ``queue_timeout_s``.
+        """
         queue = self.queues[model_id]
+        deadline = time.monotonic() + queue.timeout_s
+        try:
+            lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
+        except UnknownModel as error:
+            raise not_found(str(error)) from None
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            await stack.enter_async_context(queue.slot(priority))
+            await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
+            endpoint = lease.ready_now() or await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
-            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", retry_after_s=2) from None
-        except QueueTimeout as error:
+            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", self._retry_after(model_id)) from None
+        except (QueueTimeout, TimeoutError):
             self.metrics.rejected.labels(model_id, "queue_timeout").inc()
-            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_timeout", retry_after_s=5) from None
-        finally:
-            depth.dec()
-        try:
-            endpoint = await stack.enter_async_context(self.supervisor.lease(model_id))
-        except UnknownModel as error:
-            raise not_found(str(error)) from None
+            message = f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
+            raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
         except InsufficientCapacity as error:
             raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
         except ModelUnavailable as error:
             raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
+        finally:
+            depth.dec()
         in_flight = self.metrics.in_flight.labels(model_id)
         in_flight.inc()
         stack.callback(in_flight.dec)
+        stack.callback(queue.observe_service, time.monotonic())
         return endpoint
+
+    def _retry_after(self, model_id: str) -> int:
+        """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""
+        queue = self.queues[model_id]
+        status = self.supervisor.status(model_id)
+        loading_s = 0.0 if status.state == ModelState.LOADED else (status.last_load_s or queue.default_load_s)
+        return retry_after_s(queue.waiting + queue.active, queue.parallel, queue.service_s, loading_s)
 
     async def post(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
-            endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
                 reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
@@ -102,7 +162,7 @@ class Dispatcher:
         raises UpstreamUnreachable if the runtime dies mid-stream."""
         stack = contextlib.AsyncExitStack()
         try:
-            endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
                 response = await self.upstream.open_stream(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:

@@ -8,8 +8,10 @@ from collections.abc import AsyncGenerator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from inference_service.events import EVICTION, LOAD_PROGRESS, Event
 from inference_service.supervisor import ModelState, Supervisor
 
+_LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -47,6 +49,28 @@ class Metrics:
         self.process_rss = Gauge(
             "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
         )
+        self.model_loads = Counter("inference_model_loads", "Completed model loads (restarts included)", ["model"],
+                                   registry=self.registry)  # fmt: skip
+        self.load_duration = Histogram(
+            "inference_model_load_duration_seconds", "Time from starting a model's runtime until it serves", ["model"],
+            buckets=_LOAD_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_evictions = Counter(
+            "inference_model_evictions", "Models unloaded to make room or for idleness", ["model", "reason"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "inference_fallbacks", "Requests served by a fallback model", ["model", "fallback", "reason"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def observe_event(self, event: Event) -> None:
+        """Count loads and evictions from the supervisor's events (see EventBus.listen)."""
+        if event.type == LOAD_PROGRESS and event.data.get("phase") == "loaded" and event.model:
+            self.model_loads.labels(event.model).inc()
+            self.load_duration.labels(event.model).observe(float(event.data.get("load_s") or 0.0))
+        elif event.type == EVICTION and event.model:
+            self.model_evictions.labels(event.model, str(event.data.get("reason", "unknown"))).inc()
 
     def record_usage(self, model_id: str, usage: object) -> None:
         if not isinstance(usage, dict):

@@ -1,18 +1,13 @@
 """Process supervision: one owner for every model's state and every runtime process."""
 
+from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable, SupervisorError, UnknownModel
+from inference_service.supervisor.model import Lease, ModelStatus
 from inference_service.supervisor.state import ModelState
-from inference_service.supervisor.supervisor import (
-    InsufficientCapacity,
-    ModelStatus,
-    ModelUnavailable,
-    RuntimeFactory,
-    Supervisor,
-    SupervisorError,
-    UnknownModel,
-)
+from inference_service.supervisor.supervisor import RuntimeFactory, Supervisor
 
 __all__ = [
     "InsufficientCapacity",
+    "Lease",
     "ModelState",
     "ModelStatus",
     "ModelUnavailable",

@@ -158,3 +158,29 @@ def test_defaults_apply_for_an_empty_file(tmp_path: Path) -> None:
     empty.write_text("")
     settings = load_settings(empty)
     assert (settings.host, settings.port, settings.models) == (Settings().host, 8085, {})
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "expected"),
+    [
+        ({"tiny": ["nowhere"]}, "models.tiny.fallbacks: 'nowhere' is not a configured model or alias"),
+        ({"tiny": ["t"]}, "models.tiny.fallbacks: a model cannot be its own fallback"),  # itself, by alias
+        ({"tiny": ["other"], "other": ["third"], "third": ["tiny"]}, "fallbacks form a cycle (tiny -> other -> third -> tiny)"),
+    ],
+    ids=["unknown", "itself", "cycle"],
+)
+def test_bad_fallbacks_are_a_config_error_naming_the_key(tmp_path: Path, fallbacks: dict[str, list[str]], expected: str) -> None:
+    models = {model_id: smollm2(fallbacks=fallbacks.get(model_id, [])) for model_id in ("tiny", "other", "third")}
+    models["tiny"]["aliases"] = ["t"]
+    assert expected in config_error(config(tmp_path, models))
+
+
+def test_fallback_chain_follows_fallbacks_of_fallbacks_once_each(tmp_path: Path) -> None:
+    models = {"a": smollm2(fallbacks=["b", "c"]), "b": smollm2(fallbacks=["c", "d"]), "c": smollm2(), "d": smollm2()}
+    settings = load_settings(config(tmp_path, models))
+    assert settings.fallback_chain("a") == ["b", "c", "d"]
+    assert settings.fallback_chain("d") == []
+
+
+def test_negative_swap_max_wait_is_a_config_error(tmp_path: Path) -> None:
+    assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(config(tmp_path, swap_max_wait_s=-1))

@@ -73,6 +73,7 @@ def _fallback(runner: StageRunner, failure: APIError) -> tuple[Stage, str]:
 
 
 async def _run_mode(plan: Plan, runner: StageRunner) -> Outcome:
+    await runner.prepare(plan.participants)  # load the participants together when they fit together
     try:
         return await MODES[plan.mode](plan, runner)
     except StageFailed as failure:  # an essential stage failed: nothing to degrade to

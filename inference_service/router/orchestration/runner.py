@@ -76,6 +76,9 @@ class StageRunner:
         self._on_stage = on_stage
         self.stages: list[Stage] = []
 
+    async def prepare(self, model_ids: list[str]) -> None:
+        await self._dispatcher.supervisor.prepare(model_ids)
+
     def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {**self._params, "messages": messages}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
+from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 
 HIGH, NORMAL, LOW = 3, 2, 1
 
@@ -130,3 +131,47 @@ async def test_cancelled_waiter_does_not_leak_its_slot() -> None:
     assert (queue.active, queue.waiting) == (0, 0)
     async with queue.slot():
         assert queue.active == 1
+
+
+async def test_abandoned_waiters_are_counted_out_at_once_and_do_not_pile_up() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=100_000, timeout_s=5)
+    async with occupied(queue):
+        for _ in range(40):  # 40 bursts of 500 waiters that each give up: 20,000 abandoned in all
+            burst = [asyncio.create_task(queue._acquire(NORMAL)) for _ in range(500)]
+            await settle()
+            for task in burst:
+                task.cancel()
+            await asyncio.gather(*burst, return_exceptions=True)
+            assert queue.waiting == 0
+        assert queue.heap_size <= 16  # not 20,000 dead entries waiting for a slot to free
+        newcomer = asyncio.create_task(queue._acquire(NORMAL))
+        await settle()
+        assert queue.waiting == 1
+    await newcomer
+    assert queue.active == 1
+
+
+@pytest.mark.parametrize(
+    ("ahead", "parallel", "service_s", "load_s", "expected"),
+    [
+        (0, 1, 0.2, 0.0, 1),  # nothing ahead, fast model: the floor
+        (3, 1, 2.0, 0.0, 8),  # 3 ahead + own turn, one at a time, 2 s each
+        (7, 4, 2.0, 0.0, 4),  # 7 ahead on 4 slots: 2 batches of 2 s
+        (3, 1, 2.0, 5.0, 13),  # not loaded: plus the observed load time
+        (500, 1, 3.0, 0.0, 60),  # the ceiling
+    ],
+)
+def test_retry_after_grows_with_the_queue_ahead_and_the_load_time(
+    ahead: int, parallel: int, service_s: float, load_s: float, expected: int
+) -> None:
+    assert retry_after_s(ahead, parallel, service_s, load_s) == expected
+
+
+def test_service_time_is_a_moving_average_of_observed_requests() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=1, timeout_s=1)
+    assert queue.service_s == AdmissionQueue.default_service_s
+    now = time.monotonic()
+    queue.observe_service(now - 2.0)
+    assert queue.service_s == pytest.approx(2.0, abs=0.05)
+    queue.observe_service(now)
+    assert queue.service_s == pytest.approx(1.6, abs=0.05)

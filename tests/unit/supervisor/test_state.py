@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from inference_service.supervisor.state import ALLOWED_TRANSITIONS, InvalidTransition, ModelState, check_transition
+from inference_service.supervisor.state import (
+    ALLOWED_TRANSITIONS,
+    InvalidTransition,
+    ModelState,
+    StaleTransition,
+    check_transition,
+    compare_and_swap,
+)
 
 VALID = [
     (ModelState.UNLOADED, ModelState.LOADING),  # first load
@@ -27,6 +34,8 @@ INVALID = [
     (ModelState.UNLOADING, ModelState.LOADED),  # an unload cannot be undone halfway
     (ModelState.UNLOADING, ModelState.LOADING),
     (ModelState.FAILED, ModelState.UNLOADED),
+    (ModelState.SHUTDOWN, ModelState.LOADING),  # shutdown is final
+    (ModelState.SHUTDOWN, ModelState.LOADED),
 ]
 
 
@@ -47,4 +56,19 @@ def test_every_state_has_a_transition_row() -> None:
 
 
 def test_states_serialize_as_their_api_names() -> None:
-    assert [str(state) for state in ModelState] == ["unloaded", "loading", "loaded", "unloading", "failed"]
+    assert [str(state) for state in ModelState] == ["unloaded", "loading", "loaded", "unloading", "failed", "shutdown"]
+
+
+@pytest.mark.parametrize("state", [s for s in ModelState if s != ModelState.SHUTDOWN])
+def test_every_live_state_can_shut_down(state: ModelState) -> None:
+    check_transition(state, ModelState.SHUTDOWN)
+
+
+def test_a_writer_whose_expected_state_is_stale_fails_cleanly() -> None:
+    # A start that finished after an unload began: it expected LOADING, the model is UNLOADING.
+    with pytest.raises(StaleTransition, match="expected loading -> loaded, but the model is unloading"):
+        compare_and_swap(ModelState.UNLOADING, ModelState.LOADING, ModelState.LOADED)
+
+
+def test_compare_and_swap_accepts_any_of_several_expected_states() -> None:
+    compare_and_swap(ModelState.FAILED, frozenset({ModelState.UNLOADED, ModelState.FAILED}), ModelState.LOADING)

@@ -1,0 +1,72 @@
+"""The messages a model's actor handles, one at a time, in the order they arrive.
+
+Each says what happened or what is asked; the actor decides, against its current state
+and generation, whether it still applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from inference_service.runtimes.base import Endpoint
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Someone waits for the model to be ready (the waiter is already registered)."""
+
+    force: bool
+
+
+@dataclass(frozen=True)
+class Granted:
+    """The capacity scheduler reserved room for this model."""
+
+
+@dataclass(frozen=True)
+class Unload:
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True)
+class Evict:
+    reason: str
+    #: The TTL reaper's eviction: refused while any request is leased, even one still waiting.
+    idle_only: bool = False
+
+
+@dataclass(frozen=True)
+class Yield:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reopen:
+    """The model that made this one yield no longer waits: serve requests again."""
+
+
+@dataclass(frozen=True)
+class Started:
+    generation: int
+    endpoint: Endpoint | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Crashed:
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    generation: int
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    done: asyncio.Future[None]
+
+
+Message = Wanted | Granted | Unload | Evict | Yield | Reopen | Started | Crashed | Stopped | Shutdown

@@ -1,0 +1,27 @@
+"""Loads and evictions reach /metrics from the supervisor's events."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+
+from inference_service.router.metrics import Metrics
+from tests.unit.supervisor.fakes import Harness
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_loads_load_time_and_evictions_with_their_reason_are_counted() -> None:
+    harness = Harness(["a", "b"], max_loaded_models=1)
+    metrics = Metrics()
+    harness.supervisor.events.listen(metrics.observe_event)
+
+    await harness.supervisor.load("a")
+    await harness.supervisor.load("b")  # evicts a, which is idle
+    text = generate_latest(metrics.registry).decode()
+
+    assert 'inference_model_loads_total{model="a"} 1.0' in text
+    assert 'inference_model_loads_total{model="b"} 1.0' in text
+    assert 'inference_model_load_duration_seconds_count{model="b"} 1.0' in text
+    assert 'inference_model_evictions_total{model="a",reason="capacity"} 1.0' in text
+    await harness.supervisor.close()

@@ -1,0 +1,130 @@
+"""A scriptable runtime for driving the supervisor through exact interleavings.
+
+Real llama-server processes prove the behaviour (tests/integration/supervisor); these
+fakes only control *when* things happen - a start that hangs until released, a probe
+that fails, a crash at a chosen moment - which a real process cannot do on cue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from inference_service.config import ModelConfig, Settings
+from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
+from inference_service.supervisor import Supervisor
+
+
+class FakeRuntime:
+    def __init__(self, model_id: str, *, local: bool = True, self_healing: bool = False) -> None:
+        self.model_id = model_id
+        self.local = local
+        self.self_healing = self_healing
+        self.healthy = True  # start() succeeds
+        self.start_error: BaseException | None = None  # raised by start() instead of RuntimeStartError
+        self.gate: asyncio.Event | None = None  # when set, start() waits for it
+        self.start_calls: list[float] = []
+        self.starting = 0
+        self.max_starting = 0
+        self.watchers = 0
+        self.max_watchers = 0
+        self.stops = 0
+        self.running = False
+        self._down: asyncio.Future[str] | None = None
+
+    async def start(self) -> Endpoint:
+        self.start_calls.append(time.monotonic())
+        self.starting += 1
+        self.max_starting = max(self.max_starting, self.starting)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            else:
+                await asyncio.sleep(0)
+            if self.start_error is not None:
+                raise self.start_error
+            if not self.healthy:
+                raise RuntimeStartError(f"{self.model_id}: backend down")
+        finally:
+            self.starting -= 1
+        self.running = True
+        self._down = asyncio.get_running_loop().create_future()
+        return Endpoint(base_url=f"http://fake/{self.model_id}", model_name=self.model_id)
+
+    async def wait_until_down(self) -> str:
+        assert self._down is not None
+        down = self._down
+        self.watchers += 1
+        self.max_watchers = max(self.max_watchers, self.watchers)
+        try:
+            return await down
+        finally:
+            self.watchers -= 1
+
+    def crash(self, reason: str = "exited with code 1") -> None:
+        assert self._down is not None
+        self.running = False
+        self._down.set_result(reason)
+
+    async def stop(self) -> None:
+        self.stops += 1
+        self.running = False
+
+    def process_info(self) -> ProcessInfo | None:
+        return None
+
+    def log_lines(self) -> Sequence[str]:
+        return []
+
+
+def settings(models: Sequence[str], **top_level: Any) -> Settings:
+    """Settings for fake models (described as remote so no GGUF path is needed; the fake decides locality)."""
+    return Settings(
+        models={model_id: {"runtime": "remote", "url": f"http://fake/{model_id}"} for model_id in models},
+        **{"runtimes": {"remote": {"health_interval_s": 0.01}}, "failed_retry_s": 0, **top_level},
+    )
+
+
+class Harness:
+    """A supervisor over fake runtimes, and the runtimes themselves by model id."""
+
+    def __init__(self, models: Sequence[str], *, local: bool = True, self_healing: bool = False, **top_level: Any) -> None:
+        self.settings = settings(models, **top_level)
+        self.runtimes = {m: FakeRuntime(m, local=local, self_healing=self_healing) for m in models}
+        self.supervisor = Supervisor(self.settings, self._runtime)
+
+    def _runtime(self, config: ModelConfig) -> FakeRuntime:
+        return self.runtimes[config.id]
+
+    def state(self, model_id: str) -> str:
+        return str(self.supervisor.status(model_id).state)
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every runnable task advance until it blocks again."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+async def eventually(condition: Any, timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+@contextmanager
+def task_errors() -> Iterator[list[dict[str, Any]]]:
+    """Collect what the event loop reports about failed tasks nobody awaited ('exception never retrieved')."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(previous)
