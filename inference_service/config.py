@@ -23,6 +23,7 @@ DEFAULT_CONFIG_PATH = REPO_ROOT / "config.toml"
 CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / "inference-service"))
 
 RuntimeKind = Literal["llamacpp", "ollama", "remote"]
+PoolingType = Literal["none", "mean", "cls", "last", "rank"]
 Role = str
 
 
@@ -75,6 +76,9 @@ class ModelConfig(_Strict):
     tensor_split: list[float] | None = None
     flash_attn: bool | None = None
     embeddings: bool = False
+    pooling: PoolingType | None = Field(
+        default=None, description="--pooling for embeddings; unset: the GGUF's own type, or mean if it declares none"
+    )
     extra_args: list[str] = []
     # ollama
     ollama_model: str | None = None
@@ -91,6 +95,8 @@ class ModelConfig(_Strict):
             raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
         if self.runtime == "remote" and not self.url:
             raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
+        if self.pooling is not None and not self.embeddings:
+            raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         return self
 
     @property
