@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
-from inference_service.router.errors import APIError, upstream_error
-from inference_service.router.middleware import request_id_var
+from inference_service.router.errors import APIError
 from inference_service.router.orchestration import orchestrate
-from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, without_router_fields
-from inference_service.router.services import Services, services
-from inference_service.router.sse import relay, sse_response
+from inference_service.router.proxy import forward
+from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from inference_service.router.services import services
 
 router = APIRouter()
-
-
-async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], stream: bool, priority: int) -> Response:
-    """Proxy one request to one model: bytes through, errors as OpenAI envelopes."""
-    endpoint = path.removeprefix("/v1/")
-    started = time.perf_counter()
-    body = without_router_fields(raw)
-    request_id = request_id_var.get()
-    try:
-        if stream:
-            events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(events)))
-        reply = await svc.dispatcher.post(model_id, path, body, priority, request_id)
-        if reply.status != 200:
-            try:
-                payload: Any = reply.json()
-            except ValueError:
-                payload = reply.body.decode(errors="replace")
-            raise upstream_error(reply.status, payload)
-    except APIError as error:
-        svc.metrics.requests.labels(model_id, endpoint, str(error.status)).inc()
-        raise
-    svc.metrics.requests.labels(model_id, endpoint, "200").inc()
-    svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
-    return Response(reply.body, status_code=200, media_type="application/json")
 
 
 @router.post("/v1/chat/completions")

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_service import __version__
 from inference_service.config import Settings
-from inference_service.router import api_completions, api_models, api_ops
+from inference_service.router import api_anthropic, api_completions, api_llamacpp, api_models, api_ops, api_responses
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.errors import APIError, envelope
 from inference_service.router.metrics import Metrics
@@ -54,6 +54,9 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
     app.state.services = svc
     # Routes are matched in order: the proxied endpoints first saves ~18 us per request (see bench/).
     app.include_router(api_completions.router)
+    app.include_router(api_responses.router)
+    app.include_router(api_anthropic.router)
+    app.include_router(api_llamacpp.router)
     app.include_router(api_ops.router)
     app.include_router(api_models.router)
     app.add_middleware(

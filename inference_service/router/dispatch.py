@@ -126,7 +126,7 @@ class Dispatcher:
         first = True
         async with stack:
             async for event in events:
-                if first and event.startswith(b"data: {"):
+                if first and event.startswith((b"data: {", b"event: ")):  # OpenAI chunks; Anthropic/Responses events
                     first = False
                     self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
                 if b'"usage":{' in event:

@@ -81,3 +81,8 @@ class EmbeddingRequest(_PassThrough):
 def without_router_fields(raw: dict[str, Any]) -> dict[str, Any]:
     """The client's own JSON minus the router-only fields; the dispatcher sets the runtime's model name."""
     return {key: value for key, value in raw.items() if key not in ROUTER_ONLY_FIELDS}
+
+
+class ProxiedRequest(_PassThrough):
+    """Any other proxied body (Responses, Anthropic Messages, llama-server's own endpoints):
+    the router reads only ``model``, ``stream`` and ``priority``; the runtime validates the rest."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
+from inference_service.runtimes.base import LLAMA_SERVER_PATHS, Endpoint, ProcessInfo, RuntimeStartError
 from inference_service.runtimes.gguf import GGUFError, declared_pooling
 from inference_service.supervisor.process import ChildProcess
 
@@ -80,6 +80,7 @@ class LlamaCppRuntime:
 
     self_healing = False
     local = True
+    served_paths = LLAMA_SERVER_PATHS
 
     def __init__(
         self,

@@ -1,0 +1,53 @@
+"""Forward one client request to one model: the shared path of every proxied endpoint.
+
+Admission, on-demand loading, metrics, the error envelope and SSE re-streaming are the
+same whichever API the client speaks; only a stream's framing differs (``[DONE]`` for
+OpenAI chat and completions, a terminal named event for Anthropic and Responses streams).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import Response
+
+from inference_service.router.errors import APIError, upstream_error
+from inference_service.router.middleware import request_id_var
+from inference_service.router.schemas import without_router_fields
+from inference_service.router.services import Services
+from inference_service.router.sse import StreamProtocol, relay, relay_until_last, sse_response
+
+
+async def forward(
+    svc: Services,
+    model_id: str,
+    path: str,
+    raw: dict[str, Any],
+    stream: bool,
+    priority: int,
+    protocol: StreamProtocol | None = None,
+) -> Response:
+    """Proxy one request: bytes through, errors as envelopes; ``protocol``: a stream not ended by ``[DONE]``."""
+    endpoint = path.removeprefix("/v1/").lstrip("/")
+    started = time.perf_counter()
+    body = without_router_fields(raw)
+    request_id = request_id_var.get()
+    try:
+        if stream:
+            upstream = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
+            relayed = relay(upstream) if protocol is None else relay_until_last(upstream, protocol)
+            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relayed))
+        reply = await svc.dispatcher.post(model_id, path, body, priority, request_id)
+        if reply.status != 200:
+            try:
+                payload: Any = reply.json()
+            except ValueError:
+                payload = reply.body.decode(errors="replace")
+            raise upstream_error(reply.status, payload)
+    except APIError as error:
+        svc.metrics.requests.labels(model_id, endpoint, str(error.status)).inc()
+        raise
+    svc.metrics.requests.labels(model_id, endpoint, "200").inc()
+    svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+    return Response(reply.body, status_code=200, media_type="application/json")
