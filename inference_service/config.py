@@ -24,6 +24,7 @@ CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / 
 
 RuntimeKind = Literal["llamacpp", "ollama", "remote"]
 PoolingType = Literal["none", "mean", "cls", "last", "rank"]
+Capability = Literal["chat", "completion", "embeddings", "rerank"]
 Role = str
 
 
@@ -67,6 +68,9 @@ class ModelConfig(_Strict):
     parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
+    capabilities: list[Capability] | None = Field(
+        default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
+    )
     # llamacpp
     path: Path | None = None
     source: ModelSource | None = None
@@ -98,6 +102,22 @@ class ModelConfig(_Strict):
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         return self
+
+    @property
+    def served_capabilities(self) -> list[Capability]:
+        """What the model can do: the configured list, else derived from the config.
+
+        ``embeddings = true`` declares an embeddings model (a reranker with ``pooling = "rank"``):
+        llama-server started that way serves no chat. Any other model chats and completes; an
+        Ollama or remote model may embed too, which only its server knows, so it is not refused.
+        """
+        if self.capabilities is not None:
+            return list(dict.fromkeys(self.capabilities))
+        if self.embeddings:
+            return ["rerank"] if self.pooling == "rank" else ["embeddings"]
+        if self.runtime == "llamacpp":
+            return ["chat", "completion"]
+        return ["chat", "completion", "embeddings"]
 
     @property
     def model_name_upstream(self) -> str:

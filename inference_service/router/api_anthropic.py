@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
-from inference_service.router.model_support import require_path
+from inference_service.router.model_support import require
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ProxiedRequest
 from inference_service.router.services import services
@@ -35,7 +35,7 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
         if body.stream and not streamable:
             raise APIError(400, f"{path} cannot be streamed", param="stream")
         model_id = svc.resolver.resolve(body.model)
-        require_path(svc, model_id, path)
+        require(svc, model_id, path)
         return await forward(svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
     except APIError as error:
         return _anthropic_error(error)

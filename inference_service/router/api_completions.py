@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
+from inference_service.router.model_support import require
 from inference_service.router.orchestration import orchestrate
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -21,6 +22,7 @@ async def chat_completions(request: Request) -> Response:
     if "orchestration_mode" in raw or chat.preset or chat.orchestration:
         return await orchestrate(svc, chat, raw)
     model_id = svc.resolver.for_task(chat.model, chat.task_type)
+    require(svc, model_id, "/v1/chat/completions")
     return await forward(svc, model_id, "/v1/chat/completions", raw, chat.stream, chat.priority)
 
 
@@ -29,6 +31,7 @@ async def completions(request: Request) -> Response:
     svc = services(request)
     completion, raw = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes)
     model_id = svc.resolver.resolve(completion.model)
+    require(svc, model_id, "/v1/completions")
     return await forward(svc, model_id, "/v1/completions", raw, completion.stream, completion.priority)
 
 
@@ -39,5 +42,6 @@ async def embeddings(request: Request) -> Response:
     if embedding.stream:
         raise APIError(400, "embeddings cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(embedding.model)
+    require(svc, model_id, "/v1/embeddings")
     return await forward(svc, model_id, "/v1/embeddings", raw, False, embedding.priority)
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
-from inference_service.router.model_support import require_path
+from inference_service.router.model_support import require
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ProxiedRequest
 from inference_service.router.services import services
@@ -26,7 +26,7 @@ async def _proxy(request: Request) -> Response:
     if body.stream and not PATHS[path]:
         raise APIError(400, f"{path} cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(body.model)
-    require_path(svc, model_id, path)
+    require(svc, model_id, path)
     return await forward(svc, model_id, path, raw, body.stream, body.priority, LLAMACPP_NATIVE)
 
 

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
-from inference_service.supervisor import InsufficientCapacity, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
 
 router = APIRouter()
 
 
-def model_card(status: ModelStatus) -> dict[str, Any]:
+def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
+    status = svc.supervisor.status(model_id)
     process = status.process
     return {
         "id": status.id,
@@ -25,6 +26,7 @@ def model_card(status: ModelStatus) -> dict[str, Any]:
         "runtime": status.runtime,
         "aliases": status.aliases,
         "roles": status.roles,
+        "capabilities": svc.settings.models[model_id].served_capabilities,
         "pid": process.pid if process else None,
         "port": process.port if process else None,
         "rss_mb": process.rss_mb if process else None,
@@ -48,7 +50,7 @@ def _model_id(svc: Services, name: str) -> str:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"object": "list", "data": [model_card(svc.supervisor.status(i)) for i in svc.supervisor.model_ids]}
+    return {"object": "list", "data": [model_card(svc, i) for i in svc.supervisor.model_ids]}
 
 
 @router.get("/v1/models/{name:path}/logs")
@@ -70,7 +72,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
         raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
     except ModelUnavailable as error:
         raise service_unavailable(str(error), "model_load_failed") from None
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.post("/v1/models/{name:path}/unload")
@@ -78,10 +80,10 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
     await svc.supervisor.unload(model_id)
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.get("/v1/models/{name:path}")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc.supervisor.status(_model_id(svc, name)))
+    return model_card(svc, _model_id(svc, name))

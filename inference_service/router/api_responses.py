@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
-from inference_service.router.model_support import require_path
+from inference_service.router.model_support import require
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ProxiedRequest
 from inference_service.router.services import services
@@ -21,5 +21,5 @@ async def responses(request: Request) -> Response:
     svc = services(request)
     body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
     model_id = svc.resolver.resolve(body.model)
-    require_path(svc, model_id, PATH)
+    require(svc, model_id, PATH)
     return await forward(svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)
