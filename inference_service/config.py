@@ -169,6 +169,7 @@ class Settings(BaseSettings):
     package_index_url: str = "https://pypi.org/simple"
     default_model: str | None = None
     model_prefixes: list[str] = ["inference:", "local:"]
+    list_aliases: bool = Field(default=False, description="list each alias in /v1/models as an entry of its own")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
@@ -226,6 +227,13 @@ class Settings(BaseSettings):
                 if ref not in seen:
                     raise ValueError(f"presets.{name}.models: {ref!r} is not a configured model or alias")
         return self
+
+    def model_id(self, name: str) -> str | None:
+        """The id of the model called ``name`` (its id or one of its aliases), if any."""
+        for model in self.models.values():
+            if name == model.id or name in model.aliases:
+                return model.id
+        return None
 
     def model_path(self, model: ModelConfig) -> Path:
         """Absolute GGUF path: relative paths live in ``models_dir``."""

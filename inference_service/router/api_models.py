@@ -50,7 +50,13 @@ def _model_id(svc: Services, name: str) -> str:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"object": "list", "data": [model_card(svc, i) for i in svc.supervisor.model_ids]}
+    cards = []
+    for model_id in svc.supervisor.model_ids:
+        card = model_card(svc, model_id)
+        cards.append(card)
+        if svc.settings.list_aliases:  # clients that check the list (Open WebUI) then accept aliases too
+            cards += [{**card, "id": alias, "alias_of": model_id} for alias in svc.settings.models[model_id].aliases]
+    return {"object": "list", "data": cards}
 
 
 @router.get("/v1/models/{name:path}/logs")
