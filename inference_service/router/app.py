@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_service import __version__
 from inference_service.config import Settings
-from inference_service.router import api_anthropic, api_completions, api_llamacpp, api_models, api_ops, api_responses
+from inference_service.router import api_anthropic, api_completions, api_llamacpp, api_models, api_ops, api_responses, api_upstream
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.errors import APIError, envelope
 from inference_service.router.metrics import Metrics
@@ -59,6 +59,7 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
     app.include_router(api_llamacpp.router)
     app.include_router(api_ops.router)
     app.include_router(api_models.router)
+    app.include_router(api_upstream.router)
     app.add_middleware(
         RequestContextMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
