@@ -15,7 +15,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +25,7 @@ CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / 
 RuntimeKind = Literal["llamacpp", "ollama", "remote"]
 PoolingType = Literal["none", "mean", "cls", "last", "rank"]
 Capability = Literal["chat", "completion", "embeddings", "rerank"]
+MAX_LLAMACPP_SLOTS = 256
 Role = str
 
 
@@ -65,7 +66,9 @@ class ModelConfig(_Strict):
     roles: list[Role] = []
     preload: bool = False
     ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never")
-    parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
+    parallel: int | None = Field(
+        default=None, ge=1, description="concurrent requests admitted upstream (llama-server slots); see concurrency"
+    )
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
     capabilities: list[Capability] | None = Field(
@@ -93,6 +96,14 @@ class ModelConfig(_Strict):
     health_path: str = "/health"
     upstream_model: str | None = None
 
+    @field_validator("parallel")
+    @classmethod
+    def _slots_bounded(cls, parallel: int | None, info: ValidationInfo) -> int | None:
+        """llama-server's slots share one context, so they are bounded; a remote host (vLLM) may take thousands."""
+        if parallel is not None and parallel > MAX_LLAMACPP_SLOTS and info.data.get("runtime", "llamacpp") == "llamacpp":
+            raise ValueError(f"at most {MAX_LLAMACPP_SLOTS} llama-server slots (the bound applies to llamacpp models only)")
+        return parallel
+
     @model_validator(mode="after")
     def _runtime_fields(self) -> ModelConfig:
         if self.runtime == "llamacpp" and self.path is None:
@@ -102,6 +113,18 @@ class ModelConfig(_Strict):
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         return self
+
+    @property
+    def concurrency(self) -> int | None:
+        """Requests the router lets through to the runtime at once (None: no cap).
+
+        A llama-server child has ``parallel`` slots (default 1). Ollama and remote servers
+        schedule their own requests, so the router caps them only when ``parallel`` is set:
+        a cap of 1 in front of an 8-slot host halved its throughput.
+        """
+        if self.parallel is not None:
+            return self.parallel
+        return 1 if self.runtime == "llamacpp" else None
 
     @property
     def served_capabilities(self) -> list[Capability]:

@@ -32,7 +32,8 @@ class _Waiter:
 class AdmissionQueue:
     """A counting semaphore whose waiters are served by priority (high first), then arrival."""
 
-    def __init__(self, parallel: int, max_queue: int, timeout_s: float) -> None:
+    def __init__(self, parallel: int | None, max_queue: int, timeout_s: float) -> None:
+        """``parallel=None``: no cap - every request is admitted at once (the runtime schedules itself)."""
         self.parallel = parallel
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -53,7 +54,7 @@ class AdmissionQueue:
             self._release()
 
     async def _acquire(self, priority: int) -> None:
-        if self.active < self.parallel and not self.waiting:
+        if (self.parallel is None or self.active < self.parallel) and not self.waiting:
             self.active += 1
             return
         if self.waiting >= self.max_queue:

@@ -34,7 +34,7 @@ class Dispatcher:
         self.metrics = metrics
         self.queues = {
             model_id: AdmissionQueue(
-                parallel=model.parallel,
+                parallel=model.concurrency,
                 max_queue=model.queue_size if model.queue_size is not None else settings.queue_size,
                 timeout_s=model.queue_timeout_s or settings.queue_timeout_s,
             )

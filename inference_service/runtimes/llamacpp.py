@@ -27,7 +27,7 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, po
         "--port", str(port),
         "--alias", model.id,
         "--ctx-size", str(model.ctx_size),
-        "--parallel", str(model.parallel),
+        "--parallel", str(model.concurrency),
         "--metrics",
         "--slots",
     ]  # fmt: skip

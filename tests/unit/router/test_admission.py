@@ -130,3 +130,22 @@ async def test_cancelled_waiter_does_not_leak_its_slot() -> None:
     assert (queue.active, queue.waiting) == (0, 0)
     async with queue.slot():
         assert queue.active == 1
+
+
+async def test_without_a_cap_every_request_is_admitted_at_once() -> None:
+    queue = AdmissionQueue(parallel=None, max_queue=0, timeout_s=0.05)
+    release = asyncio.Event()
+    entered = 0
+
+    async def hold() -> None:
+        nonlocal entered
+        async with queue.slot():
+            entered += 1
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(1000)]
+    await settle()
+    assert entered == 1000 and queue.waiting == 0
+    release.set()
+    await asyncio.gather(*holders)
+    assert queue.active == 0
