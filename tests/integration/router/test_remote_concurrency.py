@@ -4,7 +4,7 @@ no router-side concurrency cap unless ``parallel`` is set."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -18,6 +18,7 @@ from tests.support.service import ServiceProcess
 pytestmark = pytest.mark.integration
 
 UPSTREAM_SLOTS = 4
+OpenStreams = Callable[[str, int], None]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def _in_flight_and_queued(service: ServiceProcess, model_id: str) -> tuple[float
 
 
 @pytest.fixture
-def streams(front: ServiceProcess) -> Iterator[callable]:  # type: ignore[valid-type]
+def streams(front: ServiceProcess) -> Iterator[OpenStreams]:
     """Open ``count`` long streams to a model at once; they are all closed after the test."""
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=8)
@@ -56,11 +57,11 @@ def streams(front: ServiceProcess) -> Iterator[callable]:  # type: ignore[valid-
     pool.shutdown(wait=True)
 
 
-def test_an_uncapped_remote_model_passes_every_request_through_at_once(front: ServiceProcess, streams) -> None:  # type: ignore[no-untyped-def]
+def test_an_uncapped_remote_model_passes_every_request_through_at_once(front: ServiceProcess, streams: OpenStreams) -> None:
     streams("uncapped", UPSTREAM_SLOTS)
     assert wait_until(lambda: _in_flight_and_queued(front, "uncapped") == (UPSTREAM_SLOTS, 0), timeout_s=20)
 
 
-def test_parallel_caps_a_remote_model_and_queues_the_rest(front: ServiceProcess, streams) -> None:  # type: ignore[no-untyped-def]
+def test_parallel_caps_a_remote_model_and_queues_the_rest(front: ServiceProcess, streams: OpenStreams) -> None:
     streams("capped", UPSTREAM_SLOTS)
     assert wait_until(lambda: _in_flight_and_queued(front, "capped") == (2, 2), timeout_s=20)
