@@ -31,8 +31,17 @@ def can_chat(svc: Services, model_id: str) -> bool:
 
 
 def require(svc: Services, model_id: str, path: str) -> None:
-    """400 when the model lacks the capability ``path`` needs, or its runtime does not serve ``path``."""
+    """400 when the model's runtime does not serve ``path``, or the model lacks the capability it needs."""
     model = svc.settings.models[model_id]
+    paths = served_paths(model.runtime)
+    if paths is not None and path not in paths:
+        raise APIError(
+            400,
+            f"model {model_id!r} runs on {model.runtime}, which does not serve {path}; "
+            f"use a llamacpp or remote model for this endpoint",
+            param="model",
+            code="endpoint_not_supported",
+        )
     needed = CAPABILITY_FOR_PATH.get(path)
     if needed is not None and needed not in model.served_capabilities:
         raise APIError(
@@ -41,14 +50,4 @@ def require(svc: Services, model_id: str, path: str) -> None:
             f"not a {needed} model (set 'capabilities' in its config if that is wrong)",
             param="model",
             code="capability_not_supported",
-        )
-    runtime = model.runtime
-    paths = served_paths(runtime)
-    if paths is not None and path not in paths:
-        raise APIError(
-            400,
-            f"model {model_id!r} runs on {runtime}, which does not serve {path}; "
-            f"use a llamacpp or remote model for this endpoint",
-            param="model",
-            code="endpoint_not_supported",
         )
