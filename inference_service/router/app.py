@@ -13,7 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_service import __version__
 from inference_service.config import Settings
-from inference_service.router import api_anthropic, api_completions, api_llamacpp, api_models, api_ops, api_responses, api_upstream
+from inference_service.router import (
+    api_anthropic,
+    api_completions,
+    api_llamacpp,
+    api_models,
+    api_ops,
+    api_responses,
+    api_upstream,
+)
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.errors import APIError, envelope
 from inference_service.router.metrics import Metrics

@@ -11,7 +11,6 @@ from inference_service.router.errors import APIError
 from inference_service.router.services import Services
 from inference_service.runtimes.factory import served_paths
 
-
 #: The capability each proxied path needs (the rest, e.g. /tokenize, any model serves).
 CAPABILITY_FOR_PATH: dict[str, Capability] = {
     "/v1/chat/completions": "chat",

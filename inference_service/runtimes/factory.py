@@ -12,7 +12,6 @@ from inference_service.runtimes.llamacpp import LlamaCppRuntime
 from inference_service.runtimes.ollama import OllamaRuntime, OllamaServer
 from inference_service.runtimes.remote import RemoteRuntime
 
-
 RUNTIME_CLASSES: dict[RuntimeKind, type[Runtime]] = {
     "llamacpp": LlamaCppRuntime,
     "ollama": OllamaRuntime,

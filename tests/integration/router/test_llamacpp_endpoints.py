@@ -10,8 +10,8 @@ import pytest
 
 from tests.integration.router.conftest import HI, StartRouter
 from tests.support.configs import SMOLLM2_ID
-from tests.support.sse import post_sse
 from tests.support.service import ServiceProcess
+from tests.support.sse import post_sse
 
 pytestmark = pytest.mark.integration
 

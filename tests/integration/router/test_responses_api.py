@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
@@ -12,12 +10,6 @@ from tests.support.configs import SMOLLM2_ID
 from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sdk(router: ServiceProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=router.url + "/v1", api_key="unused", timeout=120.0, max_retries=0) as client:
-        yield client
 
 
 def test_a_response_carries_output_text(sdk: openai.OpenAI) -> None:
