@@ -59,7 +59,14 @@ def test_an_unknown_model_raises_the_sdks_not_found_error(sdk: anthropic.Anthrop
     assert caught.value.body["type"] == "error" and "no-such-model" in caught.value.body["error"]["message"]
 
 
-def test_messages_are_counted_in_metrics(router: ServiceProcess, sdk: anthropic.Anthropic) -> None:
-    sdk.messages.create(model=SMOLLM2_ID, messages=HI, max_tokens=2)
-    metrics = httpx.get(router.url + "/metrics", timeout=10).text
-    assert (sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="messages", status="200") or 0) >= 1
+def test_messages_are_counted_in_metrics_with_their_tokens(router: ServiceProcess, sdk: anthropic.Anthropic) -> None:
+    def counters() -> tuple[float, float]:
+        metrics = httpx.get(router.url + "/metrics", timeout=10).text
+        requests = sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="messages", status="200")
+        return requests or 0, sample(metrics, "inference_completion_tokens_total", model=SMOLLM2_ID) or 0
+
+    requests_before, tokens_before = counters()
+    message = sdk.messages.create(model=SMOLLM2_ID, messages=HI, max_tokens=2)
+    requests_after, tokens_after = counters()
+    assert requests_after == requests_before + 1
+    assert tokens_after - tokens_before >= message.usage.output_tokens > 0
