@@ -44,7 +44,10 @@ async def forward(
                 payload: Any = reply.json()
             except ValueError:
                 payload = reply.body.decode(errors="replace")
-            raise upstream_error(reply.status, payload)
+            error = upstream_error(reply.status, payload)
+            if reply.status == 404:  # e.g. a remote server without this endpoint: say where the 404 came from
+                error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
+            raise error
     except APIError as error:
         svc.metrics.requests.labels(model_id, endpoint, str(error.status)).inc()
         raise
