@@ -23,7 +23,7 @@ def sdk(router: ServiceProcess) -> Iterator[anthropic.Anthropic]:
 
 
 def test_a_message_comes_back_as_an_anthropic_message(sdk: anthropic.Anthropic) -> None:
-    message = sdk.messages.create(model="smol", messages=HI, max_tokens=4, temperature=0)
+    message = sdk.messages.create(model="smol", messages=HI, max_tokens=4)
     assert message.type == "message" and message.role == "assistant"
     assert message.content[0].type == "text" and message.content[0].text
     assert message.stop_reason == "max_tokens"
@@ -31,7 +31,7 @@ def test_a_message_comes_back_as_an_anthropic_message(sdk: anthropic.Anthropic) 
 
 
 def test_a_streamed_message_yields_text_deltas_and_a_final_message(sdk: anthropic.Anthropic) -> None:
-    with sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, temperature=0) as stream:
+    with sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text and final.content[0].text == text
