@@ -17,6 +17,7 @@ from inference_service.router.middleware import request_id_var
 from inference_service.router.schemas import without_router_fields
 from inference_service.router.services import Services
 from inference_service.router.sse import StreamProtocol, relay, relay_until_last, sse_response
+from inference_service.runtimes.base import OPENAI_PATHS
 
 
 async def forward(
@@ -45,7 +46,7 @@ async def forward(
             except ValueError:
                 payload = reply.body.decode(errors="replace")
             error = upstream_error(reply.status, payload)
-            if reply.status == 404:  # e.g. a remote server without this endpoint: say where the 404 came from
+            if reply.status == 404 and path not in OPENAI_PATHS:  # likely a server without this endpoint: say so
                 error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
             raise error
     except APIError as error:
