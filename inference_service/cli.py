@@ -98,7 +98,8 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     from inference_service.provisioning.models import pull_models
 
     settings = _settings(args)
-    for path in pull_models(settings, args.ids, Progress()):
+    ids = [settings.model_id(name) or name for name in args.ids]  # aliases too, as `models load` accepts
+    for path in pull_models(settings, ids, Progress()):
         print(path)
     return 0
 
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="fetch model files; list/load/unload on a running service")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     pull = model_actions.add_parser("pull", parents=[config_parent], help="fetch model files; Ollama pulls ollama models (idempotent)")
-    pull.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every llamacpp model)")
+    pull.add_argument("ids", nargs="*", metavar="ID", help="model ids or aliases (default: every llamacpp model)")
     pull.set_defaults(handler=cmd_models_pull)
     remote_parent = argparse.ArgumentParser(add_help=False, parents=[config_parent])
     remote_parent.add_argument("--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)")

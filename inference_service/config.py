@@ -15,7 +15,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +23,9 @@ DEFAULT_CONFIG_PATH = REPO_ROOT / "config.toml"
 CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / "inference-service"))
 
 RuntimeKind = Literal["llamacpp", "ollama", "remote"]
+PoolingType = Literal["none", "mean", "cls", "last", "rank"]
+Capability = Literal["chat", "completion", "embeddings", "rerank"]
+MAX_LLAMACPP_SLOTS = 256
 Role = str
 
 
@@ -63,11 +66,16 @@ class ModelConfig(_Strict):
     roles: list[Role] = []
     preload: bool = False
     ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never")
-    parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
+    parallel: int | None = Field(
+        default=None, ge=1, description="concurrent requests admitted upstream (llama-server slots); see concurrency"
+    )
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
     stream_send_timeout_s: float | None = Field(default=None, gt=0)
     fallbacks: list[str] = Field(default=[], description="models (ids or aliases) that serve a request this one cannot take")
+    capabilities: list[Capability] | None = Field(
+        default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
+    )
     # llamacpp
     path: Path | None = None
     source: ModelSource | None = None
@@ -77,6 +85,9 @@ class ModelConfig(_Strict):
     tensor_split: list[float] | None = None
     flash_attn: bool | None = None
     embeddings: bool = False
+    pooling: PoolingType | None = Field(
+        default=None, description="--pooling for embeddings; unset: the GGUF's own type, or mean if it declares none"
+    )
     extra_args: list[str] = []
     # ollama
     ollama_model: str | None = None
@@ -87,13 +98,51 @@ class ModelConfig(_Strict):
     health_path: str = "/health"
     upstream_model: str | None = None
 
+    @field_validator("parallel")
+    @classmethod
+    def _slots_bounded(cls, parallel: int | None, info: ValidationInfo) -> int | None:
+        """llama-server's slots share one context, so they are bounded; a remote host (vLLM) may take thousands."""
+        if parallel is not None and parallel > MAX_LLAMACPP_SLOTS and info.data.get("runtime", "llamacpp") == "llamacpp":
+            raise ValueError(f"at most {MAX_LLAMACPP_SLOTS} llama-server slots (the bound applies to llamacpp models only)")
+        return parallel
+
     @model_validator(mode="after")
     def _runtime_fields(self) -> ModelConfig:
         if self.runtime == "llamacpp" and self.path is None:
             raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
         if self.runtime == "remote" and not self.url:
             raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
+        if self.pooling is not None and not self.embeddings:
+            raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         return self
+
+    @property
+    def concurrency(self) -> int | None:
+        """Requests the router lets through to the runtime at once (None: no cap).
+
+        A llama-server child has ``parallel`` slots (default 1). Ollama and remote servers
+        schedule their own requests, so the router caps them only when ``parallel`` is set:
+        a cap of 1 in front of an 8-slot host halved its throughput.
+        """
+        if self.parallel is not None:
+            return self.parallel
+        return 1 if self.runtime == "llamacpp" else None
+
+    @property
+    def served_capabilities(self) -> list[Capability]:
+        """What the model can do: the configured list, else derived from the config.
+
+        ``embeddings = true`` declares an embeddings model (a reranker with ``pooling = "rank"``):
+        llama-server started that way serves no chat. Any other model chats and completes; an
+        Ollama or remote model may embed too, which only its server knows, so it is not refused.
+        """
+        if self.capabilities is not None:
+            return list(dict.fromkeys(self.capabilities))
+        if self.embeddings:
+            return ["rerank"] if self.pooling == "rank" else ["embeddings"]
+        if self.runtime == "llamacpp":
+            return ["chat", "completion"]
+        return ["chat", "completion", "embeddings"]
 
     @property
     def model_name_upstream(self) -> str:
@@ -145,6 +194,7 @@ class Settings(BaseSettings):
     package_index_url: str = "https://pypi.org/simple"
     default_model: str | None = None
     model_prefixes: list[str] = ["inference:", "local:"]
+    list_aliases: bool = Field(default=False, description="list each alias in /v1/models as an entry of its own")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
     max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
@@ -217,6 +267,7 @@ class Settings(BaseSettings):
 
     def stream_send_timeout_for(self, model_id: str) -> float:
         return self.models[model_id].stream_send_timeout_s or self.stream_send_timeout_s
+
     def _check_fallbacks(self, names: dict[str, str]) -> None:
         """Fallbacks name other configured models, and following them never leads back (no cycle)."""
         for model in self.models.values():
@@ -249,6 +300,13 @@ class Settings(BaseSettings):
                 chain.append(candidate)
                 pending += [names[ref] for ref in self.models[candidate].fallbacks]
         return chain
+
+    def model_id(self, name: str) -> str | None:
+        """The id of the model called ``name`` (its id or one of its aliases), if any."""
+        for model in self.models.values():
+            if name == model.id or name in model.aliases:
+                return model.id
+        return None
 
     def model_path(self, model: ModelConfig) -> Path:
         """Absolute GGUF path: relative paths live in ``models_dir``."""

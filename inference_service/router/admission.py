@@ -43,7 +43,8 @@ class AdmissionQueue:
     default_service_s = 1.0
     default_load_s = 5.0
 
-    def __init__(self, parallel: int, max_queue: int, timeout_s: float) -> None:
+    def __init__(self, parallel: int | None, max_queue: int, timeout_s: float) -> None:
+        """``parallel=None``: no cap - every request is admitted at once (the runtime schedules itself)."""
         self.parallel = parallel
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -64,7 +65,7 @@ class AdmissionQueue:
 
     async def _acquire(self, priority: int, timeout_s: float | None = None) -> None:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        if self.active < self.parallel and not self.waiting:
+        if (self.parallel is None or self.active < self.parallel) and not self.waiting:
             self.active += 1
             return
         if self.waiting >= self.max_queue:

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
-from inference_service.supervisor import InsufficientCapacity, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
 
 router = APIRouter()
 
 
-def model_card(status: ModelStatus) -> dict[str, Any]:
+def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
+    status = svc.supervisor.status(model_id)
     process = status.process
     return {
         "id": status.id,
@@ -25,6 +26,7 @@ def model_card(status: ModelStatus) -> dict[str, Any]:
         "runtime": status.runtime,
         "aliases": status.aliases,
         "roles": status.roles,
+        "capabilities": svc.settings.models[model_id].served_capabilities,
         "pid": process.pid if process else None,
         "port": process.port if process else None,
         "rss_mb": process.rss_mb if process else None,
@@ -48,7 +50,13 @@ def _model_id(svc: Services, name: str) -> str:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"object": "list", "data": [model_card(svc.supervisor.status(i)) for i in svc.supervisor.model_ids]}
+    cards = []
+    for model_id in svc.supervisor.model_ids:
+        card = model_card(svc, model_id)
+        cards.append(card)
+        if svc.settings.list_aliases:  # clients that check the list (Open WebUI) then accept aliases too
+            cards += [{**card, "id": alias, "alias_of": model_id} for alias in svc.settings.models[model_id].aliases]
+    return {"object": "list", "data": cards}
 
 
 @router.get("/v1/models/{name:path}/logs")
@@ -70,7 +78,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
         raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
     except ModelUnavailable as error:
         raise service_unavailable(str(error), "model_load_failed") from None
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.post("/v1/models/{name:path}/unload")
@@ -78,10 +86,10 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
     await svc.supervisor.unload(model_id)
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.get("/v1/models/{name:path}")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc.supervisor.status(_model_id(svc, name)))
+    return model_card(svc, _model_id(svc, name))

@@ -13,7 +13,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_service import __version__
 from inference_service.config import Settings
-from inference_service.router import api_completions, api_models, api_ops, openapi
+from inference_service.router import (
+    api_anthropic,
+    api_completions,
+    api_llamacpp,
+    api_models,
+    api_ops,
+    api_responses,
+    api_upstream,
+    openapi,
+)
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.errors import APIError, envelope
 from inference_service.router.metrics import Metrics
@@ -56,8 +65,12 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
     app.state.services = svc
     # Routes are matched in order: the proxied endpoints first saves ~18 us per request (see bench/).
     app.include_router(api_completions.router, responses=COMMON_ERRORS)
+    app.include_router(api_responses.router, responses=COMMON_ERRORS)
+    app.include_router(api_anthropic.router, responses=COMMON_ERRORS)
+    app.include_router(api_llamacpp.router, responses=COMMON_ERRORS)
     app.include_router(api_ops.router, responses=COMMON_ERRORS)
     app.include_router(api_models.router, responses={**COMMON_ERRORS, **MODEL_ERRORS})
+    app.include_router(api_upstream.router, responses=COMMON_ERRORS)
     openapi.install(app)
     # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
     app.state.shutdown = Shutdown(settings.shutdown_grace_s)

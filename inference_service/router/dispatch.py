@@ -50,7 +50,7 @@ class Dispatcher:
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self.queues = {
             model_id: AdmissionQueue(
-                parallel=model.parallel,
+                parallel=model.concurrency,
                 max_queue=model.queue_size if model.queue_size is not None else settings.queue_size,
                 timeout_s=model.queue_timeout_s or settings.queue_timeout_s,
             )
@@ -188,7 +188,7 @@ class Dispatcher:
         async with stack:
             try:
                 async for event in events:
-                    if first and event.startswith(b"data: {"):
+                    if first and event.startswith((b"data: {", b"event: ")):  # OpenAI chunks; Anthropic/Responses events
                         first = False
                         self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
                     if b'"usage":{' in event:

@@ -75,7 +75,9 @@ class Metrics:
     def record_usage(self, model_id: str, usage: object) -> None:
         if not isinstance(usage, dict):
             return
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # OpenAI chat/completions name them prompt/completion; the Responses and Anthropic APIs input/output.
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
         if isinstance(prompt, int):
             self.prompt_tokens.labels(model_id).inc(prompt)
         if isinstance(completion, int):

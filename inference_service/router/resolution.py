@@ -16,6 +16,7 @@ class ModelResolver:
             for alias in model.aliases:
                 self._names[alias] = model.id
         self._roles = {model_id: list(model.roles) for model_id, model in settings.models.items()}
+        self._chat = [model_id for model_id, model in settings.models.items() if "chat" in model.served_capabilities]
         self._default = self._names.get(settings.default_model or "") or next(iter(settings.models), None)
 
     @property
@@ -45,11 +46,17 @@ class ModelResolver:
     def with_role(self, role: str) -> list[str]:
         return [model_id for model_id, roles in self._roles.items() if role in roles]
 
+    def chat_capable(self, model_ids: list[str]) -> list[str]:
+        return [model_id for model_id in model_ids if model_id in self._chat]
+
     def for_task(self, requested: str | None, task_type: TaskType) -> str:
-        """The requested model, or - when the client left the choice to us - one whose role fits the task."""
+        """The requested model, or - when the client left the choice to us - a chat model whose
+        role fits the task, else the default if it chats, else the first chat model."""
         model_id = self.resolve(requested)
         if task_type != TaskType.GENERAL and self.is_default_request(requested):
-            candidates = self.with_role(ROLE_FOR_TASK[task_type])
+            candidates = self.chat_capable(self.with_role(ROLE_FOR_TASK[task_type]))
             if candidates and model_id not in candidates:
                 return candidates[0]
+        if requested in (None, "") and model_id not in self._chat and self._chat:
+            return self._chat[0]  # no model named and the default cannot chat
         return model_id

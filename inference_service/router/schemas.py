@@ -48,6 +48,16 @@ class _PassThrough(BaseModel):
     priority: int = Field(default=2, ge=1, le=3, description="admission order: 1 low, 2 normal, 3 high")
 
 
+class _Sampling(_PassThrough):
+    """Sampling fields the router checks itself, so a bad value is a 422 naming the field
+    before anything is loaded or sent upstream (runtimes answer these inconsistently)."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = Field(default=None, ge=1)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -62,7 +72,7 @@ class OrchestrationOptions(BaseModel):
     rounds: int = Field(default=1, ge=1, le=3)
 
 
-class ChatCompletionRequest(_PassThrough):
+class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     orchestration_mode: OrchestrationMode = OrchestrationMode.SINGLE
     task_type: TaskType = TaskType.GENERAL
@@ -70,7 +80,7 @@ class ChatCompletionRequest(_PassThrough):
     orchestration: OrchestrationOptions | None = None
 
 
-class CompletionRequest(_PassThrough):
+class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
 
 
@@ -81,3 +91,8 @@ class EmbeddingRequest(_PassThrough):
 def without_router_fields(raw: dict[str, Any]) -> dict[str, Any]:
     """The client's own JSON minus the router-only fields; the dispatcher sets the runtime's model name."""
     return {key: value for key, value in raw.items() if key not in ROUTER_ONLY_FIELDS}
+
+
+class ProxiedRequest(_PassThrough):
+    """Any other proxied body (Responses, Anthropic Messages, llama-server's own endpoints):
+    the router reads only ``model``, ``stream`` and ``priority``; the runtime validates the rest."""

@@ -1,4 +1,5 @@
-"""Re-streaming Server-Sent Events to the client: framing, one ``[DONE]``, errors as events."""
+"""Re-streaming Server-Sent Events to the client: framing, one ``[DONE]`` (OpenAI chat and
+completions) or the protocol's terminal event (named-event streams), errors as events."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from fastapi.responses import StreamingResponse
@@ -46,6 +49,60 @@ async def relay(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, No
 
 class SlowReader(Exception):
     """The client accepted nothing for the stream's send timeout."""
+
+
+@dataclass(frozen=True)
+class StreamProtocol:
+    """A stream that ends with a last event of its own rather than ``data: [DONE]``.
+
+    Anthropic Messages and OpenAI Responses streams are ``event: <name>`` + ``data:`` pairs
+    ending with a terminal event; llama-server's native ``/infill`` stream ends with a
+    ``"stop": true`` chunk. A relay that appended ``[DONE]`` would hand those clients a
+    line they cannot parse, so each is relayed intact and ended its own way.
+    """
+
+    is_last: Callable[[bytes], bool]
+    error_event: Callable[[str, str], bytes]  # (message, code) -> a complete error event
+
+
+def _event_name(event: bytes) -> bytes | None:
+    return event[7:].split(b"\n", 1)[0].strip() if event.startswith(b"event: ") else None
+
+
+def _named_events(terminal: set[bytes], error: Callable[[str, str], dict[str, Any]]) -> StreamProtocol:
+    return StreamProtocol(
+        is_last=lambda event: _event_name(event) in terminal | {b"error"},
+        error_event=lambda message, code: b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n",
+    )
+
+
+ANTHROPIC = _named_events(
+    {b"message_stop"}, lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}}
+)
+OPENAI_RESPONSES = _named_events(
+    {b"response.completed", b"response.failed", b"response.incomplete"},
+    lambda message, code: {"type": "error", "code": code, "message": message, "param": None},
+)
+LLAMACPP_NATIVE = StreamProtocol(
+    is_last=lambda event: b'"stop":true' in event or event.startswith(b"data: {\"error\""),
+    error_event=lambda message, code: error_event(message, code=code),
+)
+
+
+async def relay_until_last(events: AsyncGenerator[bytes, None], protocol: StreamProtocol) -> AsyncGenerator[bytes, None]:
+    """Relay events intact until the protocol's last one; a stream that breaks before it
+    ends with the protocol's own error event - never with an OpenAI ``[DONE]``."""
+    try:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event + b"\n\n"
+                if protocol.is_last(event):
+                    return
+        logger.warning("upstream stream ended without its last event")
+        yield protocol.error_event("the model's stream ended unexpectedly", "stream_incomplete")
+    except UpstreamUnreachable as error:
+        logger.warning("upstream died mid-stream: %s", error)
+        yield protocol.error_event(f"the model stopped while streaming: {error}", "upstream_died")
 
 
 class SSEResponse(StreamingResponse):

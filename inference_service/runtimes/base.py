@@ -25,6 +25,15 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+#: OpenAI chat, completions and embeddings: what every runtime serves.
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+#: Everything llama-server serves that the router proxies by the request's ``model``.
+LLAMA_SERVER_PATHS = OPENAI_PATHS | {
+    "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
+    "/v1/rerank", "/tokenize", "/detokenize", "/infill", "/apply-template",
+}  # fmt: skip
+
+
 class RuntimeStartError(Exception):
     """The runtime could not bring the model up; ``reason`` is meant for operators."""
 
@@ -41,6 +50,8 @@ class Runtime(Protocol):
     self_healing: bool
     #: Whether the model occupies memory on this machine (counts against capacity limits).
     local: bool
+    #: The API paths the runtime serves; None when it cannot be known (an arbitrary remote server).
+    served_paths: frozenset[str] | None
 
     async def start(self) -> Endpoint:
         """Bring the model up and return its endpoint once it serves; raise RuntimeStartError."""

@@ -6,11 +6,22 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_service.config import ModelConfig, Settings
+from inference_service.config import ModelConfig, RuntimeKind, Settings
 from inference_service.runtimes.base import Runtime
 from inference_service.runtimes.llamacpp import LlamaCppRuntime
 from inference_service.runtimes.ollama import OllamaRuntime, OllamaServer
 from inference_service.runtimes.remote import RemoteRuntime
+
+RUNTIME_CLASSES: dict[RuntimeKind, type[Runtime]] = {
+    "llamacpp": LlamaCppRuntime,
+    "ollama": OllamaRuntime,
+    "remote": RemoteRuntime,
+}
+
+
+def served_paths(kind: RuntimeKind) -> frozenset[str] | None:
+    """The API paths a runtime kind serves (None: unknown, forward anything)."""
+    return RUNTIME_CLASSES[kind].served_paths
 
 
 def ollama_server(settings: Settings) -> OllamaServer | None:

@@ -10,6 +10,7 @@ which only its owner can read, not on the command line, which ``ps`` shows to ev
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -21,11 +22,14 @@ import httpx
 
 from inference_service.config import ModelConfig
 from inference_service.processes import ChildProcess, ChildStartError, ProcessInfo
-from inference_service.runtimes.base import Endpoint, RuntimeStartError
+from inference_service.runtimes.base import LLAMA_SERVER_PATHS, Endpoint, RuntimeStartError
+from inference_service.runtimes.gguf import GGUFError, declared_pooling
 
 
-def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) -> list[str]:
-    """The exact ``llama-server`` command line for a model (flag spellings from ``llama-server --help``)."""
+def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, pooling: str | None = None) -> list[str]:
+    """The exact ``llama-server`` command line for a model (flag spellings from ``llama-server --help``).
+
+    ``pooling`` is the embeddings pooling to impose (see :func:`embedding_pooling`)."""
     argv = [
         str(binary),
         "--model", str(model_path),
@@ -33,7 +37,7 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) ->
         "--port", str(port),
         "--alias", model.id,
         "--ctx-size", str(model.ctx_size),
-        "--parallel", str(model.parallel),
+        "--parallel", str(model.concurrency),
         "--metrics",
         "--slots",
     ]  # fmt: skip
@@ -47,7 +51,24 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int) ->
         argv += ["--flash-attn", "on" if model.flash_attn else "off"]
     if model.embeddings:
         argv.append("--embeddings")
+        if pooling is not None:
+            argv += ["--pooling", pooling]
     return argv + list(model.extra_args)
+
+
+def embedding_pooling(model: ModelConfig, model_path: Path) -> str | None:
+    """The ``--pooling`` an embeddings model needs: the configured one, else none when the GGUF
+    declares its own, else ``mean`` (a chat model pools with ``none``, which llama-server's
+    OpenAI ``/v1/embeddings`` refuses)."""
+    if not model.embeddings:
+        return None
+    if model.pooling is not None:
+        return model.pooling
+    try:
+        declared = declared_pooling(model_path)
+    except (OSError, GGUFError):
+        declared = None
+    return None if declared is not None else "mean"
 
 
 #: The environment variable llama-server reads ``--api-key`` from (common/arg.cpp).
@@ -73,6 +94,7 @@ class LlamaCppRuntime:
 
     self_healing = False
     local = True
+    served_paths = LLAMA_SERVER_PATHS
 
     def __init__(
         self,
@@ -104,8 +126,9 @@ class LlamaCppRuntime:
         await self.stop()
         self._port = free_port()
         api_key = secrets.token_urlsafe(32)
+        pooling = await asyncio.to_thread(embedding_pooling, self._model, self._model_path)
         self._child = ChildProcess(
-            build_argv(self._binary, self._model, self._model_path, self._port),
+            build_argv(self._binary, self._model, self._model_path, self._port, pooling),
             name=f"llama-server[{self._model.id}]",
             log_lines=self._log_buffer_lines,
             env={**os.environ, API_KEY_ENV: api_key},

@@ -29,7 +29,7 @@ import httpx
 
 from inference_service.config import ModelConfig
 from inference_service.processes import ChildProcess, ChildStartError, ProcessInfo
-from inference_service.runtimes.base import Endpoint, RuntimeStartError
+from inference_service.runtimes.base import OPENAI_PATHS, Endpoint, RuntimeStartError
 
 DEFAULT_PORT = 11434
 
@@ -199,6 +199,9 @@ class OllamaRuntime:
     #: Ollama schedules and evicts its own models (OLLAMA_MAX_LOADED_MODELS), so they do not
     #: count against this router's max_loaded_models / memory_budget_mb.
     local = False
+    #: Ollama's OpenAI layer (/v1: chat, completions, embeddings, responses) and its Anthropic
+    #: Messages layer; no token counting, rerank, tokenize or infill (docs.ollama.com/api).
+    served_paths = OPENAI_PATHS | {"/v1/responses", "/v1/messages"}
 
     def __init__(
         self,

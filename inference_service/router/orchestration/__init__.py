@@ -127,6 +127,12 @@ def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], 
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}  # fmt: skip
 
 
+def _wants_usage(raw: dict[str, Any]) -> bool:
+    """Whether the client asked for a usage chunk (``stream_options.include_usage``)."""
+    options = raw.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
 def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -134,8 +140,11 @@ def _frame(payload: dict[str, Any]) -> bytes:
 async def _stream(
     svc: Services, plan: Plan, raw: dict[str, Any], priority: int, completion_id: str, created: int
 ) -> AsyncGenerator[bytes, None]:
-    """Preliminary stages first (announced as SSE comments), then the final stage token by token;
-    the last data chunk carries usage for all stages and the orchestration object."""
+    """Preliminary stages first (announced as SSE comments), then the final stage token by token.
+
+    The chunk with ``finish_reason`` carries the orchestration object; usage for all stages
+    follows in a choices-less chunk only with ``stream_options.include_usage``, since the
+    common client loop reads ``chunk.choices[0]`` from every chunk."""
     notices: asyncio.Queue[bytes | None] = asyncio.Queue()
     runner = StageRunner(svc.dispatcher, raw, priority, request_id_var.get(),
                          on_stage=lambda stage: notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode()))  # fmt: skip
@@ -188,9 +197,12 @@ async def _stream(
                             if not event.startswith(b"data: {"):
                                 continue
                             chunk = json.loads(event[6:])
-                            if isinstance(chunk.get("usage"), dict):
-                                stage.usage = {k: int(chunk["usage"].get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-                            for choice in chunk.get("choices") or []:
+                            usage = chunk.pop("usage", None)
+                            if isinstance(usage, dict):  # the stage's own usage: reported in the total only
+                                stage.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                            if not chunk.get("choices"):
+                                continue
+                            for choice in chunk["choices"]:
                                 stage.text += (choice.get("delta") or {}).get("content") or ""
                                 stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
                             if last is not None:
@@ -206,9 +218,12 @@ async def _stream(
             last = _chunk(completion_id, created, plan.primary, {}, final.finish_reason or "stop")
         if last is None:
             last = _chunk(completion_id, created, plan.primary, {}, "stop")
-        last["usage"] = sum_usage(runner.stages)
         last["orchestration"] = _metadata(plan, runner, outcome, degraded)
-        yield _frame(last) + DONE
+        closing = _frame(last)
+        if _wants_usage(raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
+            usage_chunk = {**_chunk(completion_id, created, plan.primary, {}, None), "choices": [], "usage": sum_usage(runner.stages)}
+            closing += _frame(usage_chunk)
+        yield closing + DONE
     finally:
         if not task.done():
             task.cancel()

@@ -7,6 +7,8 @@ from typing import Any
 
 from inference_service.config import PresetConfig
 from inference_service.router.errors import APIError
+from inference_service.router.model_support import can_chat, require
+from inference_service.router.orchestration.runner import CHAT_PATH
 from inference_service.router.schemas import ROLE_FOR_TASK, ChatCompletionRequest, OrchestrationMode, TaskType
 from inference_service.router.services import Services
 from inference_service.supervisor import ModelState
@@ -51,8 +53,8 @@ class Plan:
 
 
 def _usable(svc: Services, model_id: str) -> bool:
-    """Loaded or loadable: anything but a model that is currently failed."""
-    return svc.supervisor.status(model_id).state != ModelState.FAILED
+    """A chat model that is loaded or loadable (anything but currently failed)."""
+    return can_chat(svc, model_id) and svc.supervisor.status(model_id).state != ModelState.FAILED
 
 
 def build_plan(svc: Services, chat: ChatCompletionRequest, primary: str) -> Plan:
@@ -73,6 +75,8 @@ def build_plan(svc: Services, chat: ChatCompletionRequest, primary: str) -> Plan
         pool = _by_task_relevance(svc, chat.task_type)
     if pool and (chat.orchestration and chat.orchestration.models or preset) and svc.resolver.is_default_request(chat.model):
         primary = pool[0]
+    if not svc.resolver.is_default_request(chat.model):
+        require(svc, primary, CHAT_PATH)  # a model the client named must chat; drafted ones are filtered
     participants = [model_id for model_id in dict.fromkeys([primary, *pool]) if _usable(svc, model_id)]
     needed = MINIMUM_MODELS[mode]
     if len(participants) < needed:

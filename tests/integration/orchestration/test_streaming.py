@@ -1,5 +1,5 @@
 """A streamed critique: stages announced as SSE comments, the final stage token by token,
-and the orchestration report in the last data chunk."""
+the orchestration report on the finish_reason chunk, usage only when asked for."""
 
 from __future__ import annotations
 
@@ -32,12 +32,29 @@ def test_preliminary_stages_are_announced_as_comments(streamed: SSEStream) -> No
     assert f"stage critic done ({GEMMA_ID})" in streamed.comments
 
 
-def test_last_data_chunk_carries_the_orchestration_report_and_total_usage(streamed: SSEStream) -> None:
+def test_the_finish_reason_chunk_carries_the_orchestration_report(streamed: SSEStream) -> None:
     last = streamed.chunks[-1]
+    assert last["choices"][0]["finish_reason"]
     assert last["orchestration"]["mode"] == "critique"
     assert [stage["role"] for stage in last["orchestration"]["stages"]] == ["generator", "critic", "reviser"]
-    assert last["usage"]["completion_tokens"] == sum(s["usage"]["completion_tokens"] for s in last["orchestration"]["stages"])
     assert not any("orchestration" in chunk for chunk in streamed.chunks[:-1])
+
+
+def test_without_include_usage_every_chunk_has_a_choice_and_none_has_usage(streamed: SSEStream) -> None:
+    assert all(len(chunk["choices"]) == 1 for chunk in streamed.chunks)
+    assert not any(chunk.get("usage") for chunk in streamed.chunks)
+
+
+def test_include_usage_adds_one_usage_only_chunk_with_the_total_of_all_stages(router: ServiceProcess) -> None:
+    body = {"messages": QUESTION, "orchestration_mode": "critique", "stream": True,
+            "stream_options": {"include_usage": True}, **SHORT}  # fmt: skip
+    stream = post_sse(router.url + "/v1/chat/completions", body)
+    assert stream.status == 200, stream.data
+    *answer, usage_chunk = stream.chunks
+    assert usage_chunk["choices"] == []
+    stages = answer[-1]["orchestration"]["stages"]
+    assert usage_chunk["usage"]["completion_tokens"] == sum(stage["usage"]["completion_tokens"] for stage in stages)
+    assert not any(chunk.get("usage") for chunk in answer)
 
 
 def test_every_chunk_has_one_id_and_the_primary_model(streamed: SSEStream) -> None:

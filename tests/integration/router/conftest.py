@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.support.api import child_headers, model_card
@@ -97,3 +98,10 @@ def start_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRout
 def client(router: ServiceProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=router.url, timeout=120.0) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def sdk(router: ServiceProcess) -> Iterator[openai.OpenAI]:
+    """The official OpenAI SDK pointed at the shared router."""
+    with openai.OpenAI(base_url=router.url + "/v1", api_key="unused", timeout=120.0, max_retries=0) as client:
+        yield client

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pytest
 
 from tests.integration.router.conftest import HI
 from tests.support.configs import SMOLLM2_ID
-from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sdk(router: ServiceProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=router.url + "/v1", api_key="unused", timeout=120.0, max_retries=0) as client:
-        yield client
 
 
 def test_models_list_returns_the_configured_models(sdk: openai.OpenAI) -> None:

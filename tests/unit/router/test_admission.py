@@ -175,3 +175,22 @@ def test_service_time_is_a_moving_average_of_observed_requests() -> None:
     assert queue.service_s == pytest.approx(2.0, abs=0.05)
     queue.observe_service(now)
     assert queue.service_s == pytest.approx(1.6, abs=0.05)
+
+
+async def test_without_a_cap_every_request_is_admitted_at_once() -> None:
+    queue = AdmissionQueue(parallel=None, max_queue=0, timeout_s=0.05)
+    release = asyncio.Event()
+    entered = 0
+
+    async def hold() -> None:
+        nonlocal entered
+        async with queue.slot():
+            entered += 1
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(1000)]
+    await settle()
+    assert entered == 1000 and queue.waiting == 0
+    release.set()
+    await asyncio.gather(*holders)
+    assert queue.active == 0

@@ -62,6 +62,7 @@ async def test_a_failed_model_is_served_by_its_first_fallback_that_can() -> None
 async def test_a_full_queue_falls_back() -> None:
     harness = with_fallbacks(Harness(["a", "b"]), a=["b"])
     harness.settings.models["a"].queue_size = 0
+    harness.settings.models["a"].parallel = 1  # a remote model has no router-side cap unless parallel is set
     upstream = RecordingUpstream()
     dispatch, _ = dispatcher(harness, upstream)
     async with harness.supervisor.lease("a"), dispatch.queues["a"].slot():  # a's only slot is taken

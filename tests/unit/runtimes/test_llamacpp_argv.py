@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.llamacpp import build_argv
+from inference_service.runtimes.llamacpp import build_argv, embedding_pooling
+from tests.support.gguf import write_gguf
 
 BINARY = Path("/opt/llama/bin/llama-server")
 GGUF = Path("/models/qwen2.5-7b-instruct-q4_k_m.gguf")
@@ -57,3 +58,28 @@ def test_fractional_tensor_split_keeps_its_precision() -> None:
 def test_embeddings_flag_and_extra_args_come_last_in_order() -> None:
     model = ModelConfig(id="embed", path=GGUF, embeddings=True, extra_args=["--pooling", "mean", "--threads", "2"])
     assert build_argv(BINARY, model, GGUF, 41005)[-5:] == ["--embeddings", "--pooling", "mean", "--threads", "2"]
+
+
+def test_embeddings_pooling_is_passed_after_the_embeddings_flag() -> None:
+    model = ModelConfig(id="embed", path=GGUF, embeddings=True)
+    assert build_argv(BINARY, model, GGUF, 41006, pooling="mean")[-3:] == ["--embeddings", "--pooling", "mean"]
+
+
+def test_configured_pooling_wins_over_the_gguf(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "cls.gguf", {"bert.pooling_type": 2})
+    assert embedding_pooling(ModelConfig(id="embed", path=path, embeddings=True, pooling="last"), path) == "last"
+
+
+def test_a_gguf_without_pooling_gets_mean(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "chat.gguf", {"llama.context_length": 2048})
+    assert embedding_pooling(ModelConfig(id="embed", path=path, embeddings=True), path) == "mean"
+
+
+def test_a_gguf_declaring_pooling_keeps_its_own(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "cls.gguf", {"bert.pooling_type": 2})
+    assert embedding_pooling(ModelConfig(id="embed", path=path, embeddings=True), path) is None
+
+
+def test_a_chat_model_gets_no_pooling(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "chat.gguf", {})
+    assert embedding_pooling(ModelConfig(id="chat", path=path), path) is None

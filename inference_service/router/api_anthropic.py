@@ -1,0 +1,51 @@
+"""Anthropic's Messages API (``/v1/messages``, ``/v1/messages/count_tokens``), proxied as-is.
+
+Streams are Anthropic's ``event:``/``data:`` pairs, relayed intact and ended by
+``message_stop`` (never an OpenAI ``[DONE]``). Errors keep the router's envelope and add
+Anthropic's top-level ``"type": "error"``, so both SDKs read them.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from inference_service.router.body import parse_body
+from inference_service.router.errors import APIError
+from inference_service.router.model_support import require
+from inference_service.router.proxy import forward
+from inference_service.router.schemas import ProxiedRequest
+from inference_service.router.services import services
+from inference_service.router.sse import ANTHROPIC
+
+router = APIRouter()
+
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
+
+def _anthropic_error(error: APIError) -> JSONResponse:
+    return JSONResponse({"type": "error", **error.body()}, status_code=error.status, headers=error.headers)
+
+
+async def _proxy(request: Request, path: str, streamable: bool) -> Response:
+    svc = services(request)
+    try:
+        body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+        if body.stream and not streamable:
+            raise APIError(400, f"{path} cannot be streamed", param="stream")
+        model_id = svc.resolver.resolve(body.model)
+        require(svc, model_id, path)
+        return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
+    except APIError as error:
+        return _anthropic_error(error)
+
+
+@router.post(MESSAGES)
+async def messages(request: Request) -> Response:
+    return await _proxy(request, MESSAGES, streamable=True)
+
+
+@router.post(COUNT_TOKENS)
+async def count_tokens(request: Request) -> Response:
+    return await _proxy(request, COUNT_TOKENS, streamable=False)

@@ -1,0 +1,25 @@
+"""OpenAI's Responses API (``POST /v1/responses``), proxied to runtimes that serve it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from inference_service.router.body import parse_body
+from inference_service.router.model_support import require
+from inference_service.router.proxy import forward
+from inference_service.router.schemas import ProxiedRequest
+from inference_service.router.services import services
+from inference_service.router.sse import OPENAI_RESPONSES
+
+router = APIRouter()
+
+PATH = "/v1/responses"
+
+
+@router.post(PATH)
+async def responses(request: Request) -> Response:
+    svc = services(request)
+    body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+    model_id = svc.resolver.resolve(body.model)
+    require(svc, model_id, PATH)
+    return await forward(request, svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)

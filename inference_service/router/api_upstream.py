@@ -1,0 +1,71 @@
+"""``GET|POST /upstream/{model}/{path}``: one model's runtime as-is, for ops (``/props``, ``/slots``,
+``/metrics`` of one llama-server child; ``/api/ps`` of an Ollama server).
+
+The request goes straight to the runtime - no admission queue, so a monitoring probe never
+waits behind inference - and its answer comes back unchanged (status, type, body). A GET
+never loads a model: it answers 409 while the model is not loaded. A POST loads it on
+demand, like any request. Behind ``api_key`` (every path but ``/health`` needs the key).
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from fastapi import APIRouter, Request, Response
+
+from inference_service.router.errors import APIError, not_found, service_unavailable
+from inference_service.router.services import Services, services
+from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
+
+router = APIRouter()
+
+METRICS_ENDPOINT = "upstream"
+
+
+@router.api_route("/upstream/{name}/{path:path}", methods=["GET", "POST"])
+async def upstream(name: str, path: str, request: Request) -> Response:
+    svc = services(request)
+    try:
+        model_id = svc.resolver.resolve(name)
+    except APIError:
+        raise not_found(f"The model '{name}' does not exist", param=None) from None
+    started = time.perf_counter()
+    status = "500"
+    try:
+        if request.method == "GET" and (state := svc.supervisor.status(model_id).state) != ModelState.LOADED:
+            raise APIError(
+                409, f"model {model_id!r} is {state.value}; GET /upstream never loads a model (POST does)", code="model_not_loaded"
+            )
+        body = await request.body() if request.method == "POST" else None
+        reply = await _pass_through(svc, model_id, request, path, body)
+        status = str(reply.status_code)
+        return reply
+    except APIError as error:
+        status = str(error.status)
+        raise
+    finally:
+        svc.metrics.requests.labels(model_id, METRICS_ENDPOINT, status).inc()
+        svc.metrics.latency.labels(model_id, METRICS_ENDPOINT).observe(time.perf_counter() - started)
+
+
+async def _pass_through(svc: Services, model_id: str, request: Request, path: str, body: bytes | None) -> Response:
+    try:
+        async with svc.supervisor.lease(model_id) as endpoint:
+            headers = dict(endpoint.headers)
+            if content_type := request.headers.get("content-type"):
+                headers["Content-Type"] = content_type
+            url = f"{endpoint.base_url}/{path}"
+            try:
+                async with svc.dispatcher.upstream.session.request(
+                    request.method, url, params=list(request.query_params.multi_items()), data=body, headers=headers
+                ) as reply:
+                    content = await reply.read()
+                    media_type = reply.headers.get("Content-Type")
+                    return Response(content, status_code=reply.status, media_type=media_type)
+            except (aiohttp.ClientError, OSError) as error:
+                raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
+    except InsufficientCapacity as error:
+        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
+    except ModelUnavailable as error:
+        raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None

@@ -1,0 +1,76 @@
+"""Forward one client request to one model: the shared path of every proxied endpoint.
+
+Admission, on-demand loading, metrics, the error envelope and SSE re-streaming are the
+same whichever API the client speaks; only a stream's framing differs (``[DONE]`` for
+OpenAI chat and completions, a terminal named event for Anthropic and Responses streams).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import Request, Response
+
+from inference_service.router.disconnect import ClientDisconnected, unless_disconnected
+from inference_service.router.dispatch import served_model_headers
+from inference_service.router.errors import APIError, upstream_error
+from inference_service.router.middleware import request_id_var
+from inference_service.router.schemas import without_router_fields
+from inference_service.router.services import Services
+from inference_service.router.sse import StreamProtocol, relay, relay_until_last, sse_response
+from inference_service.runtimes.base import OPENAI_PATHS
+
+
+CLIENT_CLOSED_REQUEST = "499"  # the metrics status of a request whose client went away (nginx's code)
+
+
+async def forward(
+    request: Request,
+    svc: Services,
+    model_id: str,
+    path: str,
+    raw: dict[str, Any],
+    stream: bool,
+    priority: int,
+    protocol: StreamProtocol | None = None,
+) -> Response:
+    """Proxy one request: bytes through, errors as envelopes; ``protocol``: a stream not ended by ``[DONE]``.
+
+    A non-streaming client that hangs up is noticed at once, queued or running, and
+    counted as 499; a streaming one is noticed by the response itself (see sse.py).
+    """
+    endpoint = path.removeprefix("/v1/").lstrip("/")
+    started = time.perf_counter()
+    body = without_router_fields(raw)
+    request_id = request_id_var.get()
+    try:
+        if stream:
+            upstream = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
+            relayed = relay(upstream) if protocol is None else relay_until_last(upstream, protocol)
+            response = sse_response(
+                svc.metrics.observe_stream(model_id, endpoint, started, relayed),
+                svc.settings.stream_send_timeout_for(model_id),
+                svc.metrics.slow_readers.labels(model_id).inc,
+            )
+            response.headers.update(served_model_headers())
+            return response
+        reply = await unless_disconnected(request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id))
+        if reply.status != 200:
+            try:
+                payload: Any = reply.json()
+            except ValueError:
+                payload = reply.body.decode(errors="replace")
+            error = upstream_error(reply.status, payload)
+            if reply.status == 404 and path not in OPENAI_PATHS:  # likely a server without this endpoint: say so
+                error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
+            raise error
+    except APIError as error:
+        svc.metrics.requests.labels(model_id, endpoint, str(error.status)).inc()
+        raise
+    except ClientDisconnected:
+        svc.metrics.requests.labels(model_id, endpoint, CLIENT_CLOSED_REQUEST).inc()
+        return Response(status_code=499)  # nobody reads it: the server drops it
+    svc.metrics.requests.labels(model_id, endpoint, "200").inc()
+    svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+    return Response(reply.body, status_code=200, media_type="application/json", headers=served_model_headers())

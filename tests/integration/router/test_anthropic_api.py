@@ -1,0 +1,72 @@
+"""Anthropic's Messages API through the router, with the official ``anthropic`` SDK, against llama-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import pytest
+
+from tests.integration.router.conftest import HI
+from tests.support.configs import SMOLLM2_ID
+from tests.support.prometheus import sample
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sdk(router: ServiceProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=router.url, api_key="unused", timeout=120.0, max_retries=0) as client:
+        yield client
+
+
+def test_a_message_comes_back_as_an_anthropic_message(sdk: anthropic.Anthropic) -> None:
+    message = sdk.messages.create(model="smol", messages=HI, max_tokens=4)
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens > 0
+
+
+def test_a_streamed_message_yields_text_deltas_and_a_final_message(sdk: anthropic.Anthropic) -> None:
+    with sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.content[0].text == text
+    assert final.stop_reason == "max_tokens"
+
+
+def test_the_stream_keeps_event_lines_and_ends_with_message_stop_not_done(router: ServiceProcess) -> None:
+    body = {"model": SMOLLM2_ID, "messages": HI, "max_tokens": 4, "stream": True}
+    with httpx.stream("POST", router.url + "/v1/messages", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        raw = response.read().decode()
+    events = [line.removeprefix("event: ") for line in raw.splitlines() if line.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert "content_block_delta" in events
+    assert "[DONE]" not in raw
+
+
+def test_count_tokens_answers_with_input_tokens(sdk: anthropic.Anthropic) -> None:
+    assert sdk.messages.count_tokens(model=SMOLLM2_ID, messages=HI).input_tokens > 0
+
+
+def test_an_unknown_model_raises_the_sdks_not_found_error(sdk: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        sdk.messages.create(model="no-such-model", messages=HI, max_tokens=4)
+    assert caught.value.body["type"] == "error" and "no-such-model" in caught.value.body["error"]["message"]
+
+
+def test_messages_are_counted_in_metrics_with_their_tokens(router: ServiceProcess, sdk: anthropic.Anthropic) -> None:
+    def counters() -> tuple[float, float]:
+        metrics = httpx.get(router.url + "/metrics", timeout=10).text
+        requests = sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="messages", status="200")
+        return requests or 0, sample(metrics, "inference_completion_tokens_total", model=SMOLLM2_ID) or 0
+
+    requests_before, tokens_before = counters()
+    message = sdk.messages.create(model=SMOLLM2_ID, messages=HI, max_tokens=2)
+    requests_after, tokens_after = counters()
+    assert requests_after == requests_before + 1
+    assert tokens_after - tokens_before >= message.usage.output_tokens > 0
