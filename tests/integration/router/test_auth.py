@@ -41,3 +41,23 @@ def test_health_endpoints_need_no_key(router: ServiceProcess, path: str, status:
 
 def test_metrics_need_the_key(router: ServiceProcess) -> None:
     assert httpx.get(router.url + "/metrics").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", f"/v1/models/{SMOLLM2_ID}/load", f"/v1/models/{SMOLLM2_ID}/unload"]
+)
+def test_post_endpoints_without_the_key_are_401_and_touch_no_model(router: ServiceProcess, path: str) -> None:
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi", "max_tokens": 1}
+    response = httpx.post(router.url + path, json=body, timeout=30)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    card = httpx.get(f"{router.url}/v1/models/{SMOLLM2_ID}", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert card["status"] == "unloaded"
+
+
+def test_post_with_the_bearer_key_is_served(router: ServiceProcess) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    response = httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    assert httpx.post(f"{router.url}/v1/models/{SMOLLM2_ID}/unload", headers=headers, timeout=60).status_code == 200
