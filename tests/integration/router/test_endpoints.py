@@ -20,8 +20,9 @@ INPUTS = ["the cat sat on the mat", "quarterly revenue grew"]
 
 @pytest.fixture(scope="module")
 def embedder(start_router: StartRouter) -> ServiceProcess:
-    """A model started with ``embeddings = true`` (llama-server ``--embeddings``)."""
-    return start_router({EMBEDDER_ID: smollm2(preload=True, embeddings=True)}, wait_ready=True)
+    """A model started with ``embeddings = true`` (llama-server ``--embeddings``). SmolLM2's GGUF
+    names no pooling type, which llama-server's OpenAI endpoint needs: ``--pooling mean``."""
+    return start_router({EMBEDDER_ID: smollm2(preload=True, embeddings=True, extra_args=["--pooling", "mean"])}, wait_ready=True)
 
 
 def test_completion_is_generated_by_the_models_llama_server(router: ServiceProcess, client: httpx.Client) -> None:

@@ -47,6 +47,12 @@ def traffic(router: ServiceProcess, client: httpx.Client) -> Traffic:
     return Traffic(before.text, after, [plain.json()["usage"], usage])
 
 
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    value = sample(metrics, name, **labels)
+    assert value is not None, f"no {name} sample with {labels}"
+    return value
+
+
 def test_health_is_200(client: httpx.Client) -> None:
     assert client.get("/health").status_code == 200
 

@@ -16,13 +16,14 @@ from tests.support.llama import tokens_predicted
 from tests.support.prometheus import metrics_once, sample
 from tests.support.service import ServiceProcess
 from tests.support.sse import DONE, SSEStream, post_sse, sse_lines
-from tests.support.timing import measured
 
 pytestmark = pytest.mark.integration
 
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 #: The length of the generation a client abandons after its first tokens.
 ABANDONED_MAX_TOKENS = 400
+#: The spec: the router lets go of an abandoned request within 1 s.
+ROUTER_RELEASE_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +77,28 @@ def _content_tokens(lines: Iterator[tuple[str, str]]) -> Iterator[float]:
             yield time.monotonic()
 
 
-def test_client_disconnect_stops_generation_and_frees_the_slot_at_once(router: ServiceProcess) -> None:
-    """A 400-token generation whose client hangs up after the first tokens: llama-server's own
-    token counter shows it stopped right there (not after finishing by itself), and its /slots
-    shows the slot idle within 1 s plus two token times (llama-server notices the closed socket
-    when it writes its next token; the token time is measured on this very stream)."""
+def test_client_disconnect_releases_the_request_and_stops_llama_server_generating(router: ServiceProcess) -> None:
+    """A 400-token generation whose client hangs up after its first tokens. The router lets go
+    of it within 1 s (its own work: never stretched), and llama-server stops generating right
+    there - its own token counter, flushed when the slot is released, shows a handful of tokens,
+    not the 400 it would have produced by itself. (How soon llama-server's /slots shows the
+    slot idle depends on its own loop: on an oversubscribed 2-core machine that took 2-20 s
+    although no further token was generated, so the count, not the clock, is the proof.)"""
     child = child_url(router, SMOLLM2_ID)
     predicted_before = tokens_predicted(child)
     body = chat_body(max_tokens=ABANDONED_MAX_TOKENS, stream=True, ignore_eos=True)
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=60) as response:
         tokens = _content_tokens(sse_lines(response))  # kept referenced: a discarded iterator closes the connection
         # llama-server announces the role before a slot picks the task up: wait for two tokens.
-        first, second = next(tokens), next(tokens)
+        next(tokens), next(tokens)
         assert any(slot["is_processing"] for slot in httpx.get(child + "/slots").json())  # still generating
     disconnected = time.monotonic()
-    budget = measured(1.0, 2 * (second - first))
     wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=60, interval_s=0.02)
-    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(child + "/slots").json()), timeout_s=60, interval_s=0.02)
-    freed = time.monotonic() - disconnected
+    released = time.monotonic() - disconnected
+    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(child + "/slots").json()), timeout_s=120, interval_s=0.05)
     generated = tokens_predicted(child) - predicted_before
     assert generated < ABANDONED_MAX_TOKENS / 4, f"{generated:.0f} of {ABANDONED_MAX_TOKENS} tokens generated after a disconnect"
-    assert freed < budget.seconds, f"slot freed {freed:.2f}s after the disconnect (budget {budget})"
+    assert released < ROUTER_RELEASE_S, f"the router held the request {released:.2f}s after the disconnect"
 
 
 def test_client_disconnect_is_counted_as_status_499(router: ServiceProcess) -> None:
