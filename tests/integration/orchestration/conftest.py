@@ -1,8 +1,7 @@
 """One real router with both tiny models, each in its own llama-server, shared by the package.
 
-SmolLM2 holds the primary/fast/thinker roles and gemma the critic/coder roles, so every
-multi-model mode really runs across two distinct processes, and a pipeline's refiner is a
-different model for ``task_type: code`` (the coder) than otherwise (the thinker).
+SmolLM2 holds the primary/fast roles and gemma the critic/thinker/coder roles, so every
+multi-model mode really runs across two distinct processes.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ SHORT = {"max_tokens": 8, "temperature": 0, "seed": 7}
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     directory = tmp_path_factory.mktemp("orchestration")
     models = {
-        SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast", "thinker"], ctx_size=4096),
-        GEMMA_ID: gemma(preload=True, roles=["critic", "coder"], ctx_size=4096),
+        SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast"], ctx_size=4096),
+        GEMMA_ID: gemma(preload=True, roles=["critic", "thinker", "coder"], ctx_size=4096),
     }
     presets = {PRESET: {"orchestration_mode": "critique", "models": [GEMMA_ID, SMOLLM2_ID],
                         "roles": {"generator": "coder", "critic": "primary"}}}  # fmt: skip
