@@ -8,7 +8,8 @@
    waits for ``/health/liveliness``;
 3. exports ``INFERENCE_SERVICE_URL`` / ``LLM_GATEWAY_URL`` and runs ``pytest tests/unit``, then
    ``pytest tests/integration`` (subfolders included) with ``INTEGRATION_REQUIRED=1``, so a
-   test that would skip for want of the stack fails instead;
+   test that would skip for want of the stack fails instead (tests/conftest.py turns every
+   skip into a failure), and a run that collects no tests fails too;
 4. stops the gateway and the service (and their children) whatever happened - failure,
    Ctrl-C or SIGTERM - and exits non-zero if anything failed.
 """
@@ -71,14 +72,16 @@ def running_gateway(service_url: str, log_dir: Path) -> Iterator[str]:
 
 
 def run_pytest(label: str, paths: Sequence[str], env: Mapping[str, str], extra_args: Sequence[str]) -> bool:
-    """One pytest run in a child process; True when it passed (or found nothing to run)."""
+    """One pytest run in a child process; True only when it passed. Nothing collected is a failure:
+    a path that silently lost its tests (an import-time ``collect_ignore``, a moved folder) must not
+    look green."""
     say(f"{label}: pytest {' '.join(paths)}")
     started = time.monotonic()
     code = subprocess.call([sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", *extra_args], env=dict(env), cwd=REPO_ROOT)
     elapsed = time.monotonic() - started
     if code == PYTEST_NO_TESTS:
-        say(f"{label}: no tests collected ({elapsed:.0f}s)")
-        return True
+        say(f"{label}: FAILED: no tests collected ({elapsed:.0f}s)")
+        return False
     say(f"{label}: {'passed' if code == 0 else f'FAILED (exit {code})'} in {elapsed:.0f}s")
     return code == 0
 

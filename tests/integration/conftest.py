@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.suite_policy import skips_are_failures
+
 SERVICE_URL = os.environ.get("INFERENCE_SERVICE_URL", "http://localhost:8085").rstrip("/")
 GATEWAY_URL = os.environ.get("LLM_GATEWAY_URL", "http://localhost:8080").rstrip("/")
 REQUEST_TIMEOUT_S = float(os.environ.get("INTEGRATION_TEST_TIMEOUT", "120.0"))
@@ -37,13 +39,8 @@ PROBE_TIMEOUT_S = 5.0
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _must_not_skip() -> bool:
-    """In CI, or when asked, a missing service is a failure: a green run must have run everything."""
-    return os.environ.get("CI", "").lower() in ("true", "1") or os.environ.get("INTEGRATION_REQUIRED", "") == "1"
-
-
 def _unavailable(message: str) -> None:
-    if _must_not_skip():
+    if skips_are_failures():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 

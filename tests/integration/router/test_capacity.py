@@ -1,17 +1,15 @@
-"""Loading through the API: unknown ids, readiness, and refusal when capacity is exhausted."""
+"""Loading through the API: unknown ids and readiness. (Refusal with 507 when capacity is
+exhausted is tested in supervisor/test_capacity_limits.py.)"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.integration.router.conftest import StartRouter, chat_body, wait_loaded
+from tests.integration.router.conftest import StartRouter
 from tests.support.api import load, unload
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2
 from tests.support.service import ServiceProcess
-from tests.support.sse import sse_lines
 
 pytestmark = pytest.mark.integration
 
@@ -20,17 +18,6 @@ pytestmark = pytest.mark.integration
 def router(start_router: StartRouter) -> ServiceProcess:
     """Two models, room for one, nothing preloaded."""
     return start_router({SMOLLM2_ID: smollm2(ctx_size=4096), GEMMA_ID: gemma()}, max_loaded_models=1)
-
-
-@pytest.fixture
-def smollm2_busy(router: ServiceProcess) -> Iterator[None]:
-    """SmolLM2 loaded and serving a long stream for the duration of the test."""
-    assert load(router, SMOLLM2_ID).status_code == 200
-    body = chat_body(max_tokens=3500, ignore_eos=True, stream=True)
-    with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=60) as response:
-        lines = sse_lines(response)  # kept referenced: a discarded iterator closes the connection
-        next(lines)
-        yield
 
 
 def test_loading_an_unknown_model_is_404(router: ServiceProcess) -> None:
@@ -47,10 +34,3 @@ def test_ready_is_503_with_a_reason_until_a_model_is_loaded(router: ServiceProce
     assert not_ready.json()["reason"]
     assert load(router, SMOLLM2_ID).status_code == 200
     assert httpx.get(router.url + "/health/ready").status_code == 200
-
-
-def test_loading_a_second_model_while_the_only_slot_is_busy_is_507(router: ServiceProcess, smollm2_busy: None) -> None:
-    response = load(router, GEMMA_ID)
-    assert response.status_code == 507, response.text
-    assert response.json()["error"]["type"] == "insufficient_capacity"
-    assert wait_loaded(router, SMOLLM2_ID)["in_flight"] == 1  # the busy model was not evicted

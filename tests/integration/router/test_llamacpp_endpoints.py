@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from tests.integration.router.conftest import HI, StartRouter, child_url
+from tests.support.api import child_headers
 from tests.support.configs import SMOLLM2_ID
 from tests.support.service import ServiceProcess
 
@@ -33,7 +34,7 @@ def test_infill_reaches_llama_server_and_its_answer_comes_back(router: ServicePr
     # Neither tiny model has fill-in-the-middle tokens, so llama-server's own refusal is the answer
     # to relay; the stream framing of a real /infill is covered in tests/unit/router/test_sse_protocols.py.
     body = {"model": SMOLLM2_ID, "input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 3}
-    direct = httpx.post(child_url(router, SMOLLM2_ID) + "/infill", json=body, timeout=60)
+    direct = httpx.post(child_url(router, SMOLLM2_ID) + "/infill", json=body, headers=child_headers(router, SMOLLM2_ID), timeout=60)
     routed = client.post("/infill", json=body)
     assert routed.status_code == direct.status_code, routed.text
     assert routed.json()["error"]["message"] == direct.json()["error"]["message"]

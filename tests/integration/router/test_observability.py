@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import httpx
 import pytest
 
 from tests.integration.router.conftest import chat_body
 from tests.support.configs import SMOLLM2_ID
-from tests.support.prometheus import sample
+from tests.support.prometheus import metrics_once, sample
+from tests.support.service import ServiceProcess
+from tests.support.sse import post_sse
 
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class Traffic:
+    """/metrics read just before and just after one plain and one streamed request, and their usage."""
+
+    before: str
+    after: str
+    usages: list[dict[str, int]]
+
+    def increase(self, name: str, **labels: str) -> float:
+        """How much one sample grew across the two requests (a sample absent before counts as 0)."""
+        after = sample(self.after, name, **labels)
+        assert after is not None, f"no {name} sample with {labels}"
+        return after - (sample(self.before, name, **labels) or 0.0)
+
+
 @pytest.fixture(scope="module")
-def metrics(client: httpx.Client) -> str:
-    """/metrics after one plain and one streamed request with usage."""
-    assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
-    streamed = client.post("/v1/chat/completions", json=chat_body(stream=True, stream_options={"include_usage": True}))
-    assert streamed.status_code == 200
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    return response.text
+def traffic(router: ServiceProcess, client: httpx.Client) -> Traffic:
+    """Exact increases, not thresholds: earlier modules already sent requests to this shared router."""
+    before = client.get("/metrics")
+    assert before.status_code == 200
+    plain = client.post("/v1/chat/completions", json=chat_body())
+    assert plain.status_code == 200
+    streamed = post_sse(f"{router.url}/v1/chat/completions", chat_body(stream=True, stream_options={"include_usage": True}))
+    assert streamed.status == 200
+    usage = next(chunk["usage"] for chunk in streamed.chunks if chunk.get("usage"))
+    requests = {"model": SMOLLM2_ID, "endpoint": "chat/completions", "status": "200"}
+    counted_before = sample(before.text, "inference_requests_total", **requests) or 0.0
+    after = metrics_once(lambda: client.get("/metrics").text, "inference_requests_total", counted_before + 2, **requests)
+    return Traffic(before.text, after, [plain.json()["usage"], usage])
 
 
 def _sample(metrics: str, name: str, **labels: str) -> float:
@@ -39,23 +63,28 @@ def test_ready_is_200_when_a_model_is_loaded(client: httpx.Client) -> None:
     assert SMOLLM2_ID in response.json()["loaded_models"]
 
 
-def test_metrics_count_requests_by_model_endpoint_and_status(metrics: str) -> None:
-    assert _sample(metrics, "inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions", status="200") >= 2
+def test_metrics_count_each_request_by_model_endpoint_and_status(traffic: Traffic) -> None:
+    assert traffic.increase("inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions", status="200") == 2
 
 
-def test_metrics_have_latency_and_ttft_histograms(metrics: str) -> None:
-    assert _sample(metrics, "inference_request_duration_seconds_count", model=SMOLLM2_ID, endpoint="chat/completions") >= 2
-    assert _sample(metrics, "inference_time_to_first_token_seconds_count", model=SMOLLM2_ID) >= 1
+def test_metrics_observe_each_request_in_the_latency_histogram(traffic: Traffic) -> None:
+    assert traffic.increase("inference_request_duration_seconds_count", model=SMOLLM2_ID, endpoint="chat/completions") == 2
 
 
-def test_metrics_count_prompt_and_completion_tokens(metrics: str) -> None:
-    assert _sample(metrics, "inference_prompt_tokens_total", model=SMOLLM2_ID) > 0
-    assert _sample(metrics, "inference_completion_tokens_total", model=SMOLLM2_ID) >= 8  # two requests of 4
+def test_metrics_observe_the_streamed_request_in_the_ttft_histogram(traffic: Traffic) -> None:
+    assert traffic.increase("inference_time_to_first_token_seconds_count", model=SMOLLM2_ID) == 1
 
 
-def test_metrics_show_model_state_and_process_rss(metrics: str) -> None:
-    assert _sample(metrics, "inference_model_state", model=SMOLLM2_ID, state="loaded") == 1
-    assert _sample(metrics, "inference_process_rss_bytes", model=SMOLLM2_ID) > 10 * 2**20
+def test_metrics_count_the_prompt_and_completion_tokens_the_model_reported(traffic: Traffic) -> None:
+    assert traffic.increase("inference_prompt_tokens_total", model=SMOLLM2_ID) == sum(u["prompt_tokens"] for u in traffic.usages)
+    assert traffic.increase("inference_completion_tokens_total", model=SMOLLM2_ID) == sum(
+        u["completion_tokens"] for u in traffic.usages
+    )
+
+
+def test_metrics_show_model_state_and_process_rss(traffic: Traffic) -> None:
+    assert _sample(traffic.after, "inference_model_state", model=SMOLLM2_ID, state="loaded") == 1
+    assert _sample(traffic.after, "inference_process_rss_bytes", model=SMOLLM2_ID) > 10 * 2**20
 
 
 def test_given_request_id_is_echoed(client: httpx.Client) -> None:

@@ -1,4 +1,9 @@
-"""The router forwards the client's JSON untouched - minus its own fields, which never reach a runtime."""
+"""The router forwards the client's JSON untouched - minus its own fields, which never reach a runtime.
+
+"Untouched" means the same JSON document, not the same bytes: the router parses the body
+(to route it and to strip its own fields) and serialises it again, so key order and
+whitespace may differ; only ``model`` is replaced by the name the runtime knows.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import httpx
 import pytest
 
 from tests.integration.router.conftest import TAPPED_ID, chat_body
+from tests.support.configs import SMOLLM2_ID
+from tests.support.service import ServiceProcess
+from tests.support.sse import post_sse
 from tests.support.wiretap import Wiretap
 
 pytestmark = pytest.mark.integration
@@ -59,3 +67,24 @@ def test_unknown_fields_are_forwarded_verbatim(client: httpx.Client, tap: Wireta
     assert response.status_code == 200, response.text
     (sent,) = _upstream_bodies(tap, marker)
     assert {key: sent.get(key) for key in extras} == extras
+
+
+def test_plain_request_reaches_the_runtime_as_the_same_json_with_its_model_name(client: httpx.Client, tap: Wiretap) -> None:
+    marker = uuid.uuid4().hex
+    body = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], n_probs=1, x_custom={"deep": [1.5, None, "é"]})
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    (sent,) = _upstream_bodies(tap, marker)
+    assert sent == {**body, "model": SMOLLM2_ID}  # the tapped route's upstream_model
+
+
+def test_plain_answer_carries_no_orchestration_object(client: httpx.Client) -> None:
+    response = client.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+    assert response.status_code == 200, response.text
+    assert "orchestration" not in response.json()
+
+
+def test_plain_stream_carries_no_orchestration_object(router: ServiceProcess) -> None:
+    stream = post_sse(router.url + "/v1/chat/completions", chat_body(max_tokens=2, stream=True))
+    assert stream.status == 200 and stream.chunks
+    assert not [chunk for chunk in stream.chunks if "orchestration" in chunk]

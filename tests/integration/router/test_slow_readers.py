@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.router.conftest import StartRouter, chat_body
-from tests.support.api import model_card
+from tests.support.api import child_headers, model_card
 from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
@@ -70,7 +70,7 @@ def slow_reader(service: ServiceProcess) -> Iterator[socket.socket]:
 def decoded_tokens(service: ServiceProcess) -> int:
     """Tokens llama-server has generated in its current tasks, over all slots."""
     port = model_card(service, SMOLLM2_ID)["port"]
-    slots = httpx.get(f"http://127.0.0.1:{port}/slots").json()
+    slots = httpx.get(f"http://127.0.0.1:{port}/slots", headers=child_headers(service, SMOLLM2_ID)).json()
     return sum(slot["next_token"][0]["n_decoded"] for slot in slots if slot["is_processing"])
 
 

@@ -4,7 +4,8 @@
 * ``ollama-gemma``   - runtime ollama: the Ollama test server (the double for the ``ollama``
   binary), which forwards generation to a REAL llama-server running gemma-3-270m.
 * ``remote-smollm2`` - runtime remote: a second REAL llama-server the test starts itself,
-  outside the router, and stops/restarts by pid to play a flaky remote host.
+  outside the router, and stops/restarts by pid to play a flaky remote host. The router
+  reaches it through a wiretap, so tests can count its health probes and read its headers.
 
 Everything listens on free 127.0.0.1 ports and is stopped when the module ends.
 
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.runtimes.llama import LlamaServer
+from tests.support.llama import LlamaServer
 from tests.support.configs import GEMMA_FILE, SMOLLM2_FILE, smollm2, write_config
 from tests.support.ollama_server import LibraryModel, OllamaTestServer
 from tests.support.service import ServiceProcess, running_service
+from tests.support.wiretap import Wiretap, wiretap
 
 collect_ignore = [] if os.environ.get("OLLAMA_URL") else ["test_real_ollama.py"]
 
@@ -35,6 +37,10 @@ REMOTE = "remote-smollm2"
 OLLAMA_NAME = "gemma3:270m"
 OLLAMA_KEEP_ALIVE = "10m"
 HEALTH_INTERVAL_S = 0.5
+#: The remote host's credentials and health probe path: both non-default, so a router that
+#: ignored them would be seen on the wire (llama-server itself answers either way).
+REMOTE_API_KEY = "remote-secret"
+REMOTE_HEALTH_PATH = "/v1/models"
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +84,22 @@ def ollama(ollama_backend: LlamaServer) -> Iterator[OllamaTestServer]:
 
 
 @pytest.fixture(scope="module")
-def router(logs: Path, ollama: OllamaTestServer, remote_llama: LlamaServer) -> Iterator[ServiceProcess]:
+def remote_tap(remote_llama: LlamaServer) -> Iterator[Wiretap]:
+    """The router's only way to the remote host: every probe and request it sends is recorded."""
+    with wiretap(lambda: remote_llama.port) as tap:
+        yield tap
+
+
+@pytest.fixture(scope="module")
+def router(logs: Path, ollama: OllamaTestServer, remote_tap: Wiretap) -> Iterator[ServiceProcess]:
     config = write_config(
         logs / "mixed.toml",
         {
             LOCAL: smollm2(preload=True, roles=["primary"]),
             OLLAMA: {"runtime": "ollama", "ollama_model": OLLAMA_NAME, "keep_alive": OLLAMA_KEEP_ALIVE, "preload": True,
                      "roles": ["coder"]},
-            REMOTE: {"runtime": "remote", "url": remote_llama.url, "preload": True, "roles": ["critic"]},
+            REMOTE: {"runtime": "remote", "url": f"http://127.0.0.1:{remote_tap.port}", "preload": True, "roles": ["critic"],
+                     "api_key": REMOTE_API_KEY, "health_path": REMOTE_HEALTH_PATH},
         },  # fmt: skip
         runtimes={"ollama": {"url": ollama.url}, "remote": {"health_interval_s": HEALTH_INTERVAL_S}},
     )

@@ -13,19 +13,32 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.runtimes.conftest import HEALTH_INTERVAL_S, LOCAL, OLLAMA, OLLAMA_KEEP_ALIVE, OLLAMA_NAME, REMOTE
-from tests.integration.runtimes.llama import LlamaServer, tokens_predicted
+from tests.integration.runtimes.conftest import (
+    HEALTH_INTERVAL_S,
+    LOCAL,
+    OLLAMA,
+    OLLAMA_KEEP_ALIVE,
+    OLLAMA_NAME,
+    REMOTE,
+    REMOTE_API_KEY,
+    REMOTE_HEALTH_PATH,
+)
+from tests.support.llama import LlamaServer, tokens_predicted
 from tests.support.api import chat, child_headers, load, model_card, unload
 from tests.support.configs import wait_until
 from tests.support.ollama_server import OllamaTestServer
 from tests.support.service import ServiceProcess
+from tests.support.wiretap import Wiretap
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires_model, pytest.mark.timeout(300)]
 
 ALL_MODELS = [LOCAL, OLLAMA, REMOTE]
 # A probe runs every HEALTH_INTERVAL_S; a refused connection fails it at once. The slack
-# covers a busy 2-core machine scheduling the router's event loop late, nothing more.
+# covers a busy 2-core machine scheduling the router's event loop late, nothing more; that
+# the router really probes at HEALTH_INTERVAL_S (not at its 2 s default, which this budget
+# would also allow) is proved by counting its probes on the wire.
 DETECTION_BUDGET_S = HEALTH_INTERVAL_S + 2.0
+PROBE_WINDOW_S = 3.0
 
 
 def generator_of(
@@ -78,7 +91,7 @@ def test_stream_relays_chunks_and_one_done_through_each_runtime(model_id: str, r
     assert any(choice.get("finish_reason") for chunk in chunks for choice in chunk["choices"])
 
 
-def test_ollama_stream_carries_ollamas_chunk_shape(router: ServiceProcess) -> None:
+def test_ollama_stream_chunks_reach_the_client_as_the_ollama_server_wrote_them(router: ServiceProcess) -> None:
     body = {"model": OLLAMA, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2, "stream": True}
     with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body, timeout=120) as response:
         chunks = [json.loads(event) for event in sse_events(response) if event != "[DONE]"]
@@ -133,6 +146,36 @@ def test_critique_runs_generator_and_critic_on_different_runtimes(router: Servic
     response = httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=240)
     assert response.status_code == 200, response.text
     assert set(response.json()["orchestration"]["models_used"]) == {OLLAMA, REMOTE}
+
+
+def _probes(tap: Wiretap) -> list[Any]:
+    return [request for request in tap.requests() if (request.method, request.path) == ("GET", REMOTE_HEALTH_PATH)]
+
+
+def test_remote_is_probed_once_per_configured_health_interval(router: ServiceProcess, remote_tap: Wiretap) -> None:
+    wait_for_state(router, REMOTE, "loaded", 30)
+    before = len(_probes(remote_tap))
+    time.sleep(PROBE_WINDOW_S)
+    probes = len(_probes(remote_tap)) - before
+    expected = PROBE_WINDOW_S / HEALTH_INTERVAL_S
+    # Fewer than half the expected probes means a longer interval (the 2 s default gives at most 2).
+    assert expected / 2 <= probes <= expected + 1, f"{probes} probes in {PROBE_WINDOW_S}s at a {HEALTH_INTERVAL_S}s interval"
+
+
+def test_remote_probe_uses_the_configured_health_path_and_api_key(router: ServiceProcess, remote_tap: Wiretap) -> None:
+    wait_until(lambda: _probes(remote_tap), 10)
+    assert {probe.headers.get("authorization") for probe in _probes(remote_tap)} == {f"Bearer {REMOTE_API_KEY}"}
+    assert not [r for r in remote_tap.requests() if r.method == "GET" and r.path == "/health"], "probed the default path"
+
+
+def test_remote_chat_carries_the_api_key_and_the_upstream_model_name(router: ServiceProcess, remote_tap: Wiretap) -> None:
+    marker = f"marker-{time.monotonic_ns()}"
+    body = {"model": REMOTE, "messages": [{"role": "user", "content": f"Repeat {marker}."}], "max_tokens": 1}
+    assert httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=60).status_code == 200
+    sent = [r for r in remote_tap.requests() if r.method == "POST" and marker.encode() in r.body]
+    assert [r.path for r in sent] == ["/v1/chat/completions"]
+    assert sent[0].headers.get("authorization") == f"Bearer {REMOTE_API_KEY}"
+    assert json.loads(sent[0].body)["model"] == REMOTE
 
 
 def test_stopped_remote_turns_failed_within_health_interval_and_answers_503(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import psutil
@@ -12,21 +13,31 @@ import pytest
 
 from tests.integration.supervisor.conftest import StartService
 from tests.support.api import gone, llama_servers, load, model_card, unload
-from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
+from tests.support.busy import request_in_flight
+from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, smollm2, wait_until
+from tests.support.llama import direct_start_s
 from tests.support.sse import DONE, sse_lines
-from tests.support.timing import budget_s
+from tests.support.timing import measured
 
 pytestmark = pytest.mark.integration
 
+#: The router's own share of a load (spawn, /health polled every 50 ms, the HTTP round trip).
+LOAD_OVERHEAD_S = 1.0
+#: Stopping an idle llama-server: SIGTERM, ~0.1 s to exit, and the answer.
+STOP_S = 2.0
 
-def test_load_reaches_loaded_in_under_two_seconds(start_service: StartService) -> None:
+
+def test_load_takes_a_direct_llama_server_start_plus_under_a_second(start_service: StartService, tmp_path: Path) -> None:
+    """The spec's "loaded in under 2 s" on an idle machine: llama-server's own start (timed
+    directly, here and now) plus the router's share - spawning, health polling - of under 1 s."""
     service = start_service({SMOLLM2_ID: smollm2()})
+    budget = measured(LOAD_OVERHEAD_S, direct_start_s(SMOLLM2_FILE, tmp_path, ctx_size=512, parallel=2))
     started = time.monotonic()
     response = load(service, SMOLLM2_ID)
-    elapsed, budget = time.monotonic() - started, budget_s(2.0)
+    elapsed = time.monotonic() - started
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "loaded"
-    assert elapsed < budget, f"SmolLM2 took {elapsed:.2f}s to load (budget {budget:.1f}s)"
+    assert elapsed < budget.seconds, f"SmolLM2 took {elapsed:.2f}s to load (budget {budget})"
 
 
 def test_unload_ends_the_child_process(start_service: StartService) -> None:
@@ -34,7 +45,7 @@ def test_unload_ends_the_child_process(start_service: StartService) -> None:
     pid = model_card(service, SMOLLM2_ID)["pid"]
     assert psutil.pid_exists(pid)
     assert unload(service, SMOLLM2_ID).json()["status"] == "unloaded"
-    wait_until(lambda: gone(pid), timeout_s=budget_s(2.0))
+    wait_until(lambda: gone(pid), timeout_s=2.0)  # llama-server exits ~0.1 s after SIGTERM
     assert llama_servers(service) == []
 
 
@@ -75,10 +86,25 @@ def test_unload_lets_an_in_flight_request_finish_first(start_service: StartServi
         lines = sse_lines(stream)
         assert next(lines)[0] == "data"  # the request is now in flight upstream
         unloading = pool.submit(unload, service, SMOLLM2_ID)
-        wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=budget_s(5.0))
+        wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=5.0)
         assert not unloading.done() and not gone(pid)  # draining: the child keeps serving the request
         rest = [text for kind, text in lines if kind == "data"]
         assert unloading.result(timeout=300).json()["status"] == "unloaded"
     # The generation ran to its token limit: the child was not stopped under the request.
     assert rest[-1] == DONE
     assert json.loads(rest[-2])["choices"][0]["finish_reason"] == "length"
+
+
+def test_unload_stops_the_child_once_drain_timeout_s_expires(start_service: StartService) -> None:
+    """A request that outlasts ``drain_timeout_s`` does not hold the unload up: the child is
+    stopped when the drain times out, and the cut stream ends."""
+    drain_s = 1.0
+    service = start_service({SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1)}, drain_timeout_s=drain_s)
+    pid = model_card(service, SMOLLM2_ID)["pid"]
+    with request_in_flight(service, SMOLLM2_ID):  # 1500 tokens: far longer than the drain timeout
+        started = time.monotonic()
+        response = unload(service, SMOLLM2_ID)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200 and response.json()["status"] == "unloaded"
+    assert drain_s <= elapsed < drain_s + STOP_S, f"unload took {elapsed:.2f}s with a {drain_s}s drain timeout"
+    assert gone(pid)

@@ -12,7 +12,6 @@ from tests.integration.supervisor.conftest import StartService
 from tests.support.api import gone, llama_servers
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, wait_until
 from tests.support.service import ServiceProcess
-from tests.support.timing import budget_s
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def service_with_two_children(start_service: StartService) -> Iterator[tuple[Ser
 def test_sigterm_to_router_stops_every_child_within_15s(service_with_two_children: tuple[ServiceProcess, list[int]]) -> None:
     service, pids = service_with_two_children
     service.process.send_signal(signal.SIGTERM)
-    wait_until(lambda: all(gone(pid) for pid in pids), timeout_s=budget_s(15.0))
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout_s=15.0)
     service.process.wait(timeout=15)
     # The router stopped them itself (not the kernel's parent-death signal): it logged each stop.
     assert all(f"pid={pid} stopped" in service.log() for pid in pids)
@@ -44,4 +43,4 @@ def test_sigkill_to_router_kills_every_child_within_5s(service_with_two_children
     service, pids = service_with_two_children
     service.process.kill()
     service.process.wait(timeout=5)
-    wait_until(lambda: all(gone(pid) for pid in pids), timeout_s=budget_s(5.0))
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout_s=5.0)

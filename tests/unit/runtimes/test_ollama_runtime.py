@@ -54,7 +54,7 @@ async def test_start_of_an_unpulled_model_says_how_to_pull_it(ollama: OllamaTest
         await runtime(ollama.url, name=NOT_PULLED).start()
 
 
-async def test_start_with_an_invalid_keep_alive_reports_ollamas_400(ollama: OllamaTestServer) -> None:
+async def test_start_refused_by_the_ollama_server_reports_its_status_and_message(ollama: OllamaTestServer) -> None:
     with pytest.raises(RuntimeStartError, match=r"refused to load .*HTTP 400: time: invalid duration"):
         await runtime(ollama.url, keep_alive="ten minutes").start()
 
