@@ -6,7 +6,7 @@ alternating whole batches. Per batch every stream must end with ``[DONE]`` after
 configured number of token chunks. Also: the router's RSS idle → peak (sampled every 50 ms
 while routed streams run) and its CPU seconds per relayed chunk.
 
-``many_models``: 200 ``remote`` models spread over 20 fake hosts (:mod:`bench.hosts`, which
+``many_models``: 200 ``remote`` models spread over 20 fake hosts (:mod:`tests.support.health_hosts`, which
 count the probes they receive) plus 50 ``llamacpp`` models configured but never loaded,
 compared with a baseline router holding one remote model per host: start-up time,
 ``/v1/models`` latency, RSS per additional remote model, idle CPU and probes per host.
@@ -25,9 +25,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.harness import DRIP_ID, cpu_seconds, many_models_config, rss_mb
-from bench.hosts import HealthHosts
 from bench.load import LoadClient, LoadResult, Sample, percentile
 from bench.scenarios import CHAT, Plan, Result, Row, Target
+from tests.support.health_hosts import HealthHosts
 from tests.support.service import running_service
 
 #: Router CPU per relayed chunk under 256 concurrent drip streams, measured on the code before

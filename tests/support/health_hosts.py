@@ -1,10 +1,10 @@
-"""Many fake upstream hosts in the benchmark's own process, each counting the requests it gets.
+"""Many upstream hosts in the calling process, each counting the requests it gets.
 
-The many-models scenario needs 20 hosts whose only job is to answer the router's health
-probes - and to tell how many probes each one received, which is the point of the
-scenario (models on one host share its health: one probe per host per interval, not one
-per model). A raw asyncio server per port is far cheaper than 20 uvicorn processes and
-keeps the counters in reach.
+The benchmark's many-models scenario and the prober's tests need hosts whose only job is to
+answer health probes - and to tell how many probes each one received, which is the point
+(models on one host share its health: one probe per host per interval, not one per model).
+A raw asyncio HTTP/1.1 server per port is far cheaper than a uvicorn process per host and
+keeps the counters in reach. ``status[i]`` is what host ``i`` answers (200 until changed).
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-_OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
+_BODY = b'{"status":"ok"}'
 
 
 class HealthHosts:
-    """``count`` HTTP/1.1 servers on free 127.0.0.1 ports answering every request with 200."""
+    """``count`` HTTP/1.1 servers on free 127.0.0.1 ports answering every request with ``status[i]``."""
 
     def __init__(self, count: int) -> None:
         self._count = count
         self._servers: list[asyncio.Server] = []
         self.requests: list[int] = [0] * count
+        self.status: list[int] = [200] * count
 
     @property
     def urls(self) -> list[str]:
@@ -48,7 +49,8 @@ class HealthHosts:
             try:
                 while await reader.readuntil(b"\r\n\r\n"):
                     self.requests[index] += 1
-                    writer.write(_OK)
+                    head = f"HTTP/1.1 {self.status[index]} X\r\nContent-Type: application/json\r\nContent-Length: {len(_BODY)}\r\n\r\n"
+                    writer.write(head.encode() + _BODY)
                     await writer.drain()
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 pass
