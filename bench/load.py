@@ -121,7 +121,10 @@ class LoadClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> LoadClient:
-        connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=120)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout: reusing one the
+        # server is closing at that moment fails the request ("Server disconnected"), which
+        # happened to whichever side idled while the other ran a long batch (scale scenario).
+        connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=4)
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300))
         return self
 

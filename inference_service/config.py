@@ -63,7 +63,9 @@ class ModelConfig(_Strict):
     roles: list[Role] = []
     preload: bool = False
     ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never")
-    parallel: int = Field(default=1, ge=1, le=256, description="concurrent requests (llama-server slots)")
+    parallel: int = Field(
+        default=1, ge=1, le=4096, description="concurrent requests admitted upstream (llama-server: its slots)"
+    )
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
     # llamacpp

@@ -26,8 +26,8 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
     request_id = request_id_var.get()
     try:
         if stream:
-            events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(events)))
+            stream = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id, blocks=True)
+            return sse_response(svc.metrics.observe_stream(model_id, endpoint, started, relay(stream)), upstream=stream)
         reply = await svc.dispatcher.post(model_id, path, body, priority, request_id)
         if reply.status != 200:
             try:

@@ -11,20 +11,87 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import deque
 from typing import Any
+
+import aiohttp
 
 from inference_service.config import Settings
 from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_events
+from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks, split_events
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
 DONE_EVENT = b"data: [DONE]"
+_USAGE_MARK = b'"usage":{'
+
+
+class UpstreamStream:
+    """A streaming upstream call in progress: iterate it for its SSE events, then ``aclose()`` it.
+
+    With ``blocks`` it yields the upstream's bytes as they arrive, as runs of whole events with
+    their terminators (see :func:`sse_blocks`): what a relay needs. Without, one event at a
+    time without its blank-line terminator: what an observer parsing each event needs.
+
+    It owns the admission slot, the model lease and the upstream response, and ``aclose()``
+    releases them whether or not iteration ever started - unlike a generator, which skips its
+    cleanup when closed before its first step, leaving the slot to garbage collection. The
+    end of the stream (or its failure) releases them too. Per block it records the time to
+    the first token and the usage, with substring searches: only a block carrying usage is
+    parsed.
+    """
+
+    def __init__(
+        self, stack: contextlib.AsyncExitStack, response: aiohttp.ClientResponse, model_id: str, metrics: Metrics, blocks: bool
+    ) -> None:
+        self._stack = stack
+        self._blocks = sse_blocks(response)
+        self._model_id = model_id
+        self._metrics = metrics
+        self._started = time.perf_counter()
+        self._first = True
+        self._events: deque[bytes] | None = None if blocks else deque()
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._events is None:
+            return await self._next_block()
+        while not self._events:
+            self._events.extend(split_events(await self._next_block()))
+        return self._events.popleft()
+
+    async def _next_block(self) -> bytes:
+        try:
+            block = await anext(self._blocks)
+        except BaseException:  # the end, an upstream failure or a cancellation: release at once
+            await self.aclose()
+            raise
+        if self._first and b"data: {" in block:
+            self._first = False
+            self._metrics.ttft.labels(self._model_id).observe(time.perf_counter() - self._started)
+        if _USAGE_MARK in block:
+            self._record_usage(block)
+        return block
+
+    def _record_usage(self, block: bytes) -> None:
+        for event in split_events(block):
+            if _USAGE_MARK in event and event.startswith(b"data: "):
+                with contextlib.suppress(ValueError, AttributeError):
+                    self._metrics.record_usage(self._model_id, json.loads(event[6:]).get("usage"))
+
+    async def aclose(self) -> None:
+        """Release the slot, the lease and the upstream connection; idempotent."""
+        try:
+            await self._blocks.aclose()
+        finally:
+            await self._stack.aclose()
+
 
 
 class Dispatcher:
@@ -94,11 +161,19 @@ class Dispatcher:
         return payload
 
     async def open_stream(
-        self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
-    ) -> AsyncGenerator[bytes, None]:
+        self,
+        model_id: str,
+        path: str,
+        body: dict[str, Any],
+        priority: int = 2,
+        request_id: str | None = None,
+        *,
+        blocks: bool = False,
+    ) -> UpstreamStream:
         """Start a streaming call. Errors before the first byte raise APIError; the returned
-        iterator yields each upstream SSE event (without its blank-line terminator) and
-        raises UpstreamUnreachable if the runtime dies mid-stream."""
+        stream yields each upstream SSE event without its blank-line terminator (``blocks``:
+        runs of whole events with their terminators, as they arrive) and raises
+        UpstreamUnreachable if the runtime dies mid-stream."""
         stack = contextlib.AsyncExitStack()
         try:
             endpoint = await self._admit(stack, model_id, priority)
@@ -117,19 +192,4 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return self._events(stack, sse_events(response), model_id)
-
-    async def _events(
-        self, stack: contextlib.AsyncExitStack, events: AsyncIterator[bytes], model_id: str
-    ) -> AsyncGenerator[bytes, None]:
-        started = time.perf_counter()
-        first = True
-        async with stack:
-            async for event in events:
-                if first and event.startswith(b"data: {"):
-                    first = False
-                    self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
-                if b'"usage":{' in event:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))
-                yield event
+        return UpstreamStream(stack, response, model_id, self.metrics, blocks)

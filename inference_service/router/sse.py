@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi.responses import StreamingResponse
@@ -14,9 +15,13 @@ from starlette.types import Send
 from inference_service.router.errors import envelope
 from inference_service.router.upstream import UpstreamUnreachable
 
+if TYPE_CHECKING:
+    from inference_service.router.dispatch import UpstreamStream
+
 logger = logging.getLogger(__name__)
 
-DONE = b"data: [DONE]\n\n"
+DONE_EVENT = b"data: [DONE]"
+DONE = DONE_EVENT + b"\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -24,22 +29,36 @@ def error_event(message: str, type: str = "upstream_error", code: str | None = N
     return b"data: " + json.dumps(envelope(message, type, None, code)).encode() + b"\n\n"
 
 
-async def relay(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    """Frame upstream events for the client. Whatever happens upstream, the client sees
-    exactly one ``data: [DONE]`` at the end - after an error event if the stream broke."""
+def _done_at(block: bytes) -> int:
+    """Where the upstream's own ``[DONE]`` event starts in a block of whole events, or -1.
+
+    Only at an event's start: JSON escapes newlines, so ``\\n\\ndata: [DONE]`` cannot be text
+    a model generated, while ``data: [DONE]`` alone could be."""
+    if block.startswith(DONE_EVENT):
+        return 0
+    at = block.find(b"\n\n" + DONE_EVENT)
+    return at + 2 if at >= 0 else -1
+
+
+async def relay(stream: UpstreamStream) -> AsyncGenerator[bytes, None]:
+    """Pass an upstream stream's blocks of whole events (``open_stream(blocks=True)``) through
+    untouched. Whatever happens upstream, the client sees exactly one ``data: [DONE]`` at the
+    end - after an error event if the stream broke; the last block and it go in one send."""
+    ending = DONE
     try:
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if event == b"data: [DONE]":
+        async with contextlib.aclosing(stream):
+            async for block in stream:
+                if (done := _done_at(block)) >= 0:
+                    ending = block[:done] + DONE
                     break
-                yield event + b"\n\n"
+                yield block
             else:
                 logger.warning("upstream stream ended without [DONE]")
-                yield error_event("the model's stream ended unexpectedly", code="stream_incomplete")
+                ending = error_event("the model's stream ended unexpectedly", code="stream_incomplete") + DONE
     except UpstreamUnreachable as error:
         logger.warning("upstream died mid-stream: %s", error)
-        yield error_event(f"the model stopped while streaming: {error}", code="upstream_died")
-    yield DONE
+        ending = error_event(f"the model stopped while streaming: {error}", code="upstream_died") + DONE
+    yield ending
 
 
 class SSEResponse(StreamingResponse):
@@ -50,19 +69,30 @@ class SSEResponse(StreamingResponse):
     upstream connection holding a llama-server slot - would live on until garbage
     collection, sometimes for seconds. Closing it here, shielded from the cancellation
     that ended the send, runs every ``finally`` down the chain at once and frees the slot.
+    The ``upstream`` stream is closed here as well: closing a generator that never started
+    skips its ``finally``, so the slot must not depend on the body having started.
+
+    The send loop is Starlette's minus what an SSE body never needs (str encoding): one
+    ``send`` per chunk the body yields, and the body yields whatever arrived at once.
     """
 
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, body: AsyncGenerator[bytes, None], upstream: UpstreamStream | None = None) -> None:
         super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
         self._body = body
+        self._upstream = upstream
 
     async def stream_response(self, send: Send) -> None:
         try:
-            await super().stream_response(send)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self._body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self._body.aclose()
+                if self._upstream is not None:
+                    await self._upstream.aclose()
 
 
-def sse_response(body: AsyncGenerator[bytes, None]) -> SSEResponse:
-    return SSEResponse(body)
+def sse_response(body: AsyncGenerator[bytes, None], upstream: UpstreamStream | None = None) -> SSEResponse:
+    return SSEResponse(body, upstream)
