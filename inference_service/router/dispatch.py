@@ -20,7 +20,7 @@ from inference_service.config import Settings
 from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks, split_events
+from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, SSEBlockReader, split_events
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, Supervisor, UnknownModel
 
@@ -34,7 +34,7 @@ class UpstreamStream:
     """A streaming upstream call in progress: iterate it for its SSE events, then ``aclose()`` it.
 
     With ``blocks`` it yields the upstream's bytes as they arrive, as runs of whole events with
-    their terminators (see :func:`sse_blocks`): what a relay needs. Without, one event at a
+    their terminators (see :class:`SSEBlockReader`): what a relay needs. Without, one event at a
     time without its blank-line terminator: what an observer parsing each event needs.
 
     It owns the admission slot, the model lease and the upstream response, and ``aclose()``
@@ -49,7 +49,7 @@ class UpstreamStream:
         self, stack: contextlib.AsyncExitStack, response: aiohttp.ClientResponse, model_id: str, metrics: Metrics, blocks: bool
     ) -> None:
         self._stack = stack
-        self._blocks = sse_blocks(response)
+        self._reader = SSEBlockReader(response)
         self._model_id = model_id
         self._metrics = metrics
         self._started = time.perf_counter()
@@ -68,7 +68,7 @@ class UpstreamStream:
 
     async def _next_block(self) -> bytes:
         try:
-            block = await anext(self._blocks)
+            block = await self._reader.read()
         except BaseException:  # the end, an upstream failure or a cancellation: release at once
             await self.aclose()
             raise
@@ -87,10 +87,7 @@ class UpstreamStream:
 
     async def aclose(self) -> None:
         """Release the slot, the lease and the upstream connection; idempotent."""
-        try:
-            await self._blocks.aclose()
-        finally:
-            await self._stack.aclose()
+        await self._stack.aclose()
 
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from inference_service.router.sse import DONE, relay
-from inference_service.router.upstream import UpstreamClient, sse_blocks, split_events
+from inference_service.router.upstream import SSEBlockReader, UpstreamClient, split_events
 from inference_service.runtimes.base import Endpoint
 
 TOKEN = b'data: {"choices":[{"delta":{"content":" ok"}}]}\n\n'
@@ -69,7 +69,12 @@ async def relayed(writes: Sequence[bytes], finish: bool = True) -> tuple[list[by
         blocks: list[bytes] = []
 
         async def recorded() -> AsyncIterator[bytes]:
-            async for block in sse_blocks(response):
+            reader = SSEBlockReader(response)
+            while True:
+                try:
+                    block = await reader.read()
+                except StopAsyncIteration:
+                    return
                 blocks.append(block)
                 yield block
 
