@@ -20,7 +20,13 @@ from inference_service.config import Settings
 from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, SSEBlockReader, split_events
+from inference_service.router.upstream import (
+    SSEBlockReader,
+    UpstreamClient,
+    UpstreamReply,
+    UpstreamUnreachable,
+    split_events,
+)
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, Supervisor, UnknownModel
 
@@ -88,7 +94,6 @@ class UpstreamStream:
     async def aclose(self) -> None:
         """Release the slot, the lease and the upstream connection; idempotent."""
         await self._stack.aclose()
-
 
 
 class Dispatcher:
