@@ -7,6 +7,9 @@ Two phases, each with its own router process so neither's traffic colours the ot
    llama-server child the router spawned, addressed on its own port.
 2. a router in front of ``bench.upstream``, an upstream that answers instantly: router
    memory, then pure proxy capacity and the router's CPU time per request.
+3. scale (``bench.scale``): a router in front of the same upstream dripping its chunks
+   (256 and 1,000 concurrent streams), then routers with 20 and 200 remote models on 20
+   fake hosts.
 
 Exit status 1 when a target fails, so a script can gate on it.
 """
@@ -27,15 +30,19 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import report, scenarios, swap
+from bench import report, scale, scenarios, swap
 from bench.harness import (
     LLM_ID,
+    drip_router_config,
     instant_router_config,
     instant_upstream,
     llama_setup,
     llm_router_config,
+    max_parallel,
     router,
 )
+from inference_service.config import load_settings
+from inference_service.provisioning.llamacpp import configured_binary
 from bench.load import LoadClient, find_wrk
 from bench.scenarios import Plan, Result
 from inference_service.runtimes.llamacpp import API_KEY_ENV
@@ -98,7 +105,29 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
     return results
 
 
-SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_models")
+async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]:
+    results: list[Result] = []
+    if "scale" in only:
+        # As many slots as streams when the config allows it; beyond that admission queues the rest.
+        parallel = min(max(plan.scale_concurrency), max_parallel())
+        with instant_upstream(scratch / "logs") as (upstream_url, _):
+            config = drip_router_config(scratch / "scale.toml", upstream_url, parallel, QUEUE_SIZE)
+            with router(config, scratch / "logs") as service:
+                async with LoadClient() as client:
+                    print(f"bench: streaming at scale (parallel {parallel}) ...", flush=True)
+                    result = await scale.streams_at_scale(client, upstream_url, service.url, service.pid, plan)
+                    result.notes.append(f"the routed model has parallel = {parallel}: streams beyond it wait in admission")
+                    results.append(result)
+    if "many_models" in only:
+        print("bench: many models on many hosts ...", flush=True)
+        settings = load_settings()
+        # The llamacpp models are never loaded: any executable satisfies the start-up check.
+        binary = configured_binary(settings) or Path(sys.executable)
+        results.append(await scale.many_models(plan, scratch, binary, settings.runtimes.remote.health_interval_s))
+    return results
+
+
+SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_models", "scale", "many_models")
 
 
 def main() -> int:
@@ -107,11 +136,20 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)")
     parser.add_argument("--no-install", action="store_true", help="do not try to apt-get install wrk when it is missing")
+    parser.add_argument("--scale-chunks", type=int, help=f"scale: chunks per drip stream (default {Plan.scale_chunks})")
+    parser.add_argument("--scale-gap-ms", type=float, help=f"scale: ms between a stream's chunks (default {Plan.scale_gap_ms:g})")
+    parser.add_argument("--scale-concurrency", help="scale: comma-separated concurrent stream counts (default 256,1000)")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     plan = Plan.quick() if args.quick else Plan()
+    if args.scale_chunks is not None:
+        plan.scale_chunks = args.scale_chunks
+    if args.scale_gap_ms is not None:
+        plan.scale_gap_ms = args.scale_gap_ms
+    if args.scale_concurrency:
+        plan.scale_concurrency = tuple(int(value) for value in args.scale_concurrency.split(","))
     # A SIGTERM (timeout, CI cancel) unwinds like Ctrl-C, so every process we started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
@@ -126,6 +164,8 @@ def main() -> int:
         if "two_models" in only:
             print("bench: two models, one slot ...", flush=True)
             results.append(asyncio.run(swap.two_models_one_slot(plan.swap_requests, Path(scratch))))
+        if only & {"scale", "many_models"}:
+            results += asyncio.run(scale_phase(plan, Path(scratch), only))
     info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     info["duration_s"] = round(time.monotonic() - started, 1)
     plan_info = {**dataclasses.asdict(plan), "quick": args.quick, "scenarios": sorted(only)}

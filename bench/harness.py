@@ -22,6 +22,7 @@ from tests.support.service import REPO_ROOT, ServiceProcess, free_port, running_
 
 LLM_ID = "bench-llm"
 INSTANT_ID = "instant"
+DRIP_ID = "drip"
 # The tiny real model the benchmark drives (~100 tok/s on a laptop CPU, loads in under a second).
 SOURCE_MODEL = "smollm2-135m-instruct"
 
@@ -97,6 +98,31 @@ def instant_router_config(path: Path, upstream_url: str, parallel: int, queue_si
     return write_config(path, {INSTANT_ID: fields}, queue_size)
 
 
+def max_parallel() -> int:
+    """The highest ``parallel`` a model may be configured with (the scale scenario asks for it)."""
+    for constraint in ModelConfig.model_fields["parallel"].metadata:
+        if (limit := getattr(constraint, "le", None)) is not None:
+            return int(limit)
+    return 1_000_000
+
+
+def drip_router_config(path: Path, upstream_url: str, parallel: int, queue_size: int) -> Path:
+    fields: dict[str, object] = {"runtime": "remote", "url": upstream_url, "parallel": parallel, "preload": True}
+    return write_config(path, {DRIP_ID: fields}, queue_size)
+
+
+def many_models_config(path: Path, host_urls: list[str], remote_models: int, llamacpp_models: int, binary: Path) -> Path:
+    """``remote_models`` remote models spread round-robin over the hosts, then ``llamacpp_models``
+    llamacpp models that are configured but never loaded (their GGUF need not exist)."""
+    models: dict[str, dict[str, object]] = {
+        f"remote-{number:03d}": {"runtime": "remote", "url": host_urls[number % len(host_urls)], "preload": True}
+        for number in range(remote_models)
+    }
+    for number in range(llamacpp_models):
+        models[f"local-{number:03d}"] = {"runtime": "llamacpp", "path": str(path.parent / f"local-{number:03d}.gguf")}
+    return write_config(path, models, queue_size=64, binary=binary)
+
+
 @contextlib.contextmanager
 def router(config: Path, log_dir: Path) -> Iterator[ServiceProcess]:
     """``inference-service serve`` (one uvicorn worker) on a free port, with its model loaded."""
@@ -106,7 +132,9 @@ def router(config: Path, log_dir: Path) -> Iterator[ServiceProcess]:
 
 @contextlib.contextmanager
 def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
-    """``bench.upstream`` under uvicorn (uvloop + httptools, one worker); yields (base URL, pid)."""
+    """``bench.upstream`` under uvicorn (uvloop + httptools, one worker); yields (base URL, pid).
+
+    The same process is the drip upstream: a request with ``drip_ms`` gets its chunks that far apart."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"upstream-{port}.log").open("wb") as log:

@@ -24,6 +24,7 @@ import aiohttp
 
 # A streamed chunk that carries generated text (llama-server's first chunk has "content":null).
 _TOKEN_MARK = b'"content":"'
+_DONE = b"data: [DONE]"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -42,10 +43,11 @@ class Sample:
     """One request as the client saw it."""
 
     latency_s: float
-    ok: bool
+    ok: bool  # HTTP 200 and, when streamed, ended by ``data: [DONE]``
     ttft_s: float | None = None  # streaming: until the first chunk carrying text
     tokens: int = 0  # streaming: chunks carrying text (llama-server sends one per token)
     decode_s: float = 0.0  # streaming: first to last text chunk
+    error: str | None = None  # why not ok: "HTTP 503", "no [DONE]", an exception class
 
 
 @dataclass
@@ -121,7 +123,10 @@ class LoadClient:
         self._extra_headers = dict(headers or {})
 
     async def __aenter__(self) -> LoadClient:
-        connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=120)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout: reusing one the
+        # server is closing at that moment fails the request ("Server disconnected"), which
+        # happened to whichever side idled while the other ran a long batch (scale scenario).
+        connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=4)
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300))
         return self
 
@@ -141,17 +146,23 @@ class LoadClient:
         tokens = 0
         try:
             async with self._session.post(url, data=payload, headers=headers) as response:
+                done = not stream
+                if response.status != 200:
+                    detail = (await response.read())[:160].decode(errors="replace")
+                    return Sample(time.perf_counter() - started, ok=False, error=f"HTTP {response.status}: {detail}")
                 if stream:
                     async for line in response.content:
                         if line.startswith(b"data: ") and _TOKEN_MARK in line:
                             last = time.perf_counter()
                             first = first or last
                             tokens += 1
+                        elif line.startswith(_DONE):
+                            done = True
                 else:
                     await response.read()
-                ok = response.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            ok = False
+                ok, error = done, None if done else "no [DONE]"
+        except (TimeoutError, aiohttp.ClientError, OSError) as exception:
+            ok, error = False, f"{exception.__class__.__name__}: {exception}"[:200]
         ended = time.perf_counter()
         return Sample(
             latency_s=ended - started,
@@ -159,6 +170,7 @@ class LoadClient:
             ttft_s=None if first is None else first - started,
             tokens=tokens,
             decode_s=0.0 if first is None else last - first,
+            error=error,
         )
 
     async def run(

@@ -42,6 +42,8 @@ def _number(value: float | None, unit: str = "") -> str:
         return "–"
     if unit == "x":
         return f"{value:.3f}×"
+    if isinstance(value, int):  # counts
+        return f"{value:,}" + (f" {unit}" if unit else "")
     digits = 0 if abs(value) >= 100 else 2 if abs(value) < 10 else 1
     return f"{value:,.{digits}f}" + (f" {unit}" if unit else "")
 

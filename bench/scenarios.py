@@ -47,12 +47,22 @@ class Plan:
     stream_concurrency: tuple[int, ...] = (1, 8)
     proxy_concurrency: tuple[int, ...] = (1, 16, 64)
     swap_requests: int = 100  # "two models, one slot"
+    scale_chunks: int = 50  # per drip stream
+    scale_gap_ms: float = 20.0  # between a drip stream's chunks
+    scale_concurrency: tuple[int, ...] = (256, 1000)
+    scale_rounds: int = 2  # whole batches per side and concurrency (alternating)
+    many_hosts: int = 20
+    many_remote_models: int = 200
+    many_llamacpp_models: int = 50
+    many_settle_s: float = 3.0
+    many_idle_window_s: float = 10.0
+    many_list_requests: int = 20
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(
             latency_requests=30, stream_c1_requests=12, stream_c8_rounds=2, stream_tokens=24,
-            proxy_duration_s=2.0, cold_start_reps=3, swap_requests=40,
+            proxy_duration_s=2.0, cold_start_reps=3, swap_requests=40, scale_rounds=1, many_idle_window_s=6.0,
         )  # fmt: skip
 
 

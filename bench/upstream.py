@@ -6,10 +6,15 @@ cheaper than the router, so the router is what saturates. Run it with
 remote runtime considers it healthy) and ``POST /v1/chat/completions`` with a fixed
 ``chat.completion``, or - with ``"stream": true`` - with ``max_tokens`` SSE chunks of one
 token each (default :data:`DEFAULT_CHUNKS`), shaped like llama-server's, then ``[DONE]``.
+
+A body field ``"drip_ms": N`` (passed through by the router like any unknown field) turns
+the stream into a *drip*: N ms between chunks, like a GPU host decoding at 1000/N tokens/s
+per stream - the scale scenario's upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -56,12 +61,16 @@ async def _read_json(receive: Receive) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-async def _stream(send: Send, chunks: int) -> None:
-    """One body message per token, like a real runtime streaming as it decodes."""
+async def _stream(send: Send, chunks: int, gap_s: float) -> None:
+    """One body message per token, like a real runtime streaming as it decodes (``gap_s`` apart)."""
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    for _ in range(chunks):
+    for number in range(chunks):
+        if gap_s and number:
+            await asyncio.sleep(gap_s)
         await send({"type": "http.response.body", "body": _TOKEN_CHUNK, "more_body": True})
+    if gap_s:
+        await asyncio.sleep(gap_s)
     await send({"type": "http.response.body", "body": _LAST_CHUNK})
 
 
@@ -73,7 +82,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif scope["method"] == "POST" and scope["path"] in ("/v1/chat/completions", "/v1/completions"):
         body = await _read_json(receive)
         if body.get("stream"):
-            await _stream(send, int(body.get("max_tokens") or DEFAULT_CHUNKS))
+            await _stream(send, int(body.get("max_tokens") or DEFAULT_CHUNKS), float(body.get("drip_ms") or 0) / 1000)
         else:
             await _respond(send, 200, _COMPLETION)
     else:

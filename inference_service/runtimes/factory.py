@@ -10,6 +10,7 @@ from inference_service.config import ModelConfig, RuntimeKind, Settings
 from inference_service.runtimes.base import Runtime
 from inference_service.runtimes.llamacpp import LlamaCppRuntime
 from inference_service.runtimes.ollama import OllamaRuntime, OllamaServer
+from inference_service.runtimes.probe import HealthProber
 from inference_service.runtimes.remote import RemoteRuntime
 
 RUNTIME_CLASSES: dict[RuntimeKind, type[Runtime]] = {
@@ -24,7 +25,7 @@ def served_paths(kind: RuntimeKind) -> frozenset[str] | None:
     return RUNTIME_CLASSES[kind].served_paths
 
 
-def ollama_server(settings: Settings) -> OllamaServer | None:
+def ollama_server(settings: Settings, prober: HealthProber) -> OllamaServer | None:
     """The shared ``ollama serve`` child when ``runtimes.ollama.spawn`` is on, else None."""
     config = settings.runtimes.ollama
     if not config.spawn:
@@ -37,6 +38,7 @@ def ollama_server(settings: Settings) -> OllamaServer | None:
         health_interval_s=settings.health_interval_s,
         stop_grace_s=settings.stop_grace_s,
         log_buffer_lines=settings.log_buffer_lines,
+        prober=prober,
     )
 
 
@@ -44,9 +46,11 @@ def runtime_factory(settings: Settings, llama_server: Path | None) -> Callable[[
     """A ``ModelConfig -> Runtime`` function for the supervisor.
 
     Every Ollama model shares one server (and, with ``spawn``, one child process), so the
-    server object is created once here rather than per model.
+    server object is created once here rather than per model. Likewise every remote and
+    Ollama model shares one health prober: one probe per host and interval, one HTTP client.
     """
-    shared_ollama = ollama_server(settings)
+    prober = HealthProber(settings.runtimes.remote.health_interval_s)
+    shared_ollama = ollama_server(settings, prober)
 
     def create(model: ModelConfig) -> Runtime:
         if model.runtime == "llamacpp":
@@ -66,9 +70,10 @@ def runtime_factory(settings: Settings, llama_server: Path | None) -> Callable[[
                 health_interval_s=settings.runtimes.remote.health_interval_s,
                 load_timeout_s=settings.health_timeout_s,
                 server=shared_ollama,
+                prober=prober,
             )
         if model.runtime == "remote":
-            return RemoteRuntime(model, health_interval_s=settings.runtimes.remote.health_interval_s)
+            return RemoteRuntime(model, health_interval_s=settings.runtimes.remote.health_interval_s, prober=prober)
         raise NotImplementedError(model.runtime)
 
     return create
