@@ -52,16 +52,24 @@ class GracefulServer(uvicorn.Server):
         if self._stop_signals == 1:
             self._loop.call_soon_threadsafe(self._begin_stop, sig)
         elif self._stop_signals == 2:
-            logger.warning("second stop signal: cutting running requests off now")
-            self._loop.call_soon_threadsafe(self._shutdown.skip_grace)
+            self._loop.call_soon_threadsafe(self._skip_grace)
         else:
             super().handle_exit(sig, frame)
 
     def _begin_stop(self, sig: int) -> None:
         logger.info("stop signal: draining for up to %gs (shutdown_grace_s); send it again to cut requests off", self._shutdown.grace_s)
         self._stopping = asyncio.create_task(self._shutdown.drain_and_close(), name="shutdown")
-        # Only once every request has its answer does uvicorn stop serving (and re-raise ``sig``).
-        self._stopping.add_done_callback(lambda _: super(GracefulServer, self).handle_exit(sig, None))
+        self._stopping.add_done_callback(lambda task: self._drained(task, sig))
+
+    def _skip_grace(self) -> None:
+        logger.warning("second stop signal: cutting running requests off now")
+        self._shutdown.skip_grace()
+
+    def _drained(self, task: asyncio.Task[None], sig: int) -> None:
+        """Only once every request has its answer does uvicorn stop serving (and re-raise ``sig``)."""
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("shutdown drain failed; stopping anyway", exc_info=task.exception())
+        super().handle_exit(sig, None)
 
 
 def serve(app: FastAPI, settings: Settings) -> bool:
