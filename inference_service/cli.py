@@ -38,12 +38,13 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 # --------------------------------------------------------------------------- serve
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
+    from inference_service.router.log_format import formatter
     from inference_service.router.middleware import RequestIdLogFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # health polls every 50 ms would drown the log
 
@@ -77,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from inference_service.router.app import create_app
     from inference_service.runtimes.factory import runtime_factory
 
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, runtime_factory(settings, binary))
     uvicorn.run(
         app,
@@ -86,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=3,
-        access_log=settings.log_level == "debug",
+        access_log=False,  # the router logs its own access line per request (router/activity.py)
     )
     return 0
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from inference_service.router import activity
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
@@ -24,6 +25,7 @@ async def forward(svc: Services, model_id: str, path: str, raw: dict[str, Any], 
     started = time.perf_counter()
     body = without_router_fields(raw)
     request_id = request_id_var.get()
+    activity.note(model=model_id, endpoint=endpoint)
     try:
         if stream:
             events = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)

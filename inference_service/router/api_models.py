@@ -1,4 +1,4 @@
-"""Model management: list, inspect, load, unload, logs."""
+"""Model management: list, inspect, load, unload (logs: api_logs)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
-from inference_service.supervisor import InsufficientCapacity, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
 
 router = APIRouter()
 
 
-def model_card(status: ModelStatus) -> dict[str, Any]:
+def _expires_at(status: ModelStatus, ttl_s: float | None) -> float | None:
+    """When an idle loaded model will be unloaded for its ``ttl_s`` (None: not counting down)."""
+    if not ttl_s or status.state != ModelState.LOADED or status.in_flight:
+        return None
+    return max(status.last_used or 0.0, status.loaded_at or 0.0) + ttl_s
+
+
+def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
+    status = svc.supervisor.status(model_id)
+    ttl_s = svc.settings.models[model_id].ttl_s
+    queue = svc.dispatcher.queues.get(model_id)
     process = status.process
     return {
         "id": status.id,
@@ -30,11 +40,16 @@ def model_card(status: ModelStatus) -> dict[str, Any]:
         "rss_mb": process.rss_mb if process else None,
         "cpu_percent": process.cpu_percent if process else None,
         "in_flight": status.in_flight,
+        "queue_depth": queue.waiting if queue else 0,
         "restarts": status.restarts,
         "footprint_mb": status.footprint_mb,
         "last_error": status.reason if status.state.value == "failed" else None,
         "reason": status.reason,
         "state_since": status.state_since,
+        "loaded_at": status.loaded_at if status.state == ModelState.LOADED else None,
+        "last_used": status.last_used,
+        "ttl_s": ttl_s,
+        "expires_at": _expires_at(status, ttl_s),
     }
 
 
@@ -48,14 +63,7 @@ def _model_id(svc: Services, name: str) -> str:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"object": "list", "data": [model_card(svc.supervisor.status(i)) for i in svc.supervisor.model_ids]}
-
-
-@router.get("/v1/models/{name:path}/logs")
-async def model_logs(name: str, request: Request) -> dict[str, Any]:
-    svc = services(request)
-    model_id = _model_id(svc, name)
-    return {"id": model_id, "object": "model.logs", "lines": list(svc.supervisor.logs(model_id))}
+    return {"object": "list", "data": [model_card(svc, i) for i in svc.supervisor.model_ids]}
 
 
 @router.post("/v1/models/{name:path}/load")
@@ -70,7 +78,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
         raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
     except ModelUnavailable as error:
         raise service_unavailable(str(error), "model_load_failed") from None
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.post("/v1/models/{name:path}/unload")
@@ -78,10 +86,10 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
     await svc.supervisor.unload(model_id)
-    return model_card(svc.supervisor.status(model_id))
+    return model_card(svc, model_id)
 
 
 @router.get("/v1/models/{name:path}")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc.supervisor.status(_model_id(svc, name)))
+    return model_card(svc, _model_id(svc, name))

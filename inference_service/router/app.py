@@ -13,11 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_service import __version__
 from inference_service.config import Settings
-from inference_service.router import api_completions, api_models, api_ops
+from inference_service.router import api_completions, api_events, api_logs, api_models, api_ops
+from inference_service.router.activity import ActivityMiddleware
+from inference_service.router.console import routes as console
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.errors import APIError, envelope
+from inference_service.router.log_buffer import LogBuffer
+from inference_service.router.log_format import formatter
 from inference_service.router.metrics import Metrics
-from inference_service.router.middleware import RequestContextMiddleware
+from inference_service.router.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.resolution import ModelResolver
 from inference_service.router.services import Services
 from inference_service.router.upstream import UpstreamClient
@@ -26,6 +30,15 @@ from inference_service.supervisor import RuntimeFactory, Supervisor
 logger = logging.getLogger(__name__)
 
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error"}
+
+
+def _router_log_buffer(settings: Settings) -> LogBuffer:
+    """Keep the router's recent log lines (``GET /v1/logs``), formatted as its log output is."""
+    buffer = LogBuffer(settings.log_buffer_lines)
+    buffer.addFilter(RequestIdLogFilter())
+    buffer.setFormatter(formatter(settings.log_format))
+    logging.getLogger().addHandler(buffer)
+    return buffer
 
 
 def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
@@ -40,6 +53,8 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
         metrics=metrics,
     )
 
+    log_buffer = _router_log_buffer(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
@@ -49,18 +64,24 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
         finally:
             await supervisor.close()
             await upstream.close()
+            logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = svc
+    app.state.log_buffer = log_buffer
     # Routes are matched in order: the proxied endpoints first saves ~18 us per request (see bench/).
     app.include_router(api_completions.router)
     app.include_router(api_ops.router)
+    app.include_router(api_events.router)
+    app.include_router(api_logs.router)  # before api_models: /v1/models/{id}/logs is not a model id
     app.include_router(api_models.router)
+    app.include_router(console.router)
     app.add_middleware(
         RequestContextMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         max_body_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, error: APIError) -> JSONResponse:

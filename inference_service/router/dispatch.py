@@ -128,7 +128,7 @@ class Dispatcher:
             async for event in events:
                 if first and event.startswith(b"data: {"):
                     first = False
-                    self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
+                    self.metrics.observe_ttft(model_id, time.perf_counter() - started)
                 if b'"usage":{' in event:
                     with contextlib.suppress(ValueError, AttributeError):
                         self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))

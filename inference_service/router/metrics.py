@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from inference_service.router import activity
 from inference_service.supervisor import ModelState, Supervisor
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -48,10 +49,18 @@ class Metrics:
         if not isinstance(usage, dict):
             return
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        prompt, completion = (value if isinstance(value, int) else None for value in (prompt, completion))
+        if record := activity.current():
+            record.add_usage(prompt, completion)
         if isinstance(prompt, int):
             self.prompt_tokens.labels(model_id).inc(prompt)
         if isinstance(completion, int):
             self.completion_tokens.labels(model_id).inc(completion)
+
+    def observe_ttft(self, model_id: str, seconds: float) -> None:
+        self.ttft.labels(model_id).observe(seconds)
+        if record := activity.current():
+            record.mark_first_token()
 
     async def observe_stream(
         self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
@@ -64,6 +73,7 @@ class Metrics:
                     yield chunk
         except BaseException:
             status = "499"  # the client went away mid-stream
+            activity.note(status=activity.CLIENT_CLOSED)
             raise
         finally:
             self.requests.labels(model_id, endpoint, status).inc()

@@ -14,14 +14,16 @@ from inference_service.router.errors import envelope
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-PUBLIC_PATHS = ("/health",)
+#: No key needed: probes, and the dashboard's page and assets (they hold no data; the page asks for the key).
+PUBLIC_PATHS = ("/health", "/ui")
 
 
 class RequestIdLogFilter(logging.Filter):
     """Adds ``%(request_id)s`` to every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if not hasattr(record, "request_id"):  # the access line names its request itself, after the fact
+            record.request_id = request_id_var.get()
         return True
 
 
