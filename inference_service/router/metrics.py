@@ -6,9 +6,19 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from inference_service.router import activity
+from inference_service.router.child_metrics import ChildMetrics
 from inference_service.supervisor import ModelState, Supervisor
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -17,6 +27,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The router process itself: process_* (RSS, CPU, open fds) and python_* (GC, version), as any exporter has.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.children = ChildMetrics()
+        self.registry.register(self.children)
         self.requests = Counter(
             "inference_requests", "Requests by model, endpoint and HTTP status", ["model", "endpoint", "status"],
             registry=self.registry,
@@ -79,12 +94,17 @@ class Metrics:
             self.requests.labels(model_id, endpoint, status).inc()
             self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
-    def render(self, supervisor: Supervisor) -> bytes:
-        """Refresh the gauges that mirror supervisor state, then serialise everything."""
+    async def render(self, supervisor: Supervisor) -> bytes:
+        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
             for state in ModelState:
                 self.model_state.labels(model_id, state.value).set(1 if status.state == state else 0)
             rss_mb = status.process.rss_mb if status.process else None
-            self.process_rss.labels(model_id).set((rss_mb or 0) * 2**20)
+            if rss_mb is None:
+                with contextlib.suppress(KeyError):  # no process, no series: a 0 would read as "uses no memory"
+                    self.process_rss.remove(model_id)
+            else:
+                self.process_rss.labels(model_id).set(rss_mb * 2**20)
+        await self.children.scrape(supervisor)
         return generate_latest(self.registry)

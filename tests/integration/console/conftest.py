@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
 from tests.support.service import ServiceProcess, free_port, running_service
@@ -44,3 +47,33 @@ def api(console_router: ServiceProcess) -> Iterator[httpx.Client]:
 def chat_body(model: str = SMOLLM2_ID, max_tokens: int = 8, **fields: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": max_tokens,
             "temperature": 0, "seed": 7, **fields}  # fmt: skip
+
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (its own browser download is not reachable here)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: `make test` installs it (apt-get install chromium)", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def dashboard(browser: Browser, console_router: ServiceProcess) -> Iterator[Page]:
+    """The dashboard in a fresh tab, the API key entered once; console errors fail the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(console_router.url + "/ui")
+    page.fill("#key-input", API_KEY)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator(f'#models tr[data-model="{SMOLLM2_ID}"]')).to_be_visible()
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
