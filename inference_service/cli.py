@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from inference_service import __version__
-from inference_service.config import ConfigError, Settings, load_settings
+from inference_service.config import ConfigError, Settings, config_path_from_env, load_settings
 from inference_service.provisioning.index import ProvisioningError
 from inference_service.provisioning.progress import Progress
 
@@ -82,10 +82,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from inference_service.router.app import create_app
+    from inference_service.router.config_reload import ConfigSource
     from inference_service.runtimes.factory import runtime_factory
 
     _configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, runtime_factory(settings, binary))
+    source = ConfigSource(config_path_from_env(args.config), {"host": args.host, "port": args.port})
+    app = create_app(settings, runtime_factory(settings, binary), config_source=source, watch_config=args.watch_config)
     uvicorn.run(
         app,
         host=settings.host,
@@ -285,6 +287,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the service to reload its config file; prints what changed."""
+    result = _service_call(args, "POST", "/admin/reload")
+    for key in ("added", "removed", "restarted", "updated", "restart_required", "failures"):
+        if result.get(key):
+            print(f"{key}: {', '.join(result[key])}")
+    print(f"config reloaded in {result['duration_ms']:.0f} ms" if result["ok"] else "config reloaded with failures")
+    return 0 if result["ok"] else 1
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """Print each event as one JSON line (pipe it to ``jq``)."""
     query = "&".join(f"{name}={quote(value)}" for name, value in (("model", args.model), ("types", args.types)) if value)
@@ -306,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[config_parent], help="run the router (default 127.0.0.1:8085)")
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8085)")
+    serve.add_argument("--watch-config", action="store_true", help="reload the config file whenever it changes (also: SIGHUP, POST /admin/reload)")
     serve.set_defaults(handler=cmd_serve)
 
     runtime = commands.add_parser("runtime", help="provision runtimes").add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -342,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--model", help="only these models (comma-separated ids or aliases)")
     events.add_argument("--types", help="only these event types (comma-separated: model_state, load_progress, eviction, config_reload, request)")
     events.set_defaults(handler=cmd_events)
+    commands.add_parser("reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)").set_defaults(handler=cmd_reload)
     return parser
 
 

@@ -23,7 +23,8 @@ def _expires_at(status: ModelStatus, ttl_s: float | None) -> float | None:
 def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
     status = svc.supervisor.status(model_id)
-    ttl_s = svc.settings.models[model_id].ttl_s
+    config = svc.settings.models.get(model_id)  # None while a model removed by a reload drains
+    ttl_s = config.ttl_s if config else None
     queue = svc.dispatcher.queues.get(model_id)
     process = status.process
     return {

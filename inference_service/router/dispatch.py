@@ -32,18 +32,29 @@ class Dispatcher:
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
-        self.queues = {
-            model_id: AdmissionQueue(
-                parallel=model.parallel,
-                max_queue=model.queue_size if model.queue_size is not None else settings.queue_size,
-                timeout_s=model.queue_timeout_s or settings.queue_timeout_s,
-            )
-            for model_id, model in settings.models.items()
-        }
+        self.queues: dict[str, AdmissionQueue] = {}
+        self.configure_queues(settings)
+
+    def configure_queues(self, settings: Settings) -> None:
+        """One admission queue per model; on a config reload, existing queues take the new limits
+        in place (requests holding or awaiting a slot keep it) and removed models' queues go."""
+        for model_id, model in settings.models.items():
+            parallel = model.parallel
+            max_queue = model.queue_size if model.queue_size is not None else settings.queue_size
+            timeout_s = model.queue_timeout_s or settings.queue_timeout_s
+            queue = self.queues.get(model_id)
+            if queue is None:
+                self.queues[model_id] = AdmissionQueue(parallel=parallel, max_queue=max_queue, timeout_s=timeout_s)
+            else:
+                queue.parallel, queue.max_queue, queue.timeout_s = parallel, max_queue, timeout_s
+        for model_id in set(self.queues) - set(settings.models):
+            del self.queues[model_id]
 
     async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
         """Wait for a slot, then for the model to be ready; translate refusals into API errors."""
-        queue = self.queues[model_id]
+        queue = self.queues.get(model_id)
+        if queue is None:  # removed by a config reload after the request was resolved
+            raise not_found(f"The model '{model_id}' does not exist")
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:

@@ -125,6 +125,8 @@ class _ManagedModel:
         self.load_task: asyncio.Task[Endpoint] | None = None
         self.unload_task: asyncio.Task[None] | None = None
         self.watch_task: asyncio.Task[None] | None = None
+        self.retired = False  # removed by a config reload: draining, never loaded again
+        self.reconfigured: asyncio.Future[None] | None = None  # set while a new config's restart is pending
 
     def transition(self, target: ModelState, reason: str | None = None) -> None:
         check_transition(self.state, target)
@@ -144,6 +146,7 @@ class Supervisor:
 
     def __init__(self, settings: Settings, runtime_factory: RuntimeFactory, events: EventBus | None = None) -> None:
         self._settings = settings
+        self._runtime_factory = runtime_factory
         self.events = events or EventBus()
         self._models = {
             model_id: _ManagedModel(cfg, runtime_factory(cfg), self.events) for model_id, cfg in settings.models.items()
@@ -219,6 +222,11 @@ class Supervisor:
         """Bring a model to ``loaded`` and return its endpoint. Concurrent callers share one attempt."""
         managed = self._get(model_id)
         while True:
+            if managed.retired:
+                raise UnknownModel(model_id, [m for m, other in self._models.items() if not other.retired])
+            if managed.reconfigured is not None:  # wait for the new config's runtime rather than start the old one
+                await asyncio.shield(managed.reconfigured)
+                continue
             if managed.unload_task is not None:
                 await asyncio.shield(managed.unload_task)
                 continue
@@ -277,6 +285,56 @@ class Supervisor:
         if managed.unload_task is None and managed.state != ModelState.UNLOADED:
             managed.unload_task = asyncio.create_task(self._unload(managed), name=f"unload:{managed.config.id}")
         return managed.unload_task
+
+    # ----------------------------------------------------------------- reconfiguration (config reload)
+
+    def update_settings(self, settings: Settings) -> None:
+        """Top-level limits (capacity, drain, restarts, retry) apply from the next decision on.
+
+        Per-model configs are not taken from ``settings``: models change only through
+        :meth:`add_model`, :meth:`remove_model` and :meth:`replace_model`.
+        """
+        self._settings = settings
+
+    def add_model(self, config: ModelConfig) -> None:
+        """Start managing a new model, ``unloaded`` (the caller loads it if it wants it preloaded)."""
+        if config.id in self._models:
+            raise SupervisorError(f"model {config.id!r} already exists")
+        self._models[config.id] = _ManagedModel(config, self._runtime_factory(config), self.events)
+
+    async def remove_model(self, model_id: str) -> None:
+        """Stop managing a model: refuse new loads at once, drain in-flight requests, stop it, forget it."""
+        managed = self._get(model_id)
+        managed.retired = True
+        await self.unload(model_id)
+        if self._models.get(model_id) is managed:
+            del self._models[model_id]
+
+    async def replace_model(self, config: ModelConfig, restart: bool) -> None:
+        """Give a model a new config.
+
+        ``restart=False`` (only routing or idle settings changed): swapped in place, the
+        process untouched. ``restart=True`` (launch settings changed): in-flight requests
+        drain, the process stops, and - if it was loaded or loading - starts again with the
+        new settings. Requests arriving meanwhile wait for that load; none is refused.
+        """
+        managed = self._get(config.id)
+        if not restart:
+            managed.config = config
+            return
+        was_up = managed.state in (ModelState.LOADING, ModelState.LOADED)
+        managed.reconfigured = asyncio.get_running_loop().create_future()
+        try:
+            await self.unload(config.id)
+            managed.config = config
+            managed.runtime = self._runtime_factory(config)
+            managed.footprint_mb = None
+            managed.crash_streak = 0
+        finally:
+            managed.reconfigured.set_result(None)
+            managed.reconfigured = None
+        if was_up:
+            await self.load(config.id)
 
     # ----------------------------------------------------------------- internals
 
