@@ -72,6 +72,7 @@ def test_failed_request_is_published_with_its_status(console_router: ServiceProc
 
 
 def test_model_filter_and_type_filter_exclude_other_events(console_router: ServiceProcess, api: httpx.Client) -> None:
+    assert api.post(f"/v1/models/{GEMMA_ID}/unload").status_code == 200  # the orchestration test may have loaded it
     with listening(f"{console_router.url}/v1/events?types=model_state&model={GEMMA_ID}", AUTH) as stream:
         assert api.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200  # a request event elsewhere
         assert api.post(f"/v1/models/{GEMMA_ID}/load").status_code == 200
