@@ -92,6 +92,17 @@ def metric_names(expression: str) -> set[str]:
     return {word for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare) if word not in PROMQL_WORDS}
 
 
+def exported_names(exposition: str) -> set[str]:
+    """Every series name the exposition declares: samples, and the series of families with none yet
+    (a labelled counter nobody has incremented, such as rejections)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        names.update(sample.name for sample in family.samples)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    return names
+
+
 def test_metric_names_are_found_in_promql() -> None:
     expression = 'histogram_quantile(0.95, sum by (le, model) (rate(x_bucket{model=~"$model"}[5m]))) / llamacpp:y'
     assert metric_names(expression) == {"x_bucket", "llamacpp:y"}
@@ -102,7 +113,7 @@ def test_grafana_dashboard_queries_only_metrics_the_service_exports(api: httpx.C
     _state(api, SMOLLM2_ID, "loaded")
     streamed = api.post("/v1/chat/completions", json=chat_body(max_tokens=3, stream=True, stream_options={"include_usage": True}))
     assert streamed.status_code == 200
-    exported = {s.name for family in text_string_to_metric_families(_metrics(api)) for s in family.samples}
+    exported = exported_names(_metrics(api))
     dashboard = json.loads(Path(DASHBOARD).read_text())
     expressions = _expressions(dashboard)
     assert len(dashboard["panels"]) >= 10 and len(expressions) >= 15
