@@ -8,7 +8,7 @@
 const KEY_STORAGE = "inference-service-api-key";
 const ACTIVITY_ROWS = 50;
 const LOG_LINES = 1000;
-const REFRESH_MS = 3000;
+const REFRESH_MS = 5000;
 
 const $ = (selector) => document.querySelector(selector);
 const models = new Map(); // id -> {card, row, eventTime, history, progress}
