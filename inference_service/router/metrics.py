@@ -56,6 +56,9 @@ class Metrics:
         self.model_state = Gauge(
             "inference_model_state", "1 for the model's current state", ["model", "state"], registry=self.registry
         )
+        self.event_subscribers = Gauge(
+            "inference_event_subscribers", "Open /v1/events streams (a leak shows here)", registry=self.registry
+        )
         self.process_rss = Gauge(
             "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
         )
@@ -106,5 +109,6 @@ class Metrics:
                     self.process_rss.remove(model_id)
             else:
                 self.process_rss.labels(model_id).set(rss_mb * 2**20)
+        self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
         return generate_latest(self.registry)

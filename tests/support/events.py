@@ -7,6 +7,7 @@ A background thread reads the stream line by line as a client would and keeps ev
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -81,6 +82,8 @@ def listening(url: str, headers: Mapping[str, str] | None = None, open_timeout_s
     finally:
         stop.set()
         for response in responses:
-            response.close()  # unblocks the reading thread at once
+            # Shut the socket itself: closing the response from this thread would wait for the
+            # reading thread, which is blocked in a read until the next event or keep-alive.
+            response.extensions["network_stream"].get_extra_info("socket").shutdown(socket.SHUT_RDWR)
         client.close()
         thread.join(timeout=5.0)

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from tests.integration.console.conftest import AUTH, OFFLINE_ID, chat_body
-from tests.support.configs import GEMMA_ID, SMOLLM2_ID
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, wait_until
 from tests.support.events import listening
+from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
 from tests.support.timing import budget_s
 
@@ -105,3 +106,16 @@ def test_a_stalled_subscriber_does_not_slow_requests(console_router: ServiceProc
             assert api.post("/v1/chat/completions", json=chat_body(model=OFFLINE_ID)).status_code == 503
         elapsed = time.monotonic() - started
     assert elapsed < budget_s(15), f"300 quick requests took {elapsed:.1f}s with a stalled event subscriber"
+
+
+def test_a_closed_stream_releases_its_subscription(console_router: ServiceProcess, api: httpx.Client) -> None:
+    def subscribers() -> float:
+        return sample(api.get("/metrics").text, "inference_event_subscribers") or 0.0
+
+    before = subscribers()
+    host, port = console_router.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode())
+        assert client.recv(1024).startswith(b"HTTP/1.1 200")
+        assert subscribers() == before + 1
+    wait_until(lambda: subscribers() == before, timeout_s=5)  # the client hung up: the subscription is gone
