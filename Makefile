@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-unit test-integration bench clean-venv build-deps
+.PHONY: setup run test test-unit test-integration bench clean-venv build-deps browser-deps
 
 setup: $(STAMP) build-deps
 	$(BIN)/inference-service runtime install
@@ -24,10 +24,17 @@ build-deps:
 	  echo "installing build tools (cmake, g++, ninja) with apt-get"; \
 	  apt-get update -qq && apt-get install -y -qq cmake g++ ninja-build >/dev/null; }
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (whose own browser download
+# is unreachable here); CHROMIUM=/path/to/chromium points them at another one.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium with apt-get (for the dashboard's browser tests)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 run: setup
 	$(BIN)/inference-service serve
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m tests.stack
 
 test-unit: $(STAMP)

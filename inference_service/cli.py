@@ -7,16 +7,22 @@ exit code 2 - never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from inference_service.config import ConfigError, Settings, load_settings
+from inference_service import __version__
+from inference_service.config import ConfigError, Settings, config_path_from_env, load_settings
 from inference_service.provisioning.index import ProvisioningError
 from inference_service.provisioning.progress import Progress
 
@@ -39,12 +45,13 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 # --------------------------------------------------------------------------- serve
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
+    from inference_service.router.log_format import formatter
     from inference_service.router.middleware import RequestIdLogFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # health polls every 50 ms would drown the log
 
@@ -74,11 +81,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     binary = check_startable(settings)
     # Imported only now: a config mistake is reported without first paying for the web stack.
     from inference_service.router.app import create_app
+    from inference_service.router.config_reload import ConfigSource
     from inference_service.router.server import serve
     from inference_service.runtimes.factory import runtime_factory
 
-    _configure_logging(settings.log_level)
-    started = serve(create_app(settings, runtime_factory(settings, binary)), settings)
+    _configure_logging(settings.log_level, settings.log_format)
+    source = ConfigSource(config_path_from_env(args.config), {"host": args.host, "port": args.port})
+    app = create_app(settings, runtime_factory(settings, binary), config_source=source, watch_config=args.watch_config)
+    started = serve(app, settings)
     return 0 if started else EXIT_STARTUP_FAILURE
 
 
@@ -107,22 +117,85 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- a running service
 
 
-def _service_call(args: argparse.Namespace, method: str, path: str) -> Any:
+def _service(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The service's base URL and auth headers: flags first, then environment, then the config file."""
     settings = _settings(args)
     url = (args.url or os.environ.get("INFERENCE_SERVICE_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
-    headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"} if settings.api_key else {}
+    key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)  # INFERENCE_API_KEY too
+    return url, ({"Authorization": f"Bearer {key}"} if key else {})
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200]
+    message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
+    return str(message or payload)
+
+
+def _service_call(args: argparse.Namespace, method: str, path: str) -> Any:
+    url, headers = _service(args)
     try:
         response = httpx.request(method, url + path, headers=headers, timeout=args.timeout)
     except httpx.HTTPError as error:
         raise CLIError(f"cannot reach the service at {url}: {error}") from None
+    if response.status_code >= 400:
+        raise CLIError(f"{method} {path}: HTTP {response.status_code}: {_error_message(response)}")
     try:
-        payload = response.json()
+        return response.json()
     except ValueError:
         raise CLIError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}") from None
-    if response.status_code >= 400:
-        message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
-        raise CLIError(f"{method} {path}: HTTP {response.status_code}: {message or payload}")
-    return payload
+
+
+def _service_stream(args: argparse.Namespace, path: str, ready: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON ``data:`` payloads of a Server-Sent Events endpoint, as they arrive, until it ends."""
+    url, headers = _service(args)
+    try:
+        with httpx.stream("GET", url + path, headers=headers, timeout=httpx.Timeout(args.timeout, read=None)) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise CLIError(f"GET {path}: HTTP {response.status_code}: {_error_message(response)}")
+            if ready is not None:
+                ready.set()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[len("data: "):])
+    except httpx.HTTPError as error:
+        raise CLIError(f"cannot reach the service at {url}: {error}") from None
+    finally:
+        if ready is not None:
+            ready.set()
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2))
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("   ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _until(card: dict[str, Any], now: float) -> str:
+    """When the model will be unloaded for idleness, as ``ollama ps`` shows it."""
+    if card["status"] != "loaded":
+        return "-"
+    if card.get("expires_at"):
+        return f"in {_duration(card['expires_at'] - now)}"
+    return "busy" if card.get("ttl_s") else "forever"
+
+
+def _status_text(card: dict[str, Any]) -> str:
+    # A crash restart is a `loading` entered with the crash as its reason.
+    return "restarting" if card["status"] == "loading" and card.get("reason") else card["status"]
 
 
 def _model_line(card: dict[str, Any]) -> str:
@@ -131,19 +204,97 @@ def _model_line(card: dict[str, Any]) -> str:
     return f"{card['id']:<28} {card['status']:<10} {card['runtime']:<9} pid={pid:<8} rss={rss:<8} aliases={','.join(card['aliases'])}"
 
 
+def cmd_ps(args: argparse.Namespace) -> int:
+    cards = _service_call(args, "GET", "/v1/models")["data"]
+    if args.json:
+        _print_json(cards)
+        return 0
+    now = time.time()
+    rows = [["MODEL", "RUNTIME", "STATUS", "PID", "RSS", "CPU", "IN-FLIGHT", "UNTIL"]]
+    for card in cards:
+        rows.append([
+            card["id"], card["runtime"], _status_text(card), str(card.get("pid") or "-"),
+            f"{card['rss_mb']:.0f} MB" if card.get("rss_mb") is not None else "-",
+            f"{card['cpu_percent']:.0f}%" if card.get("cpu_percent") is not None else "-",
+            str(card.get("in_flight", 0)), _until(card, now),
+        ])  # fmt: skip
+    print(_table(rows))
+    return 0
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
-    for card in _service_call(args, "GET", "/v1/models")["data"]:
+    cards = _service_call(args, "GET", "/v1/models")["data"]
+    if args.json:
+        _print_json(cards)
+        return 0
+    for card in cards:
         print(_model_line(card))
     return 0
 
 
+def _describe(event: dict[str, Any], started: float) -> str | None:
+    """One progress line for a state or load-progress event of the model being loaded."""
+    elapsed = f"[{time.monotonic() - started:5.1f}s]"
+    if event["type"] == "model_state":
+        reason = f": {event['reason'].splitlines()[0]}" if event.get("reason") else ""
+        return f"{elapsed} {event['model']}: {event['state']}{reason}"
+    if event["type"] == "load_progress":
+        expected = f" (usually ~{event['expected_s']:.1f}s)" if event.get("expected_s") else ""
+        return f"{elapsed} {event['model']}: {event.get('phase', 'loading')}{expected}"
+    return None
+
+
 def cmd_models_load(args: argparse.Namespace) -> int:
-    print(_model_line(_service_call(args, "POST", f"/v1/models/{args.id}/load")))
+    """Load, printing the model's state changes and load progress (from /v1/events) while it loads."""
+    card = _service_call(args, "GET", f"/v1/models/{quote(args.id, safe='')}")
+    model_id = card["id"]
+    started = time.monotonic()
+    subscribed = threading.Event()
+
+    def report() -> None:
+        with contextlib.suppress(CLIError):  # progress is a courtesy: the load's own answer is what counts
+            for event in _service_stream(args, f"/v1/events?model={quote(model_id)}&types=model_state,load_progress", subscribed):
+                if line := _describe(event, started):
+                    print(line, file=sys.stderr, flush=True)
+
+    threading.Thread(target=report, daemon=True, name="load-progress").start()
+    subscribed.wait(timeout=5.0)
+    print(_model_line(_service_call(args, "POST", f"/v1/models/{quote(model_id, safe='')}/load")))
     return 0
 
 
 def cmd_models_unload(args: argparse.Namespace) -> int:
-    print(_model_line(_service_call(args, "POST", f"/v1/models/{args.id}/unload")))
+    print(_model_line(_service_call(args, "POST", f"/v1/models/{quote(args.id, safe='')}/unload")))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    base = f"/v1/models/{quote(args.id, safe='')}/logs" if args.id else "/v1/logs"
+    tail = f"tail={args.tail}&" if args.tail is not None else ""
+    if not args.follow:
+        for line in _service_call(args, "GET", f"{base}?{tail}")["lines"]:
+            print(line)
+        return 0
+    for event in _service_stream(args, f"{base}?{tail}follow=true"):
+        print(event["line"], flush=True)
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the service to reload its config file; prints what changed."""
+    result = _service_call(args, "POST", "/admin/reload")
+    for key in ("added", "removed", "restarted", "updated", "restart_required", "failures"):
+        if result.get(key):
+            print(f"{key}: {', '.join(result[key])}")
+    print(f"config reloaded in {result['duration_ms']:.0f} ms" if result["ok"] else "config reloaded with failures")
+    return 0 if result["ok"] else 1
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print each event as one JSON line (pipe it to ``jq``)."""
+    query = "&".join(f"{name}={quote(value)}" for name, value in (("model", args.model), ("types", args.types)) if value)
+    for event in _service_stream(args, "/v1/events" + (f"?{query}" if query else "")):
+        print(json.dumps(event, separators=(",", ":")), flush=True)
     return 0
 
 
@@ -152,6 +303,7 @@ def cmd_models_unload(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="OpenAI-compatible router for local LLM runtimes.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     config_parent = argparse.ArgumentParser(add_help=False)
     config_parent.add_argument("--config", metavar="PATH", help="config file (default: $INFERENCE_CONFIG or ./config.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -159,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[config_parent], help="run the router (default 127.0.0.1:8085)")
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8085)")
+    serve.add_argument("--watch-config", action="store_true", help="reload the config file whenever it changes (also: SIGHUP, POST /admin/reload)")
     serve.set_defaults(handler=cmd_serve)
 
     runtime = commands.add_parser("runtime", help="provision runtimes").add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -173,12 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
     pull.set_defaults(handler=cmd_models_pull)
     remote_parent = argparse.ArgumentParser(add_help=False, parents=[config_parent])
     remote_parent.add_argument("--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)")
+    remote_parent.add_argument("--api-key", help="the service's api_key (default: $INFERENCE_API_KEY, else from config)")
     remote_parent.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
-    model_actions.add_parser("list", parents=[remote_parent], help="models and their states").set_defaults(handler=cmd_models_list)
-    for name, handler in (("load", cmd_models_load), ("unload", cmd_models_unload)):
-        action = model_actions.add_parser(name, parents=[remote_parent], help=f"{name} a model on the running service")
+    json_parent = argparse.ArgumentParser(add_help=False)
+    json_parent.add_argument("--json", action="store_true", help="print the service's JSON instead of a table")
+    model_actions.add_parser("list", parents=[remote_parent, json_parent], help="models and their states").set_defaults(handler=cmd_models_list)
+    for name, handler, what in (("load", cmd_models_load, "load a model, showing its progress"),
+                                ("unload", cmd_models_unload, "unload a model (in-flight requests finish first)")):  # fmt: skip
+        action = model_actions.add_parser(name, parents=[remote_parent], help=what)
         action.add_argument("id", metavar="ID")
         action.set_defaults(handler=handler)
+
+    ps = commands.add_parser("ps", parents=[remote_parent, json_parent], help="models, processes and idle deadlines (like ollama ps)")
+    ps.set_defaults(handler=cmd_ps)
+    logs = commands.add_parser("logs", parents=[remote_parent], help="a model runtime's log, or the router's without ID")
+    logs.add_argument("id", metavar="ID", nargs="?", help="model id or alias (default: the router's own log)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they are written")
+    logs.add_argument("--tail", type=int, metavar="N", help="start with only the last N lines")
+    logs.set_defaults(handler=cmd_logs)
+    events = commands.add_parser("events", parents=[remote_parent], help="follow /v1/events, one JSON object per line")
+    events.add_argument("--model", help="only these models (comma-separated ids or aliases)")
+    events.add_argument("--types", help="only these event types (comma-separated: model_state, load_progress, eviction, config_reload, request)")
+    events.set_defaults(handler=cmd_events)
+    commands.add_parser("reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)").set_defaults(handler=cmd_reload)
     return parser
 
 

@@ -190,6 +190,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8085, ge=0, le=65535)
     api_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line, for log shippers")
     models_dir: Path = CACHE_DIR / "models"
     package_index_url: str = "https://pypi.org/simple"
     default_model: str | None = None

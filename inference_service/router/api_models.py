@@ -1,4 +1,4 @@
-"""Model management: list, inspect, load, unload, logs."""
+"""Model management: list, inspect, load, unload (logs: api_logs)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
-from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
+from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
 
 router = APIRouter()
+
+
+def _expires_at(status: ModelStatus, ttl_s: float | None) -> float | None:
+    """When an idle loaded model will be unloaded for its ``ttl_s`` (None: not counting down)."""
+    if not ttl_s or status.state != ModelState.LOADED or status.in_flight:
+        return None
+    return max(status.last_used or 0.0, status.loaded_at or 0.0) + ttl_s
 
 
 def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     """An OpenAI model object plus the router's state fields (top-level, as ops scripts expect)."""
     status = svc.supervisor.status(model_id)
+    config = svc.settings.models.get(model_id)  # None while a model removed by a reload drains
+    ttl_s = config.ttl_s if config else None
+    queue = svc.dispatcher.queues.get(model_id)
     process = status.process
     return {
         "id": status.id,
@@ -26,17 +36,22 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "runtime": status.runtime,
         "aliases": status.aliases,
         "roles": status.roles,
-        "capabilities": svc.settings.models[model_id].served_capabilities,
+        "capabilities": config.served_capabilities if config else [],
         "pid": process.pid if process else None,
         "port": process.port if process else None,
         "rss_mb": process.rss_mb if process else None,
         "cpu_percent": process.cpu_percent if process else None,
         "in_flight": status.in_flight,
+        "queue_depth": queue.waiting if queue else 0,
         "restarts": status.restarts,
         "footprint_mb": status.footprint_mb,
         "last_error": status.reason if status.state.value == "failed" else None,
         "reason": status.reason,
         "state_since": status.state_since,
+        "loaded_at": status.loaded_at if status.state == ModelState.LOADED else None,
+        "last_used": status.last_used,
+        "ttl_s": ttl_s,
+        "expires_at": _expires_at(status, ttl_s),
     }
 
 
@@ -57,13 +72,6 @@ async def list_models(request: Request) -> dict[str, Any]:
         if svc.settings.list_aliases:  # clients that check the list (Open WebUI) then accept aliases too
             cards += [{**card, "id": alias, "alias_of": model_id} for alias in svc.settings.models[model_id].aliases]
     return {"object": "list", "data": cards}
-
-
-@router.get("/v1/models/{name:path}/logs")
-async def model_logs(name: str, request: Request) -> dict[str, Any]:
-    svc = services(request)
-    model_id = _model_id(svc, name)
-    return {"id": model_id, "object": "model.logs", "lines": list(svc.supervisor.logs(model_id))}
 
 
 @router.post("/v1/models/{name:path}/load")

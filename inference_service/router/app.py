@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,19 +18,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from inference_service import __version__
 from inference_service.config import Settings
 from inference_service.router import (
+    api_admin,
     api_anthropic,
     api_completions,
+    api_events,
     api_llamacpp,
+    api_logs,
     api_models,
     api_ops,
     api_responses,
     api_upstream,
     openapi,
 )
+from inference_service.router.activity import ActivityMiddleware
+from inference_service.router.console import routes as console
 from inference_service.router.dispatch import Dispatcher
+from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.errors import APIError, envelope
+from inference_service.router.log_buffer import LogBuffer
+from inference_service.router.log_format import formatter
 from inference_service.router.metrics import Metrics
-from inference_service.router.middleware import RequestContextMiddleware
+from inference_service.router.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.openapi import COMMON_ERRORS, MODEL_ERRORS
 from inference_service.router.resolution import ModelResolver
 from inference_service.router.services import Services
@@ -39,7 +51,46 @@ logger = logging.getLogger(__name__)
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error"}
 
 
-def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
+def _router_log_buffer(settings: Settings) -> LogBuffer:
+    """Keep the router's recent log lines (``GET /v1/logs``), formatted as its log output is."""
+    buffer = LogBuffer(settings.log_buffer_lines)
+    buffer.addFilter(RequestIdLogFilter())
+    buffer.setFormatter(formatter(settings.log_format))
+    logging.getLogger().addHandler(buffer)
+    return buffer
+
+
+@contextlib.contextmanager
+def _reload_triggers(reloader: ConfigReloader, watch: bool) -> Iterator[None]:
+    """SIGHUP (when serving from the main thread) and, with ``watch``, the file watcher, for the app's lifetime."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reloader.reload_quietly("SIGHUP"), name="reload:SIGHUP")
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    handles_signal = threading.current_thread() is threading.main_thread()
+    if handles_signal:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    watcher = loop.create_task(reloader.watch(), name="reload:watch") if watch else None
+    try:
+        yield
+    finally:
+        if handles_signal:
+            loop.remove_signal_handler(signal.SIGHUP)
+        for task in (*pending, *([watcher] if watcher else [])):
+            task.cancel()
+
+
+def create_app(
+    settings: Settings,
+    runtime_factory: RuntimeFactory,
+    config_source: ConfigSource | None = None,
+    watch_config: bool = False,
+) -> FastAPI:
+    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``)."""
     supervisor = Supervisor(settings, runtime_factory)
     upstream = UpstreamClient()
     metrics = Metrics()
@@ -51,26 +102,40 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
         metrics=metrics,
     )
 
+    log_buffer = _router_log_buffer(settings)
+    reloader = ConfigReloader(svc, config_source) if config_source is not None else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
         try:
-            yield
+            if reloader is None:
+                yield
+            else:
+                with _reload_triggers(reloader, watch_config):
+                    yield
         finally:
             await supervisor.close()
             await upstream.close()
+            logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = svc
+    app.state.log_buffer = log_buffer
+    app.state.reloader = reloader
     # Routes are matched in order: the proxied endpoints first saves ~18 us per request (see bench/).
     app.include_router(api_completions.router, responses=COMMON_ERRORS)
     app.include_router(api_responses.router, responses=COMMON_ERRORS)
     app.include_router(api_anthropic.router, responses=COMMON_ERRORS)
     app.include_router(api_llamacpp.router, responses=COMMON_ERRORS)
     app.include_router(api_ops.router, responses=COMMON_ERRORS)
+    app.include_router(api_events.router, responses=COMMON_ERRORS)
+    app.include_router(api_logs.router, responses=COMMON_ERRORS)  # before api_models: /v1/models/{id}/logs is not a model id
     app.include_router(api_models.router, responses={**COMMON_ERRORS, **MODEL_ERRORS})
     app.include_router(api_upstream.router, responses=COMMON_ERRORS)
+    app.include_router(api_admin.router, responses=COMMON_ERRORS)
+    app.include_router(console.router)
     openapi.install(app)
     # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
     app.state.shutdown = Shutdown(settings.shutdown_grace_s)
@@ -80,6 +145,7 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory) -> FastAPI:
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         max_body_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, error: APIError) -> JSONResponse:

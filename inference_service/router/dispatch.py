@@ -45,17 +45,26 @@ class Dispatcher:
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
-        self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         supervisor.events.listen(metrics.observe_event)
+        self.queues: dict[str, AdmissionQueue] = {}
+        self.configure_queues(settings)
+
+    def configure_queues(self, settings: Settings) -> None:
+        """One admission queue per model; on a config reload, existing queues take the new limits
+        in place (requests holding or awaiting a slot keep it) and removed models' queues go."""
+        self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
-        self.queues = {
-            model_id: AdmissionQueue(
-                parallel=model.concurrency,
-                max_queue=model.queue_size if model.queue_size is not None else settings.queue_size,
-                timeout_s=model.queue_timeout_s or settings.queue_timeout_s,
-            )
-            for model_id, model in settings.models.items()
-        }
+        for model_id, model in settings.models.items():
+            parallel = model.concurrency
+            max_queue = model.queue_size if model.queue_size is not None else settings.queue_size
+            timeout_s = model.queue_timeout_s or settings.queue_timeout_s
+            queue = self.queues.get(model_id)
+            if queue is None:
+                self.queues[model_id] = AdmissionQueue(parallel=parallel, max_queue=max_queue, timeout_s=timeout_s)
+            else:
+                queue.parallel, queue.max_queue, queue.timeout_s = parallel, max_queue, timeout_s
+        for model_id in set(self.queues) - set(settings.models):
+            del self.queues[model_id]
 
     async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> tuple[str, Endpoint]:
         """Admit the request to ``model_id`` or, if that model cannot take it, to its first fallback that can.
@@ -65,7 +74,7 @@ class Dispatcher:
         once an upstream has answered. Returns the id of the model that took the request.
         """
         first_refusal: APIError | None = None
-        for candidate in [model_id, *self.fallbacks[model_id]]:
+        for candidate in [model_id, *self.fallbacks.get(model_id, [])]:
             attempt = contextlib.AsyncExitStack()
             try:
                 endpoint = await self._admit_one(attempt, candidate, priority)
@@ -93,7 +102,9 @@ class Dispatcher:
         and for the model (a load, or capacity held by other models) share one deadline:
         the model's ``queue_timeout_s``.
         """
-        queue = self.queues[model_id]
+        queue = self.queues.get(model_id)
+        if queue is None:  # removed by a config reload after the request was resolved
+            raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
         try:
             lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
@@ -128,7 +139,7 @@ class Dispatcher:
         queue = self.queues[model_id]
         status = self.supervisor.status(model_id)
         loading_s = 0.0 if status.state == ModelState.LOADED else (status.last_load_s or queue.default_load_s)
-        return retry_after_s(queue.waiting + queue.active, queue.parallel, queue.service_s, loading_s)
+        return retry_after_s(queue.waiting + queue.active, queue.parallel or max(queue.active, 1), queue.service_s, loading_s)
 
     async def post(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
@@ -190,13 +201,13 @@ class Dispatcher:
                 async for event in events:
                     if first and event.startswith((b"data: {", b"event: ")):  # OpenAI chunks; Anthropic/Responses events
                         first = False
-                        self.metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
+                        self.metrics.observe_ttft(model_id, time.perf_counter() - started)
                     if b'"usage":{' in event:
                         with contextlib.suppress(ValueError, AttributeError):
                             self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))
                     yield event
             except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
                 raise UpstreamUnreachable(
-                    f"model {model_id!r} ({self._runtimes[model_id]} runtime) stopped mid-stream: {error}; "
+                    f"model {model_id!r} ({self._runtimes.get(model_id, 'unknown')} runtime) stopped mid-stream: {error}; "
                     "the runtime process crashed, was stopped or dropped the connection"
                 ) from None

@@ -6,9 +6,20 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
+from inference_service.router import activity
+from inference_service.router.child_metrics import ChildMetrics
 from inference_service.supervisor import ModelState, Supervisor
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -18,6 +29,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The router process itself: process_* (RSS, CPU, open fds) and python_* (GC, version), as any exporter has.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.children = ChildMetrics()
+        self.registry.register(self.children)
         self.requests = Counter(
             "inference_requests", "Requests by model, endpoint and HTTP status", ["model", "endpoint", "status"],
             registry=self.registry,
@@ -45,6 +61,9 @@ class Metrics:
         )  # fmt: skip
         self.model_state = Gauge(
             "inference_model_state", "1 for the model's current state", ["model", "state"], registry=self.registry
+        )
+        self.event_subscribers = Gauge(
+            "inference_event_subscribers", "Open /v1/events streams (a leak shows here)", registry=self.registry
         )
         self.process_rss = Gauge(
             "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
@@ -78,10 +97,18 @@ class Metrics:
         # OpenAI chat/completions name them prompt/completion; the Responses and Anthropic APIs input/output.
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        prompt, completion = (value if isinstance(value, int) else None for value in (prompt, completion))
+        if record := activity.current():
+            record.add_usage(prompt, completion)
         if isinstance(prompt, int):
             self.prompt_tokens.labels(model_id).inc(prompt)
         if isinstance(completion, int):
             self.completion_tokens.labels(model_id).inc(completion)
+
+    def observe_ttft(self, model_id: str, seconds: float) -> None:
+        self.ttft.labels(model_id).observe(seconds)
+        if record := activity.current():
+            record.mark_first_token()
 
     async def observe_stream(
         self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
@@ -94,17 +121,24 @@ class Metrics:
                     yield chunk
         except BaseException:
             status = "499"  # the client went away mid-stream
+            activity.note(status=activity.CLIENT_CLOSED)
             raise
         finally:
             self.requests.labels(model_id, endpoint, status).inc()
             self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
-    def render(self, supervisor: Supervisor) -> bytes:
-        """Refresh the gauges that mirror supervisor state, then serialise everything."""
+    async def render(self, supervisor: Supervisor) -> bytes:
+        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
             for state in ModelState:
                 self.model_state.labels(model_id, state.value).set(1 if status.state == state else 0)
             rss_mb = status.process.rss_mb if status.process else None
-            self.process_rss.labels(model_id).set((rss_mb or 0) * 2**20)
+            if rss_mb is None:
+                with contextlib.suppress(KeyError):  # no process, no series: a 0 would read as "uses no memory"
+                    self.process_rss.remove(model_id)
+            else:
+                self.process_rss.labels(model_id).set(rss_mb * 2**20)
+        self.event_subscribers.set(supervisor.events.subscribers)
+        await self.children.scrape(supervisor)
         return generate_latest(self.registry)

@@ -14,7 +14,9 @@ from inference_service.router.errors import envelope
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-PUBLIC_PATHS = frozenset({"/health", "/health/ready"})
+#: No key needed: probes, and the dashboard's page (it holds no data; it asks for the key).
+PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/ui"})
+PUBLIC_PREFIX = "/ui/"  # the dashboard's static assets
 
 
 class BodyTooLarge(Exception):
@@ -26,11 +28,16 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
+
+
 class RequestIdLogFilter(logging.Filter):
     """Adds ``%(request_id)s`` to every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if not hasattr(record, "request_id"):  # the access line names its request itself, after the fact
+            record.request_id = request_id_var.get()
         return True
 
 
@@ -87,7 +94,7 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
-            if self._api_key is not None and scope["path"] not in PUBLIC_PATHS:
+            if self._api_key is not None and not _public(scope["path"]):
                 if not self._authorized(headers.get(b"authorization", b"")):
                     await _send_error(
                         send, 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'",

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
+from inference_service.router import activity
 from inference_service.router.disconnect import ClientDisconnected, unless_disconnected
 from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError, upstream_error
@@ -44,6 +45,7 @@ async def forward(
     started = time.perf_counter()
     body = without_router_fields(raw)
     request_id = request_id_var.get()
+    activity.note(model=model_id, endpoint=endpoint)
     try:
         if stream:
             upstream = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)

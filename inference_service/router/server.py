@@ -82,7 +82,7 @@ def serve(app: FastAPI, settings: Settings) -> bool:
         log_config=None,
         http=guarded_http_protocol(settings.header_timeout_s, settings.max_connections),
         timeout_graceful_shutdown=_LEFTOVER_TIMEOUT_S,
-        access_log=settings.log_level == "debug",
+        access_log=False,  # the router logs its own access line per request (router/activity.py)
     )
     server = GracefulServer(config, app.state.shutdown)
     with contextlib.suppress(KeyboardInterrupt):

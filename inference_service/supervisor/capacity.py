@@ -123,14 +123,18 @@ class Tenant(Protocol):
 
 class CapacityScheduler:
     def __init__(self, settings: Settings) -> None:
-        self._max_models = settings.max_loaded_models
-        self._budget_mb = settings.memory_budget_mb
-        self._swap_max_wait_s = settings.swap_max_wait_s
+        self.configure(settings)
         self._holders: set[Tenant] = set()
         self._pending: dict[Tenant, float] = {}  # tenant -> monotonic time it started waiting
         self._evicting: set[Tenant] = set()
         self._poked = False
         self._timer: asyncio.TimerHandle | None = None
+
+    def configure(self, settings: Settings) -> None:
+        """The limits in force (at start-up, and again on a config reload: from the next plan on)."""
+        self._max_models = settings.max_loaded_models
+        self._budget_mb = settings.memory_budget_mb
+        self._swap_max_wait_s = settings.swap_max_wait_s
 
     @property
     def limited(self) -> bool:

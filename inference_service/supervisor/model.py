@@ -189,6 +189,10 @@ class ModelActor:
             last_used=self.last_used, state_since=self.state_since, last_load_s=self.last_load_s,
         )  # fmt: skip
 
+    def use_settings(self, settings: Settings) -> None:
+        """Top-level limits from a config reload; read at each decision, so they apply from the next."""
+        self._settings = settings
+
     # ----------------------------------------------------------------- messages in
 
     def start(self) -> None:

@@ -18,7 +18,7 @@ from inference_service.config import ModelConfig, Settings
 from inference_service.events import EventBus
 from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
-from inference_service.supervisor.errors import ModelUnavailable, UnknownModel
+from inference_service.supervisor.errors import ModelUnavailable, SupervisorError, UnknownModel
 from inference_service.supervisor.model import Lease, ModelActor, ModelStatus
 from inference_service.supervisor.signals import being_cancelled, cancelled_by_stop_signals
 from inference_service.supervisor.state import ModelState
@@ -35,6 +35,7 @@ class Supervisor:
 
     def __init__(self, settings: Settings, runtime_factory: RuntimeFactory, events: EventBus | None = None) -> None:
         self._settings = settings
+        self._runtime_factory = runtime_factory
         self.events = events or EventBus()
         self.capacity = CapacityScheduler(settings)
         self._models = {
@@ -138,7 +139,58 @@ class Supervisor:
         """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
         await self._get(model_id).unload()
 
+    # ----------------------------------------------------------------- config reload
+
+    def update_settings(self, settings: Settings) -> None:
+        """Top-level limits (capacity, drain, restarts, retry) apply from the next decision on.
+
+        Per-model configs are not taken from ``settings``: models change only through
+        :meth:`add_model`, :meth:`remove_model` and :meth:`replace_model`.
+        """
+        self._settings = settings
+        self.capacity.configure(settings)
+        for actor in self._models.values():
+            actor.use_settings(settings)
+        self.capacity.poke()  # a raised limit may let a waiting model in
+
+    def add_model(self, config: ModelConfig) -> None:
+        """Start managing a new model, ``unloaded`` (the caller loads it if it wants it preloaded)."""
+        if config.id in self._models:
+            raise SupervisorError(f"model {config.id!r} already exists")
+        self._models[config.id] = self._new_actor(config)
+
+    async def remove_model(self, model_id: str) -> None:
+        """Stop managing a model: unknown to new requests at once; in-flight ones drain, then it stops."""
+        actor = self._models.pop(model_id)
+        await actor.unload()
+        await actor.shutdown()
+
+    async def replace_model(self, config: ModelConfig, restart: bool) -> None:
+        """Give a model a new config.
+
+        ``restart=False`` (only routing or idle settings changed): swapped in place, the
+        process untouched. ``restart=True`` (launch settings changed): a new actor takes
+        the model's new requests at once, while the old one drains its in-flight requests
+        and stops; if the model was up, the new one is loaded (waiting for the old one's
+        room when capacity is limited). No request is refused.
+        """
+        old = self._get(config.id)
+        if not restart:
+            old.config = config
+            return
+        was_up = old.state in (ModelState.LOADING, ModelState.LOADED)
+        self._models[config.id] = self._new_actor(config)
+        await old.unload()
+        await old.shutdown()
+        if was_up:
+            await self.load(config.id)
+
     # ----------------------------------------------------------------- internals
+
+    def _new_actor(self, config: ModelConfig) -> ModelActor:
+        actor = ModelActor(config, self._runtime_factory(config), self._settings, self.events, self.capacity)
+        actor.start()
+        return actor
 
     def _get(self, model_id: str) -> ModelActor:
         try:

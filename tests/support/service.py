@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +97,7 @@ def running_service(
     ready_timeout_s: float = 120.0,
     wait_ready: bool = False,
     wait_healthy: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[ServiceProcess]:
     """Run ``inference-service serve --config config_path`` on a free port until the block exits.
 
@@ -108,7 +109,7 @@ def running_service(
     log_path = log_dir / f"service-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inference_service", "serve", "--config", str(config_path), "--port", str(port)],
+            [sys.executable, "-m", "inference_service", "serve", "--config", str(config_path), "--port", str(port), *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
+from inference_service.router import activity
 from inference_service.router.errors import APIError, is_client_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
@@ -55,6 +56,7 @@ def _metadata(plan: Plan, runner: StageRunner, outcome: Outcome, degraded_reason
     if degraded_reason:
         metadata["degraded_reason"] = degraded_reason
     metadata.update({key: value for key, value in outcome.extra.items() if key != "rounds"})
+    activity.note(orchestration=metadata)
     return metadata
 
 
@@ -84,6 +86,7 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     plan = build_plan(svc, chat, svc.resolver.for_task(chat.model, chat.task_type))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    activity.note(model=plan.primary, endpoint=ORCHESTRATED_ENDPOINT, mode=plan.mode.value)
     if chat.stream:
         body = _stream(svc, plan, raw, chat.priority, completion_id, created)
         return sse_response(

@@ -1,0 +1,112 @@
+"""Config reload: validate the file again, then apply it as a diff without dropping a request.
+
+Triggered by ``POST /admin/reload``, SIGHUP, or ``serve --watch-config`` (the file polled
+every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is rejected
+with its one-line reason - logged, returned, published as a ``config_reload`` event - and
+the running config stays. A valid one is applied: the router's routing, queues and
+limits at once, then the models through :mod:`inference_service.supervisor.reload`.
+Keys that only take effect at start-up (listening address, key, logging, runtime
+binaries and timeouts) are reported in ``restart_required`` rather than half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference_service.config import ConfigError, Settings, load_settings
+from inference_service.events import CONFIG_RELOAD
+from inference_service.router.resolution import ModelResolver
+from inference_service.router.services import Services
+from inference_service.supervisor import reload as model_reload
+
+logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 2.0
+#: Top-level keys read once at start-up (by uvicorn, the middleware, logging or the runtimes).
+STARTUP_KEYS = (
+    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "models_dir", "runtimes",
+    "health_timeout_s", "health_interval_s", "stop_grace_s", "log_buffer_lines", "package_index_url",
+)  # fmt: skip
+
+
+class ReloadRejected(Exception):
+    """The new config is invalid; the message is its one-line reason."""
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the running config came from, so a reload reads it the same way (CLI overrides included)."""
+
+    path: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Settings:
+        return load_settings(self.path, **self.overrides)
+
+    def fingerprint(self) -> bytes | None:
+        """The file's bytes (None if unreadable): what ``--watch-config`` compares."""
+        path = self.path
+        try:
+            return path.read_bytes() if path else None
+        except OSError:
+            return None
+
+
+class ConfigReloader:
+    def __init__(self, svc: Services, source: ConfigSource) -> None:
+        self._svc = svc
+        self._source = source
+        self._lock = asyncio.Lock()
+
+    async def reload(self, trigger: str) -> dict[str, Any]:
+        """Reload once; raise :class:`ReloadRejected` (old config kept) for an invalid file."""
+        async with self._lock:
+            started = time.perf_counter()
+            svc = self._svc
+            bus = svc.supervisor.events
+            try:
+                new = self._source.load()
+            except ConfigError as error:
+                logger.error("config reload (%s) rejected, the running config stays: %s", trigger, error)
+                bus.publish(CONFIG_RELOAD, ok=False, trigger=trigger, reason=str(error))
+                raise ReloadRejected(str(error)) from None
+            old = svc.settings
+            changes = model_reload.plan(old, new)
+            restart_required = [key for key in STARTUP_KEYS if getattr(old, key) != getattr(new, key)]
+            # Routing first: a removed model is refused (404) from now on, a new one is known.
+            svc.settings = new
+            svc.resolver = ModelResolver(new)
+            svc.dispatcher.configure_queues(new)
+            failures = await model_reload.apply(svc.supervisor, new, changes)
+            result = {
+                "ok": not failures,
+                "trigger": trigger,
+                **changes.summary(),
+                "failures": failures,
+                "restart_required": restart_required,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            logger.info("config reload (%s) applied: %s", trigger, {k: v for k, v in result.items() if v})
+            bus.publish(CONFIG_RELOAD, **result)
+            return result
+
+    async def reload_quietly(self, trigger: str) -> None:
+        """For signals and the watcher: outcomes are logged and published, nobody awaits them."""
+        with contextlib.suppress(ReloadRejected):
+            await self.reload(trigger)
+
+    async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Reload whenever the file's contents change (``serve --watch-config``)."""
+        last = self._source.fingerprint()
+        while True:
+            await asyncio.sleep(interval_s)
+            current = self._source.fingerprint()
+            if current is not None and current != last:
+                last = current
+                await self.reload_quietly("watch")

@@ -1,0 +1,117 @@
+"""The client commands against a running service: ps, models list/load, logs, events, and the API key."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import httpx
+import pytest
+
+from tests.integration.console.conftest import API_KEY, OFFLINE_ID
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID
+from tests.support.service import REPO_ROOT, ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*argv: str, env: dict[str, str] | None = None, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "INFERENCE_API_KEY"}
+    return subprocess.run([sys.executable, "-m", "inference_service", *argv], capture_output=True, text=True,
+                          timeout=timeout_s, cwd=REPO_ROOT, env={**environment, **(env or {})})  # fmt: skip
+
+
+def remote(service: ServiceProcess, *argv: str) -> list[str]:
+    return [*argv, "--url", service.url, "--api-key", API_KEY]
+
+
+def first_lines(argv: Sequence[str], count: int, timeout_s: float = 30.0) -> list[str]:
+    """Start a following command, read ``count`` lines of its output, then stop it."""
+    process = subprocess.Popen([sys.executable, "-m", "inference_service", *argv], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert process.stdout is not None
+        return [process.stdout.readline().rstrip("\n") for _ in range(count)]
+    finally:
+        process.kill()
+        process.wait(timeout_s)
+
+
+def test_ps_prints_a_table_of_every_model(console_router: ServiceProcess) -> None:
+    result = cli(*remote(console_router, "ps"))
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["MODEL", "RUNTIME", "STATUS", "PID", "RSS", "CPU", "IN-FLIGHT", "UNTIL"]
+    by_model = {row.split()[0]: row.split() for row in rows}
+    assert set(by_model) == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID}
+    smol = by_model[SMOLLM2_ID]
+    assert smol[1:3] == ["llamacpp", "loaded"] and smol[3].isdigit() and smol[-1] == "forever"
+
+
+def test_ps_json_is_the_model_cards(console_router: ServiceProcess) -> None:
+    result = cli(*remote(console_router, "ps", "--json"))
+    cards = json.loads(result.stdout)
+    assert {card["id"] for card in cards} == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID}
+    assert all({"status", "pid", "rss_mb", "in_flight", "expires_at"} <= card.keys() for card in cards)
+
+
+def test_models_list_json(console_router: ServiceProcess) -> None:
+    result = cli(*remote(console_router, "models", "list", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert SMOLLM2_ID in {card["id"] for card in json.loads(result.stdout)}
+
+
+def test_api_key_from_the_environment(console_router: ServiceProcess) -> None:
+    result = cli("ps", "--url", console_router.url, env={"INFERENCE_API_KEY": API_KEY})
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_api_key_is_one_error_line_and_exit_2(console_router: ServiceProcess) -> None:
+    result = cli("ps", "--url", console_router.url)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("inference-service: error: GET /v1/models: HTTP 401")
+
+
+def test_models_load_shows_progress_from_the_event_stream(console_router: ServiceProcess) -> None:
+    assert httpx.post(f"{console_router.url}/v1/models/{GEMMA_ID}/unload", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60).status_code == 200
+    result = cli(*remote(console_router, "models", "load", GEMMA_ID))
+    assert result.returncode == 0, result.stderr
+    assert f"{GEMMA_ID}: loading" in result.stderr and f"{GEMMA_ID}: loaded" in result.stderr, result.stderr
+    assert result.stdout.split()[:2] == [GEMMA_ID, "loaded"]
+
+
+def test_logs_prints_a_models_log_tail(console_router: ServiceProcess) -> None:
+    result = cli(*remote(console_router, "logs", "smol", "--tail", "3"))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_logs_follow_prints_the_router_log(console_router: ServiceProcess) -> None:
+    lines = first_lines(remote(console_router, "logs", "-f", "--tail", "2"), count=2)
+    assert all(" INFO " in line or " WARNING " in line for line in lines), lines
+
+
+def test_events_prints_one_json_object_per_event(console_router: ServiceProcess) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "inference_service", *remote(console_router, "events", "--types", "request")],
+                               stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        body = {"model": OFFLINE_ID, "messages": [{"role": "user", "content": "hi"}]}
+        # the subscription opens asynchronously: send requests until one is printed
+        for _ in range(50):
+            httpx.post(f"{console_router.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+            if select.select([process.stdout], [], [], 0.2)[0]:
+                break
+        event = json.loads(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait(30)
+    assert event["type"] == "request" and event["model"] == OFFLINE_ID and event["status"] == 503
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("inference-service ")
