@@ -47,6 +47,19 @@ def resources(kind: str) -> list[dict[str, Any]]:
     return [resource for _, resource in manifests() if resource["kind"] == kind]
 
 
+def validate_kubernetes_type(instance: Any, type_schema: str) -> None:
+    """Validate part of a resource against one of Kubernetes' own type schemas (e.g. ``objectmeta-meta-v1``)
+    for the pinned release - for a CRD, whose own schema Kubernetes does not ship."""
+    import jsonschema
+    from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
+
+    directory = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
+    schema = schema_contents(f"{directory}/{type_schema}.json", KUBERNETES_VERSION)
+    registry = Resource.from_contents(schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION)) @ Registry()
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(instance)
+
+
 def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 

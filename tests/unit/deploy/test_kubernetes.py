@@ -18,6 +18,7 @@ from tests.support.deploy import (
     route_paths,
     settings_from_text,
     shutdown_grace_s,
+    validate_kubernetes_type,
 )
 
 ALL = list(manifests())
@@ -70,12 +71,15 @@ def test_a_broken_manifest_is_rejected() -> None:
 
 
 def test_service_monitor_is_a_crd_checked_by_hand() -> None:
-    """No schema for monitoring.coreos.com/v1 ships with Kubernetes: the validator says so, and the
-    fields that matter are checked against the Services and the service's /metrics route."""
+    """No schema for monitoring.coreos.com/v1 ships with Kubernetes: the validator says so. Its
+    metadata and selector are Kubernetes types and validated as such; the endpoint fields are
+    checked against the Services and the service's /metrics route."""
     (monitor,) = resources("ServiceMonitor")
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
         kubernetes_validate.validate(monitor, KUBERNETES_VERSION, strict=True)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    validate_kubernetes_type(monitor["metadata"], "objectmeta-meta-v1")
+    validate_kubernetes_type(monitor["spec"]["selector"], "labelselector-meta-v1")
     services = [s for s in resources("Service") if labels_match(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
     assert {s["metadata"]["name"] for s in services} == {s["metadata"]["name"] for s in resources("Service") if s["metadata"]["name"].startswith("inference-service")}
     for endpoint in monitor["spec"]["endpoints"]:
