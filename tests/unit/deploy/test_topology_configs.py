@@ -36,6 +36,7 @@ def test_front_lists_the_back_routers_model_as_remote_next_to_a_local_one() -> N
     front = load_settings(FRONT_CONFIG)
     remote = front.models[MODEL_ID]
     assert remote.runtime == "remote" and remote.health_path == "/health/ready"
+    assert remote.preload, "an unloaded remote model is not probed until a request comes"
     assert remote.model_name_upstream in load_settings(BACK_CONFIG).models
     local = [model for model in front.models.values() if model.runtime == "llamacpp"]
     assert local, "the front router needs a model of its own"
