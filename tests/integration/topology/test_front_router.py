@@ -52,6 +52,8 @@ def test_remote_model_turns_failed_within_its_health_interval_and_loaded_when_ba
     assert loaded["state_since"] >= restarting_at
     took = loaded["state_since"] - ready_at
     assert took <= bound, f"loaded {took:.2f}s after router A was ready; health interval {interval:g}s"
+    print(f"health interval {interval:g}s: failed {failed['state_since'] - killed_at:.2f}s after the kill, "
+          f"loaded {took:.2f}s after router A was ready (bound {bound:.2f}s)")
 
 
 def test_orchestration_across_front_local_and_remote_completes(topology: Topology) -> None:

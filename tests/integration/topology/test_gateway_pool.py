@@ -34,7 +34,9 @@ ROUTER_IDS = {"router-a", "router-b"}
 class Answer:
     status: int
     router: str | None  # the deployment that served it, per the gateway
+    retried: bool  # the gateway made more than one attempt
     started: float
+    seconds: float
     body: str
 
 
@@ -47,7 +49,9 @@ async def ask(client: httpx.AsyncClient, index: int, max_tokens: int = 8) -> Ans
     body = {"model": GATEWAY_MODEL, "messages": [{"role": "user", "content": f"Say a word ({index})."}], "max_tokens": max_tokens}
     started = time.time()
     response = await client.post("/v1/chat/completions", json=body)
-    return Answer(response.status_code, response.headers.get("x-litellm-model-id"), started, response.text[:300])
+    retried = response.headers.get("x-litellm-attempted-retries", "0") != "0"
+    return Answer(response.status_code, response.headers.get("x-litellm-model-id"), retried, started,
+                  time.time() - started, response.text[:300])  # fmt: skip
 
 
 def failures(answers: list[Answer]) -> list[Answer]:
@@ -64,6 +68,7 @@ async def test_load_spreads_over_both_back_routers(topology: Topology) -> None:
     assert by_header.keys() <= ROUTER_IDS, by_header
     assert served == [by_header["router-a"], by_header["router-b"]], f"/metrics {served} vs gateway {by_header}"
     assert all(count >= 1 for count in served), f"one router got nothing: {served}"
+    print(f"20 requests through the gateway: router A served {served[0]:g}, router B {served[1]:g}")
 
 
 async def test_killing_a_back_router_mid_stream_loses_no_request(topology: Topology) -> None:
@@ -105,7 +110,12 @@ async def test_killing_a_back_router_mid_stream_loses_no_request(topology: Topol
     assert served_b == sum(answer.router == "router-b" for answer in answers), "router B's count disagrees with the gateway's"
     children = killed["children"]
     assert isinstance(children, list) and children, "router A had no llama-server child"
-    wait_all_gone(children, budget_s(CHILD_EXIT_S))  # died with their parent (PR_SET_PDEATHSIG), nobody killed them
+    children_gone_s = wait_all_gone(children, budget_s(CHILD_EXIT_S))  # died with their parent (PR_SET_PDEATHSIG)
+    slowest = max(answer.seconds for answer in answers)
+    print(f"killed router A after {killed['answered']} answers (it had served {killed['a_served']:g}); "
+          f"{STREAM_REQUESTS} x 200, {len(after_kill)} sent after the kill, all served by B; "
+          f"{sum(answer.retried for answer in answers)} retried by the gateway; slowest {slowest:.2f}s; "
+          f"llama-server gone {children_gone_s:.2f}s after the router")
 
 
 async def test_restarted_back_router_takes_traffic_again(topology: Topology) -> None:
