@@ -97,3 +97,13 @@ def test_dockerignore_keeps_everything_the_build_copies() -> None:
                 continue
             for source in words[:-1]:
                 assert source.rstrip("/") in allowed, f"COPY {source} is excluded by .dockerignore"
+
+
+def test_llama_server_lands_on_the_runtime_path() -> None:
+    """The service finds llama-server on PATH (no LLAMA_SERVER_BIN needed in the image)."""
+    (install,) = [run for run in BUILD.all("RUN") if "runtime install" in run]
+    (target,) = re.findall(r"install -m 0755 \"\$built\" (\S+)", install)
+    directory = target.rsplit("/", 1)[0]
+    assert target.endswith("/llama-server")
+    assert directory in RUNTIME.env()["PATH"].split(":")
+    assert any(copy.split()[1:] == [directory.rsplit("/bin", 1)[0]] * 2 for copy in RUNTIME.all("COPY") if copy.startswith("--from=build"))
