@@ -29,14 +29,12 @@ from types import FrameType
 
 
 from tests.integration.conftest import GATEWAY_MASTER_KEY
-from tests.support.service import REPO_ROOT, free_port, running_service, stop_tree, wait_for_http
+from tests.support.gateway import running_litellm
+from tests.support.service import REPO_ROOT, running_service
 
 SERVICE_CONFIG = REPO_ROOT / "tests" / "integration" / "config.toml"
 GATEWAY_CONFIG = REPO_ROOT / "deploy" / "litellm" / "config.yaml"
-LITELLM = Path(sys.executable).parent / "litellm"
 SERVICE_READY_TIMEOUT_S = 180.0
-GATEWAY_READY_TIMEOUT_S = 120.0  # ~10-15 s on an idle machine; far more on a busy 2-core one
-STOP_TIMEOUT_S = 15.0
 PYTEST_NO_TESTS = 5  # pytest's exit code when nothing was collected
 
 
@@ -47,28 +45,12 @@ def say(message: str) -> None:
 @contextmanager
 def running_gateway(service_url: str, log_dir: Path) -> Iterator[str]:
     """Run the LiteLLM proxy against ``service_url`` until the block exits; yields its URL."""
-    port = free_port()
-    log_path = log_dir / f"gateway-{port}.log"
     env = {
-        **os.environ,
         "INFERENCE_SERVICE_API_BASE": f"{service_url}/v1",
         "INFERENCE_SERVICE_API_KEY": "no-key-needed",  # the test config sets no api_key; LiteLLM needs some key
-        "LITELLM_MASTER_KEY": GATEWAY_MASTER_KEY,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the bundled cost map: no download at start-up
     }
-    argv = [str(LITELLM), "--config", str(GATEWAY_CONFIG), "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        # cwd=log_dir: whatever LiteLLM writes next to itself stays out of the work tree.
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health/liveliness", GATEWAY_READY_TIMEOUT_S, process)
+    with running_litellm(GATEWAY_CONFIG, log_dir, GATEWAY_MASTER_KEY, env) as url:
         yield url
-    except BaseException:
-        sys.stderr.write(f"--- gateway log ({log_path}) ---\n{log_path.read_text(errors='replace')[-4000:]}\n")
-        raise
-    finally:
-        stop_tree(process, STOP_TIMEOUT_S)
 
 
 def run_pytest(label: str, paths: Sequence[str], env: Mapping[str, str], extra_args: Sequence[str]) -> bool:
