@@ -1,14 +1,14 @@
 """Time bounds that stay honest on a shared, oversubscribed test machine.
 
-A bound has two parts. The **fixed** part - a poll interval, a backoff, a reaper period,
-the router's own overhead - is the specification's number and is never stretched: a
-wrong interval must fail however busy the machine is. The **CPU-bound** part - llama-server
-loading its weights, generating tokens - runs proportionally slower when other work keeps
-the run queue longer than the number of cores. Where a test can, it measures that part
-itself, in the same test and under the same load (a direct llama-server start, the time
-between two tokens) and adds the measurement as it is. Where it cannot, it gives a nominal
-idle-machine figure, stretched by the load average read *before* the timed work (capped, so
-a real regression still fails).
+A bound has two parts. The **fixed** part - a poll interval, a backoff, a reaper period -
+is the specification's number and is never stretched: a wrong interval must fail however
+busy the machine is. The **CPU-bound** part - llama-server loading its weights, the router's
+own Python work - runs proportionally slower when other work keeps the run queue longer
+than the number of cores. Where a test can, it measures that part itself, in the same test
+and under the same load (a direct llama-server start or exit), and adds the measurement as
+it is (a fixed part: it already carries the load). What it cannot measure (the router's
+share) is a nominal idle-machine figure, stretched by the load average read *before* the
+timed work (capped, so a real regression still fails).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class Budget:
         return f"{self.seconds:.2f}s = {self.fixed_s:g}s fixed + {self.cpu_s:.2f}s CPU-bound x{self.stretch:.1f}"
 
 
-def measured(fixed_s: float, cpu_s: float) -> Budget:
-    """A bound whose CPU-bound part was measured in the same test (so it is not stretched again)."""
-    return Budget(fixed_s, cpu_s, stretch=1.0)
+def measured(router_share_s: float, measured_s: float) -> Budget:
+    """A bound for work whose runtime part was timed in the same test (``measured_s``, already
+    under the current load: not stretched again) plus the router's own share (``router_share_s``,
+    CPU work in the router process: stretched by the load read now, before the timed work)."""
+    return Budget(fixed_s=measured_s, cpu_s=router_share_s)

@@ -20,7 +20,7 @@ from tests.support.timing import measured
 
 pytestmark = pytest.mark.integration
 
-#: A restart's fixed share: noticing the exit, the first backoff (0.25 s), spawning and polling.
+#: A restart's router share: noticing the exit, the first backoff (0.25 s), spawning and polling.
 RESTART_OVERHEAD_S = 2.0
 
 
