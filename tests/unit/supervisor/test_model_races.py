@@ -210,3 +210,18 @@ async def test_restarts_disabled_fail_the_model_at_the_first_crash() -> None:
     assert "not restarted: restart_max_attempts = 0" in (harness.supervisor.status("m").reason or "")
     assert len(runtime.start_calls) == 1
     await harness.supervisor.close()
+
+
+async def test_unload_drains_the_request_in_flight_before_stopping_the_runtime() -> None:
+    harness = Harness(["m"], drain_timeout_s=5)
+    runtime = harness.runtimes["m"]
+    async with harness.supervisor.lease("m") as request:
+        await request.ready()
+        unloading = asyncio.create_task(harness.supervisor.unload("m"))
+        await asyncio.sleep(0.05)
+        assert harness.state("m") == "unloading"
+        assert runtime.running and runtime.stops == 0  # still serving the request
+    await asyncio.wait_for(unloading, 1)
+
+    assert harness.state("m") == "unloaded" and not runtime.running
+    await harness.supervisor.close()
