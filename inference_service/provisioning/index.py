@@ -63,11 +63,18 @@ def find_distribution(index_url: str, requirement: str, kind: str) -> Distributi
     raise ProvisioningError(f"no {kind} for {requirement} on {page_url}")
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, progress: Progress | None = None) -> str:
+    """The file's sha256; with ``progress``, a byte counter while it reads (a model file takes seconds)."""
     digest = hashlib.sha256()
+    total, done = path.stat().st_size, 0
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
+            done += len(block)
+            if progress is not None:
+                progress.update(f"checksumming {path.name}", done, total)
+    if progress is not None:
+        progress.update(f"checksumming {path.name}", done, total, force=True)
     return digest.hexdigest()
 
 

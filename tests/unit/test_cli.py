@@ -93,6 +93,20 @@ def test_models_pull_reports_its_progress_on_stderr(pull_setup: PublishedModel) 
     assert f": ready at {pull_setup.target}" in lines[-1]
 
 
+def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup: PublishedModel) -> None:
+    """The seconds spent unpacking the members into the model file, and re-checking a present file's
+    sha256, each end with a full byte counter instead of passing in silence."""
+    env = {"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)}
+    first = run_cli("models", "pull", "--config", str(pull_setup.config), env=env)
+    assert first.returncode == 0, first.stderr
+    name, size = pull_setup.target.name, pull_setup.target.stat().st_size / 2**20
+    full = rf"\[#{{30}}\] {size:.1f}/{size:.1f} MiB$"
+    assert any(re.search(rf"assembling and checksumming {re.escape(name)} {full}", line) for line in first.stderr.splitlines()), first.stderr
+    again = run_cli("models", "pull", "--config", str(pull_setup.config), env=env)
+    assert again.returncode == 0, again.stderr
+    assert any(re.search(rf"checksumming {re.escape(name)} {full}", line) for line in again.stderr.splitlines()), again.stderr
+
+
 @pytest.mark.parametrize(
     ("models", "top_level", "named_key"),
     [
