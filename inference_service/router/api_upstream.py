@@ -51,7 +51,8 @@ async def upstream(name: str, path: str, request: Request) -> Response:
 
 async def _pass_through(svc: Services, model_id: str, request: Request, path: str, body: bytes | None) -> Response:
     try:
-        async with svc.supervisor.lease(model_id) as endpoint:
+        async with svc.supervisor.lease(model_id) as lease:
+            endpoint = await lease.ready()
             headers = dict(endpoint.headers)
             if content_type := request.headers.get("content-type"):
                 headers["Content-Type"] = content_type

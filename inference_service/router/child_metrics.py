@@ -16,7 +16,8 @@ import httpx
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference_service.supervisor import ModelState, Supervisor
+from inference_service.runtimes.base import Endpoint
+from inference_service.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +30,18 @@ class ChildMetrics:
     def __init__(self) -> None:
         self._scraped: dict[str, list[Metric]] = {}
 
-    def _targets(self, supervisor: Supervisor) -> dict[str, str]:
+    def _targets(self, supervisor: Supervisor) -> dict[str, Endpoint]:
+        """Each loaded llamacpp child's endpoint: its base URL and the key only the router holds."""
         targets = {}
         for model_id in supervisor.model_ids:
-            status = supervisor.status(model_id)
-            if status.runtime == "llamacpp" and status.state == ModelState.LOADED and status.process and status.process.port:
-                targets[model_id] = f"http://127.0.0.1:{status.process.port}/metrics"
+            if supervisor.status(model_id).runtime == "llamacpp" and (endpoint := supervisor.endpoint(model_id)) is not None:
+                targets[model_id] = endpoint
         return targets
 
     async def scrape(self, supervisor: Supervisor) -> None:
         targets = self._targets(supervisor)
         async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_S) as client:
-            texts = await asyncio.gather(*(self._fetch(client, url) for url in targets.values()))
+            texts = await asyncio.gather(*(self._fetch(client, endpoint) for endpoint in targets.values()))
         self._scraped = {}
         for model_id, text in zip(targets, texts):
             if text is None:
@@ -49,9 +50,10 @@ class ChildMetrics:
                 self._scraped[model_id] = list(text_string_to_metric_families(text))
 
     @staticmethod
-    async def _fetch(client: httpx.AsyncClient, url: str) -> str | None:
+    async def _fetch(client: httpx.AsyncClient, endpoint: Endpoint) -> str | None:
+        url = endpoint.base_url + "/metrics"
         try:
-            response = await client.get(url)
+            response = await client.get(url, headers=dict(endpoint.headers))
         except httpx.HTTPError as error:
             logger.debug("scraping %s failed: %s", url, error)
             return None

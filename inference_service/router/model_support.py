@@ -43,10 +43,15 @@ def require(svc: Services, model_id: str, path: str) -> None:
         )
     needed = CAPABILITY_FOR_PATH.get(path)
     if needed is not None and needed not in model.served_capabilities:
+        hint = (
+            f"set `embeddings = true` in its [models.{model_id}] table to serve embeddings"
+            if needed == "embeddings" and model.runtime == "llamacpp"
+            else "set 'capabilities' in its config if that is wrong"
+        )
         raise APIError(
             400,
             f"model {model_id!r} cannot serve {path}: it is a {'/'.join(model.served_capabilities)} model, "
-            f"not a {needed} model (set 'capabilities' in its config if that is wrong)",
+            f"not a {needed} model ({hint})",
             param="model",
             code="capability_not_supported",
         )

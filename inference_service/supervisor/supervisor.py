@@ -91,6 +91,11 @@ class Supervisor:
     def status(self, model_id: str) -> ModelStatus:
         return self._get(model_id).status()
 
+    def endpoint(self, model_id: str) -> Endpoint | None:
+        """Where a loaded model serves, with the headers it wants (a child's own API key), else None."""
+        actor = self._get(model_id)
+        return actor.endpoint if actor.state == ModelState.LOADED else None
+
     def logs(self, model_id: str) -> Sequence[str]:
         return self._get(model_id).runtime.log_lines()
 

@@ -110,8 +110,8 @@ class Wiretap:
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self._target()), timeout=10)
-            except OSError:
-                client.close()  # the real server is down: the client sees a dropped connection
+            except Exception:  # noqa: BLE001 - the server is down, or its port cannot be looked up yet
+                client.close()  # the client sees a dropped connection; the tap keeps accepting
                 continue
             upstream.settimeout(None)
             self._sockets += [client, upstream]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.orchestration.conftest import QUESTION, SHORT, orchestrated
-from tests.support.api import model_card
+from tests.support.api import child_headers, model_card
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
 from tests.support.service import ServiceProcess
 
@@ -69,7 +69,7 @@ def _replay(router: ServiceProcess, model_id: str) -> dict[str, Any]:
     """The stage's request sent straight to the model's llama-server: at temperature 0 with a
     fixed seed it gives the answer the stage got (checked against the stage's own usage)."""
     response = httpx.post(f"http://127.0.0.1:{model_card(router, model_id)['port']}/v1/chat/completions",
-                          json={"messages": QUESTION, **SHORT}, timeout=120)  # fmt: skip
+                          json={"messages": QUESTION, **SHORT}, headers=child_headers(router, model_id), timeout=120)  # fmt: skip
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -62,11 +62,15 @@ def router_and_tap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     with wiretap(lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)) as tap:
         models: dict[str, Mapping[str, Any]] = {
             SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=2048),
-            TAPPED_ID: {"runtime": "remote", "url": f"http://127.0.0.1:{tap.port}", "upstream_model": SMOLLM2_ID},
+            # parallel = 1: a remote model is uncapped by default; the queue tests need one slot.
+            TAPPED_ID: {"runtime": "remote", "url": f"http://127.0.0.1:{tap.port}", "upstream_model": SMOLLM2_ID, "parallel": 1},
         }
         config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, max_body_bytes=MAX_BODY_BYTES)
         with running_service(config, directory / "logs", wait_ready=True) as service:
             started.append(service)
+            # The router probes the remote route at start-up, before the tap can look the child up
+            # (it needs this very service): that first probe fails, and the route recovers on its own.
+            wait_until(lambda: model_card(service, TAPPED_ID)["status"] == "loaded", timeout_s=60)
             yield service, tap
 
 

@@ -48,4 +48,4 @@ def test_models_load_of_an_unknown_id_prints_one_error_line_and_exits_2(router: 
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("inference-service: error: POST /v1/models/no-such-model/load: HTTP 404")
+    assert line.startswith("inference-service: error: ") and "/v1/models/no-such-model" in line and "HTTP 404" in line, line

@@ -56,14 +56,14 @@ def test_embeddings_refused_by_a_remote_runtime_is_a_400_with_its_message(client
 
 
 def test_orchestration_whose_only_stage_gets_a_client_error_returns_that_client_error(client: httpx.Client) -> None:
-    response = client.post("/v1/chat/completions", json=chat_body(temperature="hot", orchestration_mode="single"))
+    response = client.post("/v1/chat/completions", json=chat_body(top_p="hot", orchestration_mode="single"))
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert response.json()["error"]["code"] != "orchestration_failed"
 
 
 def test_streamed_orchestration_reports_the_client_error_in_band(router_url: str) -> None:
-    stream = post_sse(router_url + "/v1/chat/completions", chat_body(temperature="hot", orchestration_mode="single", stream=True))
+    stream = post_sse(router_url + "/v1/chat/completions", chat_body(top_p="hot", orchestration_mode="single", stream=True))
     errors = [chunk["error"] for chunk in stream.chunks if "error" in chunk]
     assert errors and errors[0]["type"] == "invalid_request_error", stream.data
 

@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
+
+from inference_service.runtimes.llamacpp import API_KEY_ENV
 
 from tests.integration.router.conftest import StartRouter
 from tests.support.configs import SMOLLM2_ID, smollm2
@@ -47,7 +50,9 @@ def test_props_slots_and_metrics_of_one_child_come_back_as_is(admin: httpx.Clien
 
 
 def test_the_childs_own_error_status_is_passed_through(admin: httpx.Client) -> None:
-    direct = httpx.get(f"http://127.0.0.1:{_card(admin, SMOLLM2_ID)['port']}/no-such-endpoint", timeout=10)
+    card = _card(admin, SMOLLM2_ID)
+    auth = {"Authorization": f"Bearer {psutil.Process(card['pid']).environ()[API_KEY_ENV]}"}  # the child's own key
+    direct = httpx.get(f"http://127.0.0.1:{card['port']}/no-such-endpoint", headers=auth, timeout=10)
     relayed = admin.get(f"/upstream/{SMOLLM2_ID}/no-such-endpoint")
     assert relayed.status_code == direct.status_code == 404
 
