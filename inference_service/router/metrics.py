@@ -74,6 +74,10 @@ class Metrics:
             "inference_model_load_duration_seconds", "Time from starting a model's runtime until it serves", ["model"],
             buckets=_LOAD_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.model_restarts = Counter(
+            "inference_model_restarts", "Restarts after a crash (each counted once, however many attempts it took)",
+            ["model"], registry=self.registry,
+        )  # fmt: skip
         self.model_evictions = Counter(
             "inference_model_evictions", "Models unloaded to make room or for idleness", ["model", "reason"],
             registry=self.registry,
@@ -84,10 +88,12 @@ class Metrics:
         )  # fmt: skip
 
     def observe_event(self, event: Event) -> None:
-        """Count loads and evictions from the supervisor's events (see EventBus.listen)."""
+        """Count loads, restarts and evictions from the supervisor's events (see EventBus.listen)."""
         if event.type == LOAD_PROGRESS and event.data.get("phase") == "loaded" and event.model:
             self.model_loads.labels(event.model).inc()
             self.load_duration.labels(event.model).observe(float(event.data.get("load_s") or 0.0))
+        elif event.type == LOAD_PROGRESS and event.data.get("phase") == "restarting" and event.data.get("attempt") == 1 and event.model:
+            self.model_restarts.labels(event.model).inc()
         elif event.type == EVICTION and event.model:
             self.model_evictions.labels(event.model, str(event.data.get("reason", "unknown"))).inc()
 

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from inference_service.router.metrics import Metrics
-from tests.unit.supervisor.fakes import Harness
+from tests.unit.supervisor.fakes import Harness, eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,4 +24,19 @@ async def test_loads_load_time_and_evictions_with_their_reason_are_counted() -> 
     assert 'inference_model_loads_total{model="b"} 1.0' in text
     assert 'inference_model_load_duration_seconds_count{model="b"} 1.0' in text
     assert 'inference_model_evictions_total{model="a",reason="capacity"} 1.0' in text
+    await harness.supervisor.close()
+
+
+async def test_a_crash_restart_is_counted_once() -> None:
+    harness = Harness(["m"])
+    metrics = Metrics()
+    harness.supervisor.events.listen(metrics.observe_event)
+    await harness.supervisor.load("m")
+
+    harness.runtimes["m"].crash()
+    await eventually(lambda: harness.state("m") == "loaded" and harness.supervisor.status("m").restarts == 1)
+    text = generate_latest(metrics.registry).decode()
+
+    assert 'inference_model_restarts_total{model="m"} 1.0' in text
+    assert 'inference_model_loads_total{model="m"} 2.0' in text
     await harness.supervisor.close()
