@@ -62,12 +62,25 @@ class UpstreamClient:
             headers["X-Request-ID"] = request_id
         return headers
 
+    async def _send(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None) -> aiohttp.ClientResponse:
+        """POST, and once more if the server dropped the connection before answering.
+
+        llama-server closes a keep-alive connection after a few requests, and the pool can
+        hand that connection out at that very moment ("Server disconnected", "Can not write
+        request body"). Nothing was answered, so sending again is safe; a server that is
+        really gone refuses the second attempt too.
+        """
+        url, data, headers = endpoint.base_url + path, json.dumps(body), self._headers(endpoint, request_id)
+        try:
+            return await self.session.post(url, data=data, headers=headers)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+            logger.debug("%s: %s before any answer; sending again", url, error.__class__.__name__)
+            return await self.session.post(url, data=data, headers=headers)
+
     async def post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None) -> UpstreamReply:
         """POST JSON and read the whole reply."""
         try:
-            async with self.session.post(
-                endpoint.base_url + path, data=json.dumps(body), headers=self._headers(endpoint, request_id)
-            ) as response:
+            async with await self._send(endpoint, path, body, request_id) as response:
                 payload = await response.read()
                 return UpstreamReply(response.status, payload, response.headers.get("Content-Type", "application/json"))
         except (aiohttp.ClientError, OSError) as error:
@@ -78,9 +91,7 @@ class UpstreamClient:
     ) -> aiohttp.ClientResponse:
         """POST and return the response with its body unread; the caller must ``close()`` it."""
         try:
-            return await self.session.post(
-                endpoint.base_url + path, data=json.dumps(body), headers=self._headers(endpoint, request_id)
-            )
+            return await self._send(endpoint, path, body, request_id)
         except (aiohttp.ClientError, OSError) as error:
             raise UpstreamUnreachable(f"{endpoint.base_url}: {error.__class__.__name__}: {error}") from None
 

@@ -30,7 +30,8 @@ def wait_status(topology: Topology, status: str, timeout_s: float) -> dict[str, 
 
 def test_remote_model_turns_failed_within_its_health_interval_and_loaded_when_back(topology: Topology) -> None:
     """Measured from the front router's own ``state_since``, not from our polling: at most one probe
-    interval (plus one probe) between the host dying and ``failed``, and between it serving and ``loaded``."""
+    interval (plus one probe) between the host dying and ``failed``; two between it serving again and
+    ``loaded`` (the last failed probe's result is reused for up to one interval)."""
     interval = topology.remote_health_interval_s
     bound = interval + PROBE_SLACK_S
     assert front_card(topology)["status"] == "loaded"
@@ -47,10 +48,13 @@ def test_remote_model_turns_failed_within_its_health_interval_and_loaded_when_ba
     restarting_at = time.time()
     topology.back_a.start()  # returns once /health/ready answers 200, polled every 0.1 s
     ready_at = time.time()
-    loaded = wait_status(topology, "loaded", timeout_s=bound + 5)
+    # Recovery probes every interval, and a probe result is reused for up to one interval
+    # (README: models on one host share its health), so "loaded" may take two intervals.
+    recovery_bound = 2 * interval + PROBE_SLACK_S
+    loaded = wait_status(topology, "loaded", timeout_s=recovery_bound + 5)
     assert loaded["state_since"] >= restarting_at
     took = loaded["state_since"] - ready_at
-    assert took <= bound, f"loaded {took:.2f}s after router A was ready; health interval {interval:g}s"
+    assert took <= recovery_bound, f"loaded {took:.2f}s after router A was ready; health interval {interval:g}s"
     print(f"health interval {interval:g}s: failed {failed['state_since'] - killed_at:.2f}s after the kill, "
           f"loaded {took:.2f}s after router A was ready (bound {bound:.2f}s)")
 
