@@ -72,6 +72,12 @@ class GracefulServer(uvicorn.Server):
         super().handle_exit(sig, None)
 
 
+#: Idle keep-alive connections are kept longer than client pools keep theirs (httpx 5 s, the
+#: OpenAI SDK and LiteLLM's pools among them): with uvicorn's default of 5 s, a client reusing a
+#: connection at the moment the router closes it gets a "Connection error" that is not its fault.
+KEEP_ALIVE_S = 65
+
+
 def serve(app: FastAPI, settings: Settings) -> bool:
     """Serve ``app`` until stopped by a signal, then stop the children; False if start-up failed."""
     config = uvicorn.Config(
@@ -82,6 +88,7 @@ def serve(app: FastAPI, settings: Settings) -> bool:
         log_config=None,
         http=guarded_http_protocol(settings.header_timeout_s, settings.max_connections),
         timeout_graceful_shutdown=_LEFTOVER_TIMEOUT_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         access_log=False,  # the router logs its own access line per request (router/activity.py)
     )
     server = GracefulServer(config, app.state.shutdown)
