@@ -33,6 +33,7 @@ import psutil
 from bench import report, scale, scenarios, swap
 from bench.harness import (
     LLM_ID,
+    bare_relay,
     drip_router_config,
     instant_router_config,
     instant_upstream,
@@ -88,7 +89,7 @@ async def llm_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]:
 async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bool) -> list[Result]:
     results: list[Result] = []
     wrk = find_wrk(install=install_wrk) if "proxy" in only else None
-    with instant_upstream(scratch / "logs") as (upstream_url, _):
+    with instant_upstream(scratch / "logs") as (upstream_url, _), bare_relay(upstream_url, scratch / "logs") as bare:
         config = instant_router_config(scratch / "proxy.toml", upstream_url, PROXY_PARALLEL, QUEUE_SIZE)
         with router(config, scratch / "logs") as service:
             async with LoadClient() as client:
@@ -99,7 +100,7 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
                     results.append(memory)
                 if "proxy" in only:
                     print(f"bench: pure proxy capacity ({'wrk' if wrk else 'aiohttp client'}) ...", flush=True)
-                    results.append(await scenarios.proxy_capacity(client, upstream_url, service.url, service.pid, plan, wrk))
+                    results.append(await scenarios.proxy_capacity(client, upstream_url, service.url, service.pid, bare, plan, wrk))
                     if memory is not None:
                         scenarios.rss_after(memory, service.pid, "the capacity runs")
     return results
@@ -110,12 +111,12 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
     if "scale" in only:
         # As many slots as streams when the config allows it; beyond that admission queues the rest.
         parallel = min(max(plan.scale_concurrency), max_parallel())
-        with instant_upstream(scratch / "logs") as (upstream_url, _):
+        with instant_upstream(scratch / "logs") as (upstream_url, _), bare_relay(upstream_url, scratch / "logs") as bare:
             config = drip_router_config(scratch / "scale.toml", upstream_url, parallel, QUEUE_SIZE)
             with router(config, scratch / "logs") as service:
                 async with LoadClient() as client:
                     print(f"bench: streaming at scale (parallel {parallel}) ...", flush=True)
-                    result = await scale.streams_at_scale(client, upstream_url, service.url, service.pid, plan)
+                    result = await scale.streams_at_scale(client, upstream_url, service.url, service.pid, bare, plan)
                     result.notes.append(f"the routed model has parallel = {parallel}: streams beyond it wait in admission")
                     results.append(result)
     if "many_models" in only:

@@ -5,6 +5,7 @@ stopped here, by pid."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -142,6 +143,26 @@ def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
             [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--host", "127.0.0.1", "--port", str(port),
              "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", 30, process)
+        yield url, process.pid
+    finally:
+        stop_tree(process, 10.0)
+
+
+@contextlib.contextmanager
+def bare_relay(upstream_url: str, log_dir: Path) -> Iterator[tuple[str, int]]:
+    """``bench.bare_relay`` (the floor) under uvicorn in front of ``upstream_url``; yields (base URL, pid)."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / f"bare-relay-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.bare_relay:app", "--host", "127.0.0.1", "--port", str(port),
+             "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+            env={**os.environ, "BARE_RELAY_UPSTREAM": upstream_url},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

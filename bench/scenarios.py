@@ -295,10 +295,14 @@ async def proxy_capacity(
     direct: str,
     routed: str,
     router_pid: int,
+    bare: tuple[str, int],
     plan: Plan,
     wrk: str | None,
 ) -> Result:
-    """Requests/s (and SSE chunks/s) against an upstream that answers instantly: the router's own ceiling."""
+    """Requests/s (and SSE chunks/s) against an upstream that answers instantly: the router's own ceiling.
+
+    At JSON c16 the bare relay (``bench.bare_relay``) is measured too: the floor that any
+    Python relay on uvicorn + aiohttp stays above on this machine."""
     tool = "wrk (1 thread)" if wrk else "aiohttp closed-loop client"
     result = Result("proxy", f"Pure proxy capacity vs an instant upstream, {plan.proxy_duration_s:g} s per run, load by {tool}")
     kinds = {"json": chat_payloads(INSTANT_ID, 8, stream=False), "sse": chat_payloads(INSTANT_ID, PROXY_CHUNKS, stream=True)}
@@ -332,6 +336,14 @@ async def proxy_capacity(
             Row(f"{label} router CPU per request", "ms", None, cpu_per_request_ms),
         ]
         if kind == "json" and concurrency == 16:
+            bare_url, bare_pid = bare
+            cpu_before = cpu_seconds(bare_pid)
+            floor = await measure(bare_url + CHAT, payloads, concurrency, False, plan.proxy_duration_s)
+            floor_cpu_ms = (cpu_seconds(bare_pid) - cpu_before) / max(floor.requests, 1) * 1000
+            result.rows += [
+                Row(f"{label} requests/s: bare relay → router", "req/s", floor.requests_per_s, r.requests_per_s),
+                Row(f"{label} CPU per request: bare relay → router", "ms", floor_cpu_ms, cpu_per_request_ms),
+            ]
             result.targets.append(Target("pure proxy routed requests/s, json c16", r.requests_per_s, ">=", 1500.0, "req/s"))
             result.notes.append(
                 f"json c16: the router used {cpu_per_request_ms * r.requests_per_s / 10:.0f} % of a core; at "

@@ -13,20 +13,21 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
+
+import aiohttp
 
 from inference_service.config import Settings
 from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_events
+from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
-DONE_EVENT = b"data: [DONE]"
 #: Refusals a fallback model may answer instead: the model failed, can never fit, or its queue is full.
 FALLBACK_REASONS = frozenset({"model_unavailable", "insufficient_capacity", "queue_full"})
 #: The model that took the current request (a fallback's id when one stepped in); the routes send it as a header.
@@ -167,10 +168,9 @@ class Dispatcher:
 
     async def open_stream(
         self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> UpstreamStream:
         """Start a streaming call. Errors before the first byte raise APIError; the returned
-        iterator yields each upstream SSE event (without its blank-line terminator) and
-        raises UpstreamUnreachable if the runtime dies mid-stream."""
+        stream holds the admission slot and the model's lease until it is closed (``async with``)."""
         stack = contextlib.AsyncExitStack()
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority)
@@ -189,25 +189,67 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return self._events(stack, sse_events(response), model_id)
+        return UpstreamStream(model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics)
 
-    async def _events(
-        self, stack: contextlib.AsyncExitStack, events: AsyncIterator[bytes], model_id: str
-    ) -> AsyncGenerator[bytes, None]:
-        started = time.perf_counter()
-        first = True
-        async with stack:
-            try:
-                async for event in events:
-                    if first and event.startswith((b"data: {", b"event: ")):  # OpenAI chunks; Anthropic/Responses events
-                        first = False
-                        self.metrics.observe_ttft(model_id, time.perf_counter() - started)
-                    if b'"usage":{' in event:
-                        with contextlib.suppress(ValueError, AttributeError):
-                            self.metrics.record_usage(model_id, json.loads(event[6:]).get("usage"))
+
+class UpstreamStream:
+    """One admitted streaming call: the upstream response, and the slot and lease it holds.
+
+    Whoever opened it closes it with ``async with`` - nothing is left for a generator's
+    ``finally`` or the garbage collector to release. Reading observes the stream for
+    metrics on the way: time to the first token, and token usage (usually in the last
+    event, so only a run of events that mentions it is parsed).
+    """
+
+    def __init__(
+        self, model_id: str, runtime: str, response: aiohttp.ClientResponse, stack: contextlib.AsyncExitStack, metrics: Metrics
+    ) -> None:
+        self.model_id = model_id
+        self._runtime = runtime
+        self._response = response
+        self._stack = stack
+        self._metrics = metrics
+        self._started = time.perf_counter()
+        self._first_token_seen = False
+
+    async def __aenter__(self) -> UpstreamStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the upstream connection (llama-server frees the slot), then the admission slot and lease."""
+        await self._stack.aclose()
+
+    async def blocks(self) -> AsyncGenerator[bytes, None]:
+        """Runs of complete SSE events as they arrive (see :func:`sse_blocks`).
+
+        Raises UpstreamUnreachable, naming the model and its runtime, if the runtime dies mid-stream.
+        """
+        try:
+            async for block in sse_blocks(self._response.content.iter_any()):
+                if not self._first_token_seen and (b"data: {" in block or b"event: " in block):
+                    self._first_token_seen = True  # OpenAI chunks; Anthropic/Responses events
+                    self._metrics.observe_ttft(self.model_id, time.perf_counter() - self._started)
+                if b'"usage":{' in block:
+                    self._record_usage(block)
+                yield block
+        except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
+            raise UpstreamUnreachable(
+                f"model {self.model_id!r} ({self._runtime} runtime) stopped mid-stream: {error}; "
+                "the runtime process crashed, was stopped or dropped the connection"
+            ) from None
+
+    async def events(self) -> AsyncGenerator[bytes, None]:
+        """Each SSE event on its own, without its blank line (for callers that read the events)."""
+        async for block in self.blocks():
+            for event in block.split(b"\n\n"):
+                if event.strip():
                     yield event
-            except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
-                raise UpstreamUnreachable(
-                    f"model {model_id!r} ({self._runtimes.get(model_id, 'unknown')} runtime) stopped mid-stream: {error}; "
-                    "the runtime process crashed, was stopped or dropped the connection"
-                ) from None
+
+    def _record_usage(self, block: bytes) -> None:
+        for event in block.split(b"\n\n"):
+            if b'"usage":{' in event and event.startswith(b"data: "):
+                with contextlib.suppress(ValueError, AttributeError):
+                    self._metrics.record_usage(self.model_id, json.loads(event[6:]).get("usage"))

@@ -6,7 +6,7 @@ import contextvars
 import hmac
 import json
 import logging
-import uuid
+import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,11 @@ class BodyTooLarge(Exception):
         super().__init__(f"Request body exceeds the limit of {limit} bytes")
         self.received = received
         self.limit = limit
+
+
+def _new_request_id() -> str:
+    """32 hex digits, like a uuid4's; a request id needs to be unique, not unguessable (no syscall)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _public(path: str) -> bool:
@@ -90,7 +95,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:128] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:128] or _new_request_id()
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:

@@ -19,11 +19,9 @@ from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.schemas import without_router_fields
 from inference_service.router.services import Services
-from inference_service.router.sse import StreamProtocol, relay, relay_until_last, sse_response
+from inference_service.router.proxied_stream import CLIENT_CLOSED_REQUEST, ProxiedStream
+from inference_service.router.sse import OPENAI, StreamProtocol
 from inference_service.runtimes.base import OPENAI_PATHS
-
-
-CLIENT_CLOSED_REQUEST = "499"  # the metrics status of a request whose client went away (nginx's code)
 
 
 async def forward(
@@ -34,12 +32,12 @@ async def forward(
     raw: dict[str, Any],
     stream: bool,
     priority: int,
-    protocol: StreamProtocol | None = None,
+    protocol: StreamProtocol = OPENAI,
 ) -> Response:
-    """Proxy one request: bytes through, errors as envelopes; ``protocol``: a stream not ended by ``[DONE]``.
+    """Proxy one request: bytes through, errors as envelopes; ``protocol``: how its stream ends.
 
-    A non-streaming client that hangs up is noticed at once, queued or running, and
-    counted as 499; a streaming one is noticed by the response itself (see sse.py).
+    A client that hangs up is noticed at once, queued or running, and counted as 499; a
+    stream is admitted and relayed by the response itself (see proxied_stream.py).
     """
     endpoint = path.removeprefix("/v1/").lstrip("/")
     started = time.perf_counter()
@@ -48,15 +46,7 @@ async def forward(
     activity.note(model=model_id, endpoint=endpoint)
     try:
         if stream:
-            upstream = await svc.dispatcher.open_stream(model_id, path, body, priority, request_id)
-            relayed = relay(upstream) if protocol is None else relay_until_last(upstream, protocol)
-            response = sse_response(
-                svc.metrics.observe_stream(model_id, endpoint, started, relayed),
-                svc.settings.stream_send_timeout_for(model_id),
-                svc.metrics.slow_readers.labels(model_id).inc,
-            )
-            response.headers.update(served_model_headers())
-            return response
+            return ProxiedStream(svc, model_id, path, body, priority, request_id, protocol)
         reply = await unless_disconnected(request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id))
         if reply.status != 200:
             try:

@@ -4,11 +4,10 @@ completions) or the protocol's terminal event (named-event streams), errors as e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,30 +20,13 @@ from inference_service.router.upstream import UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
 
-DONE = b"data: [DONE]\n\n"
+DONE_LINE = b"data: [DONE]"
+DONE = DONE_LINE + b"\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
 def error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:
     return b"data: " + json.dumps(envelope(message, type, None, code)).encode() + b"\n\n"
-
-
-async def relay(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    """Frame upstream events for the client. Whatever happens upstream, the client sees
-    exactly one ``data: [DONE]`` at the end - after an error event if the stream broke."""
-    try:
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if event == b"data: [DONE]":
-                    break
-                yield event + b"\n\n"
-            else:
-                logger.warning("upstream stream ended without [DONE]")
-                yield error_event("the model's stream ended unexpectedly", code="stream_incomplete")
-    except UpstreamUnreachable as error:
-        logger.warning("upstream died mid-stream: %s", error)
-        yield error_event(str(error), code="upstream_died")
-    yield DONE
 
 
 class SlowReader(Exception):
@@ -53,29 +35,60 @@ class SlowReader(Exception):
 
 @dataclass(frozen=True)
 class StreamProtocol:
-    """A stream that ends with a last event of its own rather than ``data: [DONE]``.
+    """How a relayed stream ends: where its last event is, and what ends a broken one.
 
-    Anthropic Messages and OpenAI Responses streams are ``event: <name>`` + ``data:`` pairs
-    ending with a terminal event; llama-server's native ``/infill`` stream ends with a
-    ``"stop": true`` chunk. A relay that appended ``[DONE]`` would hand those clients a
-    line they cannot parse, so each is relayed intact and ended its own way.
+    OpenAI chat and completions streams end with ``data: [DONE]``. Anthropic Messages and
+    OpenAI Responses streams are ``event: <name>`` + ``data:`` pairs ending with a terminal
+    event; llama-server's native ``/infill`` stream ends with a ``"stop": true`` chunk. A
+    relay that appended ``[DONE]`` to those would hand their clients a line they cannot
+    parse, so each stream is relayed intact and ended its own way.
     """
 
-    is_last: Callable[[bytes], bool]
-    error_event: Callable[[str, str], bytes]  # (message, code) -> a complete error event
+    #: Offset just past the stream's last event in a run of complete events, or -1.
+    end_of_last: Callable[[bytes], int]
+    #: (message, code) -> the bytes that end a stream broken before its last event.
+    error_ending: Callable[[str, str], bytes]
+
+
+def _end_of_done(block: bytes) -> int:
+    """Past ``data: [DONE]`` at the start of an event (a chunk's text may contain those very words)."""
+    if block.startswith(DONE_LINE):
+        start = 0
+    elif (start := block.find(b"\n" + DONE_LINE)) < 0:
+        return -1
+    return block.find(b"\n\n", start + 1) + 2
+
+
+def _end_of_first(is_last: Callable[[bytes], bool]) -> Callable[[bytes], int]:
+    """``end_of_last`` for streams whose last event is recognised by looking at each event."""
+
+    def end_of_last(block: bytes) -> int:
+        end = 0
+        for event in block.split(b"\n\n")[:-1]:
+            end += len(event) + 2
+            if is_last(event):
+                return end
+        return -1
+
+    return end_of_last
 
 
 def _event_name(event: bytes) -> bytes | None:
+    event = event.lstrip(b"\n")
     return event[7:].split(b"\n", 1)[0].strip() if event.startswith(b"event: ") else None
 
 
 def _named_events(terminal: set[bytes], error: Callable[[str, str], dict[str, Any]]) -> StreamProtocol:
     return StreamProtocol(
-        is_last=lambda event: _event_name(event) in terminal | {b"error"},
-        error_event=lambda message, code: b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n",
+        end_of_last=_end_of_first(lambda event: _event_name(event) in terminal | {b"error"}),
+        error_ending=lambda message, code: b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n",
     )
 
 
+OPENAI = StreamProtocol(
+    end_of_last=_end_of_done,
+    error_ending=lambda message, code: error_event(message, code=code) + DONE,
+)
 ANTHROPIC = _named_events(
     {b"message_stop"}, lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}}
 )
@@ -84,25 +97,31 @@ OPENAI_RESPONSES = _named_events(
     lambda message, code: {"type": "error", "code": code, "message": message, "param": None},
 )
 LLAMACPP_NATIVE = StreamProtocol(
-    is_last=lambda event: b'"stop":true' in event or event.startswith(b"data: {\"error\""),
-    error_event=lambda message, code: error_event(message, code=code),
+    end_of_last=_end_of_first(lambda event: b'"stop":true' in event or event.lstrip(b"\n").startswith(b'data: {"error"')),
+    error_ending=lambda message, code: error_event(message, code=code),
 )
 
 
-async def relay_until_last(events: AsyncGenerator[bytes, None], protocol: StreamProtocol) -> AsyncGenerator[bytes, None]:
-    """Relay events intact until the protocol's last one; a stream that breaks before it
-    ends with the protocol's own error event - never with an OpenAI ``[DONE]``."""
+async def relay(blocks: AsyncIterator[bytes], protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]) -> None:
+    """Send runs of complete events on until the protocol's last event, then stop.
+
+    Whatever happens upstream, the client's stream ends the protocol's way: a stream that
+    ends or breaks before its last event gets the protocol's error ending (for OpenAI an
+    error event and the one ``data: [DONE]``). Runs are sent as they came, one ``send``
+    each: the bytes are looked at (a substring search), never taken apart.
+    """
     try:
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event + b"\n\n"
-                if protocol.is_last(event):
-                    return
+        async for block in blocks:
+            end = protocol.end_of_last(block)
+            if end >= 0:
+                await send(block[:end])
+                return
+            await send(block)
         logger.warning("upstream stream ended without its last event")
-        yield protocol.error_event("the model's stream ended unexpectedly", "stream_incomplete")
+        await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
     except UpstreamUnreachable as error:
         logger.warning("upstream died mid-stream: %s", error)
-        yield protocol.error_event(f"the model stopped while streaming: {error}", "upstream_died")
+        await send(protocol.error_ending(str(error), "upstream_died"))
 
 
 class SSEResponse(StreamingResponse):

@@ -96,19 +96,30 @@ class UpstreamClient:
             raise UpstreamUnreachable(f"{endpoint.base_url}: {error.__class__.__name__}: {error}") from None
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Yield each complete SSE event (``data: ...`` lines, without the blank separator) as it arrives."""
-    pending: list[bytes] = []
+async def sse_blocks(reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield runs of complete SSE events, each ending with its blank line, as they arrive.
+
+    ``reads``: the body as it is read (``response.content.iter_any()``), passed on as read: a run is whatever arrived, cut after its
+    last complete event (the rest waits for the next read). Nothing is split into lines or
+    joined again - the relay only looks inside when it must (see sse.py). CRLF line ends
+    become LF, so an event always ends with ``\n\n``.
+    """
+    pending = b""
     try:
-        async for line in response.content:
-            stripped = line.rstrip(b"\r\n")
-            if stripped:
-                pending.append(stripped)
-            elif pending:
-                yield b"\n".join(pending)
-                pending = []
+        async for data in reads:
+            if pending:
+                data, pending = pending + data, b""
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n")
+            cut = data.rfind(b"\n\n") + 2
+            if cut < 2:  # no event complete yet
+                pending = data
+                continue
+            if cut < len(data):
+                data, pending = data[:cut], data[cut:]
+            yield data
     except (aiohttp.ClientError, OSError) as error:
         logger.warning("upstream stream interrupted: %s: %s", error.__class__.__name__, error)
         raise UpstreamUnreachable("the connection closed before the stream was complete") from None
-    if pending:
-        yield b"\n".join(pending)
+    if pending.strip():
+        yield pending.rstrip(b"\n") + b"\n\n"  # a last event without its blank line

@@ -9,7 +9,6 @@ answer already in hand (a degraded result). This module turns that into an ordin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -183,7 +182,7 @@ async def _stream(
             stage = Stage(call.role, call.model, started, started)
             body = {**runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
             try:
-                events = await svc.dispatcher.open_stream(call.model, CHAT_PATH, body, priority, request_id_var.get())
+                stream = await svc.dispatcher.open_stream(call.model, CHAT_PATH, body, priority, request_id_var.get())
             except APIError as error:
                 stage.error, stage.finished_at = error.message, time.time()
                 runner.record(stage)
@@ -195,8 +194,8 @@ async def _stream(
                 degraded = "; ".join(filter(None, [degraded, reason]))
             else:
                 try:
-                    async with contextlib.aclosing(events):
-                        async for event in events:
+                    async with stream:
+                        async for event in stream.events():
                             if not event.startswith(b"data: {"):
                                 continue
                             chunk = json.loads(event[6:])

@@ -1,5 +1,6 @@
-"""Non-streaming clients that hang up: a running request frees its llama-server slot at once,
-a queued one leaves the queue and never goes upstream, and both are counted as 499."""
+"""Clients that hang up: a running non-streaming request frees its llama-server slot at once,
+a queued one - streaming or not - leaves the queue and never goes upstream, and all are
+counted as 499."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def test_abandoned_running_requests_free_their_slots_within_a_second(router: Ser
     wait_until(lambda: requests_total(router, SMOLLM2_ID, "499") - closed_before == 2, timeout_s=5)
 
 
-def test_abandoned_queued_requests_never_go_upstream(router: ServiceProcess, tap: Wiretap) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_abandoned_queued_requests_never_go_upstream(router: ServiceProcess, tap: Wiretap, stream: bool) -> None:
     """The tapped route admits one request at a time: a stream holds it while three more queue."""
     marker = f"abandoned-{uuid.uuid4().hex}"
     served_before = requests_total(router, TAPPED_ID, "200")
@@ -97,7 +99,7 @@ def test_abandoned_queued_requests_never_go_upstream(router: ServiceProcess, tap
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=holder, timeout=60) as held:
         lines = held.iter_lines()  # kept referenced: a discarded iterator closes the stream
         assert next(lines).startswith("data: ")
-        queued = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}])
+        queued = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], stream=stream)
         with ExitStack() as clients:
             for _ in range(3):
                 clients.enter_context(abandoned_post(router, queued))
