@@ -46,3 +46,7 @@ async def embeddings(request: Request) -> Response:
     require(svc, model_id, "/v1/embeddings")
     return await forward(request, svc, model_id, "/v1/embeddings", raw, False, embedding.priority)
 
+
+#: The routes the app serves through :class:`~inference_service.router.hot_routes.HotRoutes`.
+HOT_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions, "/v1/embeddings": embeddings}
+

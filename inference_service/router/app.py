@@ -35,6 +35,7 @@ from inference_service.router.console import routes as console
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.errors import APIError, envelope
+from inference_service.router.hot_routes import HotRoutes
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.log_format import formatter
 from inference_service.router.metrics import Metrics
@@ -140,6 +141,7 @@ def create_app(
     openapi.install(app)
     # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
     app.state.shutdown = Shutdown(settings.shutdown_grace_s)
+    app.add_middleware(HotRoutes, routes=api_completions.HOT_ROUTES)  # innermost: under every guard below
     app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(
         RequestContextMiddleware,
