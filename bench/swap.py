@@ -14,11 +14,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import router, write_config
+from bench.harness import write_config
 from bench.load import LoadClient
 from bench.scenarios import CHAT, Result, Row, Target, chat_payloads
 from inference_service.config import load_settings
 from inference_service.provisioning.llamacpp import configured_binary
+from tests.support.service import running_service
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")  # the repo's two tiny models: two different llama-servers
 CONCURRENCY = 8
@@ -53,7 +54,9 @@ async def two_models_one_slot(requests: int, scratch: Path) -> Result:
     failures: list[str] = []
     for label, swap_max_wait_s in (("baseline", 0.0), ("ours", DEFAULT_SWAP_MAX_WAIT_S)):
         config = _config(scratch / f"swap-{label}.toml", swap_max_wait_s)
-        with router(config, scratch / "logs") as service:
+        # Nothing is preloaded (the first request loads its model), so /health/ready - "a model
+        # is loaded" - would never answer: /health says the router serves.
+        with running_service(config, scratch / "logs") as service:
             url = service.url + CHAT
             async with LoadClient() as client:
                 before = _loads(service.url)
