@@ -112,7 +112,10 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
         # As many slots as streams when the config allows it; beyond that admission queues the rest.
         parallel = min(max(plan.scale_concurrency), max_parallel())
         with instant_upstream(scratch / "logs") as (upstream_url, _), bare_relay(upstream_url, scratch / "logs") as bare:
-            config = drip_router_config(scratch / "scale.toml", upstream_url, parallel, QUEUE_SIZE)
+            # Room for two batches of streams (the client's idle pool closes lazily while the next batch
+            # connects) and the bench's polling: 1,000 streams alone are over the default cap of 512.
+            connections = 2 * max(plan.scale_concurrency) + 64
+            config = drip_router_config(scratch / "scale.toml", upstream_url, parallel, QUEUE_SIZE, connections)
             with router(config, scratch / "logs") as service:
                 async with LoadClient() as client:
                     print(f"bench: streaming at scale (parallel {parallel}) ...", flush=True)

@@ -68,9 +68,18 @@ def _toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(path: Path, models: dict[str, dict[str, object]], queue_size: int, binary: Path | None = None) -> Path:
-    """A router config holding just the benchmark's models; nothing else loads or competes."""
+def write_config(
+    path: Path,
+    models: dict[str, dict[str, object]],
+    queue_size: int,
+    binary: Path | None = None,
+    top_level: dict[str, object] | None = None,
+) -> Path:
+    """A router config holding just the benchmark's models; nothing else loads or competes.
+
+    ``top_level``: more top-level settings (capacity limits, connection cap)."""
     lines = [f"default_model = {_toml_value(next(iter(models)))}", f"queue_size = {queue_size}"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in (top_level or {}).items()]
     if binary is not None:  # the very binary the direct measurements spawn
         lines += ["[runtimes.llamacpp]", f"binary = {_toml_value(binary)}"]
     for model_id, fields in models.items():
@@ -107,9 +116,10 @@ def max_parallel() -> int:
     return 1_000_000
 
 
-def drip_router_config(path: Path, upstream_url: str, parallel: int, queue_size: int) -> Path:
+def drip_router_config(path: Path, upstream_url: str, parallel: int, queue_size: int, connections: int) -> Path:
+    """``connections``: the router's ``max_connections`` - room for every concurrent stream (the default is 512)."""
     fields: dict[str, object] = {"runtime": "remote", "url": upstream_url, "parallel": parallel, "preload": True}
-    return write_config(path, {DRIP_ID: fields}, queue_size)
+    return write_config(path, {DRIP_ID: fields}, queue_size, top_level={"max_connections": connections})
 
 
 def many_models_config(path: Path, host_urls: list[str], remote_models: int, llamacpp_models: int, binary: Path) -> Path:

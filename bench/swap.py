@@ -38,10 +38,8 @@ def _config(path: Path, swap_max_wait_s: float) -> Path:
         if not model_path.is_file():
             raise SystemExit(f"bench: {model_path} missing: run `inference-service models pull {model_id}`")
         models[model_id] = {"runtime": "llamacpp", "path": str(model_path), "ctx_size": 1024, "parallel": 4}
-    config = write_config(path, models, queue_size=256, binary=binary)
-    # Top-level keys must come before the first table: prepend the capacity settings.
-    config.write_text(f"max_loaded_models = 1\nswap_max_wait_s = {swap_max_wait_s!r}\n" + config.read_text())
-    return config
+    capacity: dict[str, object] = {"max_loaded_models": 1, "swap_max_wait_s": swap_max_wait_s}
+    return write_config(path, models, queue_size=256, binary=binary, top_level=capacity)
 
 
 def _loads(url: str) -> int:
