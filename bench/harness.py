@@ -142,17 +142,16 @@ def router(config: Path, log_dir: Path) -> Iterator[ServiceProcess]:
 
 
 @contextlib.contextmanager
-def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
-    """``bench.upstream`` under uvicorn (uvloop + httptools, one worker); yields (base URL, pid).
-
-    The same process is the drip upstream: a request with ``drip_ms`` gets its chunks that far apart."""
+def _uvicorn_app(app: str, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """A raw ASGI ``app`` (``module:attribute``) under uvicorn (uvloop + httptools, one worker), on a
+    free port until the block exits; yields (base URL, pid) once ``/health`` answers."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / f"upstream-{port}.log").open("wb") as log:
+    with (log_dir / f"{app.partition(':')[0].rpartition('.')[2]}-{port}.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
              "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -162,24 +161,15 @@ def instant_upstream(log_dir: Path) -> Iterator[tuple[str, int]]:
         stop_tree(process, 10.0)
 
 
-@contextlib.contextmanager
-def bare_relay(upstream_url: str, log_dir: Path) -> Iterator[tuple[str, int]]:
-    """``bench.bare_relay`` (the floor) under uvicorn in front of ``upstream_url``; yields (base URL, pid)."""
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / f"bare-relay-{port}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.bare_relay:app", "--host", "127.0.0.1", "--port", str(port),
-             "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
-            env={**os.environ, "BARE_RELAY_UPSTREAM": upstream_url},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/health", 30, process)
-        yield url, process.pid
-    finally:
-        stop_tree(process, 10.0)
+def instant_upstream(log_dir: Path) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """``bench.upstream``: answers at once. The same process is the drip upstream: a request
+    with ``drip_ms`` gets its chunks that far apart."""
+    return _uvicorn_app("bench.upstream:app", log_dir)
+
+
+def bare_relay(upstream_url: str, log_dir: Path) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """``bench.bare_relay`` (the floor) in front of ``upstream_url``."""
+    return _uvicorn_app("bench.bare_relay:app", log_dir, {"BARE_RELAY_UPSTREAM": upstream_url})
 
 
 def spawn_llama_until_healthy(setup: LlamaSetup, poll_interval_s: float, timeout_s: float = 120.0) -> float:
