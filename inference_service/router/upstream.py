@@ -96,13 +96,20 @@ class UpstreamClient:
             raise UpstreamUnreachable(f"{endpoint.base_url}: {error.__class__.__name__}: {error}") from None
 
 
+#: The longest SSE event accepted from a runtime; beyond it the stream counts as broken (a runtime
+#: that never ends an event would otherwise grow the buffer without bound). Chunks with
+#: logprobs or tool calls stay far below.
+MAX_EVENT_BYTES = 8 * 2**20
+
+
 async def sse_blocks(reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Yield runs of complete SSE events, each ending with its blank line, as they arrive.
 
-    ``reads``: the body as it is read (``response.content.iter_any()``), passed on as read: a run is whatever arrived, cut after its
-    last complete event (the rest waits for the next read). Nothing is split into lines or
-    joined again - the relay only looks inside when it must (see sse.py). CRLF line ends
-    become LF, so an event always ends with ``\n\n``.
+    ``reads``: the body as it is read (``response.content.iter_any()``), passed on as read: a
+    run is whatever arrived, cut after its last complete event (the rest waits for the next
+    read). Nothing is split into lines or joined again - the relay only looks inside when it
+    must (see sse.py). CRLF line ends become LF, so an event always ends with ``\n\n``. An
+    event longer than MAX_EVENT_BYTES raises UpstreamUnreachable.
     """
     pending = b""
     try:
@@ -113,6 +120,8 @@ async def sse_blocks(reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 data = data.replace(b"\r\n", b"\n")
             cut = data.rfind(b"\n\n") + 2
             if cut < 2:  # no event complete yet
+                if len(data) > MAX_EVENT_BYTES:
+                    raise UpstreamUnreachable(f"the runtime sent {len(data):,} bytes without ending an event")
                 pending = data
                 continue
             if cut < len(data):

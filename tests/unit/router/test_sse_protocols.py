@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from inference_service.router.sse import ANTHROPIC, DONE, LLAMACPP_NATIVE, OPENAI, OPENAI_RESPONSES, StreamProtocol, relay
-from inference_service.router.upstream import UpstreamUnreachable, sse_blocks
+from inference_service.router.upstream import MAX_EVENT_BYTES, UpstreamUnreachable, sse_blocks
 
 START = b'event: message_start\ndata: {"type":"message_start"}\n\n'
 STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -73,6 +73,14 @@ async def test_an_upstream_death_ends_an_openai_stream_with_upstream_died_and_do
     sent = await _relayed(OPENAI, _reads(CHUNK, then=UpstreamUnreachable("reset")))
     error = json.loads(sent[-1].split(b"\n\n")[0].removeprefix(b"data: "))["error"]
     assert error["code"] == "upstream_died" and "reset" in error["message"] and sent[-1].endswith(DONE)
+
+
+async def test_a_runtime_that_never_ends_an_event_breaks_the_stream_instead_of_filling_memory() -> None:
+    endless = (b"data: " + b"x" * 2**20 for _ in range(MAX_EVENT_BYTES // 2**20 + 2))
+    sent = await _relayed(OPENAI, _reads(CHUNK, *endless))
+    assert sent[0] == CHUNK and sent[-1].endswith(DONE)
+    error = json.loads(sent[-1].split(b"\n\n")[0].removeprefix(b"data: "))["error"]
+    assert error["code"] == "upstream_died" and "without ending an event" in error["message"]
 
 
 async def test_a_complete_anthropic_stream_is_relayed_byte_for_byte() -> None:
