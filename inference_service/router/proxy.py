@@ -17,9 +17,9 @@ from inference_service.router.disconnect import ClientDisconnected, unless_disco
 from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
+from inference_service.router.proxied_stream import CLIENT_CLOSED_REQUEST, ProxiedStream
 from inference_service.router.schemas import without_router_fields
 from inference_service.router.services import Services
-from inference_service.router.proxied_stream import CLIENT_CLOSED_REQUEST, ProxiedStream
 from inference_service.router.sse import OPENAI, StreamProtocol
 from inference_service.runtimes.base import OPENAI_PATHS
 
