@@ -21,7 +21,7 @@ async def chat_completions(request: Request) -> Response:
     svc = services(request)
     chat, raw = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes)
     if "orchestration_mode" in raw or chat.preset or chat.orchestration:
-        return await orchestrate(svc, chat, raw)
+        return await orchestrate(svc, chat, raw, request.receive)
     model_id = svc.resolver.for_task(chat.model, chat.task_type)
     require(svc, model_id, "/v1/chat/completions")
     return await forward(request, svc, model_id, "/v1/chat/completions", raw, chat.stream, chat.priority)

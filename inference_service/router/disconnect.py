@@ -15,6 +15,9 @@ from starlette.types import Receive
 
 T = TypeVar("T")
 
+#: The metrics status of a request whose client went away (nginx's code).
+CLIENT_CLOSED_REQUEST = "499"
+
 
 class ClientDisconnected(Exception):
     """The client closed the connection before its answer was ready."""

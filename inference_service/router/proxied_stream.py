@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from inference_service.router import activity
-from inference_service.router.disconnect import ClientDisconnected, unless_disconnected
+from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError
 from inference_service.router.services import Services
@@ -31,7 +31,6 @@ from inference_service.router.sse import SSE_HEADERS, StreamProtocol, relay
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CLOSED_REQUEST = "499"  # the metrics status of a request whose client went away (nginx's code)
 _START_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     *((name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()),

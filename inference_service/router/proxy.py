@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import Request, Response
 
 from inference_service.router import activity
-from inference_service.router.disconnect import ClientDisconnected, unless_disconnected
+from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError, upstream_error
 from inference_service.router.middleware import request_id_var
-from inference_service.router.proxied_stream import CLIENT_CLOSED_REQUEST, ProxiedStream
+from inference_service.router.proxied_stream import ProxiedStream
 from inference_service.router.schemas import without_router_fields
 from inference_service.router.services import Services
 from inference_service.router.sse import OPENAI, StreamProtocol

@@ -6,6 +6,10 @@ behaviour it checks instead of about request plumbing.
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -68,3 +72,16 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@contextmanager
+def abandoned_post(service: ServiceProcess, body: dict[str, Any], path: str = "/v1/chat/completions") -> Iterator[socket.socket]:
+    """A POST whose client sends the request and reads nothing; the socket closes when the block exits."""
+    payload = json.dumps(body).encode()
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(payload), payload)
+        )
+        yield sock

@@ -17,8 +17,10 @@ from typing import Any
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
+from starlette.types import Receive
 
 from inference_service.router import activity
+from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.errors import APIError, is_client_error
 from inference_service.router.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
@@ -81,7 +83,14 @@ async def _run_mode(plan: Plan, runner: StageRunner) -> Outcome:
         raise failure.as_api_error() from None
 
 
-async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str, Any]) -> Response:
+async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str, Any], receive: Receive) -> Response:
+    """Run an orchestrated chat completion; ``receive`` is watched for the client hanging up.
+
+    A non-streamed orchestration writes nothing until every stage is done, so a client that
+    leaves is noticed by watching ``receive``: the stage calls running or queued are cancelled
+    (their runtimes stop generating) and no later stage starts. A stream notices at its
+    next write (see sse.py).
+    """
     plan = build_plan(svc, chat, svc.resolver.for_task(chat.model, chat.task_type))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -96,17 +105,10 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     started = time.perf_counter()
     runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
     try:
-        outcome = await _run_mode(plan, runner)
-        degraded = outcome.degraded_reason
-        final = outcome.final_stage
-        if final is None:
-            assert outcome.final_call is not None
-            call = outcome.final_call
-            try:
-                final = await runner.call(call.role, call.model, call.messages)
-            except StageFailed as failure:
-                final, reason = _fallback(runner, failure.cause or APIError(502, str(failure.stage.error)))
-                degraded = "; ".join(filter(None, [degraded, reason]))
+        outcome, final, degraded = await unless_disconnected(receive, _run_to_final(plan, runner))
+    except ClientDisconnected:
+        svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, CLIENT_CLOSED_REQUEST).inc()
+        return Response(status_code=499)  # nobody reads it: the server drops it
     except APIError as error:
         svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, str(error.status)).inc()
         raise
@@ -122,6 +124,23 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
         "usage": sum_usage(runner.stages),
         "orchestration": _metadata(plan, runner, outcome, degraded),
     })  # fmt: skip
+
+
+async def _run_to_final(plan: Plan, runner: StageRunner) -> tuple[Outcome, Stage, str | None]:
+    """Every stage of a non-streamed orchestration, the final answer included; with the reason
+    the result is degraded, if it is."""
+    outcome = await _run_mode(plan, runner)
+    degraded = outcome.degraded_reason
+    final = outcome.final_stage
+    if final is None:
+        assert outcome.final_call is not None
+        call = outcome.final_call
+        try:
+            final = await runner.call(call.role, call.model, call.messages)
+        except StageFailed as failure:
+            final, reason = _fallback(runner, failure.cause or APIError(502, str(failure.stage.error)))
+            degraded = "; ".join(filter(None, [degraded, reason]))
+    return outcome, final, degraded
 
 
 def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:

@@ -4,19 +4,16 @@ counted as 499."""
 
 from __future__ import annotations
 
-import json
-import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.router.conftest import TAPPED_ID, chat_body, child_url
-from tests.support.api import child_headers
+from tests.support.api import abandoned_post, child_headers
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
@@ -28,19 +25,6 @@ pytestmark = pytest.mark.integration
 #: with no result for any request (its HTTP_POLLING_SECONDS; every result - a /slots query
 #: included - restarts that wait). That second comes on top of the spec's 1 s.
 LLAMA_SERVER_POLL_S = 1.0
-
-
-@contextmanager
-def abandoned_post(service: ServiceProcess, body: dict[str, Any]) -> Iterator[socket.socket]:
-    """A POST whose client sends the request and reads nothing; the socket closes when the block exits."""
-    payload = json.dumps(body).encode()
-    host, port = service.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
-        )
-        yield sock
 
 
 def slots(service: ServiceProcess) -> list[dict[str, Any]]:
