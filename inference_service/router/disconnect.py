@@ -13,10 +13,12 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
+from inference_service.router.activity import CLIENT_CLOSED
+
 T = TypeVar("T")
 
-#: The metrics status of a request whose client went away (nginx's code).
-CLIENT_CLOSED_REQUEST = "499"
+#: The metrics status label of a request whose client went away (nginx's 499).
+CLIENT_CLOSED_REQUEST = str(CLIENT_CLOSED)
 
 
 class ClientDisconnected(Exception):

@@ -48,13 +48,24 @@ class ProxiedStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, svc: Services, model_id: str, path: str, body: dict[str, Any], priority: int, request_id: str, protocol: StreamProtocol
+        self,
+        svc: Services,
+        model_id: str,
+        path: str,
+        endpoint: str,
+        body: dict[str, Any],
+        priority: int,
+        request_id: str,
+        protocol: StreamProtocol,
+        started: float,
     ) -> None:
+        """``endpoint``: the metrics label of ``path``; ``started``: when the request came in (latency)."""
         super().__init__(status_code=200, media_type=self.media_type)
         self._svc = svc
         self._model_id = model_id
         self._path = path
-        self._endpoint = path.removeprefix("/v1/").lstrip("/")
+        self._endpoint = endpoint
+        self._started = started
         self._body = body
         self._priority = priority
         self._request_id = request_id
@@ -65,7 +76,6 @@ class ProxiedStream(Response):
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
@@ -87,7 +97,7 @@ class ProxiedStream(Response):
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._svc.metrics.requests.labels(self._model_id, self._endpoint, status).inc()
-            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(time.perf_counter() - started)
+            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(time.perf_counter() - self._started)
 
     async def _admit_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
         """Admit, relay, release; the metrics status of the request."""
@@ -100,12 +110,13 @@ class ProxiedStream(Response):
             served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
             await send({"type": "http.response.start", "status": 200, "headers": [*_START_HEADERS, *served]})
 
+            loop_time = asyncio.get_running_loop().time
+
             async def send_events(data: bytes) -> None:
                 self._sending_since = loop_time()
                 await send({"type": "http.response.body", "body": data, "more_body": True})
                 self._sending_since = None
 
-            loop_time = asyncio.get_running_loop().time
             await relay(stream.blocks(), self._protocol, send_events)
         # Released before the last (empty) message: once the response is complete, the server
         # reports the connection as gone and the disconnect watch must be over by then.

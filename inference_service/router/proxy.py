@@ -46,7 +46,7 @@ async def forward(
     activity.note(model=model_id, endpoint=endpoint)
     try:
         if stream:
-            return ProxiedStream(svc, model_id, path, body, priority, request_id, protocol)
+            return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
         reply = await unless_disconnected(request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id))
         if reply.status != 200:
             try:
