@@ -249,22 +249,33 @@ def _describe(event: dict[str, Any], started: float) -> str | None:
     return None
 
 
+#: How long ``models load`` waits, after the load's answer, for the event stream to deliver
+#: the model's own ``loaded`` (or ``failed``) line: the answer can overtake the event.
+LOAD_EVENT_GRACE_S = 5.0
+
+
 def cmd_models_load(args: argparse.Namespace) -> int:
     """Load, printing the model's state changes and load progress (from /v1/events) while it loads."""
     card = _service_call(args, "GET", f"/v1/models/{quote(args.id, safe='')}")
     model_id = card["id"]
     started = time.monotonic()
-    subscribed = threading.Event()
+    subscribed, settled = threading.Event(), threading.Event()
 
     def report() -> None:
         with contextlib.suppress(CLIError):  # progress is a courtesy: the load's own answer is what counts
             for event in _service_stream(args, f"/v1/events?model={quote(model_id)}&types=model_state,load_progress", subscribed):
                 if line := _describe(event, started):
                     print(line, file=sys.stderr, flush=True)
+                if event["type"] == "model_state" and event["state"] in ("loaded", "failed"):
+                    break
+        settled.set()
 
     threading.Thread(target=report, daemon=True, name="load-progress").start()
     subscribed.wait(timeout=5.0)
-    print(_model_line(_service_call(args, "POST", f"/v1/models/{quote(model_id, safe='')}/load")))
+    loaded = _service_call(args, "POST", f"/v1/models/{quote(model_id, safe='')}/load")
+    if card["status"] != "loaded":  # a load happened: its last line is still on its way
+        settled.wait(timeout=LOAD_EVENT_GRACE_S)
+    print(_model_line(loaded))
     return 0
 
 

@@ -5,7 +5,9 @@ the wire to the runtime: llama-server ignores unknown JSON keys and logs no requ
 bodies. Putting this relay between the router and a *real* llama-server lets a test
 read exactly what went upstream while the real server still answers every request.
 Given ``headers``, it adds them to every request on the way (the router's own llama-server
-children want their API key), while recording the bytes as the client sent them.
+children want their API key), while recording the bytes as the client sent them. Given
+``reply_delay``, it holds each chunk of a reply back for as long as that function says,
+judging by what the client has sent on the connection: a slow network, for one kind of request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ def parse_requests(stream: bytes) -> list[RecordedRequest]:
 
 
 Headers = Callable[[], Mapping[str, str]]
+#: Seconds to hold back each reply chunk, given the client's bytes on that connection so far.
+ReplyDelay = Callable[[bytes], float]
 
 
 class _HeaderAdder:
@@ -77,9 +82,10 @@ class _HeaderAdder:
 class Wiretap:
     """Listens on a free 127.0.0.1 port; each connection is piped to ``target()``'s port."""
 
-    def __init__(self, target: Callable[[], int], headers: Headers | None = None) -> None:
+    def __init__(self, target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None) -> None:
         self._target = target
         self._add_headers = headers
+        self._reply_delay = reply_delay
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[bytearray] = []
@@ -120,16 +126,24 @@ class Wiretap:
                 self._connections.append(recorded)
             rewrite = _HeaderAdder(self._add_headers) if self._add_headers else None
             self._spawn(lambda c=client, u=upstream, r=recorded, w=rewrite: self._pipe(c, u, r, w))
-            self._spawn(lambda c=client, u=upstream: self._pipe(u, c, None))
+            delay = (lambda r=recorded: self._reply_delay(bytes(r))) if self._reply_delay else None
+            self._spawn(lambda c=client, u=upstream, d=delay: self._pipe(u, c, None, delay=d))
 
     def _pipe(
-        self, source: socket.socket, sink: socket.socket, recorded: bytearray | None, rewrite: Callable[[bytes], bytes] | None = None
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        recorded: bytearray | None,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        delay: Callable[[], float] | None = None,
     ) -> None:
         try:
             while chunk := source.recv(65536):
                 if recorded is not None:
                     with self._lock:
                         recorded += chunk
+                if delay is not None:
+                    time.sleep(delay())
                 sink.sendall(rewrite(chunk) if rewrite else chunk)
         except OSError:
             pass
@@ -148,9 +162,9 @@ class Wiretap:
 
 
 @contextmanager
-def wiretap(target: Callable[[], int], headers: Headers | None = None) -> Iterator[Wiretap]:
+def wiretap(target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None) -> Iterator[Wiretap]:
     """A running :class:`Wiretap`, closed (threads joined) when the block exits."""
-    tap = Wiretap(target, headers)
+    tap = Wiretap(target, headers, reply_delay)
     tap.start()
     try:
         yield tap

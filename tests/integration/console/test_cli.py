@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from tests.integration.console.conftest import API_KEY, OFFLINE_ID
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
 from tests.support.service import REPO_ROOT, ServiceProcess
+from tests.support.wiretap import wiretap
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +77,38 @@ def test_missing_api_key_is_one_error_line_and_exit_2(console_router: ServicePro
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("inference-service: error: GET /v1/models: HTTP 401")
 
 
+def unload(service: ServiceProcess, model_id: str) -> None:
+    response = httpx.post(f"{service.url}/v1/models/{model_id}/unload", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    assert response.status_code == 200, response.text
+
+
 def test_models_load_shows_progress_from_the_event_stream(console_router: ServiceProcess) -> None:
-    assert httpx.post(f"{console_router.url}/v1/models/{GEMMA_ID}/unload", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60).status_code == 200
+    unload(console_router, GEMMA_ID)
     result = cli(*remote(console_router, "models", "load", GEMMA_ID))
     assert result.returncode == 0, result.stderr
     assert f"{GEMMA_ID}: loading" in result.stderr and f"{GEMMA_ID}: loaded" in result.stderr, result.stderr
     assert result.stdout.split()[:2] == [GEMMA_ID, "loaded"]
+
+
+def test_models_load_prints_the_loaded_line_though_the_event_stream_lags(console_router: ServiceProcess) -> None:
+    """The load's answer can overtake its own ``loaded`` event: the command waits for the event before exiting."""
+    unload(console_router, GEMMA_ID)
+
+    def lag_event_stream(sent: bytes) -> float:
+        return 0.5 if sent.startswith(b"GET /v1/events") else 0.0
+
+    with wiretap(lambda: int(console_router.url.rsplit(":", 1)[1]), reply_delay=lag_event_stream) as tap:
+        result = cli("models", "load", GEMMA_ID, "--url", f"http://127.0.0.1:{tap.port}", "--api-key", API_KEY)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.rstrip().endswith(f"{GEMMA_ID}: loaded"), result.stderr
+
+
+def test_models_load_of_a_loaded_model_does_not_wait_for_events(console_router: ServiceProcess) -> None:
+    cli(*remote(console_router, "models", "load", GEMMA_ID))
+    started = time.monotonic()
+    result = cli(*remote(console_router, "models", "load", GEMMA_ID))
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 2.5 and result.stdout.split()[:2] == [GEMMA_ID, "loaded"]
 
 
 def test_logs_prints_a_models_log_tail(console_router: ServiceProcess) -> None:
