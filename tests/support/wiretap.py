@@ -144,7 +144,12 @@ class Wiretap:
                         recorded += chunk
                 if delay is not None:
                     time.sleep(delay())
-                sink.sendall(rewrite(chunk) if rewrite else chunk)
+                if rewrite is not None:
+                    try:
+                        chunk = rewrite(chunk)
+                    except Exception:  # noqa: BLE001 - the headers' source is gone (its service stopped): drop the connection
+                        return
+                sink.sendall(chunk)
         except OSError:
             pass
         finally:

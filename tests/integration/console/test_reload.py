@@ -56,12 +56,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+#: Long enough to outlast opening the event listener on a busy machine; fits a slot (512 ctx / 2).
+STORY_TOKENS = 160
+
+
 def test_stream_in_flight_survives_a_reload_that_adds_removes_and_restarts(started: tuple[ServiceProcess, Path]) -> None:
     service, config = started
     old_a, old_b = _card(service, SMOLLM2_ID)["pid"], _card(service, GEMMA_ID)["pid"]
     first_chunk, finished = threading.Event(), threading.Event()
     received: list[str] = []
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 48,
+    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": STORY_TOKENS,
             "ignore_eos": True, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
 
     def stream() -> None:
@@ -90,7 +94,7 @@ def test_stream_in_flight_survives_a_reload_that_adds_removes_and_restarts(start
     assert received[-1] == "[DONE]"
     chunks = [json.loads(payload) for payload in received[:-1]]
     assert not [chunk for chunk in chunks if "error" in chunk]
-    assert chunks[-1]["usage"]["completion_tokens"] == 48
+    assert chunks[-1]["usage"]["completion_tokens"] == STORY_TOKENS
     # The diff was applied: C known and unloaded, B gone with its process, A restarted with the new ctx_size.
     assert _ids(service) == {SMOLLM2_ID, COPY_ID}
     assert httpx.get(f"{service.url}/v1/models/{GEMMA_ID}").status_code == 404

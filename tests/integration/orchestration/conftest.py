@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.api import child_headers, model_card
-from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, wait_until, write_config
 from tests.support.service import ServiceProcess, running_service
 
 PRESET = "code-review"
@@ -55,3 +55,21 @@ def child_metrics(router: ServiceProcess, model_id: str) -> str:
 
 def stages_by_role(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {stage["role"]: stage for stage in body["orchestration"]["stages"]}
+
+
+#: llama-server notices a hung-up non-streamed request when a second passes with no result for
+#: any request; a ``/slots`` answer is a result, so polling faster would hold the notice off.
+SLOTS_POLL_S = 1.5
+
+
+def wait_for_idle_children(router: ServiceProcess) -> None:
+    """Until no slot of either child is processing: a request an earlier test abandoned is
+    counted in its child's ``tokens_predicted_total`` only when its slot is released."""
+    for model_id in (SMOLLM2_ID, GEMMA_ID):
+        port = model_card(router, model_id)["port"]
+
+        def idle() -> bool:
+            slots = httpx.get(f"http://127.0.0.1:{port}/slots", headers=child_headers(router, model_id), timeout=30).json()
+            return not any(slot["is_processing"] for slot in slots)
+
+        wait_until(idle, timeout_s=120, interval_s=SLOTS_POLL_S)

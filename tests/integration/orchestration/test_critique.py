@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.orchestration.conftest import child_metrics, orchestrated
+from tests.integration.orchestration.conftest import child_metrics, orchestrated, wait_for_idle_children
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
@@ -30,6 +30,7 @@ def _predicted(router: ServiceProcess) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def critique(router: ServiceProcess, client: httpx.Client) -> Critique:
+    wait_for_idle_children(router)
     before = _predicted(router)
     response = orchestrated(client, "critique")
     assert response.status_code == 200, response.text

@@ -49,7 +49,7 @@ def router(start_router: StartRouter) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def burst(router: ServiceProcess) -> Burst:
     """30 simultaneous requests at a 4-slot, 8-deep model, with /metrics sampled meanwhile."""
-    body = chat_body(max_tokens=16, ignore_eos=True)  # long enough that the slots stay busy while the burst lands
+    body = chat_body(max_tokens=48, ignore_eos=True)  # the slots stay busy while the burst lands, however slowly its threads start
     depths: list[float] = []
     done = threading.Event()
 
