@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from inference_service import __version__
 from inference_service.config import Settings
@@ -30,8 +32,9 @@ from inference_service.router import (
     api_upstream,
     openapi,
 )
-from inference_service.router.activity import ActivityMiddleware
+from inference_service.router.activity import CLIENT_CLOSED, ActivityMiddleware
 from inference_service.router.console import routes as console
+from inference_service.router.disconnect import ClientDisconnected
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.errors import APIError, envelope
@@ -153,6 +156,12 @@ def create_app(
     @app.exception_handler(APIError)
     async def api_error(_: Request, error: APIError) -> JSONResponse:
         return error.response()
+
+    @app.exception_handler(ClientDisconnected)
+    @app.exception_handler(ClientDisconnect)
+    async def client_closed(_: Request, __: Exception) -> Response:
+        """A client gone before its body was read: a 499 in the access log, not an unhandled error."""
+        return Response(status_code=CLIENT_CLOSED)  # nobody reads it: the server drops it
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -7,7 +7,9 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
+from inference_service.router.disconnect import ClientDisconnected
 from inference_service.router.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -53,8 +55,16 @@ def validation_error(error: ValidationError) -> APIError:
 
 
 async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> tuple[Model, dict[str, Any]]:
-    """The validated request and the client's raw JSON object (forwarded as-is)."""
-    raw = await request.body()
+    """The validated request and the client's raw JSON object (forwarded as-is).
+
+    A client that hangs up before its body is complete raises ClientDisconnected (a 499),
+    not Starlette's ClientDisconnect: that would be an unhandled error, a 500 and a logged
+    traceback holding the partial body.
+    """
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected from None
     if len(raw) > max_bytes:
         raise APIError(413, f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes}", code="request_too_large")
     if too_deeply_nested(raw):

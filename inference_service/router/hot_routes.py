@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from inference_service.router.activity import CLIENT_CLOSED
+from inference_service.router.disconnect import ClientDisconnected
 from inference_service.router.errors import APIError
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -41,4 +43,6 @@ class HotRoutes:
             response = await handler(Request(scope, receive))
         except APIError as error:
             response = error.response()
+        except ClientDisconnected:  # gone while its body was read: nobody reads this, the access log does
+            response = Response(status_code=CLIENT_CLOSED)
         await response(scope, receive, send)

@@ -24,8 +24,10 @@ class JsonFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if isinstance(access, dict):
             entry.update({key: value for key, value in access.items() if value is not None and key not in entry})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)  # cached, as logging.Formatter does
+        if record.exc_text:  # also set alone: see LogBuffer, which keeps a traceback as text only
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import weakref
 
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.log_format import JsonFormatter
@@ -47,3 +49,49 @@ def test_json_format_has_one_object_per_line_with_the_access_fields() -> None:
     entry = json.loads(buffer.tail(None)[0][0])
     assert entry["message"] == "GET /v1/models 200" and entry["level"] == "info"
     assert entry["status"] == 200 and entry["duration_ms"] == 1.5 and "model" not in entry
+
+
+class _PartialBody:
+    """Stands for what a failed request's frames hold (a partly read body)."""
+
+
+def _log_failure(logger: logging.Logger) -> weakref.ref[_PartialBody]:
+    body = _PartialBody()
+
+    def read() -> None:
+        held = body  # noqa: F841 - a local of the failing frame, as a request body would be
+        raise ConnectionError("client gone")
+
+    try:
+        read()
+    except ConnectionError:
+        logger.exception("unhandled error")
+    return weakref.ref(body)
+
+
+def test_a_logged_exception_keeps_its_traceback_text_but_not_its_frames() -> None:
+    buffer = LogBuffer(capacity=10)
+    held = _log_failure(_logger(buffer))
+    gc.collect()
+    assert held() is None, "the buffer keeps the traceback's frames (and all their locals) alive"
+    line = buffer.tail(None)[0][0]
+    assert line.startswith("unhandled error\nTraceback") and "ConnectionError: client gone" in line
+
+
+def test_json_format_keeps_the_exception_text_of_a_buffered_record() -> None:
+    buffer = LogBuffer(capacity=3)
+    buffer.setFormatter(JsonFormatter())
+    _log_failure(_logger(buffer))
+    entry = json.loads(buffer.tail(None)[0][0])
+    assert entry["message"] == "unhandled error" and "ConnectionError: client gone" in entry["exception"]
+
+
+def test_format_arguments_are_kept_as_text_not_as_objects() -> None:
+    buffer = LogBuffer(capacity=3)
+    argument = _PartialBody()
+    _logger(buffer).info("read %s", argument)
+    held = weakref.ref(argument)
+    expected = f"read {argument}"
+    del argument
+    gc.collect()
+    assert held() is None and buffer.tail(None)[0] == [expected]
