@@ -8,10 +8,9 @@ Anthropic's top-level ``"type": "error"``, so both SDKs read them.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
+from inference_service.router.escaped_json import EscapedJSONResponse
 from inference_service.router.model_support import require
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ProxiedRequest
@@ -24,8 +23,8 @@ MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
-def _anthropic_error(error: APIError) -> JSONResponse:
-    return JSONResponse({"type": "error", **error.body()}, status_code=error.status, headers=error.headers)
+def _anthropic_error(error: APIError) -> EscapedJSONResponse:
+    return EscapedJSONResponse({"type": "error", **error.body()}, status_code=error.status, headers=error.headers)
 
 
 async def _proxy(request: Request, path: str, streamable: bool) -> Response:

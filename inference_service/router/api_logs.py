@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from inference_service.router.escaped_json import EscapedJSONResponse
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.services import services
 from inference_service.router.sse import SSEResponse
@@ -86,7 +87,8 @@ def _last(lines: Sequence[str], count: int | None) -> list[str]:
     return list(lines) if count is None else list(lines)[max(0, len(lines) - count):]
 
 
-@router.get("/v1/models/{name:path}/logs", response_model=None)
+# Escaped: a logged line may hold any text, a lone surrogate from a client's request included.
+@router.get("/v1/models/{name:path}/logs", response_model=None, response_class=EscapedJSONResponse)
 async def model_logs(
     name: str, request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),
@@ -101,7 +103,7 @@ async def model_logs(
     return SSEResponse(_follow(reader, _last(buffered, tail), model_id))
 
 
-@router.get("/v1/logs", response_model=None)
+@router.get("/v1/logs", response_model=None, response_class=EscapedJSONResponse)
 async def router_logs(
     request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),

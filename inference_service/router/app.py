@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -38,6 +37,7 @@ from inference_service.router.disconnect import ClientDisconnected
 from inference_service.router.dispatch import Dispatcher
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.errors import APIError, envelope
+from inference_service.router.escaped_json import EscapedJSONResponse
 from inference_service.router.hot_routes import HotRoutes
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.log_format import formatter
@@ -154,7 +154,7 @@ def create_app(
     app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
 
     @app.exception_handler(APIError)
-    async def api_error(_: Request, error: APIError) -> JSONResponse:
+    async def api_error(_: Request, error: APIError) -> EscapedJSONResponse:
         return error.response()
 
     @app.exception_handler(ClientDisconnected)
@@ -164,26 +164,26 @@ def create_app(
         return Response(status_code=CLIENT_CLOSED)  # nobody reads it: the server drops it
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(_: Request, error: RequestValidationError) -> EscapedJSONResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(part) for part in first["loc"]) or None
-        return JSONResponse(envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422)
+        return EscapedJSONResponse(envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(_: Request, error: StarletteHTTPException) -> EscapedJSONResponse:
         message = error.detail if isinstance(error.detail, str) else "request failed"
-        return JSONResponse(
+        return EscapedJSONResponse(
             envelope(message, _ERROR_TYPES.get(error.status_code, "invalid_request_error")),
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(_: Request, error: Exception) -> EscapedJSONResponse:
         logger.exception("unhandled error")
         # The server drops the connection after an unhandled exception: say so, or a pooling
         # client would send its next request down a dead socket.
-        return JSONResponse(
+        return EscapedJSONResponse(
             envelope(f"internal error: {error.__class__.__name__}", "internal_error"),
             status_code=500,
             headers={"Connection": "close"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from inference_service.router.escaped_json import EscapedJSONResponse
 
 
 class APIError(Exception):
@@ -33,8 +33,9 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         return envelope(self.message, self.type, self.param, self.code)
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+    def response(self) -> EscapedJSONResponse:
+        """The envelope; escaped, as its message may quote any client-supplied name."""
+        return EscapedJSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

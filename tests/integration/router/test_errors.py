@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,18 @@ ERROR_CASES: dict[str, tuple[str, str, dict[str, Any], int]] = {
     "wrong-method": ("GET", "/v1/chat/completions", {}, 405),
     "unknown-model-card": ("GET", "/v1/models/nope", {}, 404),
     "unknown-model-load": ("POST", "/v1/models/nope/load", {}, 404),
+}
+
+
+#: A lone surrogate: valid in a JSON string (``"\udfff"``), not encodable as UTF-8.
+UNENCODABLE = "\udfff"
+UNENCODABLE_MODEL_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": ("/v1/chat/completions", {"model": UNENCODABLE, "messages": HI}),
+    "completions": ("/v1/completions", {"model": UNENCODABLE, "prompt": "x"}),
+    "embeddings": ("/v1/embeddings", {"model": UNENCODABLE, "input": "x"}),
+    "responses": ("/v1/responses", {"model": UNENCODABLE, "input": "x"}),
+    "messages": ("/v1/messages", {"model": UNENCODABLE, "max_tokens": 1, "messages": HI}),
+    "orchestration": ("/v1/chat/completions", {"messages": HI, "orchestration": {"models": [UNENCODABLE]}}),
 }
 
 
@@ -57,3 +70,21 @@ def test_body_over_max_body_bytes_is_rejected_with_413(client: httpx.Client, fra
     response = client.post("/v1/chat/completions", content=content, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("case", UNENCODABLE_MODEL_CASES.values(), ids=UNENCODABLE_MODEL_CASES.keys())
+def test_an_unencodable_model_name_is_a_404_that_quotes_it(client: httpx.Client, case: tuple[str, dict[str, Any]]) -> None:
+    path, body = case
+    response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == 404, response.text
+    error = response.json()["error"]
+    assert error["code"] == "model_not_found" and UNENCODABLE in error["message"], error
+
+
+def test_the_router_log_answers_after_logging_an_unencodable_model_name(client: httpx.Client) -> None:
+    path, body = UNENCODABLE_MODEL_CASES["completions"]
+    client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    for params in ({}, {"tail": 20}):
+        response = client.get("/v1/logs", params=params)
+        assert response.status_code == 200, response.text
+        assert response.json()["lines"]

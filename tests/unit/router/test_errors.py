@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from inference_service.router.errors import upstream_error
+from inference_service.router.errors import not_found, upstream_error
 
 LLAMA_IMAGE = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
 LLAMA_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
@@ -24,3 +26,9 @@ def test_a_real_server_fault_stays_a_5xx() -> None:
 def test_a_runtime_400_keeps_its_status_and_type() -> None:
     error = upstream_error(400, {"error": {"code": 400, "message": "bad temperature", "type": "invalid_request_error"}})
     assert (error.status, error.type) == (400, "invalid_request_error")
+
+
+def test_an_envelope_quoting_a_lone_surrogate_renders_as_escaped_json() -> None:
+    message = "The model '\udfff' does not exist"
+    body = not_found(message).response().body
+    assert body.isascii() and json.loads(body)["error"]["message"] == message

@@ -7,6 +7,10 @@ import json
 import logging
 import weakref
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from inference_service.router import api_logs
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.log_format import JsonFormatter
 
@@ -95,3 +99,15 @@ def test_format_arguments_are_kept_as_text_not_as_objects() -> None:
     del argument
     gc.collect()
     assert held() is None and buffer.tail(None)[0] == [expected]
+
+
+def test_the_logs_endpoint_renders_a_logged_lone_surrogate() -> None:
+    """Any text may be logged - an exception quoting a client's ``"\\udfff"`` - and the tail must still answer."""
+    buffer = LogBuffer(capacity=3)
+    _logger(buffer).info("no model '\udfff'")
+    app = FastAPI()
+    app.state.log_buffer = buffer
+    app.include_router(api_logs.router)
+    with TestClient(app) as client:
+        response = client.get("/v1/logs", params={"tail": 1})
+    assert response.status_code == 200 and response.json()["lines"] == ["no model '\udfff'"]
