@@ -23,6 +23,7 @@ from inference_service.router.admission import AdmissionQueue, QueueFull, QueueT
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
 from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
+from inference_service.router.usage import usage_of
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
@@ -150,9 +151,8 @@ class Dispatcher:
                 reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
                 raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
-        if reply.status == 200 and b'"usage"' in reply.body:
-            with contextlib.suppress(ValueError):
-                self.metrics.record_usage(model_id, reply.json().get("usage"))
+        if reply.status == 200:
+            self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
         return reply
 
     async def complete(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> dict[str, Any]:
