@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     model_prefixes: list[str] = ["inference:", "local:"]
     list_aliases: bool = Field(default=False, description="list each alias in /v1/models as an entry of its own")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_reply_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
+    )
     header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
     max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")

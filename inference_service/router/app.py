@@ -96,7 +96,7 @@ def create_app(
 ) -> FastAPI:
     """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``)."""
     supervisor = Supervisor(settings, runtime_factory)
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
     svc = Services(
         settings=settings,

@@ -28,9 +28,9 @@ from inference_service.supervisor import reload as model_reload
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 2.0
-#: Top-level keys read once at start-up (by uvicorn, the middleware, logging or the runtimes).
+#: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
 STARTUP_KEYS = (
-    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "models_dir", "runtimes",
+    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "max_reply_bytes", "models_dir", "runtimes",
     "health_timeout_s", "health_interval_s", "stop_grace_s", "log_buffer_lines", "package_index_url",
 )  # fmt: skip
 

@@ -22,7 +22,7 @@ from inference_service.config import Settings
 from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
+from inference_service.router.upstream import ReplyTooLarge, UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
 from inference_service.router.usage import usage_of
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
@@ -151,6 +151,9 @@ class Dispatcher:
                 reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
                 raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
+            except ReplyTooLarge as error:
+                message = f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
+                raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
         if reply.status == 200:
             self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
         return reply

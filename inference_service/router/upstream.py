@@ -24,6 +24,14 @@ class UpstreamUnreachable(Exception):
     """The runtime could not be reached or dropped the connection."""
 
 
+class ReplyTooLarge(Exception):
+    """The runtime's non-streamed reply is larger than ``max_reply_bytes``; the rest was not read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the reply exceeds {limit:,} bytes (max_reply_bytes)")
+        self.limit = limit
+
+
 @dataclass
 class UpstreamReply:
     status: int
@@ -35,8 +43,9 @@ class UpstreamReply:
 
 
 class UpstreamClient:
-    def __init__(self, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, connect_timeout_s: float = 10.0, max_reply_bytes: int = 256 * 2**20) -> None:
         self._connect_timeout_s = connect_timeout_s
+        self._max_reply_bytes = max_reply_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -78,13 +87,31 @@ class UpstreamClient:
             return await self.session.post(url, data=data, headers=headers)
 
     async def post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None) -> UpstreamReply:
-        """POST JSON and read the whole reply."""
+        """POST JSON and read the whole reply; ReplyTooLarge past ``max_reply_bytes``."""
         try:
             async with await self._send(endpoint, path, body, request_id) as response:
-                payload = await response.read()
+                payload = await self._read_capped(response)
                 return UpstreamReply(response.status, payload, response.headers.get("Content-Type", "application/json"))
         except (aiohttp.ClientError, OSError) as error:
             raise UpstreamUnreachable(f"{endpoint.base_url}: {error.__class__.__name__}: {error}") from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, refused as soon as it is known to pass the cap: by its Content-Length, or as it arrives.
+
+        Leaving the body unread closes the connection (it cannot be reused), so the runtime
+        stops sending.
+        """
+        limit = self._max_reply_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise ReplyTooLarge(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise ReplyTooLarge(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def open_stream(
         self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None
