@@ -62,12 +62,12 @@ class _PartialBody:
 def _log_failure(logger: logging.Logger) -> weakref.ref[_PartialBody]:
     body = _PartialBody()
 
-    def read() -> None:
-        held = body  # noqa: F841 - a local of the failing frame, as a request body would be
+    def read(partial: _PartialBody) -> None:
+        """Fails holding ``partial`` in its frame, as a request body would be."""
         raise ConnectionError("client gone")
 
     try:
-        read()
+        read(body)
     except ConnectionError:
         logger.exception("unhandled error")
     return weakref.ref(body)
