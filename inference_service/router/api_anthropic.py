@@ -8,6 +8,7 @@ Anthropic's top-level ``"type": "error"``, so both SDKs read them.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
 from inference_service.router.escaped_json import EscapedJSONResponse
