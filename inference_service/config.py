@@ -361,8 +361,12 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {config_path}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8: a Latin-1 comment, a binary file
+        raise ConfigError(f"{config_path}: not UTF-8 text: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_path}: invalid TOML: {error}") from None
+    except OSError as error:  # a directory, no permission
+        raise ConfigError(f"cannot read config file {config_path}: {error.strerror or error}") from None
     from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
     given = {key: value for key, value in overrides.items() if value is not None}
     try:

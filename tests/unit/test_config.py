@@ -153,6 +153,16 @@ def test_invalid_toml_is_reported_with_its_position(tmp_path: Path) -> None:
     assert config_error(broken).startswith(f"{broken}: invalid TOML: ")
 
 
+def test_a_file_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"# caf\xe9\nqueue_size = 3\n")
+    assert config_error(latin1).startswith(f"{latin1}: not UTF-8 text: ")
+
+
+def test_a_directory_given_as_the_config_file_is_reported(tmp_path: Path) -> None:
+    assert config_error(tmp_path) == f"cannot read config file {tmp_path}: Is a directory"
+
+
 def test_defaults_apply_for_an_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
