@@ -132,3 +132,18 @@ def test_nesting_at_the_limit_is_accepted(router: ServiceProcess) -> None:
     response = httpx.post(router.url + "/v1/chat/completions", content=body, timeout=30)
     assert response.status_code == 404, response.text
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e309", "-1e400"])
+def test_a_number_json_cannot_carry_is_a_400_naming_it(router: ServiceProcess, number: str) -> None:
+    """Python's json reads these (NaN, inf); forwarded, they would reach the runtime as invalid JSON."""
+    body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": %s}' % (MODEL_ID.encode(), number.encode())
+    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json" and number.lstrip("-") in response.json()["error"]["message"]
+
+
+def test_ordinary_floats_and_large_exponents_in_range_are_accepted(router: ServiceProcess) -> None:
+    body = b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "x": 1e308}'
+    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 404, response.text  # past the body checks: the unknown model
