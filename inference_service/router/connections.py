@@ -14,7 +14,8 @@
   ``Connection: close``; just the close if a response has already begun) and the
   connection is closed. The timer is armed on headers-complete and disarmed on
   message-complete: nothing is done per chunk, and the response (a stream included) is
-  not timed.
+  not timed. A request pipelined behind one still being answered is timed afresh, not
+  cut: that wait is ours.
 - **Connection cap.** Past ``max_connections`` open connections, a new connection's
   request gets 503 ``too_many_connections`` with the OpenAI envelope and
   ``Connection: close`` instead of being served, so the router answers overload rather
@@ -119,10 +120,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _body_too_slow(self) -> None:
         self._body_deadline = None
-        if self.pipeline or self.flow.read_paused:
-            # The wait is ours, not the client's: the request is pipelined behind one still
-            # being answered (a stream, maybe), or the app has not taken the body buffered
-            # so far. Neither may be cut short, nor answered out of turn: time it afresh.
+        if self.pipeline:
+            # Pipelined behind a request still being answered (a stream, maybe), whose
+            # response must be neither cut short nor interleaved with a 408; uvicorn reads
+            # this one's body once it is its turn. That wait is ours: time it afresh.
             self._arm_body_deadline()
             return
         logger.debug("closing %s: request body not complete within %gs of its headers", self.client, self.body_timeout_s)
