@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     list_aliases: bool = Field(default=False, description="list each alias in /v1/models as an entry of its own")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="a request's whole body must arrive within this of its headers, else 408"
+    )
     max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)

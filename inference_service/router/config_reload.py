@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 2.0
 #: Top-level keys read once at start-up (by uvicorn, the middleware, logging or the runtimes).
 STARTUP_KEYS = (
-    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "models_dir", "runtimes",
-    "health_timeout_s", "health_interval_s", "stop_grace_s", "log_buffer_lines", "package_index_url",
+    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "header_timeout_s", "body_timeout_s",
+    "max_connections", "models_dir", "runtimes", "health_timeout_s", "health_interval_s", "stop_grace_s",
+    "log_buffer_lines", "package_index_url",
 )  # fmt: skip
 
 

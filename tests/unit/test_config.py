@@ -196,6 +196,11 @@ def test_negative_swap_max_wait_is_a_config_error(tmp_path: Path) -> None:
     assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(config(tmp_path, swap_max_wait_s=-1))
 
 
+def test_body_timeout_defaults_to_a_minute_and_must_be_positive(tmp_path: Path) -> None:
+    assert load_settings(config(tmp_path)).body_timeout_s == 60
+    assert "body_timeout_s: Input should be greater than 0" in config_error(config(tmp_path, body_timeout_s=0))
+
+
 def test_a_llamacpp_model_has_one_slot_by_default_and_at_most_256(tmp_path: Path) -> None:
     table = {"runtime": "llamacpp", "path": str(SMOLLM2_FILE)}
     assert load_settings(config(tmp_path, {"tiny": table})).models["tiny"].concurrency == 1
