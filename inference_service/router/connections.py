@@ -16,6 +16,9 @@
   message-complete: nothing is done per chunk, and the response (a stream included) is
   not timed. A request pipelined behind one still being answered is timed afresh, not
   cut: that wait is ours.
+- **Unparseable requests.** What uvicorn cannot parse as HTTP/1.1 (two ``Content-Length``
+  headers, chunked framing next to one, a bad chunk size) gets a 400 ``invalid_http`` in
+  the OpenAI envelope with ``Connection: close``, not uvicorn's plain-text 400.
 - **Connection cap.** Past ``max_connections`` open connections, a new connection's
   request gets 503 ``too_many_connections`` with the OpenAI envelope and
   ``Connection: close`` instead of being served, so the router answers overload rather
@@ -130,19 +133,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self.cycle.response_started:
             # Written past the app, which is waiting for the body: once the connection is
             # lost its ``receive`` returns ``http.disconnect`` and whatever it sends is dropped.
-            self.transport.write(self._body_timeout_response())
+            message = f"the request body did not arrive within {self.body_timeout_s:g}s of its headers (body_timeout_s)"
+            self.transport.write(self._closing_error(b"408 Request Timeout", message, "body_timeout"))
         self.transport.close()
 
-    def _body_timeout_response(self) -> bytes:
-        message = f"the request body did not arrive within {self.body_timeout_s:g}s of its headers (body_timeout_s)"
-        body = json.dumps(envelope(message, "invalid_request_error", None, "body_timeout")).encode()
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes it cannot parse as HTTP/1.1 - in the envelope, not plain text."""
+        message = "the request is not valid HTTP/1.1 (its request line, headers or chunked framing)"
+        self.transport.write(self._closing_error(b"400 Bad Request", message, "invalid_http"))
+        self.transport.close()
+
+    def _closing_error(self, status: bytes, message: str, code: str) -> bytes:
+        """A whole error response, written on the transport itself (no app is answering), ending the connection."""
+        body = json.dumps(envelope(message, "invalid_request_error", None, code)).encode()
         headers = [
             *self.server_state.default_headers,
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        return b"\r\n".join([b"HTTP/1.1 408 Request Timeout", *(name + b": " + value for name, value in headers), b"", body])
+        return b"\r\n".join([b"HTTP/1.1 " + status, *(name + b": " + value for name, value in headers), b"", body])
 
 
 def guarded_http_protocol(header_timeout_s: float, body_timeout_s: float, max_connections: int) -> type[GuardedHttpProtocol]:
