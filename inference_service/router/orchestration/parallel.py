@@ -14,6 +14,7 @@ async def answer_in_parallel(plan: Plan, runner: StageRunner, role: str) -> tupl
     which every stage shares) is answered as that 4xx: a 502 would blame the upstreams and
     invite a retry that cannot succeed. Only upstream failures alone make the 502.
     """
+    await runner.prepare(plan.participants)  # the primary, which combines the answers, is one of them
     results = await runner.call_parallel([(role, model_id, plan.messages) for model_id in plan.participants])
     answers = [result for result in results if isinstance(result, Stage)]
     failures = [result for result in results if isinstance(result, StageFailed)]
