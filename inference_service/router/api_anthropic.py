@@ -8,7 +8,6 @@ Anthropic's top-level ``"type": "error"``, so both SDKs read them.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
@@ -24,10 +23,6 @@ MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
-def _anthropic_error(error: APIError) -> JSONResponse:
-    return JSONResponse({"type": "error", **error.body()}, status_code=error.status, headers=error.headers)
-
-
 async def _proxy(request: Request, path: str, streamable: bool) -> Response:
     svc = services(request)
     try:
@@ -38,7 +33,7 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
         require(svc, model_id, path)
         return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
     except APIError as error:
-        return _anthropic_error(error)
+        return error.response(error.anthropic_body())
 
 
 @router.post(MESSAGES)

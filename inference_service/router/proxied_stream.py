@@ -38,7 +38,8 @@ _START_HEADERS = [
 
 
 class ProxiedStream(Response):
-    """The SSE response of a proxied streaming request; errors before the first byte are JSON envelopes.
+    """The SSE response of a proxied streaming request; errors before the first byte are JSON
+    envelopes in the shape of the stream's API (``protocol.error_body``).
 
     A client that accepts nothing for ``send_timeout_s`` (a full socket buffer) has its
     stream cancelled: the request's task is cancelled by the watchdog, the upstream
@@ -104,7 +105,7 @@ class ProxiedStream(Response):
         try:
             stream = await self._svc.dispatcher.open_stream(self._model_id, self._path, self._body, self._priority, self._request_id)
         except APIError as error:
-            await error.response()(scope, receive, send)
+            await error.response(self._protocol.error_body(error))(scope, receive, send)
             return str(error.status)
         async with stream:
             served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
