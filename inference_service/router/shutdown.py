@@ -32,7 +32,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.router.errors import service_unavailable
-from inference_service.router.sse import DONE, error_event
+from inference_service.router.sse import DONE, OPENAI, STREAM_PROTOCOL_SCOPE_KEY, error_event
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ FEED_SCOPE_KEY = "inference_service.feed"
 #: How long the closing answers (a 503, or an error event and [DONE]) may take to send:
 #: a client that reads nothing must not keep the process from exiting.
 ANSWER_TIMEOUT_S = 5.0
+SHUT_DOWN_STREAMING = "the server shut down while streaming"
 #: The last bytes of a feed the shutdown ends: an SSE comment.
 FEED_CLOSED = b": the server is shutting down\n\n"
 
@@ -103,6 +104,15 @@ class _Request:
         if self._task is not None and self._task.cancelling():
             self._task.uncancel()
 
+    def _stream_ending(self) -> bytes:
+        """What ends a stream the shutdown cut off, in the stream's own framing."""
+        if self.feed:  # not an API stream: no error event, no [DONE]
+            return FEED_CLOSED
+        protocol = self._scope.get(STREAM_PROTOCOL_SCOPE_KEY, OPENAI)
+        if protocol is OPENAI:  # ours (orchestration) or a relayed OpenAI stream
+            return b"" if self.done_sent else error_event(SHUT_DOWN_STREAMING, SHUTTING_DOWN, SHUTTING_DOWN) + DONE
+        return protocol.error_ending(SHUT_DOWN_STREAMING, SHUTTING_DOWN) if protocol is not None else b""
+
     async def answer_cut_short(self, scope: Scope) -> None:
         """Finish a response the shutdown cut off so that the client can tell what happened."""
         if self.complete:
@@ -115,11 +125,8 @@ class _Request:
                 error.headers["Connection"] = "close"
                 await error.response()(scope, _no_body, self._send)
             elif self.streaming:
-                if self.feed:  # not an OpenAI stream: no error event, no [DONE]
-                    await self._send({"type": "http.response.body", "body": FEED_CLOSED, "more_body": True})
-                elif not self.done_sent:
-                    event = error_event("the server shut down while streaming", SHUTTING_DOWN, SHUTTING_DOWN)
-                    await self._send({"type": "http.response.body", "body": event + DONE, "more_body": True})
+                if ending := self._stream_ending():
+                    await self._send({"type": "http.response.body", "body": ending, "more_body": True})
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
             # A non-streamed body already on its way cannot be changed: the server closes the connection.
 

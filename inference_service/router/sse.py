@@ -29,6 +29,12 @@ def error_event(message: str, type: str = "upstream_error", code: str | None = N
     return b"data: " + json.dumps(envelope(message, type, None, code)).encode() + b"\n\n"
 
 
+#: The scope key a relayed stream keeps its :class:`StreamProtocol` under while its events flow
+#: (None once its last event went out), so that a stream cut off from outside - by the
+#: shutdown - is ended in its own framing, not OpenAI's.
+STREAM_PROTOCOL_SCOPE_KEY = "inference_service.stream_protocol"
+
+
 class SlowReader(Exception):
     """The client accepted nothing for the stream's send timeout."""
 
