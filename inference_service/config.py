@@ -201,6 +201,9 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
     )
     header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="a request's whole body must arrive within this of its headers, else 408"
+    )
     max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
@@ -364,8 +367,12 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {config_path}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8: a Latin-1 comment, a binary file
+        raise ConfigError(f"{config_path}: not UTF-8 text: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_path}: invalid TOML: {error}") from None
+    except OSError as error:  # a directory, no permission
+        raise ConfigError(f"cannot read config file {config_path}: {error.strerror or error}") from None
     from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
     given = {key: value for key, value in overrides.items() if value is not None}
     try:

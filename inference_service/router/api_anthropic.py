@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request, Response
 
 from inference_service.router.body import parse_body
 from inference_service.router.errors import APIError
-from inference_service.router.escaped_json import EscapedJSONResponse
 from inference_service.router.model_support import require
 from inference_service.router.proxy import forward
 from inference_service.router.schemas import ProxiedRequest
@@ -24,10 +23,6 @@ MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
-def _anthropic_error(error: APIError) -> EscapedJSONResponse:
-    return EscapedJSONResponse({"type": "error", **error.body()}, status_code=error.status, headers=error.headers)
-
-
 async def _proxy(request: Request, path: str, streamable: bool) -> Response:
     svc = services(request)
     try:
@@ -38,7 +33,7 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
         require(svc, model_id, path)
         return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
     except APIError as error:
-        return _anthropic_error(error)
+        return error.response(error.anthropic_body())
 
 
 @router.post(MESSAGES)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from inference_service.events import EVENT_TYPES, EventBus, Subscription
 from inference_service.router.errors import APIError
 from inference_service.router.services import services
+from inference_service.router.shutdown import mark_feed
 from inference_service.router.sse import SSEResponse
 
 router = APIRouter()
@@ -58,4 +59,5 @@ async def events(
     wanted_models = [svc.resolver.resolve(name) for name in _names(model)]  # 404 for an unknown name
     bus = svc.supervisor.events
     subscription = bus.subscribe(models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER)
+    mark_feed(request.scope)
     return SSEResponse(_stream(bus, subscription))

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from inference_service.router.escaped_json import EscapedJSONResponse
 from inference_service.router.log_buffer import LogBuffer
 from inference_service.router.services import services
+from inference_service.router.shutdown import mark_feed
 from inference_service.router.sse import SSEResponse
 
 router = APIRouter()
@@ -100,6 +101,7 @@ async def model_logs(
     if not follow:
         return {"id": model_id, "object": "model.logs", "lines": _last(buffered, tail)}
     reader = _model_reader(lambda: svc.supervisor.logs(model_id), buffered)
+    mark_feed(request.scope)
     return SSEResponse(_follow(reader, _last(buffered, tail), model_id))
 
 
@@ -113,4 +115,5 @@ async def router_logs(
     lines, last = buffer.tail(tail)
     if not follow:
         return {"object": "router.logs", "lines": lines}
+    mark_feed(request.scope)
     return SSEResponse(_follow(_router_reader(buffer, last), lines, None))

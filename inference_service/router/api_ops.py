@@ -12,11 +12,14 @@ from inference_service.supervisor import ModelState
 router = APIRouter()
 
 
+# HEAD too: some load balancers probe with it. Kept out of the schema: it is GET's twin.
+@router.head("/health", include_in_schema=False)
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.head("/health/ready", include_in_schema=False)
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
     svc = services(request)

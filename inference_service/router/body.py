@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -41,6 +42,24 @@ def too_deeply_nested(raw: bytes) -> bool:
     return False
 
 
+def _not_a_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    """A JSON number as a float, refusing one past float's range (1e309 would become inf)."""
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"the number {literal} is out of range")
+    return value
+
+
+def loads_strict(raw: bytes) -> Any:
+    """``json.loads`` without Python's extensions: ``NaN``/``Infinity`` (not JSON) and numbers
+    that overflow to infinity are refused - forwarded, they would reach the runtime as invalid JSON."""
+    return json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_float)
+
+
 def validation_error(error: ValidationError) -> APIError:
     first = error.errors()[0]
     param = ".".join(str(part) for part in first["loc"]) or None
@@ -70,7 +89,7 @@ async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> t
     if too_deeply_nested(raw):
         raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep")
     try:
-        data = json.loads(raw)
+        data = loads_strict(raw)
     except RecursionError:  # unreachable after the depth check; kept so no body can ever cause a 500
         raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep") from None
     except ValueError as error:

@@ -3,7 +3,8 @@
 Triggered by ``POST /admin/reload``, SIGHUP, or ``serve --watch-config`` (the file polled
 every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is rejected
 with its one-line reason - logged, returned, published as a ``config_reload`` event - and
-the running config stays. A valid one is applied: the router's routing, queues and
+the running config stays; so is a file that would restart a model, or preload a new one,
+from a model file that is not there. A valid one is applied: the router's routing, queues and
 limits at once, then the models through :mod:`inference_service.supervisor.reload`.
 Keys that only take effect at start-up (listening address, key, logging, runtime
 binaries and timeouts) are reported in ``restart_required`` rather than half-applied.
@@ -17,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from inference_service.config import ConfigError, Settings, load_settings
 from inference_service.events import CONFIG_RELOAD
@@ -30,8 +31,9 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 2.0
 #: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
 STARTUP_KEYS = (
-    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "max_reply_bytes", "models_dir", "runtimes",
-    "health_timeout_s", "health_interval_s", "stop_grace_s", "log_buffer_lines", "package_index_url",
+    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "max_reply_bytes", "header_timeout_s",
+    "body_timeout_s", "max_connections", "models_dir", "runtimes", "health_timeout_s", "health_interval_s",
+    "stop_grace_s", "log_buffer_lines", "package_index_url",
 )  # fmt: skip
 
 
@@ -73,11 +75,11 @@ class ConfigReloader:
             try:
                 new = self._source.load()
             except ConfigError as error:
-                logger.error("config reload (%s) rejected, the running config stays: %s", trigger, error)
-                bus.publish(CONFIG_RELOAD, ok=False, trigger=trigger, reason=str(error))
-                raise ReloadRejected(str(error)) from None
+                self._reject(trigger, str(error))
             old = svc.settings
             changes = model_reload.plan(old, new)
+            if missing := model_reload.missing_model_files(new, changes):
+                self._reject(trigger, "; ".join(missing))
             restart_required = [key for key in STARTUP_KEYS if getattr(old, key) != getattr(new, key)]
             # Routing first: a removed model is refused (404) from now on, a new one is known.
             svc.settings = new
@@ -95,6 +97,11 @@ class ConfigReloader:
             logger.info("config reload (%s) applied: %s", trigger, {k: v for k, v in result.items() if v})
             bus.publish(CONFIG_RELOAD, **result)
             return result
+
+    def _reject(self, trigger: str, reason: str) -> NoReturn:
+        logger.error("config reload (%s) rejected, the running config stays: %s", trigger, reason)
+        self._svc.supervisor.events.publish(CONFIG_RELOAD, ok=False, trigger=trigger, reason=reason)
+        raise ReloadRejected(reason)
 
     async def reload_quietly(self, trigger: str) -> None:
         """For signals and the watcher: outcomes are logged and published, nobody awaits them."""

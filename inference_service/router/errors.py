@@ -33,9 +33,16 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         return envelope(self.message, self.type, self.param, self.code)
 
-    def response(self) -> EscapedJSONResponse:
-        """The envelope; escaped, as its message may quote any client-supplied name."""
-        return EscapedJSONResponse(self.body(), status_code=self.status, headers=self.headers)
+    def response(self, body: dict[str, Any] | None = None) -> EscapedJSONResponse:
+        """The error's answer; ``body`` replaces the envelope (an API with a shape of its own).
+
+        Escaped: its message may quote any client-supplied name (see escaped_json.py).
+        """
+        return EscapedJSONResponse(self.body() if body is None else body, status_code=self.status, headers=self.headers)
+
+    def anthropic_body(self) -> dict[str, Any]:
+        """The envelope with Anthropic's top-level ``"type": "error"``, so both SDKs read it."""
+        return {"type": "error", **self.body()}
 
 
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDis
 from inference_service.router.dispatch import served_model_headers
 from inference_service.router.errors import APIError
 from inference_service.router.services import Services
-from inference_service.router.sse import SSE_HEADERS, StreamProtocol, relay
+from inference_service.router.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ _START_HEADERS = [
 
 
 class ProxiedStream(Response):
-    """The SSE response of a proxied streaming request; errors before the first byte are JSON envelopes.
+    """The SSE response of a proxied streaming request; errors before the first byte are JSON
+    envelopes in the shape of the stream's API (``protocol.error_body``).
 
     A client that accepts nothing for ``send_timeout_s`` (a full socket buffer) has its
     stream cancelled: the request's task is cancelled by the watchdog, the upstream
@@ -104,11 +105,12 @@ class ProxiedStream(Response):
         try:
             stream = await self._svc.dispatcher.open_stream(self._model_id, self._path, self._body, self._priority, self._request_id)
         except APIError as error:
-            await error.response()(scope, receive, send)
+            await error.response(self._protocol.error_body(error))(scope, receive, send)
             return str(error.status)
         async with stream:
             served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
             await send({"type": "http.response.start", "status": 200, "headers": [*_START_HEADERS, *served]})
+            scope[STREAM_PROTOCOL_SCOPE_KEY] = self._protocol
 
             loop_time = asyncio.get_running_loop().time
 
@@ -118,6 +120,7 @@ class ProxiedStream(Response):
                 self._sending_since = None
 
             await relay(stream.blocks(), self._protocol, send_events)
+            scope[STREAM_PROTOCOL_SCOPE_KEY] = None  # its last event went out: nothing to add if cut off now
         # Released before the last (empty) message: once the response is complete, the server
         # reports the connection as gone and the disconnect watch must be over by then.
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -105,7 +105,7 @@ def serve(app: FastAPI, settings: Settings) -> bool:
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
-        http=guarded_http_protocol(settings.header_timeout_s, settings.max_connections),
+        http=guarded_http_protocol(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections),
         timeout_graceful_shutdown=_LEFTOVER_TIMEOUT_S,
         timeout_keep_alive=KEEP_ALIVE_S,
         access_log=False,  # the router logs its own access line per request (router/activity.py)

@@ -10,6 +10,10 @@ properly: a stream that already started gets an error event and ``data: [DONE]``
 anything else a 503 envelope. No client sees a truncated body or a bare 500. Only then
 does the server stop and the supervisor stop the children.
 
+A **feed** - the event stream, a followed log - has no end to wait for: marked with
+:func:`mark_feed`, it is ended (with a closing comment) as soon as draining starts and
+never holds the drain up; an open dashboard does not cost every shutdown its grace.
+
 The hot path pays a phase comparison, ``asyncio.current_task()`` and a set insertion per
 request, and a ``bytes.endswith`` per streamed chunk. (Plain task cancellation rather than
 an ``anyio.CancelScope`` per request: the scope measured ~20 us, a twentieth of the
@@ -22,21 +26,27 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections.abc import Callable
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.router.errors import service_unavailable
-from inference_service.router.sse import DONE, error_event
+from inference_service.router.sse import DONE, OPENAI, STREAM_PROTOCOL_SCOPE_KEY, error_event
 
 logger = logging.getLogger(__name__)
 
 #: Answered in every phase: liveness, and metrics so the drain itself can be watched.
 STILL_SERVED = frozenset({"/health", "/metrics"})
 SHUTTING_DOWN = "shutting_down"
+#: The scope key :func:`mark_feed` sets (an ASGI scope extension; the scope travels the whole app).
+FEED_SCOPE_KEY = "inference_service.feed"
 #: How long the closing answers (a 503, or an error event and [DONE]) may take to send:
 #: a client that reads nothing must not keep the process from exiting.
 ANSWER_TIMEOUT_S = 5.0
+SHUT_DOWN_STREAMING = "the server shut down while streaming"
+#: The last bytes of a feed the shutdown ends: an SSE comment.
+FEED_CLOSED = b": the server is shutting down\n\n"
 
 
 class Phase(enum.StrEnum):
@@ -45,13 +55,19 @@ class Phase(enum.StrEnum):
     CLOSING = "closing"
 
 
+def mark_feed(scope: Scope) -> None:
+    """Mark the request as an endless feed: it ends when draining starts instead of holding it up."""
+    scope[FEED_SCOPE_KEY] = True
+
+
 class _Request:
     """One request in flight: how to cancel it, and how far its response got."""
 
-    __slots__ = ("_send", "_task", "aborted", "started", "streaming", "done_sent", "complete")
+    __slots__ = ("_send", "_scope", "_task", "aborted", "started", "streaming", "done_sent", "complete")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, scope: Scope) -> None:
         self._send = send
+        self._scope = scope
         self._task = asyncio.current_task()
         self.aborted = False
         self.started = False  # the status line went out
@@ -72,9 +88,14 @@ class _Request:
         elif self.streaming and message["body"].endswith(DONE):
             self.done_sent = True
 
+    @property
+    def feed(self) -> bool:
+        return self._scope.get(FEED_SCOPE_KEY, False)
+
     def abort(self) -> None:
-        """Cancel the request's task: its upstream call, queue place or model wait ends at once."""
-        if self._task is not None:
+        """Cancel the request's task: its upstream call, queue place or model wait ends at once.
+        Once: a feed ended when draining started is not interrupted again while it answers."""
+        if self._task is not None and not self.aborted:
             self.aborted = True
             self._task.cancel("cut off by shutdown")
 
@@ -82,6 +103,15 @@ class _Request:
         """The abort was ours to answer, not a reason for the request's task to end."""
         if self._task is not None and self._task.cancelling():
             self._task.uncancel()
+
+    def _stream_ending(self) -> bytes:
+        """What ends a stream the shutdown cut off, in the stream's own framing."""
+        if self.feed:  # not an API stream: no error event, no [DONE]
+            return FEED_CLOSED
+        protocol = self._scope.get(STREAM_PROTOCOL_SCOPE_KEY, OPENAI)
+        if protocol is OPENAI:  # ours (orchestration) or a relayed OpenAI stream
+            return b"" if self.done_sent else error_event(SHUT_DOWN_STREAMING, SHUTTING_DOWN, SHUTTING_DOWN) + DONE
+        return protocol.error_ending(SHUT_DOWN_STREAMING, SHUTTING_DOWN) if protocol is not None else b""
 
     async def answer_cut_short(self, scope: Scope) -> None:
         """Finish a response the shutdown cut off so that the client can tell what happened."""
@@ -95,9 +125,8 @@ class _Request:
                 error.headers["Connection"] = "close"
                 await error.response()(scope, _no_body, self._send)
             elif self.streaming:
-                if not self.done_sent:
-                    event = error_event("the server shut down while streaming", SHUTTING_DOWN, SHUTTING_DOWN)
-                    await self._send({"type": "http.response.body", "body": event + DONE, "more_body": True})
+                if ending := self._stream_ending():
+                    await self._send({"type": "http.response.body", "body": ending, "more_body": True})
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
             # A non-streamed body already on its way cannot be changed: the server closes the connection.
 
@@ -113,7 +142,7 @@ class Shutdown:
         self.grace_s = grace_s
         self.phase = Phase.SERVING
         self._running: set[_Request] = set()
-        self._idle = asyncio.Event()
+        self._left = asyncio.Event()  # a request finished since the last look (set once not serving)
         self._skip_grace = asyncio.Event()
 
     def _advance(self, expected: Phase, target: Phase) -> bool:
@@ -122,9 +151,20 @@ class Shutdown:
             return False
         logger.info("shutdown: %s -> %s (%d request(s) in flight)", expected, target, len(self._running))
         self.phase = target
-        if not self._running:
-            self._idle.set()
         return True
+
+    def _drained(self) -> bool:
+        """Nothing but feeds (if anything) is running: they end with the drain, they don't hold it up."""
+        return all(request.feed for request in self._running)
+
+    def _empty(self) -> bool:
+        return not self._running
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition`` holds, looking again each time a request finishes."""
+        while not condition():
+            self._left.clear()
+            await self._left.wait()
 
     def skip_grace(self) -> None:
         """Close now instead of after the grace (a second stop signal)."""
@@ -134,7 +174,10 @@ class Shutdown:
         """Run the whole shutdown once; when it returns every request has been answered."""
         if not self._advance(Phase.SERVING, Phase.DRAINING):
             return
-        finished = asyncio.ensure_future(self._idle.wait())
+        for request in list(self._running):
+            if request.feed:
+                request.abort()
+        finished = asyncio.ensure_future(self._until(self._drained))
         skipped = asyncio.ensure_future(self._skip_grace.wait())
         try:
             await asyncio.wait({finished, skipped}, timeout=self.grace_s, return_when=asyncio.FIRST_COMPLETED)
@@ -145,7 +188,7 @@ class Shutdown:
         for request in list(self._running):
             request.abort()
         with contextlib.suppress(TimeoutError):  # each answer is bounded; this only guards against a bug
-            await asyncio.wait_for(self._idle.wait(), timeout=2 * ANSWER_TIMEOUT_S)
+            await asyncio.wait_for(self._until(self._empty), timeout=2 * ANSWER_TIMEOUT_S)
         if self._running:
             logger.warning("shutdown: %d request(s) still running after closing", len(self._running))
 
@@ -156,7 +199,7 @@ class Shutdown:
             error.headers["Connection"] = "close"
             await error.response()(scope, receive, send)
             return
-        request = _Request(send)
+        request = _Request(send, scope)
         self._running.add(request)
         try:
             try:
@@ -169,8 +212,8 @@ class Shutdown:
                 await request.answer_cut_short(scope)
         finally:
             self._running.discard(request)
-            if not self._running and self.phase is not Phase.SERVING:
-                self._idle.set()
+            if self.phase is not Phase.SERVING:
+                self._left.set()
 
 
 class ShutdownMiddleware:

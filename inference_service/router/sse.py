@@ -15,7 +15,7 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
-from inference_service.router.errors import envelope
+from inference_service.router.errors import APIError, envelope
 from inference_service.router.upstream import UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
@@ -29,13 +29,20 @@ def error_event(message: str, type: str = "upstream_error", code: str | None = N
     return b"data: " + json.dumps(envelope(message, type, None, code)).encode() + b"\n\n"
 
 
+#: The scope key a relayed stream keeps its :class:`StreamProtocol` under while its events flow
+#: (None once its last event went out), so that a stream cut off from outside - by the
+#: shutdown - is ended in its own framing, not OpenAI's.
+STREAM_PROTOCOL_SCOPE_KEY = "inference_service.stream_protocol"
+
+
 class SlowReader(Exception):
     """The client accepted nothing for the stream's send timeout."""
 
 
 @dataclass(frozen=True)
 class StreamProtocol:
-    """How a relayed stream ends: where its last event is, and what ends a broken one.
+    """How a relayed stream ends: where its last event is, and what ends a broken one; and
+    the body of an error answered before it starts.
 
     OpenAI chat and completions streams end with ``data: [DONE]``. Anthropic Messages and
     OpenAI Responses streams are ``event: <name>`` + ``data:`` pairs ending with a terminal
@@ -48,6 +55,8 @@ class StreamProtocol:
     end_of_last: Callable[[bytes], int]
     #: (message, code) -> the bytes that end a stream broken before its last event.
     error_ending: Callable[[str, str], bytes]
+    #: An error answered before the stream starts -> its JSON body, as the API's non-streamed errors.
+    error_body: Callable[[APIError], dict[str, Any]] = APIError.body
 
 
 def _end_of_done(block: bytes) -> int:
@@ -78,10 +87,13 @@ def _event_name(event: bytes) -> bytes | None:
     return event[7:].split(b"\n", 1)[0].strip() if event.startswith(b"event: ") else None
 
 
-def _named_events(terminal: set[bytes], error: Callable[[str, str], dict[str, Any]]) -> StreamProtocol:
+def _named_events(
+    terminal: set[bytes], error: Callable[[str, str], dict[str, Any]], error_body: Callable[[APIError], dict[str, Any]] = APIError.body
+) -> StreamProtocol:
     return StreamProtocol(
         end_of_last=_end_of_first(lambda event: _event_name(event) in terminal | {b"error"}),
         error_ending=lambda message, code: b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n",
+        error_body=error_body,
     )
 
 
@@ -90,7 +102,9 @@ OPENAI = StreamProtocol(
     error_ending=lambda message, code: error_event(message, code=code) + DONE,
 )
 ANTHROPIC = _named_events(
-    {b"message_stop"}, lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}}
+    {b"message_stop"},
+    lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}},
+    APIError.anthropic_body,
 )
 OPENAI_RESPONSES = _named_events(
     {b"response.completed", b"response.failed", b"response.incomplete"},

@@ -63,6 +63,22 @@ def plan(old: Settings, new: Settings) -> ReloadPlan:
     return result
 
 
+def missing_model_files(settings: Settings, reload_plan: ReloadPlan) -> list[str]:
+    """The llama.cpp model files a plan would start but that are not there, one line each.
+
+    A restarted model is stopped before its new settings are tried: with its file missing, a
+    working model would end up ``failed``. So such a plan is refused as a whole, the running
+    config kept - as start-up refuses a preloaded model without its file. A model added
+    without ``preload`` may be pulled later, as at start-up.
+    """
+    started = [*reload_plan.restarted, *(model for model in reload_plan.added if model.preload)]
+    return [
+        f"models.{model.id}.path: model file {path} not found (run `inference-service models pull {model.id}`)"
+        for model in started
+        if model.runtime == "llamacpp" and not (path := settings.model_path(model)).is_file()
+    ]
+
+
 async def apply(supervisor: Supervisor, settings: Settings, reload_plan: ReloadPlan) -> list[str]:
     """Carry out ``reload_plan``; returns one line per model whose change failed (the rest still apply)."""
     supervisor.update_settings(settings)

@@ -137,6 +137,14 @@ def test_serve_with_a_missing_config_file_names_it(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"inference-service: error: config file not found: {tmp_path / 'absent.toml'}"
 
 
+def test_serve_with_a_config_that_is_not_utf8_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b"# caf\xe9\n")
+    result = run_cli("serve", "--config", str(config), "--port", "1")
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.startswith(f"inference-service: error: {config}: not UTF-8 text: ") and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_inference_config_environment_variable_chooses_the_file(tmp_path: Path) -> None:
     config = write_config(tmp_path / "bad.toml", {"tiny": MODEL}, colour="blue")
     result = run_cli("serve", "--port", "1", env={"INFERENCE_CONFIG": str(config)})

@@ -153,6 +153,16 @@ def test_invalid_toml_is_reported_with_its_position(tmp_path: Path) -> None:
     assert config_error(broken).startswith(f"{broken}: invalid TOML: ")
 
 
+def test_a_file_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"# caf\xe9\nqueue_size = 3\n")
+    assert config_error(latin1).startswith(f"{latin1}: not UTF-8 text: ")
+
+
+def test_a_directory_given_as_the_config_file_is_reported(tmp_path: Path) -> None:
+    assert config_error(tmp_path) == f"cannot read config file {tmp_path}: Is a directory"
+
+
 def test_defaults_apply_for_an_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
@@ -184,6 +194,11 @@ def test_fallback_chain_follows_fallbacks_of_fallbacks_once_each(tmp_path: Path)
 
 def test_negative_swap_max_wait_is_a_config_error(tmp_path: Path) -> None:
     assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(config(tmp_path, swap_max_wait_s=-1))
+
+
+def test_body_timeout_defaults_to_a_minute_and_must_be_positive(tmp_path: Path) -> None:
+    assert load_settings(config(tmp_path)).body_timeout_s == 60
+    assert "body_timeout_s: Input should be greater than 0" in config_error(config(tmp_path, body_timeout_s=0))
 
 
 def test_a_llamacpp_model_has_one_slot_by_default_and_at_most_256(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Orchestration modes: several models, one answer.
 
-A mode (one module each) runs its preliminary stages and returns an :class:`Outcome`:
+A mode (one module each) loads the models its stages use - only those, never the whole
+pool - runs its preliminary stages and returns an :class:`Outcome`:
 either the final call still to make - so it can be streamed token by token - or an
 answer already in hand (a degraded result). This module turns that into an ordinary
 ``chat.completion`` (or chunk stream) with an ``orchestration`` object attached.
@@ -76,7 +77,6 @@ def _fallback(runner: StageRunner, failure: APIError) -> tuple[Stage, str]:
 
 
 async def _run_mode(plan: Plan, runner: StageRunner) -> Outcome:
-    await runner.prepare(plan.participants)  # load the participants together when they fit together
     try:
         return await MODES[plan.mode](plan, runner)
     except StageFailed as failure:  # an essential stage failed: nothing to degrade to

@@ -14,6 +14,7 @@ from inference_service.router.orchestration.runner import FinalCall, Outcome, St
 async def run(plan: Plan, runner: StageRunner) -> Outcome:
     generator = plan.pick("generator", default=plan.primary)
     critic = plan.pick("critic", "thinker", exclude=(generator,))
+    await runner.prepare([generator, critic])
     answer = await runner.call("generator", generator, plan.messages)
     for round_number in range(1, plan.rounds + 1):
         try:

@@ -13,6 +13,7 @@ async def run(plan: Plan, runner: StageRunner) -> Outcome:
     refiner_role = "coder" if plan.task_type == TaskType.CODE else "thinker"
     refiner = plan.pick("refiner", refiner_role, exclude=(drafter,))
     validator = plan.pick("validator", default=plan.primary)
+    await runner.prepare([drafter, refiner, validator])
     draft = await runner.call("drafter", drafter, plan.messages)
     try:
         refined = await runner.call("refiner", refiner, prompts.refine(plan.messages, draft.text))

@@ -28,7 +28,7 @@ MAX_PARALLEL_MODELS = 4
 class Plan:
     mode: OrchestrationMode
     primary: str
-    participants: list[str]  # primary first, all distinct, all usable
+    participants: list[str]  # primary first, all distinct, all usable; the candidates, loaded only when a stage uses them
     messages: list[dict[str, Any]]
     task_type: TaskType
     rounds: int

@@ -77,6 +77,8 @@ class StageRunner:
         self.stages: list[Stage] = []
 
     async def prepare(self, model_ids: list[str]) -> None:
+        """Load the models the mode's stages will use, together when they fit together (before
+        its first stage). Only those: a model no stage calls is never loaded for the request."""
         await self._dispatcher.supervisor.prepare(model_ids)
 
     def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:

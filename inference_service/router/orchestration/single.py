@@ -1,4 +1,6 @@
-"""single: one call, one model - the ordinary request with orchestration metadata."""
+"""single: one call, one model - the ordinary request with orchestration metadata.
+
+Nothing to prepare: the one call loads its model, and no other model is touched."""
 
 from __future__ import annotations
 

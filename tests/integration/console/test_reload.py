@@ -122,6 +122,75 @@ def test_invalid_config_is_rejected_with_the_reason_and_the_old_one_stays(starte
     assert httpx.post(f"{service.url}/v1/chat/completions", json=chat, timeout=60).status_code == 200
 
 
+@pytest.mark.parametrize("spoil", ["not_utf8", "a_directory"])
+def test_an_unreadable_config_file_is_rejected_and_the_old_one_stays(started: tuple[ServiceProcess, Path], tmp_path: Path, spoil: str) -> None:
+    service, config = started
+    good = config.read_text()
+    pid = _card(service, SMOLLM2_ID)["pid"]
+    moved = tmp_path / "moved.toml"
+    if spoil == "not_utf8":
+        config.write_bytes(good.encode() + b"\n# caf\xe9\n")
+    else:  # the path now names a directory
+        config.rename(moved)
+        config.mkdir()
+    try:
+        with listening(f"{service.url}/v1/events?types=config_reload") as events:
+            response = _reload(service)
+            event = events.wait_for(lambda e: e["type"] == "config_reload", timeout_s=10)
+    finally:
+        if spoil == "a_directory":
+            config.rmdir()
+            moved.rename(config)
+        config.write_text(good)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "config_invalid"
+    assert str(config) in response.json()["error"]["message"]
+    assert event["ok"] is False and str(config) in event["reason"]
+    assert _ids(service) == {SMOLLM2_ID, GEMMA_ID} and _card(service, SMOLLM2_ID)["pid"] == pid
+
+
+@pytest.mark.parametrize("change", ["restarted", "preloaded"])
+def test_a_model_file_that_is_not_there_is_rejected_and_the_running_model_stays(
+    started: tuple[ServiceProcess, Path], tmp_path: Path, change: str
+) -> None:
+    """A restart from a missing file would stop a working model for nothing; a new preloaded model
+    without its file is refused as at start-up. Nothing of the file is applied."""
+    service, config = started
+    good = config.read_text()
+    pid = _card(service, SMOLLM2_ID)["pid"]
+    absent = tmp_path / "absent.gguf"
+    models = {SMOLLM2_ID: smollm2(preload=True), GEMMA_ID: gemma(preload=True)}
+    if change == "restarted":
+        models[SMOLLM2_ID] = smollm2(preload=True, path=str(absent))
+    else:
+        models["newcomer"] = smollm2(preload=True, path=str(absent))
+    write_config(config, models, queue_size=5)
+    try:
+        response = _reload(service)
+    finally:
+        config.write_text(good)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "config_invalid" and str(absent) in response.json()["error"]["message"]
+    assert _ids(service) == {SMOLLM2_ID, GEMMA_ID}
+    assert _card(service, SMOLLM2_ID)["status"] == "loaded" and _card(service, SMOLLM2_ID)["pid"] == pid
+    chat = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.post(f"{service.url}/v1/chat/completions", json=chat, timeout=60).status_code == 200
+
+
+def test_sighup_with_an_unreadable_config_publishes_the_failure(started: tuple[ServiceProcess, Path]) -> None:
+    service, config = started
+    good = config.read_text()
+    config.write_bytes(good.encode() + b"\n# caf\xe9\n")
+    try:
+        with listening(f"{service.url}/v1/events?types=config_reload") as events:
+            os.kill(service.pid, signal.SIGHUP)  # the router we started, by pid
+            event = events.wait_for(lambda e: e["type"] == "config_reload", timeout_s=10)
+    finally:
+        config.write_text(good)
+    assert event["ok"] is False and "not UTF-8" in event["reason"]
+    assert "Task exception was never retrieved" not in service.log()
+
+
 def test_top_level_and_startup_keys(started: tuple[ServiceProcess, Path]) -> None:
     """Limits apply at once and touch no model; start-up-only keys are reported, not half-applied."""
     service, config = started

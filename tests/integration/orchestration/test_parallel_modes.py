@@ -90,3 +90,14 @@ def test_ensemble_reports_each_models_answer_length(replies: dict[str, dict[str,
     lengths = replies["ensemble"]["orchestration"]["answer_lengths"]
     assert set(lengths) == {SMOLLM2_ID, GEMMA_ID}
     assert all(isinstance(length, int) and length > 0 for length in lengths.values())
+
+
+@pytest.mark.parametrize("top_p", ['"abc"', "NaN"])
+@pytest.mark.parametrize("mode", list(PARALLEL_ROLE))
+def test_a_parameter_every_stage_refuses_is_the_clients_400_not_a_502(client: httpx.Client, mode: str, top_p: str) -> None:
+    """Every parallel stage gets the client's bad ``top_p`` and is refused with a 400: that is
+    the answer, as in critique, pipeline and plain chat (the body is raw: JSON has no NaN)."""
+    body = '{"orchestration_mode": "%s", "top_p": %s, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}'
+    response = client.post("/v1/chat/completions", content=body % (mode, top_p), headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"

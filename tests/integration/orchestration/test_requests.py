@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.orchestration.conftest import PRESET, QUESTION, SHORT, orchestrated, stages_by_role
+from tests.support.api import load, model_card, unload
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, smollm2, write_config
 from tests.support.service import ServiceProcess, running_service
 
@@ -43,6 +46,32 @@ def test_single_mode_reports_orchestration_too(client: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     report = response.json()["orchestration"]
     assert (report["mode"], report["models_used"], len(report["stages"])) == ("single", [SMOLLM2_ID], 1)
+
+
+@pytest.fixture
+def gemma_unloaded(router: ServiceProcess) -> Iterator[None]:
+    """gemma unloaded for the test, loaded again afterwards (the package's other tests expect it)."""
+    assert unload(router, GEMMA_ID).status_code == 200
+    try:
+        yield
+    finally:
+        assert load(router, GEMMA_ID).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_single_mode_loads_no_model_but_its_own(router: ServiceProcess, client: httpx.Client, gemma_unloaded: None, stream: bool) -> None:
+    response = orchestrated(client, "single", model=SMOLLM2_ID, stream=stream)
+    assert response.status_code == 200, response.text
+    assert _orchestration(response)["models_used"] == [SMOLLM2_ID]
+    assert model_card(router, GEMMA_ID)["status"] == "unloaded"
+
+
+def _orchestration(response: httpx.Response) -> dict[str, Any]:
+    """The orchestration object, of a JSON answer or of a stream's chunk that carries it."""
+    if not response.headers["content-type"].startswith("text/event-stream"):
+        return dict(response.json()["orchestration"])
+    chunks = [json.loads(line.removeprefix("data: ")) for line in response.text.splitlines() if line.startswith("data: {")]
+    return next(dict(chunk["orchestration"]) for chunk in chunks if "orchestration" in chunk)
 
 
 def test_preset_sets_the_mode_and_maps_stage_roles_to_models(client: httpx.Client) -> None:

@@ -82,3 +82,24 @@ def test_messages_are_counted_in_metrics_with_their_tokens(router: ServiceProces
     requests_after, tokens_after = counters()
     assert requests_after == requests_before + 1
     assert tokens_after - tokens_before >= message.usage.output_tokens > 0
+
+
+def _bad_message(router: ServiceProcess, stream: bool) -> httpx.Response:
+    body = {"model": SMOLLM2_ID, "messages": HI, "max_tokens": "x", "stream": stream}
+    return httpx.post(router.url + "/v1/messages", json=body, timeout=120)
+
+
+def test_an_error_before_the_stream_starts_has_the_same_anthropic_body_as_unstreamed(router: ServiceProcess) -> None:
+    """The runtime refuses the request before any event: the streamed request's answer is the
+    very error the non-streamed one gets, with Anthropic's top-level ``"type": "error"``."""
+    streamed, unstreamed = _bad_message(router, stream=True), _bad_message(router, stream=False)
+    assert (streamed.status_code, unstreamed.status_code) == (400, 400), (streamed.text, unstreamed.text)
+    assert streamed.json()["type"] == "error"
+    assert streamed.json() == unstreamed.json()
+
+
+def test_the_sdk_raises_its_bad_request_error_for_a_stream_refused_before_it_starts(sdk: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        with sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, extra_body={"max_tokens": "x"}) as stream:
+            stream.until_done()
+    assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "error"

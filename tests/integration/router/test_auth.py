@@ -39,6 +39,13 @@ def test_health_endpoints_need_no_key(router: ServiceProcess, path: str, status:
     assert httpx.get(router.url + path).status_code == status
 
 
+@pytest.mark.parametrize(("path", "status"), [("/health", 200), ("/health/ready", 503)])
+def test_health_endpoints_answer_head_as_get_without_a_body(router: ServiceProcess, path: str, status: int) -> None:
+    """Load balancers that probe with HEAD get the GET's status (not a 405), and no key is needed."""
+    response = httpx.head(router.url + path)
+    assert response.status_code == status and response.content == b""
+
+
 def test_metrics_need_the_key(router: ServiceProcess) -> None:
     assert httpx.get(router.url + "/metrics").status_code == 401
 

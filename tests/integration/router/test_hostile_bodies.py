@@ -6,6 +6,7 @@ holding the body in memory and without spoiling the client's keep-alive connecti
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -132,3 +133,41 @@ def test_nesting_at_the_limit_is_accepted(router: ServiceProcess) -> None:
     response = httpx.post(router.url + "/v1/chat/completions", content=body, timeout=30)
     assert response.status_code == 404, response.text
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e309", "-1e400"])
+def test_a_number_json_cannot_carry_is_a_400_naming_it(router: ServiceProcess, number: str) -> None:
+    """Python's json reads these (NaN, inf); forwarded, they would reach the runtime as invalid JSON."""
+    body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": %s}' % (MODEL_ID.encode(), number.encode())
+    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json" and number.lstrip("-") in response.json()["error"]["message"]
+
+
+def test_ordinary_floats_and_large_exponents_in_range_are_accepted(router: ServiceProcess) -> None:
+    body = b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "x": 1e308}'
+    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 404, response.text  # past the body checks: the unknown model
+
+
+MALFORMED = {
+    "two_content_lengths": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "chunked_and_content_length": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "bad_chunk_size": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "bad_request_line": b"GET /health HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection_closes(router: ServiceProcess, request_bytes: bytes) -> None:
+    host, port = router.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):  # the router closes the connection after its answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower()
+    assert json.loads(body)["error"] == {"message": json.loads(body)["error"]["message"], "type": "invalid_request_error",
+                                         "param": None, "code": "invalid_http"}  # fmt: skip

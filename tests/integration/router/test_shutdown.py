@@ -202,3 +202,70 @@ def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProces
     assert_answered_properly(outcomes)
     assert all(o.error_code == "shutting_down" for o in outcomes), outcomes
     assert_stopped_without_orphans(load, timeout_s=30)
+
+
+def follow(url: str, opened: threading.Event) -> bytes:
+    """Read an endless feed (events, a followed log) to its end: everything it sent."""
+    received = b""
+    with httpx.stream("GET", url, timeout=httpx.Timeout(30, read=120)) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_bytes():
+            received += chunk
+            opened.set()
+    return received
+
+
+def test_open_feeds_do_not_hold_the_shutdown_for_its_grace(start: Callable[[float], ServiceProcess]) -> None:
+    """An open dashboard (the event stream, a followed log) has nothing to finish: SIGTERM ends
+    its feeds at once, with a closing comment (no OpenAI error event, no [DONE]), and exits."""
+    service = start(60.0)
+    exits_within = Budget(fixed_s=0, cpu_s=CUT_OFF_S)  # far below the 60 s grace
+    feeds = [f"{service.url}/v1/events", f"{service.url}/v1/logs?follow=true", f"{service.url}/v1/models/{MODEL_ID}/logs?follow=true"]
+    opened = [threading.Event() for _ in feeds]
+    with ThreadPoolExecutor(len(feeds)) as pool:
+        received = [pool.submit(follow, url, event) for url, event in zip(feeds, opened)]
+        assert all(event.wait(30) for event in opened)
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        service.process.wait(timeout=exits_within.seconds + 30)
+        exited = time.monotonic() - signalled
+        bodies = [future.result(timeout=30) for future in received]
+    assert exited < exits_within.seconds, f"exited {exited:.1f}s after SIGTERM with only feeds open ({exits_within})"
+    for body in bodies:
+        assert body.endswith(b": the server is shutting down\n\n") and b"[DONE]" not in body, body[-200:]
+
+
+#: A stream cut off by the shutdown ends in its API's own framing: (path, body, the expected last event).
+API_STREAMS = {
+    "anthropic_messages": ("/v1/messages", {"messages": [{"role": "user", "content": "Count to one thousand."}], "max_tokens": 1500}, "event: error"),
+    "openai_responses": ("/v1/responses", {"input": "Count to one thousand.", "max_output_tokens": 1500}, "event: error"),
+}
+
+
+def read_raw_stream(url: str, body: dict[str, Any], first_event: threading.Event) -> str:
+    with httpx.stream("POST", url, json=body, timeout=300) as response:
+        assert response.status_code == 200, response.read()
+        received = ""
+        for chunk in response.iter_text():
+            received += chunk
+            if "\n\n" in received:
+                first_event.set()
+    return received
+
+
+@pytest.mark.parametrize("api", API_STREAMS.values(), ids=API_STREAMS.keys())
+def test_a_stream_cut_off_by_the_shutdown_ends_in_its_own_apis_framing(start: Callable[[float], ServiceProcess], api: tuple[str, dict[str, Any], str]) -> None:
+    """Not OpenAI's `data: {"error"...}` and `[DONE]`, which an Anthropic or Responses client cannot parse."""
+    path, fields, last_event = api
+    service = start(0.5)
+    body = {"model": MODEL_ID, "ignore_eos": True, "stream": True, **fields}
+    first_event = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        received = pool.submit(read_raw_stream, service.url + path, body, first_event)
+        assert first_event.wait(60)
+        service.process.send_signal(signal.SIGTERM)
+        raw = received.result(timeout=60)
+    events = [event for event in raw.split("\n\n") if event.strip()]
+    assert events[-1].startswith(last_event + "\ndata: "), events[-3:]
+    assert "shut down" in events[-1] and "[DONE]" not in raw
+    service.process.wait(timeout=30)

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from inference_service.router.shutdown import Phase, Shutdown, ShutdownMiddleware
+from inference_service.router.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
 
 Sent = list[Message]
 
@@ -110,3 +110,31 @@ async def test_a_second_drain_changes_nothing() -> None:
     await shutdown.drain_and_close()
     await shutdown.drain_and_close()
     assert shutdown.phase is Phase.CLOSING
+
+
+def feed_app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """An endless event feed (as /v1/events): it marks itself and never ends by itself."""
+    mark_feed(scope)
+    return streaming_app(10**9, 0.01)(scope, receive, send)
+
+
+async def test_a_feed_ends_when_draining_starts_and_does_not_hold_the_drain_up() -> None:
+    shutdown = Shutdown(grace_s=60)
+    feed, feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
+    await asyncio.sleep(0.03)
+    await asyncio.wait_for(shutdown.drain_and_close(), timeout=2)  # not the 60 s grace
+    await feed
+    assert body(feed_sent).endswith(FEED_CLOSED) and b"[DONE]" not in body(feed_sent)
+    assert not feed_sent[-1]["more_body"]
+
+
+async def test_a_feed_ends_at_once_while_a_request_still_drains() -> None:
+    shutdown = Shutdown(grace_s=60)
+    feed, feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
+    stream, stream_sent = start(ShutdownMiddleware(streaming_app(20, 0.01), shutdown))
+    await asyncio.sleep(0.03)
+    stopping = asyncio.create_task(shutdown.drain_and_close())
+    await asyncio.wait_for(feed, timeout=1)
+    assert not stream.done()  # the request drains on
+    await asyncio.wait_for(stopping, timeout=2)
+    assert body(stream_sent).endswith(b"data: [DONE]\n\n")
