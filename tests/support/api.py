@@ -33,8 +33,9 @@ def load(service: ServiceProcess, model_id: str) -> httpx.Response:
     return httpx.post(f"{service.url}/v1/models/{model_id}/load", timeout=TIMEOUT_S)
 
 
-def unload(service: ServiceProcess, model_id: str) -> httpx.Response:
-    return httpx.post(f"{service.url}/v1/models/{model_id}/unload", timeout=TIMEOUT_S)
+def unload(service: ServiceProcess, model_id: str, timeout_s: float = TIMEOUT_S) -> httpx.Response:
+    """``timeout_s``: an unload answers once in-flight requests drained - as long as they take."""
+    return httpx.post(f"{service.url}/v1/models/{model_id}/unload", timeout=timeout_s)
 
 
 def chat(service: ServiceProcess, model_id: str, max_tokens: int = 2) -> httpx.Response:

@@ -85,7 +85,7 @@ def test_unload_lets_an_in_flight_request_finish_first(start_service: StartServi
     with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream:
         lines = sse_lines(stream)
         assert next(lines)[0] == "data"  # the request is now in flight upstream
-        unloading = pool.submit(unload, service, SMOLLM2_ID)
+        unloading = pool.submit(unload, service, SMOLLM2_ID, 300)  # answered after the drain: as long as the stream
         wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=5.0)
         assert not unloading.done() and not gone(pid)  # draining: the child keeps serving the request
         rest = [text for kind, text in lines if kind == "data"]
