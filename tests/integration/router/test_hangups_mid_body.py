@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+
 import httpx
 import psutil
 import pytest
