@@ -8,10 +8,8 @@ import json
 import logging
 import random
 
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference_service.router import activity
 from inference_service.router.errors import envelope
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -135,10 +133,5 @@ class RequestContextMiddleware:
                     send, 413, str(error), "invalid_request_error", "request_too_large",
                     [id_header, (b"connection", b"close")],
                 )  # fmt: skip
-            except ClientDisconnect:
-                # The connection was lost while the body was read: the client left, or the body
-                # deadline (router/connections.py) answered 408 and closed it. Nobody is left to
-                # answer, and it is no error of ours.
-                activity.note(status=activity.CLIENT_CLOSED, request_id=request_id)
         finally:
             request_id_var.reset(token)
