@@ -46,8 +46,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def _configure_logging(level: str, log_format: str) -> None:
-    from inference_service.router.log_format import formatter
-    from inference_service.router.middleware import RequestIdLogFilter
+    from inference_service.router.observability.log_format import formatter
+    from inference_service.router.serving.middleware import RequestIdLogFilter
 
     # No record field the formats use needs the caller's frame, thread or process: not looking
     # them up saves ~10 % of the cost of the access line logged per request (the logging
@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imported only now: a config mistake is reported without first paying for the web stack.
     from inference_service.router.app import create_app
     from inference_service.router.config_reload import ConfigSource
-    from inference_service.router.server import serve
+    from inference_service.router.serving.server import serve
     from inference_service.runtimes.factory import runtime_factory
 
     _configure_logging(settings.log_level, settings.log_format)

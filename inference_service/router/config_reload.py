@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from inference_service.config import ConfigError, Settings, load_settings
 from inference_service.events import CONFIG_RELOAD
-from inference_service.router.resolution import ModelResolver
+from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.services import Services
 from inference_service.supervisor import reload as model_reload
 

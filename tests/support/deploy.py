@@ -69,9 +69,9 @@ def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def route_paths() -> set[str]:
     """The paths the router serves (health, readiness, metrics among them)."""
-    from inference_service.router import api_completions, api_models, api_ops
+    from inference_service.router.api import completions, models, ops
 
-    return {route.path for module in (api_completions, api_models, api_ops) for route in module.router.routes}  # type: ignore[attr-defined]
+    return {route.path for module in (completions, models, ops) for route in module.router.routes}  # type: ignore[attr-defined]
 
 
 def settings_from_text(toml_text: str) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from inference_service.router.errors import not_found
+from inference_service.router.serving.errors import not_found
 
 router = APIRouter(include_in_schema=False)
 

@@ -20,17 +20,17 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from starlette.types import Receive
 
-from inference_service.router import activity
-from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
-from inference_service.router.errors import APIError, is_client_error
-from inference_service.router.middleware import request_id_var
+from inference_service.router.observability import activity
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.serving.errors import APIError, is_client_error
+from inference_service.router.serving.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
 from inference_service.router.orchestration.runner import CHAT_PATH, Outcome, Stage, StageFailed, StageRunner, sum_usage
-from inference_service.router.schemas import ChatCompletionRequest, OrchestrationMode
+from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode
 from inference_service.router.services import Services
-from inference_service.router.sse import DONE, error_event, sse_response
-from inference_service.router.upstream import UpstreamUnreachable
+from inference_service.router.proxy.sse import DONE, error_event, sse_response
+from inference_service.router.proxy.upstream import UpstreamUnreachable
 
 ModeRunner = Callable[[Plan, StageRunner], Awaitable[Outcome]]
 

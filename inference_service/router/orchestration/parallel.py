@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_service.router.errors import APIError, is_client_error
+from inference_service.router.serving.errors import APIError, is_client_error
 from inference_service.router.orchestration.plan import Plan
 from inference_service.router.orchestration.runner import Stage, StageFailed, StageRunner
 

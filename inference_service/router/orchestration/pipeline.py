@@ -5,7 +5,7 @@ from __future__ import annotations
 from inference_service.router.orchestration import prompts
 from inference_service.router.orchestration.plan import Plan
 from inference_service.router.orchestration.runner import FinalCall, Outcome, StageFailed, StageRunner
-from inference_service.router.schemas import TaskType
+from inference_service.router.proxy.schemas import TaskType
 
 
 async def run(plan: Plan, runner: StageRunner) -> Outcome:

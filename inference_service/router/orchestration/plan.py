@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference_service.config import PresetConfig
-from inference_service.router.errors import APIError
-from inference_service.router.model_support import can_chat, require
+from inference_service.router.serving.errors import APIError
+from inference_service.router.proxy.model_support import can_chat, require
 from inference_service.router.orchestration.runner import CHAT_PATH
-from inference_service.router.schemas import ROLE_FOR_TASK, ChatCompletionRequest, OrchestrationMode, TaskType
+from inference_service.router.proxy.schemas import ROLE_FOR_TASK, ChatCompletionRequest, OrchestrationMode, TaskType
 from inference_service.router.services import Services
 from inference_service.supervisor import ModelState
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference_service.router.dispatch import Dispatcher
-from inference_service.router.errors import APIError
+from inference_service.router.proxy.dispatch import Dispatcher
+from inference_service.router.serving.errors import APIError
 
 CHAT_PATH = "/v1/chat/completions"
 # Per-request sampling knobs the client set that every stage should honour.

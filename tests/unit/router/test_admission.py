@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 
 HIGH, NORMAL, LOW = 3, 2, 1
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inference_service.router.body import MAX_NESTING_DEPTH, too_deeply_nested
+from inference_service.router.serving.body import MAX_NESTING_DEPTH, too_deeply_nested
 
 
 def nested(depth: int) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from inference_service.config import ModelConfig, Settings
-from inference_service.router.resolution import ModelResolver
-from inference_service.router.schemas import TaskType
+from inference_service.router.proxy.resolution import ModelResolver
+from inference_service.router.proxy.schemas import TaskType
 
 
 def _model(**fields: Any) -> ModelConfig:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inference_service.router.errors import not_found, upstream_error
+from inference_service.router.serving.errors import not_found, upstream_error
 
 LLAMA_IMAGE = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
 LLAMA_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"

@@ -6,7 +6,7 @@ import contextlib
 import json
 
 from inference_service.events import MODEL_STATE, REQUEST, EventBus
-from inference_service.router.api_events import _stream
+from inference_service.router.api.events import _stream
 
 
 def _data(frame: bytes) -> dict[str, object]:

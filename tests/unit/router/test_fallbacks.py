@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from inference_service.router.dispatch import Dispatcher, served_model_var
-from inference_service.router.errors import APIError
-from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import UpstreamReply
+from inference_service.router.proxy.dispatch import Dispatcher, served_model_var
+from inference_service.router.serving.errors import APIError
+from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.upstream import UpstreamReply
 from inference_service.runtimes.base import Endpoint
 from tests.unit.supervisor.fakes import Harness
 

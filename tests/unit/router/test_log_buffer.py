@@ -10,9 +10,9 @@ import weakref
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from inference_service.router import api_logs
-from inference_service.router.log_buffer import LogBuffer
-from inference_service.router.log_format import JsonFormatter
+from inference_service.router.api import logs as api_logs
+from inference_service.router.observability.log_buffer import LogBuffer
+from inference_service.router.observability.log_format import JsonFormatter
 
 
 def _logger(buffer: LogBuffer) -> logging.Logger:

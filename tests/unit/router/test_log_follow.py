@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_service.router.api_logs import appended
+from inference_service.router.api.logs import appended
 
 
 def test_lines_appended_to_a_buffer_not_yet_full_are_new() -> None:

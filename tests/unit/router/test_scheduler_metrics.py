@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 
-from inference_service.router.metrics import Metrics
+from inference_service.router.observability.metrics import Metrics
 from tests.unit.supervisor.fakes import Harness, eventually
 
 pytestmark = pytest.mark.timeout(30)

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from inference_service.router.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
+from inference_service.router.serving.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
 
 Sent = list[Message]
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 
 from starlette.types import Message
 
-from inference_service.router.sse import SSEResponse
+from inference_service.router.proxy.sse import SSEResponse
 
 
 async def test_a_send_blocked_past_the_timeout_cancels_the_stream() -> None:

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from inference_service.router.sse import ANTHROPIC, DONE, LLAMACPP_NATIVE, OPENAI, OPENAI_RESPONSES, StreamProtocol, relay
-from inference_service.router.upstream import MAX_EVENT_BYTES, UpstreamUnreachable, sse_blocks
+from inference_service.router.proxy.sse import ANTHROPIC, DONE, LLAMACPP_NATIVE, OPENAI, OPENAI_RESPONSES, StreamProtocol, relay
+from inference_service.router.proxy.upstream import MAX_EVENT_BYTES, UpstreamUnreachable, sse_blocks
 
 START = b'event: message_start\ndata: {"type":"message_start"}\n\n'
 STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from inference_service.router.upstream import ReplyTooLarge, UpstreamClient
+from inference_service.router.proxy.upstream import ReplyTooLarge, UpstreamClient
 from inference_service.runtimes.base import Endpoint
 
 pytestmark = pytest.mark.timeout(30)

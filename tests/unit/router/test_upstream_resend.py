@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from inference_service.router.upstream import UpstreamClient, UpstreamUnreachable
+from inference_service.router.proxy.upstream import UpstreamClient, UpstreamUnreachable
 from inference_service.runtimes.base import Endpoint
 
 pytestmark = pytest.mark.timeout(30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inference_service.router.usage import usage_of
+from inference_service.router.proxy.usage import usage_of
 
 USAGE = {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29, "prompt_tokens_details": {"cached_tokens": 0}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference_service.router.errors import upstream_error
+from inference_service.router.serving.errors import upstream_error
 
 
 @pytest.mark.parametrize(

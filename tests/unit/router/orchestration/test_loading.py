@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from inference_service.router.errors import APIError
+from inference_service.router.serving.errors import APIError
 from inference_service.router.orchestration import _run_to_final
 from inference_service.router.orchestration.runner import StageRunner
 from inference_service.router.services import Services

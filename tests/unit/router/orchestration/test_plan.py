@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from inference_service.config import Settings
-from inference_service.router.dispatch import Dispatcher
-from inference_service.router.errors import APIError
-from inference_service.router.metrics import Metrics
+from inference_service.router.proxy.dispatch import Dispatcher
+from inference_service.router.serving.errors import APIError
+from inference_service.router.observability.metrics import Metrics
 from inference_service.router.orchestration.plan import MAX_PARALLEL_MODELS, Plan, build_plan
-from inference_service.router.resolution import ModelResolver
-from inference_service.router.schemas import ChatCompletionRequest, OrchestrationMode, TaskType
+from inference_service.router.proxy.resolution import ModelResolver
+from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode, TaskType
 from inference_service.router.services import Services
-from inference_service.router.upstream import UpstreamClient
+from inference_service.router.proxy.upstream import UpstreamClient
 from inference_service.runtimes.factory import runtime_factory
 from inference_service.supervisor import Supervisor
 

@@ -22,12 +22,12 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inference_service.router import activity
-from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
-from inference_service.router.dispatch import served_model_headers
-from inference_service.router.errors import APIError
+from inference_service.router.observability import activity
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.proxy.dispatch import served_model_headers
+from inference_service.router.serving.errors import APIError
 from inference_service.router.services import Services
-from inference_service.router.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
+from inference_service.router.proxy.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
 
 logger = logging.getLogger(__name__)
 

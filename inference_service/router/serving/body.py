@@ -10,8 +10,8 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from inference_service.router.disconnect import ClientDisconnected
-from inference_service.router.errors import APIError
+from inference_service.router.serving.disconnect import ClientDisconnected
+from inference_service.router.serving.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -18,8 +18,8 @@ from prometheus_client import (
 )
 
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
-from inference_service.router import activity
-from inference_service.router.child_metrics import ChildMetrics
+from inference_service.router.observability import activity
+from inference_service.router.observability.child_metrics import ChildMetrics
 from inference_service.supervisor import ModelState, Supervisor
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)

@@ -21,8 +21,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from inference_service.config import Settings
-from inference_service.router.connections import guarded_http_protocol
-from inference_service.router.shutdown import Shutdown
+from inference_service.router.serving.connections import guarded_http_protocol
+from inference_service.router.serving.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
 

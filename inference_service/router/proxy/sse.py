@@ -15,8 +15,8 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
-from inference_service.router.errors import APIError, envelope
-from inference_service.router.upstream import UpstreamUnreachable
+from inference_service.router.serving.errors import APIError, envelope
+from inference_service.router.proxy.upstream import UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
 

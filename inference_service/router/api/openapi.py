@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from inference_service.router.proxy.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from inference_service.router.body import parse_body
-from inference_service.router.errors import APIError
-from inference_service.router.model_support import require
-from inference_service.router.openapi import completion_responses, json_request
+from inference_service.router.serving.body import parse_body
+from inference_service.router.serving.errors import APIError
+from inference_service.router.proxy.model_support import require
+from inference_service.router.api.openapi import completion_responses, json_request
 from inference_service.router.orchestration import orchestrate
-from inference_service.router.proxy import forward
-from inference_service.router.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from inference_service.router.proxy.forward import forward
+from inference_service.router.proxy.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference_service.router.services import services
 
 router = APIRouter()
@@ -47,6 +47,6 @@ async def embeddings(request: Request) -> Response:
     return await forward(request, svc, model_id, "/v1/embeddings", raw, False, embedding.priority)
 
 
-#: The routes the app serves through :class:`~inference_service.router.hot_routes.HotRoutes`.
+#: The routes the app serves through :class:`~inference_service.router.serving.hot_routes.HotRoutes`.
 HOT_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions, "/v1/embeddings": embeddings}
 

@@ -15,10 +15,10 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Query, Request
 
 from inference_service.events import EVENT_TYPES, EventBus, Subscription
-from inference_service.router.errors import APIError
+from inference_service.router.serving.errors import APIError
 from inference_service.router.services import services
-from inference_service.router.shutdown import mark_feed
-from inference_service.router.sse import SSEResponse
+from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.proxy.sse import SSEResponse
 
 router = APIRouter()
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
-from inference_service.router.activity import CLIENT_CLOSED
+from inference_service.router.observability.activity import CLIENT_CLOSED
 
 T = TypeVar("T")
 

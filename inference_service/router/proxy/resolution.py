@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from inference_service.config import Settings
-from inference_service.router.errors import APIError, not_found
-from inference_service.router.schemas import ROLE_FOR_TASK, TaskType
+from inference_service.router.serving.errors import APIError, not_found
+from inference_service.router.proxy.schemas import ROLE_FOR_TASK, TaskType
 
 
 class ModelResolver:

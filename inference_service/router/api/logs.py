@@ -15,11 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from inference_service.router.escaped_json import EscapedJSONResponse
-from inference_service.router.log_buffer import LogBuffer
+from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.services import services
-from inference_service.router.shutdown import mark_feed
-from inference_service.router.sse import SSEResponse
+from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.proxy.sse import SSEResponse
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inference_service.router.escaped_json import EscapedJSONResponse
+from inference_service.router.serving.escaped_json import EscapedJSONResponse
 
 
 class APIError(Exception):

@@ -35,7 +35,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from inference_service.router.errors import envelope
+from inference_service.router.serving.errors import envelope
 
 logger = logging.getLogger(__name__)
 

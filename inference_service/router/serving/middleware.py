@@ -10,7 +10,7 @@ import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference_service.router.errors import envelope
+from inference_service.router.serving.errors import envelope
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 

@@ -31,8 +31,8 @@ from collections.abc import Callable
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference_service.router.errors import service_unavailable
-from inference_service.router.sse import DONE, OPENAI, STREAM_PROTOCOL_SCOPE_KEY, error_event
+from inference_service.router.serving.errors import service_unavailable
+from inference_service.router.proxy.sse import DONE, OPENAI, STREAM_PROTOCOL_SCOPE_KEY, error_event
 
 logger = logging.getLogger(__name__)
 

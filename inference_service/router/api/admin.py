@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from inference_service.router.config_reload import ConfigReloader, ReloadRejected
-from inference_service.router.errors import APIError
+from inference_service.router.serving.errors import APIError
 
 router = APIRouter()
 

@@ -12,15 +12,15 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from inference_service.router import activity
-from inference_service.router.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
-from inference_service.router.dispatch import served_model_headers
-from inference_service.router.errors import APIError, upstream_error
-from inference_service.router.middleware import request_id_var
-from inference_service.router.proxied_stream import ProxiedStream
-from inference_service.router.schemas import without_router_fields
+from inference_service.router.observability import activity
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.proxy.dispatch import served_model_headers
+from inference_service.router.serving.errors import APIError, upstream_error
+from inference_service.router.serving.middleware import request_id_var
+from inference_service.router.proxy.stream import ProxiedStream
+from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.services import Services
-from inference_service.router.sse import OPENAI, StreamProtocol
+from inference_service.router.proxy.sse import OPENAI, StreamProtocol
 from inference_service.runtimes.base import OPENAI_PATHS
 
 

@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 
 from inference_service.config import Settings
-from inference_service.router.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
-from inference_service.router.errors import APIError, not_found, service_unavailable, upstream_error
-from inference_service.router.metrics import Metrics
-from inference_service.router.upstream import ReplyTooLarge, UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
-from inference_service.router.usage import usage_of
+from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
+from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.upstream import ReplyTooLarge, UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
+from inference_service.router.proxy.usage import usage_of
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 

@@ -14,7 +14,7 @@ import time
 import aiohttp
 from fastapi import APIRouter, Request, Response
 
-from inference_service.router.errors import APIError, not_found, service_unavailable
+from inference_service.router.serving.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
 

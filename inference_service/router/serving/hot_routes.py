@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inference_service.router.activity import CLIENT_CLOSED
-from inference_service.router.disconnect import ClientDisconnected
-from inference_service.router.errors import APIError
+from inference_service.router.observability.activity import CLIENT_CLOSED
+from inference_service.router.serving.disconnect import ClientDisconnected
+from inference_service.router.serving.errors import APIError
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -1,0 +1,49 @@
+"""The API surface: one module per API family, each an ``APIRouter`` holding routes only.
+
+The request logic lives in ``router.proxy`` (the pipeline every proxied family shares); a module
+here translates its API's shape to that pipeline and back. ``include_routes`` is the one place
+that decides the order in which the app matches them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from inference_service.router.api import (
+    admin,
+    anthropic,
+    completions,
+    events,
+    llamacpp,
+    logs,
+    models,
+    ops,
+    responses,
+    upstream,
+)
+from inference_service.router.api.openapi import COMMON_ERRORS, MODEL_ERRORS
+
+# Matched in order: the proxied endpoints first saves ~18 us per request (see bench/); logs before
+# models, since /v1/models/{id}/logs is not a model id.
+_FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
+    (completions, COMMON_ERRORS),
+    (responses, COMMON_ERRORS),
+    (anthropic, COMMON_ERRORS),
+    (llamacpp, COMMON_ERRORS),
+    (ops, COMMON_ERRORS),
+    (events, COMMON_ERRORS),
+    (logs, COMMON_ERRORS),
+    (models, {**COMMON_ERRORS, **MODEL_ERRORS}),
+    (upstream, COMMON_ERRORS),
+    (admin, COMMON_ERRORS),
+)
+
+HOT_ROUTES = completions.HOT_ROUTES
+
+
+def include_routes(app: FastAPI) -> None:
+    """Mount every API family's routes on ``app``, in match order."""
+    for family, responses_doc in _FAMILIES:
+        app.include_router(family.router, responses=responses_doc)

@@ -1,0 +1,1 @@
+"""What the router tells operators: metrics, request activity and access lines, its own log."""

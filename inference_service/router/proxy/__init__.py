@@ -1,0 +1,1 @@
+"""The proxying pipeline every proxied API shares: resolve the model, admit, forward, relay."""

@@ -1,0 +1,1 @@
+"""HTTP serving and its guards: the server, middleware, connection limits, body reading, error envelopes, shutdown."""
