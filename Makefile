@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-unit test-integration bench clean-venv build-deps browser-deps
+.PHONY: setup run test test-unit test-integration lint bench clean-venv build-deps browser-deps
 
 setup: $(STAMP) build-deps
 	$(BIN)/inference-service runtime install
@@ -34,7 +34,14 @@ browser-deps:
 run: setup
 	$(BIN)/inference-service serve
 
-test: setup browser-deps
+# The maintainer's gates, each a red CI when it fails: lint, format, types, the layer contracts.
+lint: $(STAMP)
+	$(BIN)/ruff check inference_service tests bench
+	$(BIN)/ruff format --check inference_service tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup browser-deps lint
 	$(BIN)/python -m tests.stack
 
 test-unit: $(STAMP)

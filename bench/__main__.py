@@ -42,10 +42,10 @@ from bench.harness import (
     max_parallel,
     router,
 )
-from inference_service.config import load_settings
-from inference_service.provisioning.llamacpp import configured_binary
 from bench.load import LoadClient, find_wrk
 from bench.scenarios import Plan, Result
+from inference_service.config import load_settings
+from inference_service.provisioning.llamacpp import configured_binary
 from inference_service.runtimes.llamacpp import API_KEY_ENV
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -100,7 +100,9 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
                     results.append(memory)
                 if "proxy" in only:
                     print(f"bench: pure proxy capacity ({'wrk' if wrk else 'aiohttp client'}) ...", flush=True)
-                    results.append(await scenarios.proxy_capacity(client, upstream_url, service.url, service.pid, bare, plan, wrk))
+                    results.append(
+                        await scenarios.proxy_capacity(client, upstream_url, service.url, service.pid, bare, plan, wrk)
+                    )
                     if memory is not None:
                         scenarios.rss_after(memory, service.pid, "the capacity runs")
     return results
@@ -111,7 +113,10 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
     if "scale" in only:
         # As many slots as streams when the config allows it; beyond that admission queues the rest.
         parallel = min(max(plan.scale_concurrency), max_parallel())
-        with instant_upstream(scratch / "logs") as (upstream_url, _), bare_relay(upstream_url, scratch / "logs") as bare:
+        with (
+            instant_upstream(scratch / "logs") as (upstream_url, _),
+            bare_relay(upstream_url, scratch / "logs") as bare,
+        ):
             # Room for two batches of streams (the client's idle pool closes lazily while the next batch
             # connects) and the bench's polling: 1,000 streams alone are over the default cap of 512.
             connections = 2 * max(plan.scale_concurrency) + 64
@@ -120,7 +125,9 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
                 async with LoadClient() as client:
                     print(f"bench: streaming at scale (parallel {parallel}) ...", flush=True)
                     result = await scale.streams_at_scale(client, upstream_url, service.url, service.pid, bare, plan)
-                    result.notes.append(f"the routed model has parallel = {parallel}: streams beyond it wait in admission")
+                    result.notes.append(
+                        f"the routed model has parallel = {parallel}: streams beyond it wait in admission"
+                    )
                     results.append(result)
     if "many_models" in only:
         print("bench: many models on many hosts ...", flush=True)
@@ -135,14 +142,24 @@ SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_model
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Router vs direct: latency, streaming, capacity, cold start, memory.")
-    parser.add_argument("--quick", action="store_true", help="fewer requests and shorter runs (development, busy machines)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Router vs direct: latency, streaming, capacity, cold start, memory."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests and shorter runs (development, busy machines)"
+    )
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)")
-    parser.add_argument("--no-install", action="store_true", help="do not try to apt-get install wrk when it is missing")
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not try to apt-get install wrk when it is missing"
+    )
     parser.add_argument("--scale-chunks", type=int, help=f"scale: chunks per drip stream (default {Plan.scale_chunks})")
-    parser.add_argument("--scale-gap-ms", type=float, help=f"scale: ms between a stream's chunks (default {Plan.scale_gap_ms:g})")
-    parser.add_argument("--scale-concurrency", help="scale: comma-separated concurrent stream counts (default 256,1000)")
+    parser.add_argument(
+        "--scale-gap-ms", type=float, help=f"scale: ms between a stream's chunks (default {Plan.scale_gap_ms:g})"
+    )
+    parser.add_argument(
+        "--scale-concurrency", help="scale: comma-separated concurrent stream counts (default 256,1000)"
+    )
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if unknown := only - set(SCENARIOS):

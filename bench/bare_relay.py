@@ -37,9 +37,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if _session is None:
         _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
     body = await _body(receive)
-    async with _session.post(_UPSTREAM + scope["path"], data=body, headers={"Content-Type": "application/json"}) as response:
+    async with _session.post(
+        _UPSTREAM + scope["path"], data=body, headers={"Content-Type": "application/json"}
+    ) as response:
         content_type = response.headers.get("Content-Type", "application/json").encode()
-        await send({"type": "http.response.start", "status": response.status, "headers": [(b"content-type", content_type)]})
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": [(b"content-type", content_type)]}
+        )
         async for data in response.content.iter_any():
             await send({"type": "http.response.body", "body": data, "more_body": True})
     await send({"type": "http.response.body", "body": b""})

@@ -39,10 +39,21 @@ def checkout_router(checkout: Path, config: Path, log: Path) -> Iterator[tuple[s
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(python if python.exists() else Path(sys.executable)), "-m", "inference_service", "serve",
-             "--config", str(config), "--port", str(port)],
-            cwd=checkout, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(python if python.exists() else Path(sys.executable)),
+                "-m",
+                "inference_service",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+            ],
+            cwd=checkout,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health/ready", 120, process)
         yield f"http://127.0.0.1:{port}", process.pid
@@ -56,17 +67,33 @@ async def cost(kind: str, url: str, pid: int, wrk: str | None, client: LoadClien
     if kind == "drip":
         run = await client.run(url + CHAT, drip_payloads(50, 20), DRIP_STREAMS, requests=DRIP_STREAMS, stream=True)
         return (cpu_seconds(pid) - before) / max(sum(sample.tokens for sample in run.samples), 1) * 1e6
-    payload = json.dumps({"model": INSTANT_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": kind == "sse"}).encode()
+    payload = json.dumps(
+        {
+            "model": INSTANT_ID,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 16,
+            "stream": kind == "sse",
+        }
+    ).encode()
     if wrk:
         requests = (await asyncio.to_thread(run_wrk, wrk, url + CHAT, payload, 16, seconds)).requests
     else:
-        requests = (await client.run(url + CHAT, [payload], 16, duration_s=seconds, stream=kind == "sse")).throughput().requests
+        requests = (
+            (await client.run(url + CHAT, [payload], 16, duration_s=seconds, stream=kind == "sse"))
+            .throughput()
+            .requests
+        )
     return (cpu_seconds(pid) - before) / max(requests, 1) * 1e3
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkouts", nargs="+", type=Path, help="repository checkouts to compare (e.g. a git worktree of the old commit)")
+    parser.add_argument(
+        "checkouts",
+        nargs="+",
+        type=Path,
+        help="repository checkouts to compare (e.g. a git worktree of the old commit)",
+    )
     parser.add_argument("--kind", choices=("json", "sse", "drip"), default="json")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0, help="per wrk run (json, sse)")
@@ -82,7 +109,9 @@ async def main() -> int:
         config = write_config(scratch / "router.toml", {model: fields}, queue_size=4096)
         for number, checkout in enumerate(args.checkouts):
             name = f"{number}: {checkout.resolve().name}"
-            targets[name] = stack.enter_context(checkout_router(checkout.resolve(), config, scratch / f"router-{number}.log"))
+            targets[name] = stack.enter_context(
+                checkout_router(checkout.resolve(), config, scratch / f"router-{number}.log")
+            )
         async with LoadClient() as client:
             for url, pid in targets.values():  # warm-up: pools, lazily built validators
                 await cost(args.kind, url, pid, wrk, client, 1.0)

@@ -122,7 +122,9 @@ def drip_router_config(path: Path, upstream_url: str, parallel: int, queue_size:
     return write_config(path, {DRIP_ID: fields}, queue_size, top_level={"max_connections": connections})
 
 
-def many_models_config(path: Path, host_urls: list[str], remote_models: int, llamacpp_models: int, binary: Path) -> Path:
+def many_models_config(
+    path: Path, host_urls: list[str], remote_models: int, llamacpp_models: int, binary: Path
+) -> Path:
     """``remote_models`` remote models spread round-robin over the hosts, then ``llamacpp_models``
     llamacpp models that are configured but never loaded (their GGUF need not exist)."""
     models: dict[str, dict[str, object]] = {
@@ -149,10 +151,27 @@ def _uvicorn_app(app: str, log_dir: Path, env: dict[str, str] | None = None) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"{app.partition(':')[0].rpartition('.')[2]}-{port}.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-             "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(url + "/health", 30, process)

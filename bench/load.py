@@ -234,11 +234,16 @@ def run_wrk(wrk: str, url: str, payload: bytes, concurrency: int, duration_s: fl
         script.write_text(_WRK_SCRIPT.format(body=payload.decode()))
         completed = subprocess.run(
             [wrk, "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--timeout", "10s", "-s", str(script), url],
-            capture_output=True, text=True, timeout=duration_s + 60, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=duration_s + 60,
+            check=False,
+        )
     line = next((line for line in completed.stdout.splitlines() if line.startswith("WRK_JSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout.strip()}")
+        raise RuntimeError(
+            f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout.strip()}"
+        )
     summary = json.loads(line.removeprefix("WRK_JSON "))
     errors = summary["status_errors"] + summary["socket_errors"]
     return Throughput(

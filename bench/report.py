@@ -57,8 +57,13 @@ def markdown(results: list[Result], info: dict[str, Any], plan: dict[str, Any]) 
         f"{info.get('load_average_at_end')} at end. Plan: {'quick' if plan.get('quick') else 'full'}.",
     ]
     for result in results:
-        lines += ["", f"## {result.title}", "", "| metric | unit | direct | routed | routed − direct | routed / direct |",
-                  "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"## {result.title}",
+            "",
+            "| metric | unit | direct | routed | routed − direct | routed / direct |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for row in result.rows:
             lines.append(
                 f"| {row.metric} | {row.unit} | {_number(row.direct)} | {_number(row.routed)} | "
@@ -90,9 +95,9 @@ def chart(results: list[Result], path: Path, title: str) -> None:
     columns = min(3, len(panels)) or 1
     lines = math.ceil(len(panels) / columns) or 1
     figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.8 * lines), squeeze=False)
-    for axis in axes.flat[len(panels):]:
+    for axis in axes.flat[len(panels) :]:
         axis.set_visible(False)
-    for axis, (result, rows) in zip(axes.flat, panels):
+    for axis, (result, rows) in zip(axes.flat, panels, strict=False):
         positions = range(len(rows))
         paired = any(row.direct is not None for row in rows)  # memory has no direct counterpart
         width = 0.38 if paired else 0.6
@@ -119,5 +124,7 @@ def write(results: list[Result], info: dict[str, Any], plan: dict[str, Any], dir
     payload = {"machine": info, "plan": plan, "results": [result.to_json() for result in results]}
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(text)
-    chart(results, stem.with_suffix(".png"), f"inference-service router vs direct - {info['date']} - {info['cpu_model']}")
+    chart(
+        results, stem.with_suffix(".png"), f"inference-service router vs direct - {info['date']} - {info['cpu_model']}"
+    )
     return stem.with_suffix(".json"), text

@@ -38,15 +38,17 @@ RSS_SAMPLE_INTERVAL_S = 0.05
 
 def drip_payloads(chunks: int, gap_ms: float) -> list[bytes]:
     return [
-        json.dumps({
-            "model": DRIP_ID,
-            "messages": [{"role": "user", "content": f"stream {number}"}],
-            "max_tokens": chunks,
-            "stream": True,
-            "drip_ms": gap_ms,
-        }).encode()
+        json.dumps(
+            {
+                "model": DRIP_ID,
+                "messages": [{"role": "user", "content": f"stream {number}"}],
+                "max_tokens": chunks,
+                "stream": True,
+                "drip_ms": gap_ms,
+            }
+        ).encode()
         for number in range(4)
-    ]  # fmt: skip
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +86,9 @@ def _failures(run: LoadResult, chunks: int) -> str:
     return "; ".join(f"{count} × {why}" for why, count in reasons.most_common(5))
 
 
-async def streams_at_scale(client: LoadClient, direct: str, routed: str, router_pid: int, bare: tuple[str, int], plan: Plan) -> Result:
+async def streams_at_scale(
+    client: LoadClient, direct: str, routed: str, router_pid: int, bare: tuple[str, int], plan: Plan
+) -> Result:
     """Direct, routed and through the bare relay (``bench.bare_relay``: the floor of any Python
     relay on uvicorn + aiohttp), whole batches in rotation; CPU per chunk for both relays."""
     chunks, gap_ms = plan.scale_chunks, plan.scale_gap_ms
@@ -110,7 +114,9 @@ async def streams_at_scale(client: LoadClient, direct: str, routed: str, router_
             order = list(urls)
             for mode in order[number % len(order) :] + order[: number % len(order)]:
                 if mode == "direct":
-                    runs[mode].merge(await client.run(urls[mode], payloads, concurrency, requests=concurrency, stream=True))
+                    runs[mode].merge(
+                        await client.run(urls[mode], payloads, concurrency, requests=concurrency, stream=True)
+                    )
                     continue
                 cpu_before = cpu_seconds(relay_pids[mode])
                 async with rss_peak(router_pid) as sampled:
@@ -121,27 +127,58 @@ async def streams_at_scale(client: LoadClient, direct: str, routed: str, router_
                     peak = max(peak, sampled[0])
                 runs[mode].merge(run)
         d, r, b = runs["direct"], runs["routed"], runs["bare"]
-        per_chunk_us = {mode: cpu_s[mode] / relayed[mode] * 1e6 if relayed[mode] else float("nan") for mode in relay_pids}
+        per_chunk_us = {
+            mode: cpu_s[mode] / relayed[mode] * 1e6 if relayed[mode] else float("nan") for mode in relay_pids
+        }
         label = f"c{concurrency}"
         result.rows += [
             Row(f"{label} wall p50", "s", d.latency_ms(50) / 1000, r.latency_ms(50) / 1000, plot=True),
             Row(f"{label} wall p99", "s", d.latency_ms(99) / 1000, r.latency_ms(99) / 1000, plot=True),
-            Row(f"{label} wall p99 through the bare relay (the floor)", "s", d.latency_ms(99) / 1000, b.latency_ms(99) / 1000),
-            Row(f"{label} streams incomplete (no [DONE] or a chunk lost)", "", _incomplete(d, chunks), _incomplete(r, chunks)),
+            Row(
+                f"{label} wall p99 through the bare relay (the floor)",
+                "s",
+                d.latency_ms(99) / 1000,
+                b.latency_ms(99) / 1000,
+            ),
+            Row(
+                f"{label} streams incomplete (no [DONE] or a chunk lost)",
+                "",
+                _incomplete(d, chunks),
+                _incomplete(r, chunks),
+            ),
             Row(f"{label} router RSS peak (idle {idle:.0f} MB)", "MB", None, peak),
-            Row(f"{label} CPU per relayed chunk: bare relay → router", "µs", per_chunk_us["bare"], per_chunk_us["routed"]),
+            Row(
+                f"{label} CPU per relayed chunk: bare relay → router",
+                "µs",
+                per_chunk_us["bare"],
+                per_chunk_us["routed"],
+            ),
         ]
         for mode, run in runs.items():
             if failures := _failures(run, chunks):
                 result.notes.append(f"{label} {mode} incomplete streams: {failures}")
-        result.targets.append(Target(f"scale {label}: streams incomplete, both ways", _incomplete(d, chunks) + _incomplete(r, chunks), "<=", 0, ""))
+        result.targets.append(
+            Target(
+                f"scale {label}: streams incomplete, both ways",
+                _incomplete(d, chunks) + _incomplete(r, chunks),
+                "<=",
+                0,
+                "",
+            )
+        )
         if concurrency == 256:
             result.notes.append(
                 f"c256: router CPU {cpu_s['routed']:.2f} s for {relayed['routed']:,} relayed chunks = {per_chunk_us['routed']:.1f} µs "
                 f"per chunk (baseline before issue 16: {CPU_PER_CHUNK_BASELINE_US:.1f} µs; the bare relay: {per_chunk_us['bare']:.1f} µs)"
             )
             result.targets.append(
-                Target("scale c256: router CPU per relayed chunk (≤ baseline / 3)", per_chunk_us["routed"], "<=", CPU_PER_CHUNK_BASELINE_US / 3, "µs")
+                Target(
+                    "scale c256: router CPU per relayed chunk (≤ baseline / 3)",
+                    per_chunk_us["routed"],
+                    "<=",
+                    CPU_PER_CHUNK_BASELINE_US / 3,
+                    "µs",
+                )
             )
         if concurrency == 1000:
             result.targets += [
@@ -169,7 +206,9 @@ async def _poll(session: aiohttp.ClientSession, url: str, done: object, timeout_
 async def _router_with_models(
     hosts: HealthHosts, remote_models: int, plan: Plan, scratch: Path, binary: Path
 ) -> dict[str, float]:
-    config = many_models_config(scratch / f"many-{remote_models}.toml", hosts.urls, remote_models, plan.many_llamacpp_models, binary)
+    config = many_models_config(
+        scratch / f"many-{remote_models}.toml", hosts.urls, remote_models, plan.many_llamacpp_models, binary
+    )
     started = time.perf_counter()
     with running_service(config, scratch / "logs", wait_healthy=False) as service:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -177,7 +216,10 @@ async def _router_with_models(
             serving_s = time.perf_counter() - started
 
             def all_remotes_loaded(listing: dict[str, list[dict[str, str]]]) -> bool:
-                return sum(card["status"] == "loaded" for card in listing["data"] if card["runtime"] == "remote") == remote_models
+                return (
+                    sum(card["status"] == "loaded" for card in listing["data"] if card["runtime"] == "remote")
+                    == remote_models
+                )
 
             await _poll(session, service.url + "/v1/models", all_remotes_loaded, 120)
             loaded_s = time.perf_counter() - started
@@ -218,21 +260,36 @@ async def many_models(plan: Plan, scratch: Path, binary: Path, health_interval_s
         base = await _router_with_models(hosts, hosts_count, plan, scratch, binary)
         full = await _router_with_models(hosts, remotes, plan, scratch, binary)
     per_model_mb = (full["rss_mb"] - base["rss_mb"]) / (remotes - hosts_count)
-    probes_per_interval = {name: run["probes_per_host_per_s"] * health_interval_s for name, run in (("base", base), ("full", full))}
+    probes_per_interval = {
+        name: run["probes_per_host_per_s"] * health_interval_s for name, run in (("base", base), ("full", full))
+    }
     both = f"{hosts_count} → {remotes} remote"
     result.rows = [
         Row(f"start-up to /health ({both})", "s", base["serving_s"], full["serving_s"]),
-        Row(f"start-up until every remote model is loaded ({both})", "s", base["loaded_s"], full["loaded_s"], plot=True),
+        Row(
+            f"start-up until every remote model is loaded ({both})", "s", base["loaded_s"], full["loaded_s"], plot=True
+        ),
         Row(f"/v1/models p50 ({both})", "ms", base["list_p50_ms"], full["list_p50_ms"], plot=True),
         Row(f"/v1/models p99 ({both})", "ms", base["list_p99_ms"], full["list_p99_ms"]),
         Row(f"router RSS, models loaded ({both})", "MB", base["rss_mb"], full["rss_mb"], plot=True),
         Row("router RSS per additional remote model", "MB", None, per_model_mb),
         Row(f"router idle CPU ({both})", "% of a core", base["idle_cpu_percent"], full["idle_cpu_percent"], plot=True),
-        Row(f"health probes per host per interval ({both})", "", probes_per_interval["base"], probes_per_interval["full"]),
+        Row(
+            f"health probes per host per interval ({both})",
+            "",
+            probes_per_interval["base"],
+            probes_per_interval["full"],
+        ),
     ]
     result.targets += [
         Target("many models: router RSS per additional remote model", per_model_mb, "<=", 0.1, "MB"),
-        Target(f"many models: idle CPU with {remotes} remote models on {hosts_count} hosts", full["idle_cpu_percent"], "<=", 2.0, "%"),
+        Target(
+            f"many models: idle CPU with {remotes} remote models on {hosts_count} hosts",
+            full["idle_cpu_percent"],
+            "<=",
+            2.0,
+            "%",
+        ),
         # A probe may fall either side of the window's edges: allow 10 % over one per interval.
         Target("many models: probes per host per health interval", probes_per_interval["full"], "<=", 1.1, ""),
     ]

@@ -61,9 +61,16 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         return cls(
-            latency_requests=30, stream_c1_requests=12, stream_c8_rounds=2, stream_tokens=24,
-            proxy_duration_s=2.0, cold_start_reps=3, swap_requests=40, scale_rounds=1, many_idle_window_s=6.0,
-        )  # fmt: skip
+            latency_requests=30,
+            stream_c1_requests=12,
+            stream_c8_rounds=2,
+            stream_tokens=24,
+            proxy_duration_s=2.0,
+            cold_start_reps=3,
+            swap_requests=40,
+            scale_rounds=1,
+            many_idle_window_s=6.0,
+        )
 
 
 @dataclass
@@ -116,17 +123,19 @@ def chat_payloads(model: str, max_tokens: int, stream: bool) -> list[bytes]:
     """Deterministic bodies: temperature 0, a fixed seed, and ``ignore_eos`` (a llama-server
     extension the router passes through) so every answer is exactly ``max_tokens`` long."""
     return [
-        json.dumps({
-            "model": model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "seed": SEED,
-            "ignore_eos": True,
-            "stream": stream,
-        }).encode()
+        json.dumps(
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "seed": SEED,
+                "ignore_eos": True,
+                "stream": stream,
+            }
+        ).encode()
         for prompt in PROMPTS
-    ]  # fmt: skip
+    ]
 
 
 async def paired(
@@ -160,7 +169,9 @@ async def nonstream_latency(client: LoadClient, direct: str, routed: str, plan: 
     await paired(client, urls, payloads, 1, 4, 1, stream=False)  # warm-up: connections, prompt cache
     runs = await paired(client, urls, payloads, 1, plan.latency_requests, 1, stream=False)
     d, r = runs["direct"], runs["routed"]
-    result = Result("latency", f"Non-streaming latency, concurrency 1, max_tokens 8 ({plan.latency_requests} requests each)")
+    result = Result(
+        "latency", f"Non-streaming latency, concurrency 1, max_tokens 8 ({plan.latency_requests} requests each)"
+    )
     result.rows = [
         Row("latency p50", "ms", d.latency_ms(50), r.latency_ms(50), plot=True),
         Row("latency p99", "ms", d.latency_ms(99), r.latency_ms(99), plot=True),
@@ -187,11 +198,22 @@ async def streaming(client: LoadClient, direct: str, routed: str, plan: Plan) ->
             Row(f"c{concurrency} TTFT p50", "ms", d.ttft_ms(50), r.ttft_ms(50), plot=True),
             Row(f"c{concurrency} TTFT p99", "ms", d.ttft_ms(99), r.ttft_ms(99)),
             Row(f"c{concurrency} tokens/s (aggregate)", "tok/s", d.tokens_per_s, r.tokens_per_s, plot=True),
-            Row(f"c{concurrency} tokens/s per stream p50", "tok/s", d.stream_decode_tokens_per_s, r.stream_decode_tokens_per_s),
+            Row(
+                f"c{concurrency} tokens/s per stream p50",
+                "tok/s",
+                d.stream_decode_tokens_per_s,
+                r.stream_decode_tokens_per_s,
+            ),
         ]
-        result.targets.append(Target(f"streaming tokens/s routed/direct, c{concurrency}", r.tokens_per_s / d.tokens_per_s, ">=", 0.97, "x"))
+        result.targets.append(
+            Target(
+                f"streaming tokens/s routed/direct, c{concurrency}", r.tokens_per_s / d.tokens_per_s, ">=", 0.97, "x"
+            )
+        )
         if concurrency == 1:
-            result.targets.append(Target("TTFT added by the router, p50 (c1)", r.ttft_ms(50) - d.ttft_ms(50), "<=", 5.0, "ms"))
+            result.targets.append(
+                Target("TTFT added by the router, p50 (c1)", r.ttft_ms(50) - d.ttft_ms(50), "<=", 5.0, "ms")
+            )
         result.notes += _check_errors(runs, f"streaming c{concurrency}")
     return result
 
@@ -238,7 +260,9 @@ async def cold_start(routed: str, setup: LlamaSetup, plan: Plan, poll_interval_s
         Row("load → ready min", "ms", min(times["direct"]) * 1000, min(times["routed"]) * 1000),
     ]
     result.targets.append(Target("cold start routed − direct (p50)", r - d, "<=", 150.0, "ms"))
-    result.notes.append(f"direct /health polled every {poll_interval_s * 1000:g} ms; the router polls every 50 ms (health_interval_s)")
+    result.notes.append(
+        f"direct /health polled every {poll_interval_s * 1000:g} ms; the router polls every 50 ms (health_interval_s)"
+    )
     return result
 
 
@@ -304,8 +328,13 @@ async def proxy_capacity(
     At JSON c16 the bare relay (``bench.bare_relay``) is measured too: the floor that any
     Python relay on uvicorn + aiohttp stays above on this machine."""
     tool = "wrk (1 thread)" if wrk else "aiohttp closed-loop client"
-    result = Result("proxy", f"Pure proxy capacity vs an instant upstream, {plan.proxy_duration_s:g} s per run, load by {tool}")
-    kinds = {"json": chat_payloads(INSTANT_ID, 8, stream=False), "sse": chat_payloads(INSTANT_ID, PROXY_CHUNKS, stream=True)}
+    result = Result(
+        "proxy", f"Pure proxy capacity vs an instant upstream, {plan.proxy_duration_s:g} s per run, load by {tool}"
+    )
+    kinds = {
+        "json": chat_payloads(INSTANT_ID, 8, stream=False),
+        "sse": chat_payloads(INSTANT_ID, PROXY_CHUNKS, stream=True),
+    }
     urls = {"direct": direct + CHAT, "routed": routed + CHAT}
 
     async def measure(url: str, payloads: list[bytes], concurrency: int, stream: bool, duration_s: float) -> Throughput:
@@ -330,7 +359,9 @@ async def proxy_capacity(
         label = f"{kind} c{concurrency}"
         result.rows.append(Row(f"{label} requests/s", "req/s", d.requests_per_s, r.requests_per_s, plot=kind == "json"))
         if kind == "sse":
-            result.rows.append(Row(f"{label} chunks/s", "chunks/s", d.requests_per_s * PROXY_CHUNKS, r.requests_per_s * PROXY_CHUNKS))
+            result.rows.append(
+                Row(f"{label} chunks/s", "chunks/s", d.requests_per_s * PROXY_CHUNKS, r.requests_per_s * PROXY_CHUNKS)
+            )
         result.rows += [
             Row(f"{label} latency p50", "ms", d.p50_ms, r.p50_ms),
             Row(f"{label} router CPU per request", "ms", None, cpu_per_request_ms),
@@ -344,7 +375,9 @@ async def proxy_capacity(
                 Row(f"{label} requests/s: bare relay → router", "req/s", floor.requests_per_s, r.requests_per_s),
                 Row(f"{label} CPU per request: bare relay → router", "ms", floor_cpu_ms, cpu_per_request_ms),
             ]
-            result.targets.append(Target("pure proxy routed requests/s, json c16", r.requests_per_s, ">=", 1500.0, "req/s"))
+            result.targets.append(
+                Target("pure proxy routed requests/s, json c16", r.requests_per_s, ">=", 1500.0, "req/s")
+            )
             result.notes.append(
                 f"json c16: the router used {cpu_per_request_ms * r.requests_per_s / 10:.0f} % of a core; at "
                 f"{cpu_per_request_ms:.3f} ms CPU per request a whole core would carry ~{1000 / cpu_per_request_ms:,.0f} req/s"

@@ -80,6 +80,8 @@ async def two_models_one_slot(requests: int, scratch: Path) -> Result:
         Row("latency p95", "ms", base["p95"], ours["p95"], plot=True),
         Row("throughput", "req/s", base["rps"], ours["rps"]),
     ]
-    result.targets.append(Target("two models, one slot: loads per 100 requests", ours["loads_per_100"], "<=", 25.0, "loads"))
+    result.targets.append(
+        Target("two models, one slot: loads per 100 requests", ours["loads_per_100"], "<=", 25.0, "loads")
+    )
     result.notes = failures or [f"the baseline loaded {base['loads_per_100']:.0f} times per 100 requests"]
     return result

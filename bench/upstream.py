@@ -22,14 +22,22 @@ from starlette.types import Receive, Scope, Send
 
 DEFAULT_CHUNKS = 16
 
-_COMPLETION = json.dumps({
-    "id": "chatcmpl-bench",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "instant",
-    "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "ok ok ok ok ok ok ok ok"}}],
-    "usage": {"prompt_tokens": 16, "completion_tokens": 8, "total_tokens": 24},
-}).encode()  # fmt: skip
+_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "instant",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "length",
+                "message": {"role": "assistant", "content": "ok ok ok ok ok ok ok ok"},
+            }
+        ],
+        "usage": {"prompt_tokens": 16, "completion_tokens": 8, "total_tokens": 24},
+    }
+).encode()
 _TOKEN_CHUNK = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"instant",'
     b'"choices":[{"index":0,"finish_reason":null,"delta":{"content":" ok"}}]}\n\n'

@@ -71,13 +71,16 @@ def check_startable(settings: Settings) -> Path | None:
     except ProvisioningError as error:
         raise CLIError(str(error)) from None
     if llamacpp_models and binary is None:
-        raise CLIError("no llama-server binary found: run `inference-service runtime install` (or `make setup`), "
-                       "set LLAMA_SERVER_BIN, or put llama-server on PATH")  # fmt: skip
+        raise CLIError(
+            "no llama-server binary found: run `inference-service runtime install` (or `make setup`), "
+            "set LLAMA_SERVER_BIN, or put llama-server on PATH"
+        )
     for model in llamacpp_models:
         path = settings.model_path(model)
         if model.preload and not path.is_file():
-            raise CLIError(f"models.{model.id}.path: model file {path} not found "
-                           f"(run `inference-service models pull {model.id}`)")  # fmt: skip
+            raise CLIError(
+                f"models.{model.id}.path: model file {path} not found (run `inference-service models pull {model.id}`)"
+            )
     return binary
 
 
@@ -153,11 +156,15 @@ def _service_call(args: argparse.Namespace, method: str, path: str) -> Any:
         raise CLIError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}") from None
 
 
-def _service_stream(args: argparse.Namespace, path: str, ready: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+def _service_stream(
+    args: argparse.Namespace, path: str, ready: threading.Event | None = None
+) -> Iterator[dict[str, Any]]:
     """The JSON ``data:`` payloads of a Server-Sent Events endpoint, as they arrive, until it ends."""
     url, headers = _service(args)
     try:
-        with httpx.stream("GET", url + path, headers=headers, timeout=httpx.Timeout(args.timeout, read=None)) as response:
+        with httpx.stream(
+            "GET", url + path, headers=headers, timeout=httpx.Timeout(args.timeout, read=None)
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 raise CLIError(f"GET {path}: HTTP {response.status_code}: {_error_message(response)}")
@@ -165,7 +172,7 @@ def _service_stream(args: argparse.Namespace, path: str, ready: threading.Event 
                 ready.set()
             for line in response.iter_lines():
                 if line.startswith("data: "):
-                    yield json.loads(line[len("data: "):])
+                    yield json.loads(line[len("data: ") :])
     except httpx.HTTPError as error:
         raise CLIError(f"cannot reach the service at {url}: {error}") from None
     finally:
@@ -179,7 +186,9 @@ def _print_json(payload: Any) -> None:
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("   ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "   ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -217,12 +226,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
     now = time.time()
     rows = [["MODEL", "RUNTIME", "STATUS", "PID", "RSS", "CPU", "IN-FLIGHT", "UNTIL"]]
     for card in cards:
-        rows.append([
-            card["id"], card["runtime"], _status_text(card), str(card.get("pid") or "-"),
-            f"{card['rss_mb']:.0f} MB" if card.get("rss_mb") is not None else "-",
-            f"{card['cpu_percent']:.0f}%" if card.get("cpu_percent") is not None else "-",
-            str(card.get("in_flight", 0)), _until(card, now),
-        ])  # fmt: skip
+        rows.append(
+            [
+                card["id"],
+                card["runtime"],
+                _status_text(card),
+                str(card.get("pid") or "-"),
+                f"{card['rss_mb']:.0f} MB" if card.get("rss_mb") is not None else "-",
+                f"{card['cpu_percent']:.0f}%" if card.get("cpu_percent") is not None else "-",
+                str(card.get("in_flight", 0)),
+                _until(card, now),
+            ]
+        )
     print(_table(rows))
     return 0
 
@@ -263,7 +278,9 @@ def cmd_models_load(args: argparse.Namespace) -> int:
 
     def report() -> None:
         with contextlib.suppress(CLIError):  # progress is a courtesy: the load's own answer is what counts
-            for event in _service_stream(args, f"/v1/events?model={quote(model_id)}&types=model_state,load_progress", subscribed):
+            for event in _service_stream(
+                args, f"/v1/events?model={quote(model_id)}&types=model_state,load_progress", subscribed
+            ):
                 if line := _describe(event, started):
                     print(line, file=sys.stderr, flush=True)
                 if event["type"] == "model_state" and event["state"] in ("loaded", "failed"):
@@ -308,7 +325,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     """Print each event as one JSON line (pipe it to ``jq``)."""
-    query = "&".join(f"{name}={quote(value)}" for name, value in (("model", args.model), ("types", args.types)) if value)
+    query = "&".join(
+        f"{name}={quote(value)}" for name, value in (("model", args.model), ("types", args.types)) if value
+    )
     for event in _service_stream(args, "/v1/events" + (f"?{query}" if query else "")):
         print(json.dumps(event, separators=(",", ":")), flush=True)
     return 0
@@ -321,50 +340,79 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="OpenAI-compatible router for local LLM runtimes.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     config_parent = argparse.ArgumentParser(add_help=False)
-    config_parent.add_argument("--config", metavar="PATH", help="config file (default: $INFERENCE_CONFIG or ./config.toml)")
+    config_parent.add_argument(
+        "--config", metavar="PATH", help="config file (default: $INFERENCE_CONFIG or ./config.toml)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[config_parent], help="run the router (default 127.0.0.1:8085)")
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8085)")
-    serve.add_argument("--watch-config", action="store_true", help="reload the config file whenever it changes (also: SIGHUP, POST /admin/reload)")
+    serve.add_argument(
+        "--watch-config",
+        action="store_true",
+        help="reload the config file whenever it changes (also: SIGHUP, POST /admin/reload)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
-    runtime = commands.add_parser("runtime", help="provision runtimes").add_subparsers(dest="action", required=True, metavar="ACTION")
-    install = runtime.add_parser("install", parents=[config_parent], help="find or build llama-server; prints its path last")
+    runtime = commands.add_parser("runtime", help="provision runtimes").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    install = runtime.add_parser(
+        "install", parents=[config_parent], help="find or build llama-server; prints its path last"
+    )
     install.add_argument("--cuda", action="store_true", help="build with -DGGML_CUDA=ON (needs the CUDA toolkit)")
     install.set_defaults(handler=cmd_runtime_install)
 
     models = commands.add_parser("models", help="fetch model files; list/load/unload on a running service")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pull = model_actions.add_parser("pull", parents=[config_parent], help="fetch model files; Ollama pulls ollama models (idempotent)")
+    pull = model_actions.add_parser(
+        "pull", parents=[config_parent], help="fetch model files; Ollama pulls ollama models (idempotent)"
+    )
     pull.add_argument("ids", nargs="*", metavar="ID", help="model ids or aliases (default: every llamacpp model)")
     pull.set_defaults(handler=cmd_models_pull)
     remote_parent = argparse.ArgumentParser(add_help=False, parents=[config_parent])
-    remote_parent.add_argument("--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)")
-    remote_parent.add_argument("--api-key", help="the service's api_key (default: $INFERENCE_API_KEY, else from config)")
+    remote_parent.add_argument(
+        "--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)"
+    )
+    remote_parent.add_argument(
+        "--api-key", help="the service's api_key (default: $INFERENCE_API_KEY, else from config)"
+    )
     remote_parent.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     json_parent = argparse.ArgumentParser(add_help=False)
     json_parent.add_argument("--json", action="store_true", help="print the service's JSON instead of a table")
-    model_actions.add_parser("list", parents=[remote_parent, json_parent], help="models and their states").set_defaults(handler=cmd_models_list)
-    for name, handler, what in (("load", cmd_models_load, "load a model, showing its progress"),
-                                ("unload", cmd_models_unload, "unload a model (in-flight requests finish first)")):  # fmt: skip
+    model_actions.add_parser("list", parents=[remote_parent, json_parent], help="models and their states").set_defaults(
+        handler=cmd_models_list
+    )
+    for name, handler, what in (
+        ("load", cmd_models_load, "load a model, showing its progress"),
+        ("unload", cmd_models_unload, "unload a model (in-flight requests finish first)"),
+    ):
         action = model_actions.add_parser(name, parents=[remote_parent], help=what)
         action.add_argument("id", metavar="ID")
         action.set_defaults(handler=handler)
 
-    ps = commands.add_parser("ps", parents=[remote_parent, json_parent], help="models, processes and idle deadlines (like ollama ps)")
+    ps = commands.add_parser(
+        "ps", parents=[remote_parent, json_parent], help="models, processes and idle deadlines (like ollama ps)"
+    )
     ps.set_defaults(handler=cmd_ps)
-    logs = commands.add_parser("logs", parents=[remote_parent], help="a model runtime's log, or the router's without ID")
+    logs = commands.add_parser(
+        "logs", parents=[remote_parent], help="a model runtime's log, or the router's without ID"
+    )
     logs.add_argument("id", metavar="ID", nargs="?", help="model id or alias (default: the router's own log)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they are written")
     logs.add_argument("--tail", type=int, metavar="N", help="start with only the last N lines")
     logs.set_defaults(handler=cmd_logs)
     events = commands.add_parser("events", parents=[remote_parent], help="follow /v1/events, one JSON object per line")
     events.add_argument("--model", help="only these models (comma-separated ids or aliases)")
-    events.add_argument("--types", help="only these event types (comma-separated: model_state, load_progress, eviction, config_reload, request)")
+    events.add_argument(
+        "--types",
+        help="only these event types (comma-separated: model_state, load_progress, eviction, config_reload, request)",
+    )
     events.set_defaults(handler=cmd_events)
-    commands.add_parser("reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)").set_defaults(handler=cmd_reload)
+    commands.add_parser(
+        "reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)"
+    ).set_defaults(handler=cmd_reload)
     return parser
 
 

@@ -15,7 +15,16 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,14 +74,18 @@ class ModelConfig(_Strict):
     aliases: list[str] = []
     roles: list[Role] = []
     preload: bool = False
-    ttl_s: float | None = Field(default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never")
+    ttl_s: float | None = Field(
+        default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never"
+    )
     parallel: int | None = Field(
         default=None, ge=1, description="concurrent requests admitted upstream (llama-server slots); see concurrency"
     )
     queue_size: int | None = Field(default=None, ge=0)
     queue_timeout_s: float | None = Field(default=None, gt=0)
     stream_send_timeout_s: float | None = Field(default=None, gt=0)
-    fallbacks: list[str] = Field(default=[], description="models (ids or aliases) that serve a request this one cannot take")
+    fallbacks: list[str] = Field(
+        default=[], description="models (ids or aliases) that serve a request this one cannot take"
+    )
     capabilities: list[Capability] | None = Field(
         default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
     )
@@ -102,8 +115,14 @@ class ModelConfig(_Strict):
     @classmethod
     def _slots_bounded(cls, parallel: int | None, info: ValidationInfo) -> int | None:
         """llama-server's slots share one context, so they are bounded; a remote host (vLLM) may take thousands."""
-        if parallel is not None and parallel > MAX_LLAMACPP_SLOTS and info.data.get("runtime", "llamacpp") == "llamacpp":
-            raise ValueError(f"at most {MAX_LLAMACPP_SLOTS} llama-server slots (the bound applies to llamacpp models only)")
+        if (
+            parallel is not None
+            and parallel > MAX_LLAMACPP_SLOTS
+            and info.data.get("runtime", "llamacpp") == "llamacpp"
+        ):
+            raise ValueError(
+                f"at most {MAX_LLAMACPP_SLOTS} llama-server slots (the bound applies to llamacpp models only)"
+            )
         return parallel
 
     @model_validator(mode="after")
@@ -190,7 +209,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8085, ge=0, le=65535)
     api_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line, for log shippers")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line, for log shippers"
+    )
     models_dir: Path = CACHE_DIR / "models"
     package_index_url: str = "https://pypi.org/simple"
     default_model: str | None = None
@@ -200,11 +221,15 @@ class Settings(BaseSettings):
     max_reply_bytes: int = Field(
         default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
     )
-    header_timeout_s: float = Field(default=10.0, gt=0, description="a connection must send a request's headers within this")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send a request's headers within this"
+    )
     body_timeout_s: float = Field(
         default=60.0, gt=0, description="a request's whole body must arrive within this of its headers, else 408"
     )
-    max_connections: int = Field(default=512, ge=1, description="open client connections; beyond this a request gets 503")
+    max_connections: int = Field(
+        default=512, ge=1, description="open client connections; beyond this a request gets 503"
+    )
     queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
     queue_timeout_s: float = Field(default=300.0, gt=0)
     stream_send_timeout_s: float = Field(
@@ -213,7 +238,9 @@ class Settings(BaseSettings):
     max_loaded_models: int | None = Field(default=None, ge=0)
     memory_budget_mb: int | None = Field(default=None, gt=0)
     swap_max_wait_s: float = Field(
-        default=10.0, ge=0, description="how long a model waiting for capacity lets busy models keep serving their queue"
+        default=10.0,
+        ge=0,
+        description="how long a model waiting for capacity lets busy models keep serving their queue",
     )
     health_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
@@ -251,7 +278,8 @@ class Settings(BaseSettings):
         """A model's id is its table key; copy it in so each ModelConfig is self-describing."""
         if isinstance(data, dict) and isinstance(data.get("models"), dict):
             data["models"] = {
-                key: ({**value, "id": key} if isinstance(value, dict) else value) for key, value in data["models"].items()
+                key: ({**value, "id": key} if isinstance(value, dict) else value)
+                for key, value in data["models"].items()
             }
         return data
 
@@ -343,7 +371,7 @@ def _format_validation_error(source: str, error: ValidationError, overridden: Co
     location = [str(part) for part in first["loc"] if part not in ("function-after", "[key]")]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling; a model id containing dots must be quoted: [models.\"qwen2.5-7b\"])"
+        message = 'unknown key (check the spelling; a model id containing dots must be quoted: [models."qwen2.5-7b"])'
     if from_environment := _environment_source(location, overridden):
         source, location = from_environment
     where = f"{source}: {'.'.join(location)}" if location else source

@@ -177,10 +177,9 @@ class ChildProcess:
             return None
         rss_mb = cpu = None
         if self._psutil is not None:
-            with contextlib.suppress(psutil.Error):
-                with self._psutil.oneshot():
-                    rss_mb = round(self._psutil.memory_info().rss / 2**20, 1)
-                    cpu = self._psutil.cpu_percent(None)
+            with contextlib.suppress(psutil.Error), self._psutil.oneshot():
+                rss_mb = round(self._psutil.memory_info().rss / 2**20, 1)
+                cpu = self._psutil.cpu_percent(None)
         return ProcessInfo(pid=self._process.pid, port=port, rss_mb=rss_mb, cpu_percent=cpu)
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-
 from tests.integration.conftest import GATEWAY_MASTER_KEY
 from tests.support.gateway import running_litellm
 from tests.support.service import REPO_ROOT, running_service
@@ -59,7 +58,9 @@ def run_pytest(label: str, paths: Sequence[str], env: Mapping[str, str], extra_a
     look green."""
     say(f"{label}: pytest {' '.join(paths)}")
     started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", *extra_args], env=dict(env), cwd=REPO_ROOT)
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", *extra_args], env=dict(env), cwd=REPO_ROOT
+    )
     elapsed = time.monotonic() - started
     if code == PYTEST_NO_TESTS:
         say(f"{label}: FAILED: no tests collected ({elapsed:.0f}s)")
@@ -82,13 +83,22 @@ def main(extra_args: Sequence[str]) -> int:
     results: dict[str, bool] = {}
     try:
         say(f"starting inference-service ({SERVICE_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/ready ...")
-        with running_service(SERVICE_CONFIG, log_dir, port=port, ready_timeout_s=SERVICE_READY_TIMEOUT_S, wait_ready=True) as service:
+        with running_service(
+            SERVICE_CONFIG, log_dir, port=port, ready_timeout_s=SERVICE_READY_TIMEOUT_S, wait_ready=True
+        ) as service:
             say(f"inference-service ready at {service.url} (pid {service.pid}) after {time.monotonic() - started:.0f}s")
-            say(f"starting LiteLLM gateway ({GATEWAY_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/liveliness ...")
+            say(
+                f"starting LiteLLM gateway ({GATEWAY_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/liveliness ..."
+            )
             with running_gateway(service.url, log_dir) as gateway_url:
                 say(f"gateway ready at {gateway_url} after {time.monotonic() - started:.0f}s")
-                env = {**os.environ, "INFERENCE_SERVICE_URL": service.url, "LLM_GATEWAY_URL": gateway_url,
-                       "LITELLM_MASTER_KEY": GATEWAY_MASTER_KEY, "INTEGRATION_REQUIRED": "1"}  # fmt: skip
+                env = {
+                    **os.environ,
+                    "INFERENCE_SERVICE_URL": service.url,
+                    "LLM_GATEWAY_URL": gateway_url,
+                    "LITELLM_MASTER_KEY": GATEWAY_MASTER_KEY,
+                    "INTEGRATION_REQUIRED": "1",
+                }
                 results["unit"] = run_pytest("unit", ["tests/unit"], env, extra_args)
                 results["integration"] = run_pytest("integration", ["tests/integration"], env, extra_args)
                 say("stopping the gateway and the service ...")

@@ -104,6 +104,8 @@ def download(dist: DistributionFile, directory: Path, progress: Progress) -> Pat
         raise ProvisioningError(f"download of {dist.url} failed: {error}") from None
     if dist.sha256 and digest.hexdigest() != dist.sha256:
         partial.unlink(missing_ok=True)
-        raise ProvisioningError(f"{dist.filename}: sha256 {digest.hexdigest()} does not match the index's {dist.sha256}")
+        raise ProvisioningError(
+            f"{dist.filename}: sha256 {digest.hexdigest()} does not match the index's {dist.sha256}"
+        )
     partial.replace(target)
     return target

@@ -25,7 +25,11 @@ _NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 def cmake_configure_args(source_dir: Path, build_dir: Path, cuda: bool) -> list[str]:
     """The CMake configure command line; only the server is built, statically linked."""
     return [
-        "cmake", "-S", str(source_dir), "-B", str(build_dir),
+        "cmake",
+        "-S",
+        str(source_dir),
+        "-B",
+        str(build_dir),
         "-DCMAKE_BUILD_TYPE=Release",
         "-DBUILD_SHARED_LIBS=OFF",
         "-DLLAMA_CURL=OFF",
@@ -34,7 +38,7 @@ def cmake_configure_args(source_dir: Path, build_dir: Path, cuda: bool) -> list[
         "-DLLAMA_BUILD_SERVER=ON",
         f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
         *(["-G", "Ninja"] if shutil.which("ninja") else []),
-    ]  # fmt: skip
+    ]
 
 
 def install_dir(version: str, cuda: bool) -> Path:
@@ -47,7 +51,9 @@ def configured_binary(settings: Settings) -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not os.access(path, os.X_OK):
-            raise ProvisioningError(f"llama-server binary {path} (LLAMA_SERVER_BIN / runtimes.llamacpp.binary) is not executable")
+            raise ProvisioningError(
+                f"llama-server binary {path} (LLAMA_SERVER_BIN / runtimes.llamacpp.binary) is not executable"
+            )
         return path.resolve()
     if on_path := shutil.which("llama-server"):
         return Path(on_path).resolve()
@@ -57,9 +63,10 @@ def configured_binary(settings: Settings) -> Path | None:
 
 def _run_logged(command: list[str], log_path: Path, progress: Progress, label: str) -> None:
     """Run a build command, reporting ninja/make ``[n/m]`` steps; on failure show the log tail."""
-    with log_path.open("a") as log, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as process:
+    with (
+        log_path.open("a") as log,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process,
+    ):
         assert process.stdout is not None
         last_reported = -1
         for line in process.stdout:
@@ -109,8 +116,10 @@ def build(settings: Settings, progress: Progress, cuda: bool = False) -> Path:
     progress.step(f"step 4/4: compiling llama-server with {jobs} jobs (about 10 minutes on 2 cores)")
     _run_logged(
         ["cmake", "--build", str(work_dir / "build"), "--target", "llama-server", "-j", jobs],
-        log_path, progress, "compile",
-    )  # fmt: skip
+        log_path,
+        progress,
+        "compile",
+    )
     built = work_dir / "build" / "bin" / "llama-server"
     if not built.exists():
         raise ProvisioningError(f"build finished but {built} is missing; see {log_path}")

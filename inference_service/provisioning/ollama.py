@@ -45,7 +45,9 @@ def pull_ollama_model(settings: Settings, model: ModelConfig, progress: Progress
     progress.step(f"{model.id}: pulling {name} on the Ollama at {url}")
     state: dict[str, Any] = {}
     try:
-        with httpx.stream("POST", f"{url}/api/pull", json={"model": name}, timeout=httpx.Timeout(60.0, read=None)) as response:
+        with httpx.stream(
+            "POST", f"{url}/api/pull", json={"model": name}, timeout=httpx.Timeout(60.0, read=None)
+        ) as response:
             if response.status_code != 200:
                 response.read()
                 raise ProvisioningError(f"ollama pull {name}: HTTP {response.status_code}: {error_message(response)}")
@@ -65,6 +67,8 @@ def pull_ollama_model(settings: Settings, model: ModelConfig, progress: Progress
             "is `ollama serve` running?"
         ) from None
     if state.get("status") != "success":
-        raise ProvisioningError(f"ollama pull {name}: the stream ended without 'success' (last: {state.get('status')!r})")
+        raise ProvisioningError(
+            f"ollama pull {name}: the stream ended without 'success' (last: {state.get('status')!r})"
+        )
     progress.step(f"{model.id}: {name} ready on {url}")
     return f"{name}@{url}"

@@ -20,27 +20,32 @@ from inference_service import __version__
 from inference_service.config import Settings
 from inference_service.router import api
 from inference_service.router.api import openapi
-from inference_service.router.observability.activity import CLIENT_CLOSED, ActivityMiddleware
-from inference_service.router.console import routes as console
-from inference_service.router.serving.disconnect import ClientDisconnected
-from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
-from inference_service.router.serving.errors import APIError, envelope
-from inference_service.router.serving.escaped_json import EscapedJSONResponse
-from inference_service.router.serving.hot_routes import HotRoutes
+from inference_service.router.console import routes as console
+from inference_service.router.observability.activity import CLIENT_CLOSED, ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
 from inference_service.router.observability.metrics import Metrics
-from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
+from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
-from inference_service.router.services import Services
-from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.router.proxy.upstream import UpstreamClient
+from inference_service.router.services import Services
+from inference_service.router.serving.disconnect import ClientDisconnected
+from inference_service.router.serving.errors import APIError, envelope
+from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.serving.hot_routes import HotRoutes
+from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
+from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.supervisor import RuntimeFactory, Supervisor
 
 logger = logging.getLogger(__name__)
 
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error"}
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+}
 
 
 def _router_log_buffer(settings: Settings) -> LogBuffer:
@@ -101,7 +106,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
-        import gc; gc.freeze(); gc.set_threshold(10000, 20, 20)
+        import gc
+
+        gc.freeze()
+        gc.set_threshold(10000, 20, 20)
         try:
             if reloader is None:
                 yield
@@ -145,7 +153,9 @@ def create_app(
     async def invalid_request(_: Request, error: RequestValidationError) -> EscapedJSONResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(part) for part in first["loc"]) or None
-        return EscapedJSONResponse(envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422)
+        return EscapedJSONResponse(
+            envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> EscapedJSONResponse:

@@ -31,10 +31,24 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 2.0
 #: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
 STARTUP_KEYS = (
-    "host", "port", "api_key", "log_level", "log_format", "max_body_bytes", "max_reply_bytes", "header_timeout_s",
-    "body_timeout_s", "max_connections", "models_dir", "runtimes", "health_timeout_s", "health_interval_s",
-    "stop_grace_s", "log_buffer_lines", "package_index_url",
-)  # fmt: skip
+    "host",
+    "port",
+    "api_key",
+    "log_level",
+    "log_format",
+    "max_body_bytes",
+    "max_reply_bytes",
+    "header_timeout_s",
+    "body_timeout_s",
+    "max_connections",
+    "models_dir",
+    "runtimes",
+    "health_timeout_s",
+    "health_interval_s",
+    "stop_grace_s",
+    "log_buffer_lines",
+    "package_index_url",
+)
 
 
 class ReloadRejected(Exception):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from inference_service.config import Settings
-from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.supervisor import Supervisor
 

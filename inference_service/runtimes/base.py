@@ -29,9 +29,15 @@ class Endpoint:
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 #: Everything llama-server serves that the router proxies by the request's ``model``.
 LLAMA_SERVER_PATHS = OPENAI_PATHS | {
-    "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
-    "/v1/rerank", "/tokenize", "/detokenize", "/infill", "/apply-template",
-}  # fmt: skip
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/rerank",
+    "/tokenize",
+    "/detokenize",
+    "/infill",
+    "/apply-template",
+}
 
 
 class RuntimeStartError(Exception):
@@ -65,8 +71,6 @@ class Runtime(Protocol):
         """Release the model; idempotent."""
         ...
 
-    def process_info(self) -> ProcessInfo | None:
-        ...
+    def process_info(self) -> ProcessInfo | None: ...
 
-    def log_lines(self) -> Sequence[str]:
-        ...
+    def log_lines(self) -> Sequence[str]: ...

@@ -32,15 +32,21 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, po
     ``pooling`` is the embeddings pooling to impose (see :func:`embedding_pooling`)."""
     argv = [
         str(binary),
-        "--model", str(model_path),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--alias", model.id,
-        "--ctx-size", str(model.ctx_size),
-        "--parallel", str(model.concurrency),
+        "--model",
+        str(model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--alias",
+        model.id,
+        "--ctx-size",
+        str(model.ctx_size),
+        "--parallel",
+        str(model.concurrency),
         "--metrics",
         "--slots",
-    ]  # fmt: skip
+    ]
     if model.n_gpu_layers is not None:
         argv += ["--n-gpu-layers", str(model.n_gpu_layers)]
     if model.main_gpu is not None:
@@ -118,7 +124,9 @@ class LlamaCppRuntime:
 
     async def start(self) -> Endpoint:
         if self._binary is None:
-            raise RuntimeStartError("no llama-server binary: run `inference-service runtime install` or set LLAMA_SERVER_BIN")
+            raise RuntimeStartError(
+                "no llama-server binary: run `inference-service runtime install` or set LLAMA_SERVER_BIN"
+            )
         if not self._model_path.is_file():
             raise RuntimeStartError(
                 f"model file {self._model_path} not found: run `inference-service models pull {self._model.id}`"
@@ -140,7 +148,9 @@ class LlamaCppRuntime:
         base_url = f"http://127.0.0.1:{self._port}"
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-                await self._child.wait_ready(lambda: _answers_ok(client), self._health_interval_s, self._health_timeout_s)
+                await self._child.wait_ready(
+                    lambda: _answers_ok(client), self._health_interval_s, self._health_timeout_s
+                )
         except ChildStartError as error:
             await self.stop()
             raise RuntimeStartError(error.reason) from None

@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,8 +94,12 @@ class OllamaClient:
         self._timeout_s = timeout_s
         self._prober = prober
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
-        response = await self._prober.client.request(method, self.base_url + path, json=body, timeout=timeout_s or self._timeout_s)
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> Any:
+        response = await self._prober.client.request(
+            method, self.base_url + path, json=body, timeout=timeout_s or self._timeout_s
+        )
         if response.status_code != 200:
             raise OllamaAPIError(response.status_code, error_message(response))
         return response.json()

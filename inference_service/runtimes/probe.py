@@ -73,7 +73,9 @@ class HealthProber:
             # Idle connections are dropped before the usual 5 s server keep-alive, so a probe never
             # goes out on a socket the host is closing at that moment (a false "down").
             connector = aiohttp.TCPConnector(keepalive_timeout=4)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s)
+            )
         return self._session
 
     def hold(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from inference_service.config import ModelConfig
 from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError

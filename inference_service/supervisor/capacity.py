@@ -237,8 +237,13 @@ class CapacityScheduler:
         staying = [t for t in self._holders if t not in self._evicting and t.state != ModelState.UNLOADING]
         loaded = [t for t in staying if t.state == ModelState.LOADED]
         idle = [t for t in loaded if t.in_flight == 0 and (t.waiting == 0 or t.closed or turn_left_s(t) <= 0)]
-        limits = {"resident_count": len(staying), "resident_mb": sum(t.footprint_mb for t in staying),
-                  "need_mb": head.footprint_mb, "max_models": self._max_models, "budget_mb": self._budget_mb}  # fmt: skip
+        limits = {
+            "resident_count": len(staying),
+            "resident_mb": sum(t.footprint_mb for t in staying),
+            "need_mb": head.footprint_mb,
+            "max_models": self._max_models,
+            "budget_mb": self._budget_mb,
+        }
         by_id = {t.model_id: t for t in loaded}
         choice = choose_evictions([self._candidate(t) for t in idle], **limits)  # type: ignore[arg-type]
         if choice == []:

@@ -182,12 +182,24 @@ class ModelActor:
 
     def status(self) -> ModelStatus:
         return ModelStatus(
-            id=self.model_id, runtime=self.config.runtime, state=self.state, reason=self.reason,
-            aliases=list(self.config.aliases), roles=list(self.config.roles), process=self.runtime.process_info(),
-            in_flight=self.in_flight, waiting=self.waiting, restarts=self.restarts, loads=self.loads,
-            generation=self.generation, footprint_mb=self._footprint_mb or None, loaded_at=self.loaded_at,
-            last_used=self.last_used, state_since=self.state_since, last_load_s=self.last_load_s,
-        )  # fmt: skip
+            id=self.model_id,
+            runtime=self.config.runtime,
+            state=self.state,
+            reason=self.reason,
+            aliases=list(self.config.aliases),
+            roles=list(self.config.roles),
+            process=self.runtime.process_info(),
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+            restarts=self.restarts,
+            loads=self.loads,
+            generation=self.generation,
+            footprint_mb=self._footprint_mb or None,
+            loaded_at=self.loaded_at,
+            last_used=self.last_used,
+            state_since=self.state_since,
+            last_load_s=self.last_load_s,
+        )
 
     def use_settings(self, settings: Settings) -> None:
         """Top-level limits from a config reload; read at each decision, so they apply from the next."""
@@ -325,9 +337,13 @@ class ModelActor:
             case Stopped(generation=generation):
                 self._on_stopped(generation)
 
-    def _transition(self, expected: ModelState | frozenset[ModelState], target: ModelState, reason: str | None = None) -> None:
+    def _transition(
+        self, expected: ModelState | frozenset[ModelState], target: ModelState, reason: str | None = None
+    ) -> None:
         compare_and_swap(self.state, expected, target)
-        logger.info("model %s: %s -> %s%s", self.model_id, self.state, target, f" ({reason.splitlines()[0]})" if reason else "")
+        logger.info(
+            "model %s: %s -> %s%s", self.model_id, self.state, target, f" ({reason.splitlines()[0]})" if reason else ""
+        )
         self.state, self.state_since, self.reason = target, time.time(), reason
         if target == _S.LOADING:
             self.generation += 1
@@ -364,7 +380,11 @@ class ModelActor:
         self._begin_loading(frozenset({_S.UNLOADED, _S.FAILED}))
 
     def _begin_loading(
-        self, expected: ModelState | frozenset[ModelState], attempts: int = 1, delay_s: float = 0.0, reason: str | None = None
+        self,
+        expected: ModelState | frozenset[ModelState],
+        attempts: int = 1,
+        delay_s: float = 0.0,
+        reason: str | None = None,
     ) -> None:
         self._transition(expected, _S.LOADING, reason)
         self._load_started = time.monotonic()
@@ -516,7 +536,9 @@ class ModelActor:
 
     def _on_evict(self, reason: str, idle_only: bool) -> None:
         if self.state != _S.LOADED or self.in_flight or (idle_only and self._leases):
-            logger.debug("model %s: eviction (%s) refused: %s, %d in flight", self.model_id, reason, self.state, self.in_flight)
+            logger.debug(
+                "model %s: eviction (%s) refused: %s, %d in flight", self.model_id, reason, self.state, self.in_flight
+            )
             self._capacity.evict_refused(self)
             return
         kind = "swap" if self.closed else reason.split(":", 1)[0]  # swap: it yielded to a model that waited too long
@@ -593,4 +615,3 @@ def _log_failure(task: asyncio.Future[None]) -> None:
     """Retrieve an operation's outcome, so a bug in one is logged once and not as 'never retrieved'."""
     if not task.cancelled() and (error := task.exception()) is not None:
         logger.error("model operation failed: %r", error)
-

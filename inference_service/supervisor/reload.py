@@ -97,7 +97,7 @@ async def apply(supervisor: Supervisor, settings: Settings, reload_plan: ReloadP
         *(f"preload {model.id}" for model in reload_plan.added if model.preload),
     ]
     failures = []
-    for name, outcome in zip(names, await asyncio.gather(*steps, return_exceptions=True)):
+    for name, outcome in zip(names, await asyncio.gather(*steps, return_exceptions=True), strict=True):
         if isinstance(outcome, SupervisorError):
             logger.error("config reload: %s failed: %s", name, outcome)
             failures.append(f"{name}: {outcome}")

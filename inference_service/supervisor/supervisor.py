@@ -70,7 +70,7 @@ class Supervisor:
         # known from the start instead of `unloaded` until its first request.
         chosen = [m for m, a in self._models.items() if a.config.preload or a.config.runtime == "remote"]
         results = await asyncio.gather(*(self.load(model_id) for model_id in chosen), return_exceptions=True)
-        for model_id, result in zip(chosen, results):
+        for model_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("start-up load of %s failed: %s", model_id, result)
 
@@ -136,7 +136,9 @@ class Supervisor:
         actors = [self._get(model_id) for model_id in dict.fromkeys(model_ids)]
         if not self.capacity.fit_together([a for a in actors if a.runtime.local]):
             return
-        loads = asyncio.gather(*(a.wait_ready() for a in actors if a.state != ModelState.LOADED), return_exceptions=True)
+        loads = asyncio.gather(
+            *(a.wait_ready() for a in actors if a.state != ModelState.LOADED), return_exceptions=True
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loads, self._settings.queue_timeout_s)
 

@@ -109,7 +109,9 @@ class ChatRequestFactory:
     """Request bodies for the suite. Small ``max_tokens`` defaults keep runs fast on a shared CPU."""
 
     @staticmethod
-    def simple(message: str = "What is 2 + 2?", model: str = FAST_MODEL, max_tokens: int = 16, **extra: Any) -> dict[str, Any]:
+    def simple(
+        message: str = "What is 2 + 2?", model: str = FAST_MODEL, max_tokens: int = 16, **extra: Any
+    ) -> dict[str, Any]:
         return {"model": model, "messages": [{"role": "user", "content": message}], "max_tokens": max_tokens, **extra}
 
     @staticmethod
@@ -124,7 +126,9 @@ class ChatRequestFactory:
         return {"model": model, "messages": messages, "max_tokens": max_tokens, **extra}
 
     @classmethod
-    def streaming(cls, message: str = "Count from 1 to 5.", model: str = FAST_MODEL, max_tokens: int = 16, **extra: Any) -> dict[str, Any]:
+    def streaming(
+        cls, message: str = "Count from 1 to 5.", model: str = FAST_MODEL, max_tokens: int = 16, **extra: Any
+    ) -> dict[str, Any]:
         return cls.simple(message=message, model=model, max_tokens=max_tokens, stream=True, **extra)
 
     @classmethod
@@ -151,8 +155,12 @@ class ChatRequestFactory:
         **extra: Any,
     ) -> dict[str, Any]:
         """A ``task_type: code`` request. Without ``model`` the service picks its ``coder`` model."""
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": task}], "max_tokens": max_tokens,
-                                "task_type": "code", **extra}  # fmt: skip
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": task}],
+            "max_tokens": max_tokens,
+            "task_type": "code",
+            **extra,
+        }
         if model is not None:
             body["model"] = model
         return body
@@ -180,18 +188,26 @@ class ResponseValidator:
         message = choices[0].get("message") or {}
         assert message.get("role") == "assistant", f"role is {message.get('role')!r}"
         assert isinstance(message.get("content"), str) and message["content"].strip(), "empty assistant content"
-        assert choices[0].get("finish_reason") in ("stop", "length"), f"finish_reason {choices[0].get('finish_reason')!r}"
+        assert choices[0].get("finish_reason") in ("stop", "length"), (
+            f"finish_reason {choices[0].get('finish_reason')!r}"
+        )
 
     @staticmethod
     def validate_usage(data: dict[str, Any], max_completion_tokens: int | None = None) -> None:
         usage = data.get("usage")
         assert isinstance(usage, dict), "missing usage"
-        prompt, completion, total = usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+        prompt, completion, total = (
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            usage.get("total_tokens"),
+        )
         assert isinstance(prompt, int) and prompt > 0, f"prompt_tokens {prompt!r}"
         assert isinstance(completion, int) and completion > 0, f"completion_tokens {completion!r}"
         assert total == prompt + completion, f"total_tokens {total} != {prompt} + {completion}"
         if max_completion_tokens is not None:
-            assert completion <= max_completion_tokens, f"{completion} completion tokens exceed max_tokens {max_completion_tokens}"
+            assert completion <= max_completion_tokens, (
+                f"{completion} completion tokens exceed max_tokens {max_completion_tokens}"
+            )
 
     @staticmethod
     def validate_orchestration(data: dict[str, Any], mode: str, min_models: int = 1) -> dict[str, Any]:
@@ -201,7 +217,9 @@ class ResponseValidator:
         assert orchestration.get("mode") == mode, f"mode {orchestration.get('mode')!r} != {mode!r}"
         models_used = orchestration.get("models_used")
         assert isinstance(models_used, list), "missing models_used"
-        assert len(set(models_used)) >= min_models, f"models_used {models_used} has fewer than {min_models} distinct models"
+        assert len(set(models_used)) >= min_models, (
+            f"models_used {models_used} has fewer than {min_models} distinct models"
+        )
         stages = orchestration.get("stages")
         assert isinstance(stages, list) and stages, "missing stages"
         for stage in stages:
@@ -239,7 +257,7 @@ class SSEParser:
         (blank separators, ``: comment`` keep-alives, other fields)."""
         if not line.startswith("data:"):
             return None
-        payload = line[len("data:"):].strip()
+        payload = line[len("data:") :].strip()
         if payload == cls.DONE:
             return cls.DONE
         parsed = json.loads(payload)
@@ -267,7 +285,9 @@ class SSEParser:
     def extract_content(chunks: list[dict[str, Any]]) -> str:
         """The streamed assistant text: every ``delta.content`` in order."""
         return "".join(
-            (choice.get("delta") or {}).get("content") or "" for chunk in chunks for choice in chunk.get("choices") or []
+            (choice.get("delta") or {}).get("content") or ""
+            for chunk in chunks
+            for choice in chunk.get("choices") or []
         )
 
 
@@ -286,14 +306,16 @@ async def post_stream(http: httpx.AsyncClient, path: str, body: dict[str, Any]) 
     return response, raw
 
 
-async def requests_total(http: httpx.AsyncClient, model_id: str, endpoint: str = "chat/completions", status: str = "200") -> float:
+async def requests_total(
+    http: httpx.AsyncClient, model_id: str, endpoint: str = "chat/completions", status: str = "200"
+) -> float:
     """The service's ``inference_requests_total`` counter for one model: proof a request reached it."""
     response = await http.get("/metrics")
     assert response.status_code == 200, f"/metrics answered {response.status_code}"
     wanted = {"model": model_id, "endpoint": endpoint, "status": status}
     for line in response.text.splitlines():
         if line.startswith("inference_requests_total{"):
-            labels, value = line[len("inference_requests_total{"):].rsplit("} ", 1)
+            labels, value = line[len("inference_requests_total{") :].rsplit("} ", 1)
             if dict(_LABEL.findall(labels)) == wanted:
                 return float(value)
     return 0.0

@@ -90,9 +90,13 @@ async def test_system_message_reaches_the_model(
 ) -> None:
     """The system prompt is forwarded, not dropped: a longer one costs more prompt tokens.
     (Two system prompts are compared because some chat templates add a default one when none is sent.)"""
-    short = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief.", max_tokens=1))
+    short = await client.post(
+        "/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief.", max_tokens=1)
+    )
     padding = " Always answer politely, precisely and in plain English."
-    long = await client.post("/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief." + padding * 5, max_tokens=1))
+    long = await client.post(
+        "/v1/chat/completions", json=chat_request_factory.with_system(system="Be brief." + padding * 5, max_tokens=1)
+    )
     assert short.status_code == long.status_code == 200
     assert long.json()["usage"]["prompt_tokens"] >= short.json()["usage"]["prompt_tokens"] + 20
 
@@ -129,9 +133,13 @@ async def test_code_task_without_model_is_served_by_the_coder_models_llama_serve
 
 
 @pytest.mark.requires_model
-async def test_request_id_is_echoed(client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]) -> None:
+async def test_request_id_is_echoed(
+    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory]
+) -> None:
     request_id = f"e2e-{uuid.uuid4().hex}"
-    response = await client.post("/v1/chat/completions", json=chat_request_factory.simple(max_tokens=2), headers={"X-Request-ID": request_id})
+    response = await client.post(
+        "/v1/chat/completions", json=chat_request_factory.simple(max_tokens=2), headers={"X-Request-ID": request_id}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"] == request_id
 
@@ -162,6 +170,8 @@ async def test_empty_messages_returns_4xx(client: httpx.AsyncClient, skip_if_ser
 
 
 async def test_malformed_json_returns_400(client: httpx.AsyncClient, skip_if_service_unavailable: None) -> None:
-    response = await client.post("/v1/chat/completions", content=b'{"model": ', headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/chat/completions", content=b'{"model": ', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"

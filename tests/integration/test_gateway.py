@@ -30,7 +30,9 @@ async def test_gateway_is_alive(gateway_client: httpx.AsyncClient, skip_if_gatew
     assert response.status_code == 200
 
 
-async def test_gateway_lists_inference_and_local_names(gateway_client: httpx.AsyncClient, skip_if_gateway_unavailable: None) -> None:
+async def test_gateway_lists_inference_and_local_names(
+    gateway_client: httpx.AsyncClient, skip_if_gateway_unavailable: None
+) -> None:
     response = await gateway_client.get("/v1/models")
     assert response.status_code == 200, response.text
     names = {card["id"] for card in response.json()["data"]}
@@ -50,7 +52,9 @@ async def test_inference_phi4_routes_through_gateway_to_the_service(
     """Exit criterion: ``inference:phi-4`` sent to the gateway is served by this service's phi-4 model."""
     model_id = (await model_card(client, ORCHESTRATION_MODEL))["id"]
     before = await requests_total(client, model_id)
-    response = await gateway_client.post("/v1/chat/completions", json=chat_request_factory.simple(model=f"inference:{ORCHESTRATION_MODEL}", max_tokens=4))
+    response = await gateway_client.post(
+        "/v1/chat/completions", json=chat_request_factory.simple(model=f"inference:{ORCHESTRATION_MODEL}", max_tokens=4)
+    )
     assert response.status_code == 200, response.text
     response_validator.validate_completion(response.json())
     assert await requests_total(client, model_id) >= before + 1, "the service never saw the gateway's request"
@@ -68,7 +72,9 @@ async def test_local_prefix_routes_through_gateway_to_the_service(
 ) -> None:
     model_id = (await model_card(client, FAST_MODEL))["id"]
     before = await requests_total(client, model_id)
-    response = await gateway_client.post("/v1/chat/completions", json=chat_request_factory.simple(model=f"local:{FAST_MODEL}", max_tokens=4))
+    response = await gateway_client.post(
+        "/v1/chat/completions", json=chat_request_factory.simple(model=f"local:{FAST_MODEL}", max_tokens=4)
+    )
     assert response.status_code == 200, response.text
     assert await requests_total(client, model_id) >= before + 1, "the service never saw the gateway's request"
 
@@ -99,6 +105,8 @@ async def test_gateway_refuses_requests_without_the_master_key(
     model_id = (await model_card(client, FAST_MODEL))["id"]
     before = await requests_total(client, model_id)
     async with httpx.AsyncClient(base_url=GATEWAY_URL, timeout=REQUEST_TIMEOUT_S) as anonymous:
-        response = await anonymous.post("/v1/chat/completions", json=chat_request_factory.simple(model=f"inference:{FAST_MODEL}", max_tokens=4))
+        response = await anonymous.post(
+            "/v1/chat/completions", json=chat_request_factory.simple(model=f"inference:{FAST_MODEL}", max_tokens=4)
+        )
     assert response.status_code >= 400
     assert await requests_total(client, model_id) == before, "an unauthenticated request reached the service"

@@ -36,7 +36,9 @@ FLOOD_OVERFLOW = 14
 def _admission(model_name: str) -> tuple[int, int]:
     """``parallel`` and ``queue_size`` of the model serving ``model_name``, from the suite's config.toml."""
     config = tomllib.loads(SUITE_CONFIG.read_text())
-    table = next(table for model_id, table in config["models"].items() if model_name in (model_id, *table.get("aliases", [])))
+    table = next(
+        table for model_id, table in config["models"].items() if model_name in (model_id, *table.get("aliases", []))
+    )
     return table["parallel"], table.get("queue_size", config["queue_size"])
 
 
@@ -54,11 +56,15 @@ LOAD_TOKENS = 32
 async def _burst(http: httpx.AsyncClient, count: int, max_tokens: int = 4) -> list[httpx.Response]:
     """``count`` distinct requests sent at once (distinct prompts, so no answer can come from a cache)."""
     requests = [ChatRequestFactory.simple(message=f"Say the number {n}.", max_tokens=max_tokens) for n in range(count)]
-    return list(await asyncio.gather(*(http.post(CHAT, json=request, timeout=REQUEST_TIMEOUT_S) for request in requests)))
+    return list(
+        await asyncio.gather(*(http.post(CHAT, json=request, timeout=REQUEST_TIMEOUT_S) for request in requests))
+    )
 
 
 @pytest.mark.parametrize("concurrency", [5, 15])
-async def test_concurrent_requests_all_succeed(async_client: httpx.AsyncClient, skip_if_no_models: None, concurrency: int) -> None:
+async def test_concurrent_requests_all_succeed(
+    async_client: httpx.AsyncClient, skip_if_no_models: None, concurrency: int
+) -> None:
     responses = await _burst(async_client, concurrency)
     statuses = [response.status_code for response in responses]
     assert statuses == [200] * concurrency, statuses
@@ -71,6 +77,7 @@ async def test_ten_concurrent_requests_complete_faster_than_one_after_another(
     """Exit criterion: 10 concurrent requests all succeed - and the burst, served by the
     model's parallel slots, takes less than 10 requests of the same size sent one after
     another (timed in this test, under the same machine load; distinct prompts, no cache)."""
+
     def request(n: int) -> dict[str, Any]:
         return ChatRequestFactory.simple(message=f"Say the number {n}.", max_tokens=LOAD_TOKENS, ignore_eos=True)
 
@@ -83,11 +90,16 @@ async def test_ten_concurrent_requests_complete_faster_than_one_after_another(
     responses = await asyncio.gather(*(async_client.post(CHAT, json=request(n)) for n in range(200, 210)))
     concurrent_s = time.monotonic() - started
     assert [response.status_code for response in responses] == [200] * 10
-    assert concurrent_s < sequential_s, f"10 concurrent requests took {concurrent_s:.2f}s, one after another {sequential_s:.2f}s"
+    assert concurrent_s < sequential_s, (
+        f"10 concurrent requests took {concurrent_s:.2f}s, one after another {sequential_s:.2f}s"
+    )
 
 
 async def test_concurrent_streams_each_end_with_done(
-    async_client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory], sse_parser: type[SSEParser]
+    async_client: httpx.AsyncClient,
+    skip_if_no_models: None,
+    chat_request_factory: type[ChatRequestFactory],
+    sse_parser: type[SSEParser],
 ) -> None:
     """Five interleaved streams: each gets its own complete, correctly terminated event sequence."""
     requests = [chat_request_factory.streaming(message=f"Count from {n} upwards.", max_tokens=6) for n in range(5)]
@@ -118,8 +130,13 @@ async def _flood_while_slots_are_held(http: httpx.AsyncClient, max_tokens: int) 
     overflow is refused at once, the rest wait in the queue until the held streams end."""
     _, queue_size = _admission(FAST_MODEL)
     async with slots_held(http):
-        requests = [ChatRequestFactory.simple(message=f"Say the number {n}.", max_tokens=max_tokens) for n in range(queue_size + FLOOD_OVERFLOW)]
-        flood = [asyncio.ensure_future(http.post(CHAT, json=request, timeout=REQUEST_TIMEOUT_S)) for request in requests]
+        requests = [
+            ChatRequestFactory.simple(message=f"Say the number {n}.", max_tokens=max_tokens)
+            for n in range(queue_size + FLOOD_OVERFLOW)
+        ]
+        flood = [
+            asyncio.ensure_future(http.post(CHAT, json=request, timeout=REQUEST_TIMEOUT_S)) for request in requests
+        ]
         await _until_done(flood, 1)  # nothing can finish but a refusal while the slots are held
     return list(await asyncio.gather(*flood))
 

@@ -36,7 +36,9 @@ async def test_critique_mode_is_generated_by_two_distinct_llama_servers(
     """Exit criterion: critique mode uses 2+ distinct models - each model's own llama-server
     generated exactly the tokens its stages report."""
     before = tokens_predicted_by_model(SERVICE_URL)
-    response = await client.post("/v1/chat/completions", json=ChatRequestFactory.orchestrated(mode="critique", models=PAIR))
+    response = await client.post(
+        "/v1/chat/completions", json=ChatRequestFactory.orchestrated(mode="critique", models=PAIR)
+    )
     assert response.status_code == 200, response.text
     generated = generated_by(before, tokens_predicted_by_model(SERVICE_URL))
     data = response.json()

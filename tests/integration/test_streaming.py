@@ -57,7 +57,10 @@ async def test_every_stream_chunk_is_a_valid_completion_chunk(
 
 @pytest.mark.requires_model
 async def test_streamed_tokens_form_the_answer(
-    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory], sse_parser: type[SSEParser]
+    client: httpx.AsyncClient,
+    skip_if_no_models: None,
+    chat_request_factory: type[ChatRequestFactory],
+    sse_parser: type[SSEParser],
 ) -> None:
     """Content arrives as several deltas (token by token), not as one block."""
     _, raw = await post_stream(client, "/v1/chat/completions", chat_request_factory.streaming(max_tokens=8))
@@ -69,10 +72,15 @@ async def test_streamed_tokens_form_the_answer(
 
 @pytest.mark.requires_model
 async def test_stream_finishes_with_a_finish_reason(
-    client: httpx.AsyncClient, skip_if_no_models: None, chat_request_factory: type[ChatRequestFactory], sse_parser: type[SSEParser]
+    client: httpx.AsyncClient,
+    skip_if_no_models: None,
+    chat_request_factory: type[ChatRequestFactory],
+    sse_parser: type[SSEParser],
 ) -> None:
     _, raw = await post_stream(client, "/v1/chat/completions", chat_request_factory.streaming(max_tokens=4))
-    reasons = [choice.get("finish_reason") for chunk in sse_parser.parse_stream(raw.decode()) for choice in chunk["choices"]]
+    reasons = [
+        choice.get("finish_reason") for chunk in sse_parser.parse_stream(raw.decode()) for choice in chunk["choices"]
+    ]
     assert reasons[-1] in ("stop", "length"), f"last finish_reason {reasons[-1]!r}"
     assert all(reason is None for reason in reasons[:-1]), "finish_reason before the last chunk"
 
@@ -96,7 +104,9 @@ async def test_streaming_unknown_model_returns_json_404_not_a_stream(
     client: httpx.AsyncClient, skip_if_service_unavailable: None, chat_request_factory: type[ChatRequestFactory]
 ) -> None:
     """An error known before the first byte is an ordinary JSON error, never a 200 stream."""
-    response, raw = await post_stream(client, "/v1/chat/completions", chat_request_factory.streaming(model="no-such-model-xyz"))
+    response, raw = await post_stream(
+        client, "/v1/chat/completions", chat_request_factory.streaming(model="no-such-model-xyz")
+    )
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")
     assert b"data:" not in raw

@@ -76,7 +76,9 @@ def gone(pid: int) -> bool:
 
 
 @contextmanager
-def abandoned_post(service: ServiceProcess, body: dict[str, Any], path: str = "/v1/chat/completions") -> Iterator[socket.socket]:
+def abandoned_post(
+    service: ServiceProcess, body: dict[str, Any], path: str = "/v1/chat/completions"
+) -> Iterator[socket.socket]:
     """A POST whose client sends the request and reads nothing; the socket closes when the block exits."""
     payload = json.dumps(body).encode()
     host, port = service.url.removeprefix("http://").split(":")

@@ -25,12 +25,26 @@ T = TypeVar("T")
 
 def smollm2(**overrides: Any) -> dict[str, Any]:
     """A ``[models.<id>]`` table for SmolLM2 (the fastest model to load), with overrides."""
-    return {"runtime": "llamacpp", "path": str(SMOLLM2_FILE), "ctx_size": 512, "parallel": 2, "n_gpu_layers": 0, **overrides}
+    return {
+        "runtime": "llamacpp",
+        "path": str(SMOLLM2_FILE),
+        "ctx_size": 512,
+        "parallel": 2,
+        "n_gpu_layers": 0,
+        **overrides,
+    }
 
 
 def gemma(**overrides: Any) -> dict[str, Any]:
     """A ``[models.<id>]`` table for gemma-3-270m, with overrides."""
-    return {"runtime": "llamacpp", "path": str(GEMMA_FILE), "ctx_size": 512, "parallel": 2, "n_gpu_layers": 0, **overrides}
+    return {
+        "runtime": "llamacpp",
+        "path": str(GEMMA_FILE),
+        "ctx_size": 512,
+        "parallel": 2,
+        "n_gpu_layers": 0,
+        **overrides,
+    }
 
 
 def _value(value: Any) -> str:

@@ -56,7 +56,9 @@ def validate_kubernetes_type(instance: Any, type_schema: str) -> None:
 
     directory = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
     schema = schema_contents(f"{directory}/{type_schema}.json", KUBERNETES_VERSION)
-    registry = Resource.from_contents(schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION)) @ Registry()
+    registry = (
+        Resource.from_contents(schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION)) @ Registry()
+    )
     jsonschema.Draft202012Validator(schema, registry=registry).validate(instance)
 
 
@@ -112,7 +114,7 @@ def compose_spec_schema() -> dict[str, Any]:
     for match in re.finditer(rb'"\$schema"\s*:\s*"https?://json-schema\.org/draft-07/schema#?"', data):
         start = data.rfind(b"{", 0, match.start())
         try:
-            schema, _ = decoder.raw_decode(data[start:start + 1_000_000].decode("utf-8", "replace"))
+            schema, _ = decoder.raw_decode(data[start : start + 1_000_000].decode("utf-8", "replace"))
         except json.JSONDecodeError:
             continue
         if schema.get("$id") == "compose_spec.json" and schema.get("title") == "Compose Specification":

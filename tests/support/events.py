@@ -50,7 +50,9 @@ class EventStream:
 
 
 @contextmanager
-def listening(url: str, headers: Mapping[str, str] | None = None, open_timeout_s: float = 30.0) -> Iterator[EventStream]:
+def listening(
+    url: str, headers: Mapping[str, str] | None = None, open_timeout_s: float = 30.0
+) -> Iterator[EventStream]:
     """Stream ``url`` in a thread until the block exits; returns once the stream is open."""
     stream = EventStream()
     stop = threading.Event()
@@ -67,7 +69,7 @@ def listening(url: str, headers: Mapping[str, str] | None = None, open_timeout_s
                     if stop.is_set():
                         return
                     if line.startswith("data: "):
-                        stream.add(json.loads(line[len("data: "):]))
+                        stream.add(json.loads(line[len("data: ") :]))
         except (httpx.HTTPError, OSError, RuntimeError):
             pass  # closed by the test (or the service went away): the test's waits report it
         finally:

@@ -39,7 +39,9 @@ def running_litellm(config: Path, log_dir: Path, master_key: str, env: Mapping[s
     argv = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         # cwd=log_dir: whatever LiteLLM writes next to itself stays out of the work tree.
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=log_dir)
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=log_dir
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health/liveliness", GATEWAY_READY_TIMEOUT_S, process)

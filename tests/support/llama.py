@@ -117,10 +117,17 @@ def tokens_predicted_by_model(service_url: str) -> dict[str, float]:
     pass-through, which relays the child's own page and never loads a model.
     """
     cards = httpx.get(f"{service_url}/v1/models", timeout=30).json()["data"]
-    return {card["id"]: tokens_predicted(f"{service_url}/upstream/{card['id']}")
-            for card in cards if card.get("runtime") == "llamacpp" and card.get("status") == "loaded"}  # fmt: skip
+    return {
+        card["id"]: tokens_predicted(f"{service_url}/upstream/{card['id']}")
+        for card in cards
+        if card.get("runtime") == "llamacpp" and card.get("status") == "loaded"
+    }
 
 
 def generated_by(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """The models whose counters moved between two :func:`tokens_predicted_by_model` readings, and by how much."""
-    return {model_id: after[model_id] - before.get(model_id, 0.0) for model_id in after if after[model_id] != before.get(model_id, 0.0)}
+    return {
+        model_id: after[model_id] - before.get(model_id, 0.0)
+        for model_id in after
+        if after[model_id] != before.get(model_id, 0.0)
+    }

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +226,9 @@ class OllamaTestServer:
         except ValueError as error:
             return native_error(400, str(error))
         reason = "unload" if name not in self.loaded else "load"
-        return JSONResponse({"model": body["model"], "created_at": _now(), "response": "", "done": True, "done_reason": reason})
+        return JSONResponse(
+            {"model": body["model"], "created_at": _now(), "response": "", "done": True, "done_reason": reason}
+        )
 
     async def delete(self, request: Request) -> Response:
         body = await self._body(request)
@@ -268,7 +270,12 @@ class OllamaTestServer:
         yield {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total}
         for step in range(1, self._pull_steps + 1):
             await asyncio.sleep(0.01)
-            yield {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total, "completed": total * step // self._pull_steps}
+            yield {
+                "status": f"pulling {digest[7:19]}",
+                "digest": digest,
+                "total": total,
+                "completed": total * step // self._pull_steps,
+            }
         for status in ("verifying sha256 digest", "writing manifest", "success"):
             yield {"status": status}
         self._mark_pulled(name)

@@ -60,7 +60,9 @@ class LocalIndex:
                 archive.writestr(member, data)
         digest = sha256 or hashlib.sha256(wheel.read_bytes()).hexdigest()
         href = html.escape(f"{wheel.name}#sha256={digest}")
-        (page_dir / "index.html").write_text(f'<html><body><a href="{href}">{html.escape(wheel.name)}</a></body></html>\n')
+        (page_dir / "index.html").write_text(
+            f'<html><body><a href="{href}">{html.escape(wheel.name)}</a></body></html>\n'
+        )
         return wheel
 
     def downloads(self) -> list[str]:
@@ -73,11 +75,11 @@ class _RecordingHandler(SimpleHTTPRequestHandler):
         self._record = record
         super().__init__(*args, **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         self._record.append(self.path)
         super().do_GET()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - tests read .requests instead
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

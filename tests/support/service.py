@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None, ok: tuple[int, ...] = (200,)) -> None:
+def wait_for_http(
+    url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None, ok: tuple[int, ...] = (200,)
+) -> None:
     """Poll ``url`` until it answers one of ``ok``; fail early if ``process`` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -57,10 +59,8 @@ def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None
             process.kill()
             process.wait()
     for child in children:  # never leave a llama-server behind, even if the parent misbehaved
-        try:
+        with suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @dataclass
@@ -109,7 +109,17 @@ def running_service(
     log_path = log_dir / f"service-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inference_service", "serve", "--config", str(config_path), "--port", str(port), *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "inference_service",
+                "serve",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+                *extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

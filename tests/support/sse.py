@@ -34,7 +34,9 @@ class SSEStream:
     def content(self) -> str:
         """The concatenated ``delta.content`` of every chunk."""
         return "".join(
-            (choice.get("delta") or {}).get("content") or "" for chunk in self.chunks for choice in chunk.get("choices") or []
+            (choice.get("delta") or {}).get("content") or ""
+            for chunk in self.chunks
+            for choice in chunk.get("choices") or []
         )
 
 
@@ -42,12 +44,14 @@ def sse_lines(response: httpx.Response) -> Iterator[tuple[str, str]]:
     """``("data", payload)`` and ``("comment", text)`` for each non-blank line, as it arrives."""
     for line in response.iter_lines():
         if line.startswith("data: "):
-            yield "data", line[len("data: "):]
+            yield "data", line[len("data: ") :]
         elif line.startswith(":"):
             yield "comment", line[1:].strip()
 
 
-def post_sse(url: str, body: dict[str, Any], timeout_s: float = 120.0, headers: dict[str, str] | None = None) -> SSEStream:
+def post_sse(
+    url: str, body: dict[str, Any], timeout_s: float = 120.0, headers: dict[str, str] | None = None
+) -> SSEStream:
     """POST ``body`` and read the whole event stream."""
     with httpx.stream("POST", url, json=body, timeout=timeout_s, headers=headers) as response:
         stream = SSEStream(response.status_code, response.headers)

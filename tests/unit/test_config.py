@@ -19,7 +19,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
-def config(tmp_path: Path, models: dict[str, dict[str, Any]] | None = None, name: str = "config.toml", **top: Any) -> Path:
+def config(
+    tmp_path: Path, models: dict[str, dict[str, Any]] | None = None, name: str = "config.toml", **top: Any
+) -> Path:
     return write_config(tmp_path / name, models if models is not None else {"tiny": smollm2()}, **top)
 
 
@@ -66,7 +68,9 @@ def test_explicit_config_path_beats_inference_config(tmp_path: Path, monkeypatch
 
 
 def test_relative_model_path_lives_in_models_dir(tmp_path: Path) -> None:
-    settings = load_settings(config(tmp_path, {"tiny": smollm2(path=SMOLLM2_FILE.name)}, models_dir=str(tmp_path / "m")))
+    settings = load_settings(
+        config(tmp_path, {"tiny": smollm2(path=SMOLLM2_FILE.name)}, models_dir=str(tmp_path / "m"))
+    )
     assert settings.model_path(settings.models["tiny"]) == tmp_path / "m" / SMOLLM2_FILE.name
 
 
@@ -135,7 +139,9 @@ def test_bad_environment_value_is_blamed_on_the_variable(tmp_path: Path, monkeyp
 
 def test_bad_nested_environment_value_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERENCE_RUNTIMES__REMOTE__HEALTH_INTERVAL_S", "-1")
-    assert config_error(config(tmp_path)).startswith("INFERENCE_RUNTIMES__REMOTE__HEALTH_INTERVAL_S: Input should be greater")
+    assert config_error(config(tmp_path)).startswith(
+        "INFERENCE_RUNTIMES__REMOTE__HEALTH_INTERVAL_S: Input should be greater"
+    )
 
 
 def test_bad_file_value_is_blamed_on_the_file_when_no_variable_is_set(tmp_path: Path) -> None:
@@ -175,11 +181,16 @@ def test_defaults_apply_for_an_empty_file(tmp_path: Path) -> None:
     [
         ({"tiny": ["nowhere"]}, "models.tiny.fallbacks: 'nowhere' is not a configured model or alias"),
         ({"tiny": ["t"]}, "models.tiny.fallbacks: a model cannot be its own fallback"),  # itself, by alias
-        ({"tiny": ["other"], "other": ["third"], "third": ["tiny"]}, "fallbacks form a cycle (tiny -> other -> third -> tiny)"),
+        (
+            {"tiny": ["other"], "other": ["third"], "third": ["tiny"]},
+            "fallbacks form a cycle (tiny -> other -> third -> tiny)",
+        ),
     ],
     ids=["unknown", "itself", "cycle"],
 )
-def test_bad_fallbacks_are_a_config_error_naming_the_key(tmp_path: Path, fallbacks: dict[str, list[str]], expected: str) -> None:
+def test_bad_fallbacks_are_a_config_error_naming_the_key(
+    tmp_path: Path, fallbacks: dict[str, list[str]], expected: str
+) -> None:
     models = {model_id: smollm2(fallbacks=fallbacks.get(model_id, [])) for model_id in ("tiny", "other", "third")}
     models["tiny"]["aliases"] = ["t"]
     assert expected in config_error(config(tmp_path, models))
@@ -193,7 +204,9 @@ def test_fallback_chain_follows_fallbacks_of_fallbacks_once_each(tmp_path: Path)
 
 
 def test_negative_swap_max_wait_is_a_config_error(tmp_path: Path) -> None:
-    assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(config(tmp_path, swap_max_wait_s=-1))
+    assert "swap_max_wait_s: Input should be greater than or equal to 0" in config_error(
+        config(tmp_path, swap_max_wait_s=-1)
+    )
 
 
 def test_body_timeout_defaults_to_a_minute_and_must_be_positive(tmp_path: Path) -> None:
@@ -209,13 +222,17 @@ def test_a_llamacpp_model_has_one_slot_by_default_and_at_most_256(tmp_path: Path
 
 
 @pytest.mark.parametrize("table", [{"runtime": "remote", "url": "http://10.0.0.5:8000"}, {"runtime": "ollama"}])
-def test_a_runtime_that_schedules_itself_gets_no_cap_unless_parallel_is_set(tmp_path: Path, table: dict[str, Any]) -> None:
+def test_a_runtime_that_schedules_itself_gets_no_cap_unless_parallel_is_set(
+    tmp_path: Path, table: dict[str, Any]
+) -> None:
     assert load_settings(config(tmp_path, {"up": table})).models["up"].concurrency is None
     assert load_settings(config(tmp_path, {"up": {**table, "parallel": 4096}})).models["up"].concurrency == 4096
 
 
 def test_pooling_without_embeddings_is_reported(tmp_path: Path) -> None:
-    assert "models.tiny: 'pooling' applies to embeddings" in config_error(config(tmp_path, {"tiny": smollm2(pooling="cls")}))
+    assert "models.tiny: 'pooling' applies to embeddings" in config_error(
+        config(tmp_path, {"tiny": smollm2(pooling="cls")})
+    )
 
 
 def test_an_unknown_capability_is_reported_with_its_key(tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ async def test_subscriber_receives_matching_events_in_order() -> None:
     bus.publish(MODEL_STATE, "a", state="loaded")
     first, _ = await subscription.next()
     second, _ = await subscription.next()
-    assert [(first.model, first.data["state"]), (second.model, second.data["state"])] == [("a", "loading"), ("a", "loaded")]
+    assert [(first.model, first.data["state"]), (second.model, second.data["state"])] == [
+        ("a", "loading"),
+        ("a", "loaded"),
+    ]
     assert second.seq > first.seq
 
 

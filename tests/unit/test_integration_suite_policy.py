@@ -14,7 +14,7 @@ from tests.support.service import REPO_ROOT, free_port
 
 E2E_TEST = "tests/integration/test_e2e.py::test_simple_completion"
 DOWN_MESSAGE = "Inference service not available at http://127.0.0.1:"
-SKIPPING_TESTS = '''
+SKIPPING_TESTS = """
 import pytest
 
 def test_skips_in_its_body():
@@ -27,7 +27,7 @@ def test_skipped_by_a_mark():
 @pytest.mark.xfail(reason="known bug", strict=True)
 def test_expected_failure():
     assert False
-'''
+"""
 
 
 def _env_without_policy(**extra_env: str) -> dict[str, str]:
@@ -38,13 +38,19 @@ def _env_without_policy(**extra_env: str) -> dict[str, str]:
 def _pytest(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", *args, "-q", "-rs", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def run_e2e_against_nothing(**extra_env: str) -> subprocess.CompletedProcess[str]:
     """Run one integration test with INFERENCE_SERVICE_URL pointing at a port nobody listens on."""
-    return _pytest([E2E_TEST], _env_without_policy(INFERENCE_SERVICE_URL=f"http://127.0.0.1:{free_port()}", **extra_env))
+    return _pytest(
+        [E2E_TEST], _env_without_policy(INFERENCE_SERVICE_URL=f"http://127.0.0.1:{free_port()}", **extra_env)
+    )
 
 
 def run_skipping_tests(tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:

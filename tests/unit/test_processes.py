@@ -73,7 +73,6 @@ async def test_process_info_is_reported_while_running_and_gone_after_exit(spawn:
     assert child.info(port=1234) is None
 
 
-
 # What the child itself reads back with prctl(PR_GET_PDEATHSIG): the signal it gets when we die.
 _PRINT_DEATH_SIGNAL = (
     "import ctypes; libc = ctypes.CDLL(None); signal = ctypes.c_int(); "

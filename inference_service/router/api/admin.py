@@ -18,7 +18,9 @@ async def reload_config(request: Request) -> dict[str, Any]:
     restarted models drained). 400 with the reason for an invalid file: the running config stays."""
     reloader: ConfigReloader | None = request.app.state.reloader
     if reloader is None:
-        raise APIError(409, "this service was not started from a config file: nothing to reload", code="reload_unavailable")
+        raise APIError(
+            409, "this service was not started from a config file: nothing to reload", code="reload_unavailable"
+        )
     try:
         return await reloader.reload("api")
     except ReloadRejected as error:

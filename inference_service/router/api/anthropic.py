@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from inference_service.router.proxy.forward import forward
+from inference_service.router.proxy.model_support import require
+from inference_service.router.proxy.schemas import ProxiedRequest
+from inference_service.router.proxy.sse import ANTHROPIC
+from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
-from inference_service.router.proxy.model_support import require
-from inference_service.router.proxy.forward import forward
-from inference_service.router.proxy.schemas import ProxiedRequest
-from inference_service.router.services import services
-from inference_service.router.proxy.sse import ANTHROPIC
 
 router = APIRouter()
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from inference_service.router.serving.body import parse_body
-from inference_service.router.serving.errors import APIError
-from inference_service.router.proxy.model_support import require
 from inference_service.router.api.openapi import completion_responses, json_request
 from inference_service.router.orchestration import orchestrate
 from inference_service.router.proxy.forward import forward
+from inference_service.router.proxy.model_support import require
 from inference_service.router.proxy.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference_service.router.services import services
+from inference_service.router.serving.body import parse_body
+from inference_service.router.serving.errors import APIError
 
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", openapi_extra=json_request(ChatCompletionRequest), responses=completion_responses())
+@router.post(
+    "/v1/chat/completions", openapi_extra=json_request(ChatCompletionRequest), responses=completion_responses()
+)
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
     chat, raw = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes)
@@ -49,4 +51,3 @@ async def embeddings(request: Request) -> Response:
 
 #: The routes the app serves through :class:`~inference_service.router.serving.hot_routes.HotRoutes`.
 HOT_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions, "/v1/embeddings": embeddings}
-

@@ -15,10 +15,10 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Query, Request
 
 from inference_service.events import EVENT_TYPES, EventBus, Subscription
-from inference_service.router.serving.errors import APIError
-from inference_service.router.services import services
-from inference_service.router.serving.shutdown import mark_feed
 from inference_service.router.proxy.sse import SSEResponse
+from inference_service.router.services import services
+from inference_service.router.serving.errors import APIError
+from inference_service.router.serving.shutdown import mark_feed
 
 router = APIRouter()
 
@@ -55,7 +55,9 @@ async def events(
     svc = services(request)
     wanted_types = _names(types)
     if unknown := sorted(set(wanted_types) - EVENT_TYPES):
-        raise APIError(400, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}", param="types")
+        raise APIError(
+            400, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}", param="types"
+        )
     wanted_models = [svc.resolver.resolve(name) for name in _names(model)]  # 404 for an unknown name
     bus = svc.supervisor.events
     subscription = bus.subscribe(models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER)

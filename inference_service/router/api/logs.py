@@ -15,11 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.router.observability.log_buffer import LogBuffer
-from inference_service.router.services import services
-from inference_service.router.serving.shutdown import mark_feed
 from inference_service.router.proxy.sse import SSEResponse
+from inference_service.router.services import services
+from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.serving.shutdown import mark_feed
 
 router = APIRouter()
 
@@ -85,16 +85,17 @@ def _router_reader(buffer: LogBuffer, after: int) -> Callable[[], list[str]]:
 
 
 def _last(lines: Sequence[str], count: int | None) -> list[str]:
-    return list(lines) if count is None else list(lines)[max(0, len(lines) - count):]
+    return list(lines) if count is None else list(lines)[max(0, len(lines) - count) :]
 
 
 # Escaped: a logged line may hold any text, a lone surrogate from a client's request included.
 @router.get("/v1/models/{name:path}/logs", response_model=None, response_class=EscapedJSONResponse)
 async def model_logs(
-    name: str, request: Request,
+    name: str,
+    request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),
     tail: int | None = Query(None, ge=0, description="only the last N buffered lines"),
-) -> dict[str, Any] | SSEResponse:  # fmt: skip
+) -> dict[str, Any] | SSEResponse:
     svc = services(request)
     model_id = svc.resolver.resolve(name)  # 404 for an unknown name
     buffered = list(svc.supervisor.logs(model_id))

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
+from inference_service.router.serving.errors import APIError, not_found, service_unavailable
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
 
 router = APIRouter()

@@ -60,10 +60,17 @@ def json_request(model: type[BaseModel]) -> dict[str, Any]:
 
 def completion_responses() -> dict[int | str, dict[str, Any]]:
     """A JSON answer, or with ``"stream": true`` an SSE stream; then the model errors."""
-    ok = {200: {"description": "the runtime's answer", "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}},  # each event
-    }}}  # fmt: skip
+    ok = {
+        200: {
+            "description": "the runtime's answer",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {
+                    "schema": {"type": "object", "properties": {"data": {"type": "string"}}}
+                },  # each event
+            },
+        }
+    }
     return {**ok, **MODEL_ERRORS}
 
 

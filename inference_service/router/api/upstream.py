@@ -14,8 +14,8 @@ import time
 import aiohttp
 from fastapi import APIRouter, Request, Response
 
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
 from inference_service.router.services import Services, services
+from inference_service.router.serving.errors import APIError, not_found, service_unavailable
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
 
 router = APIRouter()
@@ -35,7 +35,9 @@ async def upstream(name: str, path: str, request: Request) -> Response:
     try:
         if request.method == "GET" and (state := svc.supervisor.status(model_id).state) != ModelState.LOADED:
             raise APIError(
-                409, f"model {model_id!r} is {state.value}; GET /upstream never loads a model (POST does)", code="model_not_loaded"
+                409,
+                f"model {model_id!r} is {state.value}; GET /upstream never loads a model (POST does)",
+                code="model_not_loaded",
             )
         body = await request.body() if request.method == "POST" else None
         reply = await _pass_through(svc, model_id, request, path, body)
@@ -65,7 +67,9 @@ async def _pass_through(svc: Services, model_id: str, request: Request, path: st
                     media_type = reply.headers.get("Content-Type")
                     return Response(content, status_code=reply.status, media_type=media_type)
             except (aiohttp.ClientError, OSError) as error:
-                raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
+                raise service_unavailable(
+                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                ) from None
     except InsufficientCapacity as error:
         raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
     except ModelUnavailable as error:

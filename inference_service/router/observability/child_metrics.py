@@ -34,7 +34,10 @@ class ChildMetrics:
         """Each loaded llamacpp child's endpoint: its base URL and the key only the router holds."""
         targets = {}
         for model_id in supervisor.model_ids:
-            if supervisor.status(model_id).runtime == "llamacpp" and (endpoint := supervisor.endpoint(model_id)) is not None:
+            if (
+                supervisor.status(model_id).runtime == "llamacpp"
+                and (endpoint := supervisor.endpoint(model_id)) is not None
+            ):
                 targets[model_id] = endpoint
         return targets
 
@@ -43,7 +46,7 @@ class ChildMetrics:
         async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_S) as client:
             texts = await asyncio.gather(*(self._fetch(client, endpoint) for endpoint in targets.values()))
         self._scraped = {}
-        for model_id, text in zip(targets, texts):
+        for model_id, text in zip(targets, texts, strict=True):
             if text is None:
                 continue
             with contextlib.suppress(ValueError):  # a malformed exposition is skipped, not fatal

@@ -61,4 +61,4 @@ class LogBuffer(logging.Handler):
     def tail(self, count: int | None) -> tuple[list[str], int]:
         """The last ``count`` lines (all buffered when None) and the number of the last one."""
         lines, last = self.since(0)
-        return (lines if count is None else lines[max(0, len(lines) - count):]), last
+        return (lines if count is None else lines[max(0, len(lines) - count) :]), last

@@ -35,30 +35,44 @@ class Metrics:
         self.children = ChildMetrics()
         self.registry.register(self.children)
         self.requests = Counter(
-            "inference_requests", "Requests by model, endpoint and HTTP status", ["model", "endpoint", "status"],
+            "inference_requests",
+            "Requests by model, endpoint and HTTP status",
+            ["model", "endpoint", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "inference_request_duration_seconds", "Time until the whole response was sent", ["model", "endpoint"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "inference_request_duration_seconds",
+            "Time until the whole response was sent",
+            ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.ttft = Histogram(
-            "inference_time_to_first_token_seconds", "Streaming: time until the first token event", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "inference_time_to_first_token_seconds",
+            "Streaming: time until the first token event",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.prompt_tokens = Counter("inference_prompt_tokens", "Prompt tokens", ["model"], registry=self.registry)
         self.completion_tokens = Counter(
             "inference_completion_tokens", "Completion tokens", ["model"], registry=self.registry
         )
-        self.queue_depth = Gauge("inference_queue_depth", "Requests waiting for a slot", ["model"], registry=self.registry)
-        self.in_flight = Gauge("inference_in_flight", "Requests being served upstream", ["model"], registry=self.registry)
+        self.queue_depth = Gauge(
+            "inference_queue_depth", "Requests waiting for a slot", ["model"], registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "inference_in_flight", "Requests being served upstream", ["model"], registry=self.registry
+        )
         self.rejected = Counter(
             "inference_rejected", "Requests refused by admission", ["model", "reason"], registry=self.registry
         )
         self.slow_readers = Counter(
-            "inference_slow_reader_cancellations", "Streams cancelled because the client accepted nothing for "
-            "stream_send_timeout_s", ["model"], registry=self.registry,
-        )  # fmt: skip
+            "inference_slow_reader_cancellations",
+            "Streams cancelled because the client accepted nothing for stream_send_timeout_s",
+            ["model"],
+            registry=self.registry,
+        )
         self.model_state = Gauge(
             "inference_model_state", "1 for the model's current state", ["model", "state"], registry=self.registry
         )
@@ -68,31 +82,46 @@ class Metrics:
         self.process_rss = Gauge(
             "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
         )
-        self.model_loads = Counter("inference_model_loads", "Completed model loads (restarts included)", ["model"],
-                                   registry=self.registry)  # fmt: skip
+        self.model_loads = Counter(
+            "inference_model_loads", "Completed model loads (restarts included)", ["model"], registry=self.registry
+        )
         self.load_duration = Histogram(
-            "inference_model_load_duration_seconds", "Time from starting a model's runtime until it serves", ["model"],
-            buckets=_LOAD_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "inference_model_load_duration_seconds",
+            "Time from starting a model's runtime until it serves",
+            ["model"],
+            buckets=_LOAD_BUCKETS,
+            registry=self.registry,
+        )
         self.model_restarts = Counter(
-            "inference_model_restarts", "Restarts after a crash (each counted once, however many attempts it took)",
-            ["model"], registry=self.registry,
-        )  # fmt: skip
+            "inference_model_restarts",
+            "Restarts after a crash (each counted once, however many attempts it took)",
+            ["model"],
+            registry=self.registry,
+        )
         self.model_evictions = Counter(
-            "inference_model_evictions", "Models unloaded to make room or for idleness", ["model", "reason"],
+            "inference_model_evictions",
+            "Models unloaded to make room or for idleness",
+            ["model", "reason"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.fallbacks = Counter(
-            "inference_fallbacks", "Requests served by a fallback model", ["model", "fallback", "reason"],
+            "inference_fallbacks",
+            "Requests served by a fallback model",
+            ["model", "fallback", "reason"],
             registry=self.registry,
-        )  # fmt: skip
+        )
 
     def observe_event(self, event: Event) -> None:
         """Count loads, restarts and evictions from the supervisor's events (see EventBus.listen)."""
         if event.type == LOAD_PROGRESS and event.data.get("phase") == "loaded" and event.model:
             self.model_loads.labels(event.model).inc()
             self.load_duration.labels(event.model).observe(float(event.data.get("load_s") or 0.0))
-        elif event.type == LOAD_PROGRESS and event.data.get("phase") == "restarting" and event.data.get("attempt") == 1 and event.model:
+        elif (
+            event.type == LOAD_PROGRESS
+            and event.data.get("phase") == "restarting"
+            and event.data.get("attempt") == 1
+            and event.model
+        ):
             self.model_restarts.labels(event.model).inc()
         elif event.type == EVICTION and event.model:
             self.model_evictions.labels(event.model, str(event.data.get("reason", "unknown"))).inc()

@@ -21,16 +21,16 @@ from fastapi.responses import JSONResponse
 from starlette.types import Receive
 
 from inference_service.router.observability import activity
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
-from inference_service.router.serving.errors import APIError, is_client_error
-from inference_service.router.serving.middleware import request_id_var
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
 from inference_service.router.orchestration.runner import CHAT_PATH, Outcome, Stage, StageFailed, StageRunner, sum_usage
 from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode
-from inference_service.router.services import Services
 from inference_service.router.proxy.sse import DONE, error_event, sse_response
 from inference_service.router.proxy.upstream import UpstreamUnreachable
+from inference_service.router.services import Services
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.serving.errors import APIError, is_client_error
+from inference_service.router.serving.middleware import request_id_var
 
 ModeRunner = Callable[[Plan, StageRunner], Awaitable[Outcome]]
 
@@ -114,16 +114,23 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
         raise
     svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, "200").inc()
     svc.metrics.latency.labels(plan.primary, ORCHESTRATED_ENDPOINT).observe(time.perf_counter() - started)
-    return JSONResponse({
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": plan.primary,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": final.text},
-                     "finish_reason": final.finish_reason or "stop"}],
-        "usage": sum_usage(runner.stages),
-        "orchestration": _metadata(plan, runner, outcome, degraded),
-    })  # fmt: skip
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": plan.primary,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": final.text},
+                    "finish_reason": final.finish_reason or "stop",
+                }
+            ],
+            "usage": sum_usage(runner.stages),
+            "orchestration": _metadata(plan, runner, outcome, degraded),
+        }
+    )
 
 
 async def _run_to_final(plan: Plan, runner: StageRunner) -> tuple[Outcome, Stage, str | None]:
@@ -143,9 +150,16 @@ async def _run_to_final(plan: Plan, runner: StageRunner) -> tuple[Outcome, Stage
     return outcome, final, degraded
 
 
-def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-    return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}  # fmt: skip
+def _chunk(
+    completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
 
 
 def _wants_usage(raw: dict[str, Any]) -> bool:
@@ -167,8 +181,13 @@ async def _stream(
     follows in a choices-less chunk only with ``stream_options.include_usage``, since the
     common client loop reads ``chunk.choices[0]`` from every chunk."""
     notices: asyncio.Queue[bytes | None] = asyncio.Queue()
-    runner = StageRunner(svc.dispatcher, raw, priority, request_id_var.get(),
-                         on_stage=lambda stage: notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode()))  # fmt: skip
+    runner = StageRunner(
+        svc.dispatcher,
+        raw,
+        priority,
+        request_id_var.get(),
+        on_stage=lambda stage: notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode()),
+    )
 
     async def run_mode() -> Outcome:
         try:
@@ -220,7 +239,10 @@ async def _stream(
                             chunk = json.loads(event[6:])
                             usage = chunk.pop("usage", None)
                             if isinstance(usage, dict):  # the stage's own usage: reported in the total only
-                                stage.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                                stage.usage = {
+                                    k: int(usage.get(k) or 0)
+                                    for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                                }
                             if not chunk.get("choices"):
                                 continue
                             for choice in chunk["choices"]:
@@ -235,14 +257,20 @@ async def _stream(
                 stage.finished_at = time.time()
                 runner.record(stage)
         if final is not None:  # an answer already in hand: send it as one delta
-            yield _frame(_chunk(completion_id, created, plan.primary, {"role": "assistant", "content": final.text}, None))
+            yield _frame(
+                _chunk(completion_id, created, plan.primary, {"role": "assistant", "content": final.text}, None)
+            )
             last = _chunk(completion_id, created, plan.primary, {}, final.finish_reason or "stop")
         if last is None:
             last = _chunk(completion_id, created, plan.primary, {}, "stop")
         last["orchestration"] = _metadata(plan, runner, outcome, degraded)
         closing = _frame(last)
         if _wants_usage(raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
-            usage_chunk = {**_chunk(completion_id, created, plan.primary, {}, None), "choices": [], "usage": sum_usage(runner.stages)}
+            usage_chunk = {
+                **_chunk(completion_id, created, plan.primary, {}, None),
+                "choices": [],
+                "usage": sum_usage(runner.stages),
+            }
             closing += _frame(usage_chunk)
         yield closing + DONE
     finally:

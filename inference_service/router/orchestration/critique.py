@@ -20,8 +20,11 @@ async def run(plan: Plan, runner: StageRunner) -> Outcome:
         try:
             review = await runner.call("critic", critic, prompts.critique(plan.messages, answer.text))
         except StageFailed as failure:
-            return Outcome(final_stage=answer, degraded_reason=f"critic {critic} failed: {failure.stage.error}",
-                           extra={"rounds": round_number - 1})  # fmt: skip
+            return Outcome(
+                final_stage=answer,
+                degraded_reason=f"critic {critic} failed: {failure.stage.error}",
+                extra={"rounds": round_number - 1},
+            )
         revision = prompts.revise(plan.messages, answer.text, review.text)
         if round_number == plan.rounds:
             return Outcome(final_call=FinalCall("reviser", generator, revision), extra={"rounds": plan.rounds})

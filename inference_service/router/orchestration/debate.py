@@ -16,7 +16,9 @@ async def run(plan: Plan, runner: StageRunner) -> Outcome:
     if len(answers) == 1:
         return Outcome(final_stage=answers[0], confidence=None, degraded_reason=degraded)
     return Outcome(
-        final_call=FinalCall("reconciler", plan.primary, prompts.reconcile(plan.messages, [(s.model, s.text) for s in answers], TASK)),
+        final_call=FinalCall(
+            "reconciler", plan.primary, prompts.reconcile(plan.messages, [(s.model, s.text) for s in answers], TASK)
+        ),
         confidence=agreement([stage.text for stage in answers]),
         degraded_reason=degraded,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from inference_service.router.serving.errors import APIError, is_client_error
 from inference_service.router.orchestration.plan import Plan
 from inference_service.router.orchestration.runner import Stage, StageFailed, StageRunner
+from inference_service.router.serving.errors import APIError, is_client_error
 
 
 async def answer_in_parallel(plan: Plan, runner: StageRunner, role: str) -> tuple[list[Stage], str | None]:

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference_service.config import PresetConfig
-from inference_service.router.serving.errors import APIError
-from inference_service.router.proxy.model_support import can_chat, require
 from inference_service.router.orchestration.runner import CHAT_PATH
+from inference_service.router.proxy.model_support import can_chat, require
 from inference_service.router.proxy.schemas import ROLE_FOR_TASK, ChatCompletionRequest, OrchestrationMode, TaskType
 from inference_service.router.services import Services
+from inference_service.router.serving.errors import APIError
 from inference_service.supervisor import ModelState
 
 #: Distinct models each mode needs.
@@ -28,7 +28,9 @@ MAX_PARALLEL_MODELS = 4
 class Plan:
     mode: OrchestrationMode
     primary: str
-    participants: list[str]  # primary first, all distinct, all usable; the candidates, loaded only when a stage uses them
+    participants: list[
+        str
+    ]  # primary first, all distinct, all usable; the candidates, loaded only when a stage uses them
     messages: list[dict[str, Any]]
     task_type: TaskType
     rounds: int
@@ -63,7 +65,9 @@ def build_plan(svc: Services, chat: ChatCompletionRequest, primary: str) -> Plan
         preset = svc.settings.presets.get(chat.preset)
         if preset is None:
             known = ", ".join(svc.settings.presets) or "none configured"
-            raise APIError(400, f"unknown preset {chat.preset!r}; available: {known}", param="preset", code="unknown_preset")
+            raise APIError(
+                400, f"unknown preset {chat.preset!r}; available: {known}", param="preset", code="unknown_preset"
+            )
     mode = chat.orchestration_mode
     if preset is not None and "orchestration_mode" not in chat.model_fields_set:
         mode = OrchestrationMode(preset.orchestration_mode)
@@ -73,7 +77,11 @@ def build_plan(svc: Services, chat: ChatCompletionRequest, primary: str) -> Plan
         pool = [svc.resolver.resolve(name) for name in preset.models]
     else:
         pool = _by_task_relevance(svc, chat.task_type)
-    if pool and (chat.orchestration and chat.orchestration.models or preset) and svc.resolver.is_default_request(chat.model):
+    if (
+        pool
+        and ((chat.orchestration and chat.orchestration.models) or preset)
+        and svc.resolver.is_default_request(chat.model)
+    ):
         primary = pool[0]
     if not svc.resolver.is_default_request(chat.model):
         require(svc, primary, CHAT_PATH)  # a model the client named must chat; drafted ones are filtered

@@ -17,10 +17,13 @@ def question_of(messages: Messages) -> str:
 
 def critique(messages: Messages, answer: str) -> Messages:
     return [
-        {"role": "system", "content": "You are a strict reviewer. List the concrete problems in the answer "
-                                      "(errors, omissions, unclear parts) and how to fix each. Be brief."},
+        {
+            "role": "system",
+            "content": "You are a strict reviewer. List the concrete problems in the answer "
+            "(errors, omissions, unclear parts) and how to fix each. Be brief.",
+        },
         {"role": "user", "content": f"Question:\n{question_of(messages)}\n\nAnswer to review:\n{answer}"},
-    ]  # fmt: skip
+    ]
 
 
 def revise(messages: Messages, answer: str, review: str) -> Messages:
@@ -43,7 +46,10 @@ def refine(messages: Messages, draft: str) -> Messages:
     return [
         *messages,
         {"role": "assistant", "content": draft},
-        {"role": "user", "content": "Improve this draft: fix mistakes and make it complete. Reply with the improved answer only."},
+        {
+            "role": "user",
+            "content": "Improve this draft: fix mistakes and make it complete. Reply with the improved answer only.",
+        },
     ]
 
 
@@ -51,5 +57,8 @@ def validate(messages: Messages, candidate: str) -> Messages:
     return [
         *messages,
         {"role": "assistant", "content": candidate},
-        {"role": "user", "content": "Check the answer above for correctness and return the final, corrected answer only."},
+        {
+            "role": "user",
+            "content": "Check the answer above for correctness and return the final, corrected answer only.",
+        },
     ]

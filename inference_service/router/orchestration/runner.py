@@ -17,8 +17,19 @@ from inference_service.router.serving.errors import APIError
 
 CHAT_PATH = "/v1/chat/completions"
 # Per-request sampling knobs the client set that every stage should honour.
-_SHARED_FIELDS = ("temperature", "top_p", "top_k", "min_p", "seed", "max_tokens", "max_completion_tokens", "stop",
-                  "repeat_penalty", "presence_penalty", "frequency_penalty")  # fmt: skip
+_SHARED_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 @dataclass
@@ -58,7 +69,9 @@ class StageFailed(Exception):
         """For a stage the mode cannot do without: the client sees the stage's own error."""
         status = self.cause.status if self.cause else 502
         error_type = self.cause.type if self.cause else "upstream_error"
-        return APIError(status, f"{self.stage.role} stage on {self.stage.model} failed: {self.stage.error}", type=error_type)
+        return APIError(
+            status, f"{self.stage.role} stage on {self.stage.model} failed: {self.stage.error}", type=error_type
+        )
 
 
 StageListener = Callable[[Stage], None]
@@ -67,8 +80,14 @@ StageListener = Callable[[Stage], None]
 class StageRunner:
     """Runs stages for one orchestrated request and remembers them in order of completion."""
 
-    def __init__(self, dispatcher: Dispatcher, raw_request: dict[str, Any], priority: int, request_id: str | None,
-                 on_stage: StageListener | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        raw_request: dict[str, Any],
+        priority: int,
+        request_id: str | None,
+        on_stage: StageListener | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._params = {key: raw_request[key] for key in _SHARED_FIELDS if key in raw_request}
         self._priority = priority
@@ -93,10 +112,19 @@ class StageRunner:
         """One non-streaming stage; a failure is recorded and raised as StageFailed."""
         started = time.time()
         try:
-            reply = await self._dispatcher.complete(model_id, CHAT_PATH, self.body(messages), self._priority, self._request_id)
+            reply = await self._dispatcher.complete(
+                model_id, CHAT_PATH, self.body(messages), self._priority, self._request_id
+            )
             choice = reply["choices"][0]
-            stage = Stage(role, model_id, started, time.time(), text=choice["message"].get("content") or "",
-                          finish_reason=choice.get("finish_reason"), usage=_usage(reply.get("usage")))  # fmt: skip
+            stage = Stage(
+                role,
+                model_id,
+                started,
+                time.time(),
+                text=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason"),
+                usage=_usage(reply.get("usage")),
+            )
         except (APIError, KeyError, IndexError, TypeError) as error:
             message = error.message if isinstance(error, APIError) else f"malformed reply: {error!r}"
             stage = Stage(role, model_id, started, time.time(), error=message)

@@ -19,11 +19,17 @@ from typing import Any
 import aiohttp
 
 from inference_service.config import Settings
-from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.router.observability.metrics import Metrics
-from inference_service.router.proxy.upstream import ReplyTooLarge, UpstreamClient, UpstreamReply, UpstreamUnreachable, sse_blocks
+from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.proxy.upstream import (
+    ReplyTooLarge,
+    UpstreamClient,
+    UpstreamReply,
+    UpstreamUnreachable,
+    sse_blocks,
+)
 from inference_service.router.proxy.usage import usage_of
+from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
@@ -119,10 +125,14 @@ class Dispatcher:
             endpoint = lease.ready_now() or await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
-            raise service_unavailable(f"model {model_id!r} is busy: {error}", "queue_full", self._retry_after(model_id)) from None
+            raise service_unavailable(
+                f"model {model_id!r} is busy: {error}", "queue_full", self._retry_after(model_id)
+            ) from None
         except (QueueTimeout, TimeoutError):
             self.metrics.rejected.labels(model_id, "queue_timeout").inc()
-            message = f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
+            message = (
+                f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
+            )
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
         except InsufficientCapacity as error:
             raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
@@ -141,16 +151,22 @@ class Dispatcher:
         queue = self.queues[model_id]
         status = self.supervisor.status(model_id)
         loading_s = 0.0 if status.state == ModelState.LOADED else (status.last_load_s or queue.default_load_s)
-        return retry_after_s(queue.waiting + queue.active, queue.parallel or max(queue.active, 1), queue.service_s, loading_s)
+        return retry_after_s(
+            queue.waiting + queue.active, queue.parallel or max(queue.active, 1), queue.service_s, loading_s
+        )
 
-    async def post(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> UpstreamReply:
+    async def post(
+        self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
+    ) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
                 reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
             except UpstreamUnreachable as error:
-                raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
+                raise service_unavailable(
+                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                ) from None
             except ReplyTooLarge as error:
                 message = f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
                 raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
@@ -158,7 +174,9 @@ class Dispatcher:
             self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
         return reply
 
-    async def complete(self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None) -> dict[str, Any]:
+    async def complete(
+        self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
+    ) -> dict[str, Any]:
         """A non-streaming call whose JSON answer is needed; any upstream error is raised as APIError."""
         reply = await self.post(model_id, path, body, priority, request_id)
         try:
@@ -178,9 +196,13 @@ class Dispatcher:
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority)
             try:
-                response = await self.upstream.open_stream(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
+                response = await self.upstream.open_stream(
+                    endpoint, path, {**body, "model": endpoint.model_name}, request_id
+                )
             except UpstreamUnreachable as error:
-                raise service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1) from None
+                raise service_unavailable(
+                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                ) from None
             stack.callback(response.close)
             if response.status != 200:
                 raw = await response.read()
@@ -205,7 +227,12 @@ class UpstreamStream:
     """
 
     def __init__(
-        self, model_id: str, runtime: str, response: aiohttp.ClientResponse, stack: contextlib.AsyncExitStack, metrics: Metrics
+        self,
+        model_id: str,
+        runtime: str,
+        response: aiohttp.ClientResponse,
+        stack: contextlib.AsyncExitStack,
+        metrics: Metrics,
     ) -> None:
         self.model_id = model_id
         self._runtime = runtime

@@ -13,14 +13,14 @@ from typing import Any
 from fastapi import Request, Response
 
 from inference_service.router.observability import activity
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.proxy.dispatch import served_model_headers
+from inference_service.router.proxy.schemas import without_router_fields
+from inference_service.router.proxy.sse import OPENAI, StreamProtocol
+from inference_service.router.proxy.stream import ProxiedStream
+from inference_service.router.services import Services
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError, upstream_error
 from inference_service.router.serving.middleware import request_id_var
-from inference_service.router.proxy.stream import ProxiedStream
-from inference_service.router.proxy.schemas import without_router_fields
-from inference_service.router.services import Services
-from inference_service.router.proxy.sse import OPENAI, StreamProtocol
 from inference_service.runtimes.base import OPENAI_PATHS
 
 
@@ -47,7 +47,9 @@ async def forward(
     try:
         if stream:
             return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
-        reply = await unless_disconnected(request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id))
+        reply = await unless_disconnected(
+            request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)
+        )
         if reply.status != 200:
             try:
                 payload: Any = reply.json()

@@ -7,8 +7,8 @@ than a load (seconds, memory) followed by the runtime's own, often cryptic, refu
 from __future__ import annotations
 
 from inference_service.config import Capability
-from inference_service.router.serving.errors import APIError
 from inference_service.router.services import Services
+from inference_service.router.serving.errors import APIError
 from inference_service.runtimes.factory import served_paths
 
 #: The capability each proxied path needs (the rest, e.g. /tokenize, any model serves).

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from inference_service.config import Settings
-from inference_service.router.serving.errors import APIError, not_found
 from inference_service.router.proxy.schemas import ROLE_FOR_TASK, TaskType
+from inference_service.router.serving.errors import APIError, not_found
 
 
 class ModelResolver:
@@ -32,7 +32,7 @@ class ModelResolver:
         bare = name
         for prefix in self._prefixes:
             if bare.startswith(prefix):
-                bare = bare[len(prefix):]
+                bare = bare[len(prefix) :]
                 break
         try:
             return self._names[bare]

@@ -15,8 +15,8 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
-from inference_service.router.serving.errors import APIError, envelope
 from inference_service.router.proxy.upstream import UpstreamUnreachable
+from inference_service.router.serving.errors import APIError, envelope
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,15 @@ def _event_name(event: bytes) -> bytes | None:
 
 
 def _named_events(
-    terminal: set[bytes], error: Callable[[str, str], dict[str, Any]], error_body: Callable[[APIError], dict[str, Any]] = APIError.body
+    terminal: set[bytes],
+    error: Callable[[str, str], dict[str, Any]],
+    error_body: Callable[[APIError], dict[str, Any]] = APIError.body,
 ) -> StreamProtocol:
     return StreamProtocol(
         end_of_last=_end_of_first(lambda event: _event_name(event) in terminal | {b"error"}),
-        error_ending=lambda message, code: b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n",
+        error_ending=lambda message, code: (
+            b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n"
+        ),
         error_body=error_body,
     )
 
@@ -111,12 +115,16 @@ OPENAI_RESPONSES = _named_events(
     lambda message, code: {"type": "error", "code": code, "message": message, "param": None},
 )
 LLAMACPP_NATIVE = StreamProtocol(
-    end_of_last=_end_of_first(lambda event: b'"stop":true' in event or event.lstrip(b"\n").startswith(b'data: {"error"')),
+    end_of_last=_end_of_first(
+        lambda event: b'"stop":true' in event or event.lstrip(b"\n").startswith(b'data: {"error"')
+    ),
     error_ending=lambda message, code: error_event(message, code=code),
 )
 
 
-async def relay(blocks: AsyncIterator[bytes], protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]) -> None:
+async def relay(
+    blocks: AsyncIterator[bytes], protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]
+) -> None:
     """Send runs of complete events on until the protocol's last event, then stop.
 
     Whatever happens upstream, the client's stream ends the protocol's way: a stream that

@@ -23,11 +23,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from inference_service.router.observability import activity
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.proxy.dispatch import served_model_headers
-from inference_service.router.serving.errors import APIError
-from inference_service.router.services import Services
 from inference_service.router.proxy.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
+from inference_service.router.services import Services
+from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +98,16 @@ class ProxiedStream(Response):
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._svc.metrics.requests.labels(self._model_id, self._endpoint, status).inc()
-            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(time.perf_counter() - self._started)
+            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(
+                time.perf_counter() - self._started
+            )
 
     async def _admit_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
         """Admit, relay, release; the metrics status of the request."""
         try:
-            stream = await self._svc.dispatcher.open_stream(self._model_id, self._path, self._body, self._priority, self._request_id)
+            stream = await self._svc.dispatcher.open_stream(
+                self._model_id, self._path, self._body, self._priority, self._request_id
+            )
         except APIError as error:
             await error.response(self._protocol.error_body(error))(scope, receive, send)
             return str(error.status)

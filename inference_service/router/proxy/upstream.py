@@ -71,7 +71,9 @@ class UpstreamClient:
             headers["X-Request-ID"] = request_id
         return headers
 
-    async def _send(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None) -> aiohttp.ClientResponse:
+    async def _send(
+        self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None
+    ) -> aiohttp.ClientResponse:
         """POST, and once more if the server dropped the connection before answering.
 
         llama-server closes a keep-alive connection after a few requests, and the pool can
@@ -86,7 +88,9 @@ class UpstreamClient:
             logger.debug("%s: %s before any answer; sending again", url, error.__class__.__name__)
             return await self.session.post(url, data=data, headers=headers)
 
-    async def post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None) -> UpstreamReply:
+    async def post(
+        self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None
+    ) -> UpstreamReply:
         """POST JSON and read the whole reply; ReplyTooLarge past ``max_reply_bytes``."""
         try:
             async with await self._send(endpoint, path, body, request_id) as response:

@@ -34,7 +34,7 @@ def _escaped(body: bytes, quote: int) -> bool:
 def _object_after_key(body: bytes, key: int) -> dict[str, Any] | None:
     """The JSON object that is the value of the key starting at ``key``, if it is one."""
     position = key + len(_KEY)
-    window = body[position:position + _WINDOW_BYTES].lstrip(_WHITESPACE)
+    window = body[position : position + _WINDOW_BYTES].lstrip(_WHITESPACE)
     if not window.startswith(b":"):
         return None  # a string value "usage", not a key
     text = window[1:].lstrip(_WHITESPACE).decode("utf-8", errors="ignore")  # a cut last character is past the object

@@ -85,13 +85,17 @@ async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> t
     except ClientDisconnect:
         raise ClientDisconnected from None
     if len(raw) > max_bytes:
-        raise APIError(413, f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes}", code="request_too_large")
+        raise APIError(
+            413, f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes}", code="request_too_large"
+        )
     if too_deeply_nested(raw):
         raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep")
     try:
         data = loads_strict(raw)
     except RecursionError:  # unreachable after the depth check; kept so no body can ever cause a 500
-        raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep") from None
+        raise APIError(
+            400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep"
+        ) from None
     except ValueError as error:
         raise APIError(400, f"Request body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(data, dict):

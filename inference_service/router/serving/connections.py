@@ -40,21 +40,25 @@ from inference_service.router.serving.errors import envelope
 logger = logging.getLogger(__name__)
 
 _TOO_MANY = json.dumps(
-    envelope("the server has too many open connections: retry shortly", "too_many_connections", None, "too_many_connections")
+    envelope(
+        "the server has too many open connections: retry shortly", "too_many_connections", None, "too_many_connections"
+    )
 ).encode()
 
 
 async def _too_many_connections(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": 503,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(_TOO_MANY)).encode()),
-            (b"retry-after", b"1"),
-            (b"connection", b"close"),
-        ],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_TOO_MANY)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": _TOO_MANY})
 
 
@@ -129,7 +133,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # this one's body once it is its turn. That wait is ours: time it afresh.
             self._arm_body_deadline()
             return
-        logger.debug("closing %s: request body not complete within %gs of its headers", self.client, self.body_timeout_s)
+        logger.debug(
+            "closing %s: request body not complete within %gs of its headers", self.client, self.body_timeout_s
+        )
         if not self.cycle.response_started:
             # Written past the app, which is waiting for the body: once the connection is
             # lost its ``receive`` returns ``http.disconnect`` and whatever it sends is dropped.
@@ -155,7 +161,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         return b"\r\n".join([b"HTTP/1.1 " + status, *(name + b": " + value for name, value in headers), b"", body])
 
 
-def guarded_http_protocol(header_timeout_s: float, body_timeout_s: float, max_connections: int) -> type[GuardedHttpProtocol]:
+def guarded_http_protocol(
+    header_timeout_s: float, body_timeout_s: float, max_connections: int
+) -> type[GuardedHttpProtocol]:
     """The protocol class to give uvicorn (``Config(http=...)``) for these limits."""
-    limits = {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s, "max_connections": max_connections}
+    limits = {
+        "header_timeout_s": header_timeout_s,
+        "body_timeout_s": body_timeout_s,
+        "max_connections": max_connections,
+    }
     return type("GuardedHttpProtocol", (GuardedHttpProtocol,), limits)

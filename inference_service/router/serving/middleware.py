@@ -46,13 +46,17 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-async def _send_error(send: Send, status: int, message: str, type: str, code: str, headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_error(
+    send: Send, status: int, message: str, type: str, code: str, headers: list[tuple[bytes, bytes]]
+) -> None:
     body = json.dumps(envelope(message, type, None, code)).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -99,19 +103,30 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
-            if self._api_key is not None and not _public(scope["path"]):
-                if not self._authorized(headers.get(b"authorization", b"")):
-                    await _send_error(
-                        send, 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'",
-                        "authentication_error", "invalid_api_key", [id_header, (b"www-authenticate", b"Bearer")],
-                    )  # fmt: skip
-                    return
+            if (
+                self._api_key is not None
+                and not _public(scope["path"])
+                and not self._authorized(headers.get(b"authorization", b""))
+            ):
+                await _send_error(
+                    send,
+                    401,
+                    "Missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    "authentication_error",
+                    "invalid_api_key",
+                    [id_header, (b"www-authenticate", b"Bearer")],
+                )
+                return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
                 await _send_error(
-                    send, 413, f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
-                    "invalid_request_error", "request_too_large", [id_header],
-                )  # fmt: skip
+                    send,
+                    413,
+                    f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
+                    "invalid_request_error",
+                    "request_too_large",
+                    [id_header],
+                )
                 return
 
             started = False
@@ -130,8 +145,12 @@ class RequestContextMiddleware:
                     raise
                 # The rest of the body is never read: close the connection rather than leave it unusable.
                 await _send_error(
-                    send, 413, str(error), "invalid_request_error", "request_too_large",
+                    send,
+                    413,
+                    str(error),
+                    "invalid_request_error",
+                    "request_too_large",
                     [id_header, (b"connection", b"close")],
-                )  # fmt: skip
+                )
         finally:
             request_id_var.reset(token)

@@ -76,7 +76,10 @@ class GracefulServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
     def _begin_stop(self, sig: int) -> None:
-        logger.info("stop signal: draining for up to %gs (shutdown_grace_s); send it again to cut requests off", self._shutdown.grace_s)
+        logger.info(
+            "stop signal: draining for up to %gs (shutdown_grace_s); send it again to cut requests off",
+            self._shutdown.grace_s,
+        )
         self._stopping = asyncio.create_task(self._shutdown.drain_and_close(), name="shutdown")
         self._stopping.add_done_callback(lambda task: self._drained(task, sig))
 

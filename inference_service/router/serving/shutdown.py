@@ -31,8 +31,8 @@ from collections.abc import Callable
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference_service.router.serving.errors import service_unavailable
 from inference_service.router.proxy.sse import DONE, OPENAI, STREAM_PROTOCOL_SCOPE_KEY, error_event
+from inference_service.router.serving.errors import service_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def mark_feed(scope: Scope) -> None:
 class _Request:
     """One request in flight: how to cancel it, and how far its response got."""
 
-    __slots__ = ("_send", "_scope", "_task", "aborted", "started", "streaming", "done_sent", "complete")
+    __slots__ = ("_scope", "_send", "_task", "aborted", "complete", "done_sent", "started", "streaming")
 
     def __init__(self, send: Send, scope: Scope) -> None:
         self._send = send
@@ -195,7 +195,9 @@ class Shutdown:
     async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run one request under the shutdown's control (refused unless serving)."""
         if self.phase is not Phase.SERVING and scope["path"] not in STILL_SERVED:
-            error = service_unavailable("the server is shutting down: retry on another instance", SHUTTING_DOWN, retry_after_s=1)
+            error = service_unavailable(
+                "the server is shutting down: retry on another instance", SHUTTING_DOWN, retry_after_s=1
+            )
             error.headers["Connection"] = "close"
             await error.response()(scope, receive, send)
             return

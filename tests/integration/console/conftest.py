@@ -45,8 +45,14 @@ def api(console_router: ServiceProcess) -> Iterator[httpx.Client]:
 
 
 def chat_body(model: str = SMOLLM2_ID, max_tokens: int = 8, **fields: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": max_tokens,
-            "temperature": 0, "seed": 7, **fields}  # fmt: skip
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hi."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "seed": 7,
+        **fields,
+    }
 
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

@@ -32,7 +32,10 @@ def _entries(service: ServiceProcess) -> list[dict[str, Any]]:
 
 
 def _access(service: ServiceProcess, request_id: str) -> dict[str, Any] | None:
-    return next((e for e in _entries(service) if e["logger"] == "inference_service.access" and e["request_id"] == request_id), None)
+    return next(
+        (e for e in _entries(service) if e["logger"] == "inference_service.access" and e["request_id"] == request_id),
+        None,
+    )
 
 
 def test_every_log_line_is_a_json_object(json_router: ServiceProcess) -> None:

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.integration
 
 def cli(*argv: str, env: dict[str, str] | None = None, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if key != "INFERENCE_API_KEY"}
-    return subprocess.run([sys.executable, "-m", "inference_service", *argv], capture_output=True, text=True,
-                          timeout=timeout_s, cwd=REPO_ROOT, env={**environment, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "inference_service", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO_ROOT,
+        env={**environment, **(env or {})},
+    )
 
 
 def remote(service: ServiceProcess, *argv: str) -> list[str]:
@@ -34,7 +40,9 @@ def remote(service: ServiceProcess, *argv: str) -> list[str]:
 
 def first_lines(argv: Sequence[str], count: int, timeout_s: float = 30.0) -> list[str]:
     """Start a following command, read ``count`` lines of its output, then stop it."""
-    process = subprocess.Popen([sys.executable, "-m", "inference_service", *argv], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inference_service", *argv], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
     try:
         assert process.stdout is not None
         return [process.stdout.readline().rstrip("\n") for _ in range(count)]
@@ -75,11 +83,15 @@ def test_api_key_from_the_environment(console_router: ServiceProcess) -> None:
 def test_missing_api_key_is_one_error_line_and_exit_2(console_router: ServiceProcess) -> None:
     result = cli("ps", "--url", console_router.url)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("inference-service: error: GET /v1/models: HTTP 401")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(
+        "inference-service: error: GET /v1/models: HTTP 401"
+    )
 
 
 def unload(service: ServiceProcess, model_id: str) -> None:
-    response = httpx.post(f"{service.url}/v1/models/{model_id}/unload", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    response = httpx.post(
+        f"{service.url}/v1/models/{model_id}/unload", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+    )
     assert response.status_code == 200, response.text
 
 
@@ -117,7 +129,9 @@ def test_models_load_of_a_loaded_model_does_not_wait_for_events(console_router: 
     result, elapsed = timed_cli(*remote(console_router, "models", "load", GEMMA_ID))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:2] == [GEMMA_ID, "loaded"]
-    assert elapsed < a_plain_command_s + LOAD_EVENT_GRACE_S / 2, f"{elapsed:.1f}s vs {a_plain_command_s:.1f}s for `models list`"
+    assert elapsed < a_plain_command_s + LOAD_EVENT_GRACE_S / 2, (
+        f"{elapsed:.1f}s vs {a_plain_command_s:.1f}s for `models list`"
+    )
 
 
 def test_logs_prints_a_models_log_tail(console_router: ServiceProcess) -> None:
@@ -132,14 +146,23 @@ def test_logs_follow_prints_the_router_log(console_router: ServiceProcess) -> No
 
 
 def test_events_prints_one_json_object_per_event(console_router: ServiceProcess) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "inference_service", *remote(console_router, "events", "--types", "request")],
-                               stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inference_service", *remote(console_router, "events", "--types", "request")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     try:
         assert process.stdout is not None
         body = {"model": OFFLINE_ID, "messages": [{"role": "user", "content": "hi"}]}
         # the subscription opens asynchronously: send requests until one is printed
         for _ in range(50):
-            httpx.post(f"{console_router.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+            httpx.post(
+                f"{console_router.url}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=30,
+            )
             if select.select([process.stdout], [], [], 0.2)[0]:
                 break
         event = json.loads(process.stdout.readline())

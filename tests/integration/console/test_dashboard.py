@@ -62,7 +62,9 @@ def test_load_button_turns_an_unloaded_model_loaded(dashboard: Page, api: httpx.
     expect(_status(dashboard, GEMMA_ID)).to_have_text("loaded", timeout=30 * 1000)
     history = _row(dashboard, GEMMA_ID).get_attribute("data-history") or ""
     assert history.split()[-2:] == ["loading", "loaded"], history
-    expect(_row(dashboard, GEMMA_ID).locator('[data-field="pid"]')).to_have_text(str(api.get(f"/v1/models/{GEMMA_ID}").json()["pid"]))
+    expect(_row(dashboard, GEMMA_ID).locator('[data-field="pid"]')).to_have_text(
+        str(api.get(f"/v1/models/{GEMMA_ID}").json()["pid"])
+    )
 
 
 def test_unload_button_turns_a_loaded_model_unloaded(dashboard: Page, api: httpx.Client) -> None:
@@ -88,8 +90,9 @@ def test_killed_child_shows_restarting_then_loaded(dashboard: Page, api: httpx.C
                    const history = row.dataset.history.split(" ");
                    const at = history.lastIndexOf("restarting");
                    return at >= 0 && history.slice(at).includes("loaded") && row.dataset.status === "loaded"; }""",
-        arg=SMOLLM2_ID, timeout=120 * 1000,  # order, not speed: a restart is a full, CPU-bound start
-    )  # fmt: skip
+        arg=SMOLLM2_ID,
+        timeout=120 * 1000,  # order, not speed: a restart is a full, CPU-bound start
+    )
     new_pid = api.get(f"/v1/models/{SMOLLM2_ID}").json()["pid"]
     assert new_pid != pid
     expect(_row(dashboard, SMOLLM2_ID).locator('[data-field="pid"]')).to_have_text(str(new_pid))

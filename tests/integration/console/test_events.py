@@ -36,7 +36,9 @@ def test_unknown_model_filter_is_404(api: httpx.Client) -> None:
     assert api.get("/v1/events", params={"model": "no-such-model"}).status_code == 404
 
 
-def test_streamed_request_is_published_with_id_ttft_and_tokens(console_router: ServiceProcess, api: httpx.Client) -> None:
+def test_streamed_request_is_published_with_id_ttft_and_tokens(
+    console_router: ServiceProcess, api: httpx.Client
+) -> None:
     request_id = f"events-{uuid.uuid4().hex[:8]}"
     with listening(f"{console_router.url}/v1/events?types=request&model=smol", AUTH) as stream:
         assert stream.status == 200
@@ -59,7 +61,9 @@ def test_orchestrated_request_event_carries_mode_and_stages(console_router: Serv
         assert response.status_code == 200, response.text
         event = stream.wait_for(lambda e: e.get("request_id") == request_id, timeout_s=10)
     assert event["mode"] == "critique"
-    assert [stage["role"] for stage in event["orchestration"]["stages"]] == [s["role"] for s in response.json()["orchestration"]["stages"]]
+    assert [stage["role"] for stage in event["orchestration"]["stages"]] == [
+        s["role"] for s in response.json()["orchestration"]["stages"]
+    ]
     assert event["completion_tokens"] == response.json()["usage"]["completion_tokens"]
 
 
@@ -74,7 +78,9 @@ def test_failed_request_is_published_with_its_status(console_router: ServiceProc
 def test_model_filter_and_type_filter_exclude_other_events(console_router: ServiceProcess, api: httpx.Client) -> None:
     assert api.post(f"/v1/models/{GEMMA_ID}/unload").status_code == 200  # the orchestration test may have loaded it
     with listening(f"{console_router.url}/v1/events?types=model_state&model={GEMMA_ID}", AUTH) as stream:
-        assert api.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200  # a request event elsewhere
+        assert (
+            api.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200
+        )  # a request event elsewhere
         assert api.post(f"/v1/models/{GEMMA_ID}/load").status_code == 200
         stream.wait_for(lambda e: e["state"] == "loaded", timeout_s=30)
         assert api.post(f"/v1/models/{GEMMA_ID}/unload").status_code == 200
@@ -84,7 +90,9 @@ def test_model_filter_and_type_filter_exclude_other_events(console_router: Servi
     assert [e["seq"] for e in stream.events] == sorted(e["seq"] for e in stream.events)
 
 
-def test_killed_child_is_published_as_loading_with_the_crash_then_loaded(console_router: ServiceProcess, api: httpx.Client) -> None:
+def test_killed_child_is_published_as_loading_with_the_crash_then_loaded(
+    console_router: ServiceProcess, api: httpx.Client
+) -> None:
     pid = api.get(f"/v1/models/{SMOLLM2_ID}").json()["pid"]
     with listening(f"{console_router.url}/v1/events?types=model_state&model={SMOLLM2_ID}", AUTH) as stream:
         os.kill(pid, signal.SIGKILL)  # our own grandchild, by pid
@@ -105,7 +113,9 @@ def test_a_stalled_subscriber_does_not_slow_requests(console_router: ServiceProc
     with socket.socket() as stalled:
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
         stalled.connect((host, int(port)))
-        stalled.sendall(f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode())
+        stalled.sendall(
+            f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode()
+        )
         started = time.monotonic()
         for _ in range(300):  # 300 request events, ~150 KB: far beyond what the stalled socket takes in
             assert api.post("/v1/chat/completions", json=chat_body(model=OFFLINE_ID)).status_code == 503
@@ -118,7 +128,9 @@ def test_a_closed_stream_releases_its_subscription(console_router: ServiceProces
     before = event_subscribers(api)
     host, port = console_router.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as client:
-        client.sendall(f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode())
+        client.sendall(
+            f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode()
+        )
         assert client.recv(1024).startswith(b"HTTP/1.1 200")
         assert event_subscribers(api) == before + 1
     wait_until(lambda: event_subscribers(api) == before, timeout_s=5)  # the client hung up: the subscription is gone

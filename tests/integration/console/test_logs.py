@@ -26,7 +26,9 @@ def test_model_log_without_follow_is_the_json_tail(api: httpx.Client) -> None:
     assert body["id"] == SMOLLM2_ID and len(body["lines"]) == 3
 
 
-def test_model_log_follow_sends_the_tail_then_lines_written_later(console_router: ServiceProcess, api: httpx.Client) -> None:
+def test_model_log_follow_sends_the_tail_then_lines_written_later(
+    console_router: ServiceProcess, api: httpx.Client
+) -> None:
     before = api.get("/v1/models/smol/logs").json()["lines"]
     with listening(f"{console_router.url}/v1/models/smol/logs?follow=true&tail=2", AUTH) as stream:
         stream.wait_for(lambda e: True, timeout_s=10)
@@ -37,7 +39,9 @@ def test_model_log_follow_sends_the_tail_then_lines_written_later(console_router
     assert {e["model"] for e in stream.events} == {SMOLLM2_ID}
 
 
-def test_router_log_follow_shows_the_access_line_of_a_later_request(console_router: ServiceProcess, api: httpx.Client) -> None:
+def test_router_log_follow_shows_the_access_line_of_a_later_request(
+    console_router: ServiceProcess, api: httpx.Client
+) -> None:
     request_id = f"follow-{uuid.uuid4().hex[:8]}"
     with listening(f"{console_router.url}/v1/logs?follow=true&tail=0", AUTH) as stream:
         assert api.get("/v1/models", headers={"X-Request-ID": request_id}).status_code == 200

@@ -21,9 +21,28 @@ pytestmark = pytest.mark.integration
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "inference-service.json"
 #: PromQL words that are not metric names: functions, aggregations, modifiers.
 PROMQL_WORDS = {
-    "sum", "max", "min", "avg", "count", "rate", "irate", "increase", "histogram_quantile", "by", "without",
-    "on", "ignoring", "group_left", "group_right", "label_values", "and", "or", "unless", "bool", "offset",
-}  # fmt: skip
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "label_values",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+}
 
 
 def _metrics(api: httpx.Client) -> str:
@@ -111,7 +130,9 @@ def test_metric_names_are_found_in_promql() -> None:
 
 def test_grafana_dashboard_queries_only_metrics_the_service_exports(api: httpx.Client) -> None:
     _state(api, SMOLLM2_ID, "loaded")
-    streamed = api.post("/v1/chat/completions", json=chat_body(max_tokens=3, stream=True, stream_options={"include_usage": True}))
+    streamed = api.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=3, stream=True, stream_options={"include_usage": True})
+    )
     assert streamed.status_code == 200
     exported = exported_names(_metrics(api))
     dashboard = json.loads(Path(DASHBOARD).read_text())
@@ -119,6 +140,13 @@ def test_grafana_dashboard_queries_only_metrics_the_service_exports(api: httpx.C
     assert len(dashboard["panels"]) >= 10 and len(expressions) >= 15
     used = set().union(*(metric_names(expression) for expression in expressions))
     assert not used - exported, f"the dashboard queries metrics the service does not export: {sorted(used - exported)}"
-    for topic in ("inference_requests_total", "inference_request_duration_seconds_bucket", "inference_time_to_first_token_seconds_bucket",
-                  "inference_completion_tokens_total", "inference_queue_depth", "inference_model_state", "inference_process_rss_bytes"):  # fmt: skip
+    for topic in (
+        "inference_requests_total",
+        "inference_request_duration_seconds_bucket",
+        "inference_time_to_first_token_seconds_bucket",
+        "inference_completion_tokens_total",
+        "inference_queue_depth",
+        "inference_model_state",
+        "inference_process_rss_bytes",
+    ):
         assert topic in used, f"the dashboard has no panel over {topic}"

@@ -31,7 +31,11 @@ def offline() -> dict[str, Any]:
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[tuple[ServiceProcess, Path]]:
     # A drain longer than any stream here even on a crowded machine: the reload must wait for it, not cut it.
-    config = write_config(tmp_path / "config.toml", {SMOLLM2_ID: smollm2(preload=True), GEMMA_ID: gemma(preload=True)}, drain_timeout_s=600)
+    config = write_config(
+        tmp_path / "config.toml",
+        {SMOLLM2_ID: smollm2(preload=True), GEMMA_ID: gemma(preload=True)},
+        drain_timeout_s=600,
+    )
     with running_service(config, tmp_path / "logs", wait_ready=True) as service:
         wait_until(lambda: _card(service, GEMMA_ID)["status"] == "loaded", timeout_s=30)
         yield service, config
@@ -60,13 +64,22 @@ def _alive(pid: int) -> bool:
 STORY_TOKENS = 160
 
 
-def test_stream_in_flight_survives_a_reload_that_adds_removes_and_restarts(started: tuple[ServiceProcess, Path]) -> None:
+def test_stream_in_flight_survives_a_reload_that_adds_removes_and_restarts(
+    started: tuple[ServiceProcess, Path],
+) -> None:
     service, config = started
     old_a, old_b = _card(service, SMOLLM2_ID)["pid"], _card(service, GEMMA_ID)["pid"]
     first_chunk, finished = threading.Event(), threading.Event()
     received: list[str] = []
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": STORY_TOKENS,
-            "ignore_eos": True, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": SMOLLM2_ID,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "max_tokens": STORY_TOKENS,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
     def stream() -> None:
         with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=600) as response:
@@ -88,7 +101,12 @@ def test_stream_in_flight_survives_a_reload_that_adds_removes_and_restarts(start
 
     assert response.status_code == 200, response.text
     result = response.json()
-    assert (result["added"], result["removed"], result["restarted"], result["ok"]) == ([COPY_ID], [GEMMA_ID], [SMOLLM2_ID], True)
+    assert (result["added"], result["removed"], result["restarted"], result["ok"]) == (
+        [COPY_ID],
+        [GEMMA_ID],
+        [SMOLLM2_ID],
+        True,
+    )
     assert event["ok"] and event["added"] == [COPY_ID]
     # The stream ran to its end: every token, then [DONE], no error event.
     assert received[-1] == "[DONE]"
@@ -123,7 +141,9 @@ def test_invalid_config_is_rejected_with_the_reason_and_the_old_one_stays(starte
 
 
 @pytest.mark.parametrize("spoil", ["not_utf8", "a_directory"])
-def test_an_unreadable_config_file_is_rejected_and_the_old_one_stays(started: tuple[ServiceProcess, Path], tmp_path: Path, spoil: str) -> None:
+def test_an_unreadable_config_file_is_rejected_and_the_old_one_stays(
+    started: tuple[ServiceProcess, Path], tmp_path: Path, spoil: str
+) -> None:
     service, config = started
     good = config.read_text()
     pid = _card(service, SMOLLM2_ID)["pid"]
@@ -195,8 +215,12 @@ def test_top_level_and_startup_keys(started: tuple[ServiceProcess, Path]) -> Non
     """Limits apply at once and touch no model; start-up-only keys are reported, not half-applied."""
     service, config = started
     pids = {model_id: _card(service, model_id)["pid"] for model_id in (SMOLLM2_ID, GEMMA_ID)}
-    write_config(config, {SMOLLM2_ID: smollm2(preload=True, ttl_s=600), GEMMA_ID: gemma(preload=True)},
-                 queue_size=3, log_level="debug")  # fmt: skip
+    write_config(
+        config,
+        {SMOLLM2_ID: smollm2(preload=True, ttl_s=600), GEMMA_ID: gemma(preload=True)},
+        queue_size=3,
+        log_level="debug",
+    )
     result = _reload(service).json()
     assert (result["updated"], result["restarted"], result["restart_required"]) == ([SMOLLM2_ID], [], ["log_level"])
     assert {model_id: _card(service, model_id)["pid"] for model_id in pids} == pids

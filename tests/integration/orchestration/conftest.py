@@ -29,8 +29,13 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
         SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast"], ctx_size=4096),
         GEMMA_ID: gemma(preload=True, roles=["critic", "thinker", "coder"], ctx_size=4096),
     }
-    presets = {PRESET: {"orchestration_mode": "critique", "models": [GEMMA_ID, SMOLLM2_ID],
-                        "roles": {"generator": "coder", "critic": "primary"}}}  # fmt: skip
+    presets = {
+        PRESET: {
+            "orchestration_mode": "critique",
+            "models": [GEMMA_ID, SMOLLM2_ID],
+            "roles": {"generator": "coder", "critic": "primary"},
+        }
+    }
     config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, presets=presets)
     with running_service(config, directory / "logs", wait_ready=True) as service:
         yield service
@@ -44,7 +49,9 @@ def client(router: ServiceProcess) -> Iterator[httpx.Client]:
 
 def orchestrated(client: httpx.Client, mode: str, **fields: Any) -> httpx.Response:
     """POST an orchestrated chat completion (non-streaming) with short, deterministic stages."""
-    return client.post("/v1/chat/completions", json={"messages": QUESTION, "orchestration_mode": mode, **SHORT, **fields})
+    return client.post(
+        "/v1/chat/completions", json={"messages": QUESTION, "orchestration_mode": mode, **SHORT, **fields}
+    )
 
 
 def child_metrics(router: ServiceProcess, model_id: str) -> str:
@@ -69,7 +76,9 @@ def wait_for_idle_children(router: ServiceProcess) -> None:
         port = model_card(router, model_id)["port"]
 
         def idle() -> bool:
-            slots = httpx.get(f"http://127.0.0.1:{port}/slots", headers=child_headers(router, model_id), timeout=30).json()
+            slots = httpx.get(
+                f"http://127.0.0.1:{port}/slots", headers=child_headers(router, model_id), timeout=30
+            ).json()
             return not any(slot["is_processing"] for slot in slots)
 
         wait_until(idle, timeout_s=120, interval_s=SLOTS_POLL_S)

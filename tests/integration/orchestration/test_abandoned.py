@@ -31,12 +31,22 @@ def orchestrated_closed(router: ServiceProcess) -> float:
 
 
 def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router: ServiceProcess) -> None:
-    wait_until(lambda: all(model_card(router, model)["in_flight"] == 0 for model in (SMOLLM2_ID, GEMMA_ID)), timeout_s=60)
+    wait_until(
+        lambda: all(model_card(router, model)["in_flight"] == 0 for model in (SMOLLM2_ID, GEMMA_ID)), timeout_s=60
+    )
     critic_tokens = tokens_predicted(f"{router.url}/upstream/{GEMMA_ID}")
     closed_before = orchestrated_closed(router)
-    body = {"messages": QUESTION, "orchestration_mode": "critique", "max_tokens": 400, "ignore_eos": True, "temperature": 0}
+    body = {
+        "messages": QUESTION,
+        "orchestration_mode": "critique",
+        "max_tokens": 400,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     with abandoned_post(router, body):
-        wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 1, timeout_s=60, interval_s=0.02)  # the generator stage
+        wait_until(
+            lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 1, timeout_s=60, interval_s=0.02
+        )  # the generator stage
     hung_up = time.monotonic()
     wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=30, interval_s=0.02)
     released = time.monotonic() - hung_up

@@ -25,11 +25,15 @@ def degraded(router: ServiceProcess, client: httpx.Client) -> dict[str, Any]:
     critic_pid = model_card(router, GEMMA_ID)["pid"]
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(orchestrated, client, "critique", max_tokens=64)
-        wait_until(lambda: model_card(router, GEMMA_ID)["in_flight"] > 0 or running.done(), timeout_s=120, interval_s=0.01)
+        wait_until(
+            lambda: model_card(router, GEMMA_ID)["in_flight"] > 0 or running.done(), timeout_s=120, interval_s=0.01
+        )
         assert not running.done(), f"the critique finished before its critic could be killed: {running.result().text}"
         os.kill(critic_pid, signal.SIGKILL)  # our own grandchild, by pid
         response = running.result(timeout=300)
-    wait_until(lambda: (card := model_card(router, GEMMA_ID))["status"] == "loaded" and card["pid"] != critic_pid, timeout_s=60)
+    wait_until(
+        lambda: (card := model_card(router, GEMMA_ID))["status"] == "loaded" and card["pid"] != critic_pid, timeout_s=60
+    )
     assert response.status_code == 200, response.text
     return response.json()
 

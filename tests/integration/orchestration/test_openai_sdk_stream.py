@@ -38,9 +38,13 @@ def test_the_common_loop_reads_choices_0_of_every_chunk(sdk: openai.OpenAI, mode
 
 def test_include_usage_gives_the_sdk_a_final_usage_chunk(sdk: openai.OpenAI) -> None:
     stream = sdk.chat.completions.create(
-        model=SMOLLM2_ID, messages=QUESTION, stream=True, stream_options={"include_usage": True},
-        extra_body={"orchestration_mode": "single"}, **SHORT,
-    )  # fmt: skip
+        model=SMOLLM2_ID,
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"orchestration_mode": "single"},
+        **SHORT,
+    )
     chunks = list(stream)
     assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert all(chunk.choices and chunk.usage is None for chunk in chunks[:-1])

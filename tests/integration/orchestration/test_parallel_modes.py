@@ -68,13 +68,19 @@ def _jaccard_agreement(texts: list[str]) -> float:
 def _replay(router: ServiceProcess, model_id: str) -> dict[str, Any]:
     """The stage's request sent straight to the model's llama-server: at temperature 0 with a
     fixed seed it gives the answer the stage got (checked against the stage's own usage)."""
-    response = httpx.post(f"http://127.0.0.1:{model_card(router, model_id)['port']}/v1/chat/completions",
-                          json={"messages": QUESTION, **SHORT}, headers=child_headers(router, model_id), timeout=120)  # fmt: skip
+    response = httpx.post(
+        f"http://127.0.0.1:{model_card(router, model_id)['port']}/v1/chat/completions",
+        json={"messages": QUESTION, **SHORT},
+        headers=child_headers(router, model_id),
+        timeout=120,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_confidence_is_the_agreement_of_the_parallel_answers(router: ServiceProcess, reply: tuple[str, dict[str, Any]]) -> None:
+def test_confidence_is_the_agreement_of_the_parallel_answers(
+    router: ServiceProcess, reply: tuple[str, dict[str, Any]]
+) -> None:
     mode, body = reply
     stages = _parallel_stages(mode, body)
     replies = {stage["model"]: _replay(router, stage["model"]) for stage in stages}
@@ -82,7 +88,9 @@ def test_confidence_is_the_agreement_of_the_parallel_answers(router: ServiceProc
         assert replies[stage["model"]]["usage"]["completion_tokens"] == stage["usage"]["completion_tokens"]
     texts = [replies[stage["model"]]["choices"][0]["message"]["content"] for stage in stages]
     if mode == "ensemble":
-        assert body["orchestration"]["answer_lengths"] == {stage["model"]: len(text) for stage, text in zip(stages, texts)}
+        assert body["orchestration"]["answer_lengths"] == {
+            stage["model"]: len(text) for stage, text in zip(stages, texts, strict=True)
+        }
     assert body["orchestration"]["confidence"] == pytest.approx(_jaccard_agreement(texts), abs=1e-4)
 
 
@@ -94,10 +102,14 @@ def test_ensemble_reports_each_models_answer_length(replies: dict[str, dict[str,
 
 @pytest.mark.parametrize("top_p", ['"abc"', "NaN"])
 @pytest.mark.parametrize("mode", list(PARALLEL_ROLE))
-def test_a_parameter_every_stage_refuses_is_the_clients_400_not_a_502(client: httpx.Client, mode: str, top_p: str) -> None:
+def test_a_parameter_every_stage_refuses_is_the_clients_400_not_a_502(
+    client: httpx.Client, mode: str, top_p: str
+) -> None:
     """Every parallel stage gets the client's bad ``top_p`` and is refused with a 400: that is
     the answer, as in critique, pipeline and plain chat (the body is raw: JSON has no NaN)."""
     body = '{"orchestration_mode": "%s", "top_p": %s, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}'
-    response = client.post("/v1/chat/completions", content=body % (mode, top_p), headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/chat/completions", content=body % (mode, top_p), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -27,5 +28,5 @@ def test_pipeline_runs_drafter_refiner_validator_on_the_role_models(pipeline: di
 
 def test_each_pipeline_stage_starts_after_the_previous_one_finished(pipeline: dict[str, Any]) -> None:
     stages = pipeline["orchestration"]["stages"]
-    for previous, following in zip(stages, stages[1:]):
+    for previous, following in itertools.pairwise(stages):
         assert following["started_at"] >= previous["finished_at"]

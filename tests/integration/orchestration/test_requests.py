@@ -59,7 +59,9 @@ def gemma_unloaded(router: ServiceProcess) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_single_mode_loads_no_model_but_its_own(router: ServiceProcess, client: httpx.Client, gemma_unloaded: None, stream: bool) -> None:
+def test_single_mode_loads_no_model_but_its_own(
+    router: ServiceProcess, client: httpx.Client, gemma_unloaded: None, stream: bool
+) -> None:
     response = orchestrated(client, "single", model=SMOLLM2_ID, stream=stream)
     assert response.status_code == 200, response.text
     assert _orchestration(response)["models_used"] == [SMOLLM2_ID]
@@ -70,7 +72,9 @@ def _orchestration(response: httpx.Response) -> dict[str, Any]:
     """The orchestration object, of a JSON answer or of a stream's chunk that carries it."""
     if not response.headers["content-type"].startswith("text/event-stream"):
         return dict(response.json()["orchestration"])
-    chunks = [json.loads(line.removeprefix("data: ")) for line in response.text.splitlines() if line.startswith("data: {")]
+    chunks = [
+        json.loads(line.removeprefix("data: ")) for line in response.text.splitlines() if line.startswith("data: {")
+    ]
     return next(dict(chunk["orchestration"]) for chunk in chunks if "orchestration" in chunk)
 
 

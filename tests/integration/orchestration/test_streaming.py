@@ -68,8 +68,13 @@ def test_without_include_usage_every_chunk_has_a_choice_and_none_has_usage(strea
 
 
 def test_include_usage_adds_one_usage_only_chunk_with_the_total_of_all_stages(router: ServiceProcess) -> None:
-    body = {"messages": QUESTION, "orchestration_mode": "critique", "stream": True,
-            "stream_options": {"include_usage": True}, **SHORT}  # fmt: skip
+    body = {
+        "messages": QUESTION,
+        "orchestration_mode": "critique",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **SHORT,
+    }
     stream = post_sse(router.url + "/v1/chat/completions", body)
     assert stream.status == 200, stream.data
     *answer, usage_chunk = stream.chunks
@@ -86,7 +91,11 @@ def test_every_chunk_has_one_id_and_the_primary_model(streamed: SSEStream) -> No
 
 
 def test_final_stage_arrives_as_content_deltas(streamed: SSEStream) -> None:
-    deltas = [chunk for chunk in streamed.chunks if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or [])]
+    deltas = [
+        chunk
+        for chunk in streamed.chunks
+        if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or [])
+    ]
     assert len(deltas) > 1  # token by token, not one block
     assert streamed.content
 

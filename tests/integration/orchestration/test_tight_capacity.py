@@ -19,7 +19,10 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]
     directory = tmp_path_factory.mktemp("one-slot")
     models = {SMOLLM2_ID: smollm2(roles=["primary", "fast"]), GEMMA_ID: gemma(roles=["critic", "thinker", "coder"])}
     config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, max_loaded_models=1)
-    with running_service(config, directory / "logs") as service, httpx.Client(base_url=service.url, timeout=300) as client:
+    with (
+        running_service(config, directory / "logs") as service,
+        httpx.Client(base_url=service.url, timeout=300) as client,
+    ):
         yield client
 
 

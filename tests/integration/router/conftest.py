@@ -59,13 +59,22 @@ def router_and_tap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     """
     directory = tmp_path_factory.mktemp("router")
     started: list[ServiceProcess] = []
-    with wiretap(lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)) as tap:
+    with wiretap(
+        lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)
+    ) as tap:
         models: dict[str, Mapping[str, Any]] = {
             SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=2048),
             # parallel = 1: a remote model is uncapped by default; the queue tests need one slot.
-            TAPPED_ID: {"runtime": "remote", "url": f"http://127.0.0.1:{tap.port}", "upstream_model": SMOLLM2_ID, "parallel": 1},
+            TAPPED_ID: {
+                "runtime": "remote",
+                "url": f"http://127.0.0.1:{tap.port}",
+                "upstream_model": SMOLLM2_ID,
+                "parallel": 1,
+            },
         }
-        config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, max_body_bytes=MAX_BODY_BYTES)
+        config = write_config(
+            directory / "config.toml", models, default_model=SMOLLM2_ID, max_body_bytes=MAX_BODY_BYTES
+        )
         with running_service(config, directory / "logs", wait_ready=True) as service:
             started.append(service)
             # The router probes the remote route at start-up, before the tap can look the child up
@@ -91,7 +100,9 @@ def start_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRout
         directory = tmp_path_factory.mktemp("router-own")
         numbers = itertools.count()
 
-        def start(models: Mapping[str, Mapping[str, Any]], wait_ready: bool = False, **top_level: Any) -> ServiceProcess:
+        def start(
+            models: Mapping[str, Mapping[str, Any]], wait_ready: bool = False, **top_level: Any
+        ) -> ServiceProcess:
             config = write_config(directory / f"config-{next(numbers)}.toml", models, **top_level)
             return stack.enter_context(running_service(config, directory / "logs", wait_ready=wait_ready))
 

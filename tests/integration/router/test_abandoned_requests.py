@@ -45,7 +45,9 @@ def generating_slots(service: ServiceProcess) -> int:
 
 def requests_total(service: ServiceProcess, model_id: str, status: str) -> float:
     metrics = httpx.get(service.url + "/metrics").text
-    return sample(metrics, "inference_requests_total", model=model_id, endpoint="chat/completions", status=status) or 0.0
+    return (
+        sample(metrics, "inference_requests_total", model=model_id, endpoint="chat/completions", status=status) or 0.0
+    )
 
 
 def queue_depth(service: ServiceProcess, model_id: str) -> float:
@@ -54,8 +56,12 @@ def queue_depth(service: ServiceProcess, model_id: str) -> float:
 
 def probe(service: ServiceProcess) -> httpx.Response:
     """A one-token request straight to llama-server: it starts as soon as a slot is free."""
-    return httpx.post(child_url(service, SMOLLM2_ID) + "/v1/chat/completions", json=chat_body(max_tokens=1),
-                      headers=child_headers(service, SMOLLM2_ID), timeout=120)  # fmt: skip
+    return httpx.post(
+        child_url(service, SMOLLM2_ID) + "/v1/chat/completions",
+        json=chat_body(max_tokens=1),
+        headers=child_headers(service, SMOLLM2_ID),
+        timeout=120,
+    )
 
 
 def test_abandoned_running_requests_free_their_slots_within_a_second(router: ServiceProcess) -> None:

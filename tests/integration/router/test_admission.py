@@ -34,7 +34,9 @@ def queue_depth(metrics: str, model_id: str) -> float:
 
 
 def request_count(metrics: str, model_id: str, status: str) -> float:
-    return sample(metrics, "inference_requests_total", model=model_id, endpoint="chat/completions", status=status) or 0.0
+    return (
+        sample(metrics, "inference_requests_total", model=model_id, endpoint="chat/completions", status=status) or 0.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,9 @@ def router(start_router: StartRouter) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def burst(router: ServiceProcess) -> Burst:
     """30 simultaneous requests at a 4-slot, 8-deep model, with /metrics sampled meanwhile."""
-    body = chat_body(max_tokens=48, ignore_eos=True)  # the slots stay busy while the burst lands, however slowly its threads start
+    body = chat_body(
+        max_tokens=48, ignore_eos=True
+    )  # the slots stay busy while the burst lands, however slowly its threads start
     depths: list[float] = []
     done = threading.Event()
 

@@ -40,7 +40,9 @@ def test_a_streamed_message_yields_text_deltas_and_a_final_message(sdk: anthropi
     assert final.stop_reason == "max_tokens"
 
 
-def _event_names(base_url: str, body: dict[str, object], headers: dict[str, str] | None = None) -> tuple[list[str], str]:
+def _event_names(
+    base_url: str, body: dict[str, object], headers: dict[str, str] | None = None
+) -> tuple[list[str], str]:
     with httpx.stream("POST", base_url + "/v1/messages", json=body, headers=headers, timeout=120) as response:
         assert response.status_code == 200
         raw = response.read().decode()
@@ -52,7 +54,14 @@ def test_the_stream_keeps_event_lines_and_ends_with_message_stop_not_done(router
     with the first token's text: a sampled first token it holds back - a partial UTF-8
     character - leaves the stream without one. Temperature 0 keeps the answer fixed, and no
     prompt cache: a cached prompt's logits are not bit-identical.)"""
-    body = {"model": SMOLLM2_ID, "messages": HI, "max_tokens": 4, "stream": True, "temperature": 0, "cache_prompt": False}
+    body = {
+        "model": SMOLLM2_ID,
+        "messages": HI,
+        "max_tokens": 4,
+        "stream": True,
+        "temperature": 0,
+        "cache_prompt": False,
+    }
     events, raw = _event_names(router.url, body)
     direct, _ = _event_names(child_url(router, SMOLLM2_ID), body, child_headers(router, SMOLLM2_ID))
     assert events == direct
@@ -99,7 +108,9 @@ def test_an_error_before_the_stream_starts_has_the_same_anthropic_body_as_unstre
 
 
 def test_the_sdk_raises_its_bad_request_error_for_a_stream_refused_before_it_starts(sdk: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        with sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, extra_body={"max_tokens": "x"}) as stream:
-            stream.until_done()
+    with (
+        pytest.raises(anthropic.BadRequestError) as caught,
+        sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, extra_body={"max_tokens": "x"}) as stream,
+    ):
+        stream.until_done()
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "error"

@@ -20,7 +20,9 @@ def router(start_router: StartRouter) -> ServiceProcess:
     return start_router({SMOLLM2_ID: smollm2()}, api_key=KEY)
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", KEY, f"Basic {KEY}"], ids=["none", "wrong", "no-scheme", "basic"])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-key", KEY, f"Basic {KEY}"], ids=["none", "wrong", "no-scheme", "basic"]
+)
 def test_request_without_the_right_bearer_key_is_401(router: ServiceProcess, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = httpx.get(router.url + "/v1/models", headers=headers)
@@ -68,10 +70,23 @@ def test_paths_that_only_start_like_a_health_check_need_the_key(router: ServiceP
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", f"/v1/models/{SMOLLM2_ID}/load", f"/v1/models/{SMOLLM2_ID}/unload"]
+    "path",
+    [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        f"/v1/models/{SMOLLM2_ID}/load",
+        f"/v1/models/{SMOLLM2_ID}/unload",
+    ],
 )
 def test_post_endpoints_without_the_key_are_401_and_touch_no_model(router: ServiceProcess, path: str) -> None:
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi", "max_tokens": 1}
+    body = {
+        "model": SMOLLM2_ID,
+        "messages": [{"role": "user", "content": "hi"}],
+        "prompt": "hi",
+        "input": "hi",
+        "max_tokens": 1,
+    }
     response = httpx.post(router.url + path, json=body, timeout=30)
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"

@@ -43,7 +43,9 @@ def test_models_list_says_what_each_model_can_do(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
-def test_chat_to_an_embeddings_model_is_a_400_naming_the_problem(service: ServiceProcess, client: httpx.Client, path: str) -> None:
+def test_chat_to_an_embeddings_model_is_a_400_naming_the_problem(
+    service: ServiceProcess, client: httpx.Client, path: str
+) -> None:
     response = client.post(path, json={"model": EMBED_ID, "messages": HI, "input": "hi", "max_tokens": 2})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -63,7 +65,9 @@ def test_rerank_from_a_chat_model_is_a_400(client: httpx.Client) -> None:
 
 
 def test_ensemble_does_not_draft_the_embeddings_model(client: httpx.Client) -> None:
-    response = client.post("/v1/chat/completions", json={"messages": HI, "max_tokens": 2, "orchestration_mode": "ensemble"})
+    response = client.post(
+        "/v1/chat/completions", json={"messages": HI, "max_tokens": 2, "orchestration_mode": "ensemble"}
+    )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "not_enough_models"

@@ -16,7 +16,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/v1/chat/completions"), ("POST", "/completion"), ("GET", "/v1/models"), ("GET", "/slots"), ("GET", "/metrics"), ("GET", "/props")],
+    [
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/completion"),
+        ("GET", "/v1/models"),
+        ("GET", "/slots"),
+        ("GET", "/metrics"),
+        ("GET", "/props"),
+    ],
 )
 def test_a_direct_request_to_the_child_without_its_key_gets_401(router: ServiceProcess, method: str, path: str) -> None:
     response = httpx.request(method, child_url(router, SMOLLM2_ID) + path, json=chat_body(), timeout=30)
@@ -25,7 +32,9 @@ def test_a_direct_request_to_the_child_without_its_key_gets_401(router: ServiceP
 
 def test_a_browser_page_on_the_host_cannot_use_the_child(router: ServiceProcess) -> None:
     origin = {"Origin": "http://evil.example", "Content-Type": "application/json"}
-    response = httpx.post(child_url(router, SMOLLM2_ID) + "/v1/chat/completions", json=chat_body(), headers=origin, timeout=30)
+    response = httpx.post(
+        child_url(router, SMOLLM2_ID) + "/v1/chat/completions", json=chat_body(), headers=origin, timeout=30
+    )
     assert response.status_code == 401
 
 
@@ -36,7 +45,9 @@ def test_the_childs_health_stays_open_for_probes(router: ServiceProcess) -> None
 def test_the_router_holds_the_key_and_serves(client: httpx.Client, router: ServiceProcess) -> None:
     assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
     # The 401s above are about the key alone: with it, the child's metrics can be scraped.
-    metrics = httpx.get(child_url(router, SMOLLM2_ID) + "/metrics", headers=child_headers(router, SMOLLM2_ID), timeout=30)
+    metrics = httpx.get(
+        child_url(router, SMOLLM2_ID) + "/metrics", headers=child_headers(router, SMOLLM2_ID), timeout=30
+    )
     assert metrics.status_code == 200 and "llamacpp:" in metrics.text
 
 

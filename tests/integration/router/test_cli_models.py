@@ -21,7 +21,9 @@ def router(start_router: StartRouter) -> ServiceProcess:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "inference_service", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "inference_service", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_models_list_prints_each_model_with_its_state(router: ServiceProcess) -> None:
@@ -48,4 +50,6 @@ def test_models_load_of_an_unknown_id_prints_one_error_line_and_exits_2(router: 
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("inference-service: error: ") and "/v1/models/no-such-model" in line and "HTTP 404" in line, line
+    assert (
+        line.startswith("inference-service: error: ") and "/v1/models/no-such-model" in line and "HTTP 404" in line
+    ), line

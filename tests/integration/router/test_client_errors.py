@@ -18,10 +18,15 @@ pytestmark = pytest.mark.integration
 
 # A 1x1 PNG: any image is refused by a model started without a multimodal projector.
 PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-IMAGE_MESSAGES = [{"role": "user", "content": [
-    {"type": "text", "text": "What is in this picture?"},
-    {"type": "image_url", "image_url": {"url": PIXEL}},
-]}]  # fmt: skip
+IMAGE_MESSAGES = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": PIXEL}},
+        ],
+    }
+]
 
 
 def assert_invalid_request(response: httpx.Response, *, mentions: str) -> dict[str, Any]:
@@ -63,7 +68,9 @@ def test_orchestration_whose_only_stage_gets_a_client_error_returns_that_client_
 
 
 def test_streamed_orchestration_reports_the_client_error_in_band(router_url: str) -> None:
-    stream = post_sse(router_url + "/v1/chat/completions", chat_body(top_p="hot", orchestration_mode="single", stream=True))
+    stream = post_sse(
+        router_url + "/v1/chat/completions", chat_body(top_p="hot", orchestration_mode="single", stream=True)
+    )
     errors = [chunk["error"] for chunk in stream.chunks if "error" in chunk]
     assert errors and errors[0]["type"] == "invalid_request_error", stream.data
 

@@ -37,7 +37,10 @@ def router(start_router: StartRouter) -> ServiceProcess:
     # The guards act before any route: no model needs to run (this remote one is never asked).
     unused = {"runtime": "remote", "url": "http://127.0.0.1:9"}
     return start_router(
-        {"unused": unused}, header_timeout_s=HEADER_TIMEOUT_S, body_timeout_s=BODY_TIMEOUT_S, max_connections=MAX_CONNECTIONS
+        {"unused": unused},
+        header_timeout_s=HEADER_TIMEOUT_S,
+        body_timeout_s=BODY_TIMEOUT_S,
+        max_connections=MAX_CONNECTIONS,
     )
 
 
@@ -138,14 +141,19 @@ def test_stalled_bodies_get_408_at_the_body_timeout_and_free_their_connections(r
         first = read_until_closed(sockets[0], sent + answered_within.seconds)
         first_answered_after = time.monotonic() - opened
         answers = [first, *(read_until_closed(sock, sent + answered_within.seconds) for sock in sockets[1:])]
-        assert None not in answers, f"{answers.count(None)} of {MAX_CONNECTIONS} stalled bodies still open after {answered_within}"
+        assert None not in answers, (
+            f"{answers.count(None)} of {MAX_CONNECTIONS} stalled bodies still open after {answered_within}"
+        )
         assert first_answered_after >= BODY_TIMEOUT_S, f"answered {first_answered_after:.2f}s after the headers"
         # The close reaches a client only after the router has given up the connection: its slot is free.
         assert httpx.get(router.url + "/health", timeout=10).status_code == 200
     for status, headers, error in map(status_headers_error, answers):  # type: ignore[arg-type]
         assert (status, headers[b"connection"], error["type"], error["code"]) == (
-            408, b"close", "invalid_request_error", "body_timeout"
-        )  # fmt: skip
+            408,
+            b"close",
+            "invalid_request_error",
+            "body_timeout",
+        )
 
 
 def test_a_body_timeout_is_logged_as_a_closed_request_not_as_an_error(router: ServiceProcess) -> None:

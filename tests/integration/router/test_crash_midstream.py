@@ -29,7 +29,12 @@ def crash(router: ServiceProcess) -> Crash:
     """Stream a long answer and SIGKILL the model's llama-server right after the first chunk."""
     pid = wait_loaded(router, SMOLLM2_ID)["pid"]
     data: list[str] = []
-    with httpx.stream("POST", router.url + "/v1/chat/completions", json=chat_body(max_tokens=400, stream=True, ignore_eos=True), timeout=60) as response:
+    with httpx.stream(
+        "POST",
+        router.url + "/v1/chat/completions",
+        json=chat_body(max_tokens=400, stream=True, ignore_eos=True),
+        timeout=60,
+    ) as response:
         assert response.status_code == 200
         for kind, payload in sse_lines(response):
             if kind == "data":
@@ -47,10 +52,14 @@ def test_stream_cut_by_a_crash_ends_with_an_error_event_then_one_done(crash: Cra
 def test_the_crash_message_names_the_model_its_runtime_and_what_happened(crash: Crash) -> None:
     message = json.loads(crash.data[-2])["error"]["message"]
     assert SMOLLM2_ID in message and "llamacpp runtime" in message and "crashed" in message, message
-    assert "aiohttp" not in message and "ClientPayloadError" not in message and "TransferEncodingError" not in message, message
+    assert (
+        "aiohttp" not in message and "ClientPayloadError" not in message and "TransferEncodingError" not in message
+    ), message
 
 
-def test_next_request_succeeds_once_the_supervisor_restarted_the_child(crash: Crash, router: ServiceProcess, client: httpx.Client) -> None:
+def test_next_request_succeeds_once_the_supervisor_restarted_the_child(
+    crash: Crash, router: ServiceProcess, client: httpx.Client
+) -> None:
     card = wait_loaded(router, SMOLLM2_ID)
     assert card["pid"] != crash.killed_pid and card["restarts"] >= 1
     response = client.post("/v1/chat/completions", json=chat_body())

@@ -26,7 +26,9 @@ def sdk(start_router: StartRouter) -> Iterator[openai.OpenAI]:
 
 
 def test_float_embeddings_are_one_pooled_vector_per_input(sdk: openai.OpenAI) -> None:
-    reply = sdk.embeddings.create(model=EMBED_ID, input=["hello world", "a different sentence"], encoding_format="float")
+    reply = sdk.embeddings.create(
+        model=EMBED_ID, input=["hello world", "a different sentence"], encoding_format="float"
+    )
     first, second = (item.embedding for item in reply.data)
     assert len(first) == len(second) > 100  # SmolLM2-135M's hidden size is 576
     assert first != second

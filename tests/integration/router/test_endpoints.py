@@ -23,7 +23,9 @@ INPUTS = ["the cat sat on the mat", "quarterly revenue grew"]
 def embedder(start_router: StartRouter) -> ServiceProcess:
     """A model started with ``embeddings = true`` (llama-server ``--embeddings``). SmolLM2's GGUF
     names no pooling type, which llama-server's OpenAI endpoint needs: ``--pooling mean``."""
-    return start_router({EMBEDDER_ID: smollm2(preload=True, embeddings=True, extra_args=["--pooling", "mean"])}, wait_ready=True)
+    return start_router(
+        {EMBEDDER_ID: smollm2(preload=True, embeddings=True, extra_args=["--pooling", "mean"])}, wait_ready=True
+    )
 
 
 def test_completion_is_generated_by_the_models_llama_server(router: ServiceProcess, client: httpx.Client) -> None:
@@ -40,7 +42,12 @@ def test_completion_is_generated_by_the_models_llama_server(router: ServiceProce
 def test_completion_equals_the_llama_servers_own_answer(router: ServiceProcess, client: httpx.Client) -> None:
     uncached = {**PROMPT, "cache_prompt": False}  # a cached prompt's logits are not bit-identical (batch size)
     routed = client.post("/v1/completions", json=uncached)
-    direct = httpx.post(child_url(router, SMOLLM2_ID) + "/v1/completions", json=uncached, headers=child_headers(router, SMOLLM2_ID), timeout=60)
+    direct = httpx.post(
+        child_url(router, SMOLLM2_ID) + "/v1/completions",
+        json=uncached,
+        headers=child_headers(router, SMOLLM2_ID),
+        timeout=60,
+    )
     assert routed.status_code == direct.status_code == 200
     assert routed.json()["choices"][0]["text"] == direct.json()["choices"][0]["text"]
 
@@ -55,7 +62,12 @@ def test_streamed_completion_relays_text_chunks_and_one_done(router: ServiceProc
 def test_embeddings_are_the_llama_servers_own_vectors(embedder: ServiceProcess) -> None:
     body = {"model": EMBEDDER_ID, "input": INPUTS}
     routed = httpx.post(embedder.url + "/v1/embeddings", json=body, timeout=60)
-    direct = httpx.post(child_url(embedder, EMBEDDER_ID) + "/v1/embeddings", json=body, headers=child_headers(embedder, EMBEDDER_ID), timeout=60)
+    direct = httpx.post(
+        child_url(embedder, EMBEDDER_ID) + "/v1/embeddings",
+        json=body,
+        headers=child_headers(embedder, EMBEDDER_ID),
+        timeout=60,
+    )
     assert routed.status_code == direct.status_code == 200, routed.text
     vectors = [item["embedding"] for item in routed.json()["data"]]
     assert len(vectors) == len(INPUTS) and len({len(vector) for vector in vectors}) == 1 and len(vectors[0]) > 1

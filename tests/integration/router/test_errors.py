@@ -42,11 +42,13 @@ UNENCODABLE_MODEL_CASES: dict[str, tuple[str, dict[str, Any]]] = {
 def _chunked(body: bytes, piece: int = 8192) -> Iterator[bytes]:
     """The body as a generator, so httpx sends it chunked, without Content-Length."""
     for start in range(0, len(body), piece):
-        yield body[start:start + piece]
+        yield body[start : start + piece]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES.values(), ids=ERROR_CASES.keys())
-def test_error_responses_use_the_openai_envelope(client: httpx.Client, case: tuple[str, str, dict[str, Any], int]) -> None:
+def test_error_responses_use_the_openai_envelope(
+    client: httpx.Client, case: tuple[str, str, dict[str, Any], int]
+) -> None:
     method, path, kwargs, status = case
     response = client.request(method, path, **kwargs)
     assert response.status_code == status, response.text
@@ -73,7 +75,9 @@ def test_body_over_max_body_bytes_is_rejected_with_413(client: httpx.Client, fra
 
 
 @pytest.mark.parametrize("case", UNENCODABLE_MODEL_CASES.values(), ids=UNENCODABLE_MODEL_CASES.keys())
-def test_an_unencodable_model_name_is_a_404_that_quotes_it(client: httpx.Client, case: tuple[str, dict[str, Any]]) -> None:
+def test_an_unencodable_model_name_is_a_404_that_quotes_it(
+    client: httpx.Client, case: tuple[str, dict[str, Any]]
+) -> None:
     path, body = case
     response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
     assert response.status_code == 404, response.text

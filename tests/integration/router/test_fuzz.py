@@ -4,9 +4,6 @@ and every answer matches the OpenAPI schema (status, content type, error envelop
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +23,9 @@ DOCUMENTED_5XX = {503, 507}
 
 @pytest.fixture(scope="module")
 def router(start_router: StartRouter) -> ServiceProcess:
-    return start_router({SMOLLM2_ID: smollm2(preload=True, ctx_size=1024, roles=["primary"])}, wait_ready=True, max_body_bytes=1 << 20)
+    return start_router(
+        {SMOLLM2_ID: smollm2(preload=True, ctx_size=1024, roles=["primary"])}, wait_ready=True, max_body_bytes=1 << 20
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +42,34 @@ def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Ca
     return None
 
 
-CHECKS = [schemathesis.checks.status_code_conformance, schemathesis.checks.content_type_conformance,
-          schemathesis.checks.response_schema_conformance, schemathesis.checks.negative_data_rejection,
-          no_undocumented_server_error]  # fmt: skip
+CHECKS = [
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.negative_data_rejection,
+    no_undocumented_server_error,
+]
 VALID, INVALID = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 #: (method, path, generation mode, examples). Only the bodies can be made invalid: any
 #: string is a valid model name, so the path-only operations are fuzzed with valid input.
-RUNS = [("POST", "/v1/chat/completions", VALID, 30), ("POST", "/v1/chat/completions", INVALID, 20),
-        ("POST", "/v1/completions", VALID, 20), ("POST", "/v1/completions", INVALID, 15),
-        ("POST", "/v1/embeddings", VALID, 10), ("POST", "/v1/embeddings", INVALID, 10),
-        ("GET", "/v1/models", VALID, 2), ("GET", "/v1/models/{name}", VALID, 5),
-        ("GET", "/v1/models/{name}/logs", VALID, 5), ("POST", "/v1/models/{name}/load", VALID, 5),
-        ("POST", "/v1/models/{name}/unload", VALID, 5)]  # fmt: skip
+RUNS = [
+    ("POST", "/v1/chat/completions", VALID, 30),
+    ("POST", "/v1/chat/completions", INVALID, 20),
+    ("POST", "/v1/completions", VALID, 20),
+    ("POST", "/v1/completions", INVALID, 15),
+    ("POST", "/v1/embeddings", VALID, 10),
+    ("POST", "/v1/embeddings", INVALID, 10),
+    ("GET", "/v1/models", VALID, 2),
+    ("GET", "/v1/models/{name}", VALID, 5),
+    ("GET", "/v1/models/{name}/logs", VALID, 5),
+    ("POST", "/v1/models/{name}/load", VALID, 5),
+    ("POST", "/v1/models/{name}/unload", VALID, 5),
+]
 
 
-@pytest.mark.parametrize(("method", "path", "mode", "examples"), RUNS, ids=[f"{m} {p} {g.value}" for m, p, g, _ in RUNS])
+@pytest.mark.parametrize(
+    ("method", "path", "mode", "examples"), RUNS, ids=[f"{m} {p} {g.value}" for m, p, g, _ in RUNS]
+)
 def test_generated_requests_get_documented_answers(
     api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode, examples: int
 ) -> None:

@@ -103,13 +103,20 @@ def test_chunked_upload_over_the_limit_gets_the_envelope_and_connection_close(ro
 
 
 def _nested(depth: int) -> bytes:
-    return b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "x": ' % MODEL_ID.encode() + b"[" * depth + b"]" * depth + b"}"
+    return (
+        b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "x": ' % MODEL_ID.encode()
+        + b"[" * depth
+        + b"]" * depth
+        + b"}"
+    )
 
 
 @pytest.mark.parametrize("depth", [65, 10_000, 30_000])
 def test_deeply_nested_json_is_a_400_and_the_connection_stays_usable(router: ServiceProcess, depth: int) -> None:
     with httpx.Client(base_url=router.url, timeout=30) as client:
-        response = client.post("/v1/chat/completions", content=_nested(depth), headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/v1/chat/completions", content=_nested(depth), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "nesting_too_deep"
         assert "64" in response.json()["error"]["message"]
@@ -128,7 +135,12 @@ def test_brackets_inside_strings_do_not_count_as_nesting(router: ServiceProcess)
 
 def test_nesting_at_the_limit_is_accepted(router: ServiceProcess) -> None:
     """63 levels of brackets under the top-level object: 64 in all, allowed (404 for the unknown model)."""
-    body = b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 63 + b"]" * 63 + b"}"
+    body = (
+        b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "x": '
+        + b"[" * 63
+        + b"]" * 63
+        + b"}"
+    )
     started = time.monotonic()
     response = httpx.post(router.url + "/v1/chat/completions", content=body, timeout=30)
     assert response.status_code == 404, response.text
@@ -138,15 +150,26 @@ def test_nesting_at_the_limit_is_accepted(router: ServiceProcess) -> None:
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e309", "-1e400"])
 def test_a_number_json_cannot_carry_is_a_400_naming_it(router: ServiceProcess, number: str) -> None:
     """Python's json reads these (NaN, inf); forwarded, they would reach the runtime as invalid JSON."""
-    body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": %s}' % (MODEL_ID.encode(), number.encode())
-    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": %s}' % (
+        MODEL_ID.encode(),
+        number.encode(),
+    )
+    response = httpx.post(
+        router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_json" and number.lstrip("-") in response.json()["error"]["message"]
+    assert (
+        response.json()["error"]["code"] == "invalid_json" and number.lstrip("-") in response.json()["error"]["message"]
+    )
 
 
 def test_ordinary_floats_and_large_exponents_in_range_are_accepted(router: ServiceProcess) -> None:
-    body = b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "x": 1e308}'
-    response = httpx.post(router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    body = (
+        b'{"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "x": 1e308}'
+    )
+    response = httpx.post(
+        router.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert response.status_code == 404, response.text  # past the body checks: the unknown model
 
 
@@ -159,7 +182,9 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
-def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection_closes(router: ServiceProcess, request_bytes: bytes) -> None:
+def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection_closes(
+    router: ServiceProcess, request_bytes: bytes
+) -> None:
     host, port = router.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request_bytes)
@@ -169,5 +194,9 @@ def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), answer
     assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower()
-    assert json.loads(body)["error"] == {"message": json.loads(body)["error"]["message"], "type": "invalid_request_error",
-                                         "param": None, "code": "invalid_http"}  # fmt: skip
+    assert json.loads(body)["error"] == {
+        "message": json.loads(body)["error"]["message"],
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_http",
+    }

@@ -57,7 +57,9 @@ def large_reply(start_router: StartRouter) -> LargeReply:
     tokens_before, peak_before = completion_tokens(router), peak_rss(router.pid)
     response = chat(router, **LARGE_LOGPROBS)
     assert response.status_code == 200, response.text[:500]
-    return LargeReply(len(response.content), peak_rss(router.pid) - peak_before, completion_tokens(router) - tokens_before)
+    return LargeReply(
+        len(response.content), peak_rss(router.pid) - peak_before, completion_tokens(router) - tokens_before
+    )
 
 
 def test_a_large_reply_raises_the_routers_peak_memory_by_a_small_multiple_of_its_size(large_reply: LargeReply) -> None:

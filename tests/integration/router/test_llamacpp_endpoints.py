@@ -34,7 +34,9 @@ def test_infill_reaches_llama_server_and_its_answer_comes_back(router: ServicePr
     # Neither tiny model has fill-in-the-middle tokens, so llama-server's own refusal is the answer
     # to relay; the stream framing of a real /infill is covered in tests/unit/router/test_sse_protocols.py.
     body = {"model": SMOLLM2_ID, "input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 3}
-    direct = httpx.post(child_url(router, SMOLLM2_ID) + "/infill", json=body, headers=child_headers(router, SMOLLM2_ID), timeout=60)
+    direct = httpx.post(
+        child_url(router, SMOLLM2_ID) + "/infill", json=body, headers=child_headers(router, SMOLLM2_ID), timeout=60
+    )
     routed = client.post("/infill", json=body)
     # llama-server says 501; the request is what it cannot serve, so the router answers 400 (see Failure behaviour).
     assert (routed.status_code, direct.status_code) == (400, 501), routed.text
@@ -52,8 +54,10 @@ def test_a_non_streamable_endpoint_refuses_stream(client: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def ollama_only(start_router: StartRouter) -> ServiceProcess:
     """A router whose one model is on an Ollama server (never reached: the router refuses first)."""
-    return start_router({"qwen": {"runtime": "ollama", "ollama_model": "qwen2.5:0.5b"}},
-                        runtimes={"ollama": {"url": "http://127.0.0.1:9"}})  # fmt: skip
+    return start_router(
+        {"qwen": {"runtime": "ollama", "ollama_model": "qwen2.5:0.5b"}},
+        runtimes={"ollama": {"url": "http://127.0.0.1:9"}},
+    )
 
 
 @pytest.mark.parametrize("path", ["/tokenize", "/v1/rerank", "/v1/messages/count_tokens", "/infill"])

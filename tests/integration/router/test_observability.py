@@ -38,12 +38,16 @@ def traffic(router: ServiceProcess, client: httpx.Client) -> Traffic:
     assert before.status_code == 200
     plain = client.post("/v1/chat/completions", json=chat_body())
     assert plain.status_code == 200
-    streamed = post_sse(f"{router.url}/v1/chat/completions", chat_body(stream=True, stream_options={"include_usage": True}))
+    streamed = post_sse(
+        f"{router.url}/v1/chat/completions", chat_body(stream=True, stream_options={"include_usage": True})
+    )
     assert streamed.status == 200
     usage = next(chunk["usage"] for chunk in streamed.chunks if chunk.get("usage"))
     requests = {"model": SMOLLM2_ID, "endpoint": "chat/completions", "status": "200"}
     counted_before = sample(before.text, "inference_requests_total", **requests) or 0.0
-    after = metrics_once(lambda: client.get("/metrics").text, "inference_requests_total", counted_before + 2, **requests)
+    after = metrics_once(
+        lambda: client.get("/metrics").text, "inference_requests_total", counted_before + 2, **requests
+    )
     return Traffic(before.text, after, [plain.json()["usage"], usage])
 
 
@@ -64,11 +68,15 @@ def test_ready_is_200_when_a_model_is_loaded(client: httpx.Client) -> None:
 
 
 def test_metrics_count_each_request_by_model_endpoint_and_status(traffic: Traffic) -> None:
-    assert traffic.increase("inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions", status="200") == 2
+    assert (
+        traffic.increase("inference_requests_total", model=SMOLLM2_ID, endpoint="chat/completions", status="200") == 2
+    )
 
 
 def test_metrics_observe_each_request_in_the_latency_histogram(traffic: Traffic) -> None:
-    assert traffic.increase("inference_request_duration_seconds_count", model=SMOLLM2_ID, endpoint="chat/completions") == 2
+    assert (
+        traffic.increase("inference_request_duration_seconds_count", model=SMOLLM2_ID, endpoint="chat/completions") == 2
+    )
 
 
 def test_metrics_observe_the_streamed_request_in_the_ttft_histogram(traffic: Traffic) -> None:
@@ -76,7 +84,9 @@ def test_metrics_observe_the_streamed_request_in_the_ttft_histogram(traffic: Tra
 
 
 def test_metrics_count_the_prompt_and_completion_tokens_the_model_reported(traffic: Traffic) -> None:
-    assert traffic.increase("inference_prompt_tokens_total", model=SMOLLM2_ID) == sum(u["prompt_tokens"] for u in traffic.usages)
+    assert traffic.increase("inference_prompt_tokens_total", model=SMOLLM2_ID) == sum(
+        u["prompt_tokens"] for u in traffic.usages
+    )
     assert traffic.increase("inference_completion_tokens_total", model=SMOLLM2_ID) == sum(
         u["completion_tokens"] for u in traffic.usages
     )
@@ -88,7 +98,9 @@ def test_metrics_show_model_state_and_process_rss(traffic: Traffic) -> None:
 
 
 def test_given_request_id_is_echoed(client: httpx.Client) -> None:
-    response = client.post("/v1/chat/completions", json=chat_body(max_tokens=1), headers={"X-Request-ID": "trace-abc-123"})
+    response = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=1), headers={"X-Request-ID": "trace-abc-123"}
+    )
     assert response.headers["x-request-id"] == "trace-abc-123"
 
 

@@ -35,13 +35,17 @@ def router(start_router: StartRouter) -> ServiceProcess:
 def test_custom_prefix_is_stripped_and_reaches_the_model(router: ServiceProcess) -> None:
     child, auth = child_url(router, SMOLLM2_ID), child_headers(router, SMOLLM2_ID)
     before = tokens_predicted(child, auth)
-    response = httpx.post(router.url + "/v1/chat/completions", json=chat_body(model=f"{PREFIX}{SMOLLM2_ID}", max_tokens=2), timeout=60)
+    response = httpx.post(
+        router.url + "/v1/chat/completions", json=chat_body(model=f"{PREFIX}{SMOLLM2_ID}", max_tokens=2), timeout=60
+    )
     assert response.status_code == 200, response.text
     assert tokens_predicted(child, auth) - before == response.json()["usage"]["completion_tokens"]
 
 
 def test_custom_prefixes_replace_the_default_ones(router: ServiceProcess) -> None:
-    response = httpx.post(router.url + "/v1/chat/completions", json=chat_body(model=f"inference:{SMOLLM2_ID}"), timeout=60)
+    response = httpx.post(
+        router.url + "/v1/chat/completions", json=chat_body(model=f"inference:{SMOLLM2_ID}"), timeout=60
+    )
     assert response.status_code == 404
 
 

@@ -26,7 +26,11 @@ ROUTER_ONLY = {"orchestration_mode": "single", "task_type": "general", "priority
 
 def _upstream_bodies(tap: Wiretap, marker: str) -> list[dict[str, object]]:
     """The JSON bodies the router sent through the tap whose messages carry ``marker``."""
-    return [json.loads(request.body) for request in tap.requests() if request.method == "POST" and marker.encode() in request.body]
+    return [
+        json.loads(request.body)
+        for request in tap.requests()
+        if request.method == "POST" and marker.encode() in request.body
+    ]
 
 
 def test_n_probs_reaches_llama_server(client: httpx.Client) -> None:
@@ -63,15 +67,22 @@ def test_router_only_fields_are_not_forwarded_upstream(client: httpx.Client, tap
 def test_unknown_fields_are_forwarded_verbatim(client: httpx.Client, tap: Wiretap) -> None:
     marker = uuid.uuid4().hex
     extras = {"n_probs": 1, "cache_prompt": False, "x_custom": {"nested": [1, 2]}}
-    response = client.post("/v1/chat/completions", json=chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], **extras))
+    response = client.post(
+        "/v1/chat/completions",
+        json=chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], **extras),
+    )
     assert response.status_code == 200, response.text
     (sent,) = _upstream_bodies(tap, marker)
     assert {key: sent.get(key) for key in extras} == extras
 
 
-def test_plain_request_reaches_the_runtime_as_the_same_json_with_its_model_name(client: httpx.Client, tap: Wiretap) -> None:
+def test_plain_request_reaches_the_runtime_as_the_same_json_with_its_model_name(
+    client: httpx.Client, tap: Wiretap
+) -> None:
     marker = uuid.uuid4().hex
-    body = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], n_probs=1, x_custom={"deep": [1.5, None, "é"]})
+    body = chat_body(
+        model=TAPPED_ID, messages=[{"role": "user", "content": marker}], n_probs=1, x_custom={"deep": [1.5, None, "é"]}
+    )
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
     (sent,) = _upstream_bodies(tap, marker)

@@ -35,14 +35,24 @@ def router(start_router: StartRouter) -> ServiceProcess:
 
 
 def _predicted(router: ServiceProcess) -> dict[str, float]:
-    return {model_id: tokens_predicted(child_url(router, model_id), child_headers(router, model_id)) for model_id in PARTICIPANTS}
+    return {
+        model_id: tokens_predicted(child_url(router, model_id), child_headers(router, model_id))
+        for model_id in PARTICIPANTS
+    }
 
 
 def _pipeline(router: ServiceProcess, **fields: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Run a pipeline; its stages, and how many tokens each child generated meanwhile."""
     before = _predicted(router)
-    body = {"messages": HI, "orchestration_mode": "pipeline", "orchestration": {"models": PARTICIPANTS},
-            "max_tokens": 4, "temperature": 0, "seed": 7, **fields}  # fmt: skip
+    body = {
+        "messages": HI,
+        "orchestration_mode": "pipeline",
+        "orchestration": {"models": PARTICIPANTS},
+        "max_tokens": 4,
+        "temperature": 0,
+        "seed": 7,
+        **fields,
+    }
     response = httpx.post(router.url + "/v1/chat/completions", json=body, timeout=300)
     assert response.status_code == 200, response.text
     after = _predicted(router)

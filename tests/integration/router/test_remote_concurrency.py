@@ -31,7 +31,10 @@ def front(start_router: StartRouter) -> ServiceProcess:
 
 def _in_flight_and_queued(service: ServiceProcess, model_id: str) -> tuple[float, float]:
     metrics = httpx.get(service.url + "/metrics", timeout=10).text
-    return (sample(metrics, "inference_in_flight", model=model_id) or 0, sample(metrics, "inference_queue_depth", model=model_id) or 0)
+    return (
+        sample(metrics, "inference_in_flight", model=model_id) or 0,
+        sample(metrics, "inference_queue_depth", model=model_id) or 0,
+    )
 
 
 @pytest.fixture
@@ -41,8 +44,13 @@ def streams(front: ServiceProcess) -> Iterator[OpenStreams]:
     pool = ThreadPoolExecutor(max_workers=8)
 
     def hold(model_id: str) -> None:
-        body = {"model": model_id, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 300,
-                "ignore_eos": True, "stream": True}  # fmt: skip
+        body = {
+            "model": model_id,
+            "messages": [{"role": "user", "content": "Count."}],
+            "max_tokens": 300,
+            "ignore_eos": True,
+            "stream": True,
+        }
         with httpx.stream("POST", front.url + "/v1/chat/completions", json=body, timeout=60) as response:
             for _ in response.iter_lines():
                 if stop.is_set():
@@ -57,7 +65,9 @@ def streams(front: ServiceProcess) -> Iterator[OpenStreams]:
     pool.shutdown(wait=True)
 
 
-def test_an_uncapped_remote_model_passes_every_request_through_at_once(front: ServiceProcess, streams: OpenStreams) -> None:
+def test_an_uncapped_remote_model_passes_every_request_through_at_once(
+    front: ServiceProcess, streams: OpenStreams
+) -> None:
     streams("uncapped", UPSTREAM_SLOTS)
     assert wait_until(lambda: _in_flight_and_queued(front, "uncapped") == (UPSTREAM_SLOTS, 0), timeout_s=20)
 

@@ -20,7 +20,9 @@ def test_a_response_carries_output_text(sdk: openai.OpenAI) -> None:
 
 
 def test_a_streamed_response_yields_deltas_then_completed(sdk: openai.OpenAI) -> None:
-    events = list(sdk.responses.create(model=SMOLLM2_ID, input="Say hi.", max_output_tokens=4, temperature=0, stream=True))
+    events = list(
+        sdk.responses.create(model=SMOLLM2_ID, input="Say hi.", max_output_tokens=4, temperature=0, stream=True)
+    )
     deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
     assert deltas
     assert events[-1].type == "response.completed"

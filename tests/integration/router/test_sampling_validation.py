@@ -37,12 +37,16 @@ def test_a_bad_completion_value_is_a_422_naming_the_field(client: httpx.Client, 
 
 
 def test_the_boundaries_are_accepted(client: httpx.Client) -> None:
-    response = client.post("/v1/completions", json={"model": TAPPED_ID, "prompt": "x", "temperature": 0, "max_tokens": 1, "n": 1})
+    response = client.post(
+        "/v1/completions", json={"model": TAPPED_ID, "prompt": "x", "temperature": 0, "max_tokens": 1, "n": 1}
+    )
     assert response.status_code == 200, response.text
 
 
 def test_the_openai_sdk_raises_unprocessable_entity(router: ServiceProcess) -> None:
-    with openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0) as sdk:
-        with pytest.raises(openai.UnprocessableEntityError) as caught:
-            sdk.chat.completions.create(model=TAPPED_ID, messages=[{"role": "user", "content": "hi"}], temperature=-1)
+    with (
+        openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0) as sdk,
+        pytest.raises(openai.UnprocessableEntityError) as caught,
+    ):
+        sdk.chat.completions.create(model=TAPPED_ID, messages=[{"role": "user", "content": "hi"}], temperature=-1)
     assert caught.value.body["param"] == "temperature"  # type: ignore[index]

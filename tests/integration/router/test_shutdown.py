@@ -114,7 +114,11 @@ def start_load(pool: ThreadPoolExecutor, service: ServiceProcess, **request: Any
     streams = [pool.submit(stream, service.url, body, event) for event in started]
     for event in started:
         assert event.wait(180), "the streams never produced a token"
-    behind = [pool.submit(post, service.url, body), pool.submit(post, service.url, body), pool.submit(stream, service.url, body)]
+    behind = [
+        pool.submit(post, service.url, body),
+        pool.submit(post, service.url, body),
+        pool.submit(stream, service.url, body),
+    ]
 
     def all_arrived() -> bool:  # each request is either waiting, being served, or answered
         metrics = httpx.get(service.url + "/metrics").text
@@ -152,7 +156,9 @@ def test_sigterm_refuses_new_work_at_once_and_cuts_running_requests_off_cleanly_
         service.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
 
-        ready = wait_until(lambda: (r := httpx.get(service.url + "/health/ready")).status_code == 503 and r, refuses_within.seconds)
+        ready = wait_until(
+            lambda: (r := httpx.get(service.url + "/health/ready")).status_code == 503 and r, refuses_within.seconds
+        )
         assert ready.json()["error"]["code"] == "shutting_down"
         late = post(service.url, chat_body(model=MODEL_ID))
         assert (late.status, late.error_code) == (503, "shutting_down"), late
@@ -184,7 +190,9 @@ def test_requests_that_finish_within_the_grace_are_served_in_full(start: Callabl
     assert all(o.error_code is None for o in outcomes), outcomes
     assert_stopped_without_orphans(load, timeout_s=60)
     stopped_after_s = time.monotonic() - last_answer
-    assert stopped_after_s < exits_within.seconds, f"exited {stopped_after_s:.1f}s after the last answer, not once idle ({exits_within})"
+    assert stopped_after_s < exits_within.seconds, (
+        f"exited {stopped_after_s:.1f}s after the last answer, not once idle ({exits_within})"
+    )
 
 
 def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProcess]) -> None:
@@ -220,10 +228,14 @@ def test_open_feeds_do_not_hold_the_shutdown_for_its_grace(start: Callable[[floa
     its feeds at once, with a closing comment (no OpenAI error event, no [DONE]), and exits."""
     service = start(60.0)
     exits_within = Budget(fixed_s=0, cpu_s=CUT_OFF_S)  # far below the 60 s grace
-    feeds = [f"{service.url}/v1/events", f"{service.url}/v1/logs?follow=true", f"{service.url}/v1/models/{MODEL_ID}/logs?follow=true"]
+    feeds = [
+        f"{service.url}/v1/events",
+        f"{service.url}/v1/logs?follow=true",
+        f"{service.url}/v1/models/{MODEL_ID}/logs?follow=true",
+    ]
     opened = [threading.Event() for _ in feeds]
     with ThreadPoolExecutor(len(feeds)) as pool:
-        received = [pool.submit(follow, url, event) for url, event in zip(feeds, opened)]
+        received = [pool.submit(follow, url, event) for url, event in zip(feeds, opened, strict=True)]
         assert all(event.wait(30) for event in opened)
         service.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -237,8 +249,16 @@ def test_open_feeds_do_not_hold_the_shutdown_for_its_grace(start: Callable[[floa
 
 #: A stream cut off by the shutdown ends in its API's own framing: (path, body, the expected last event).
 API_STREAMS = {
-    "anthropic_messages": ("/v1/messages", {"messages": [{"role": "user", "content": "Count to one thousand."}], "max_tokens": 1500}, "event: error"),
-    "openai_responses": ("/v1/responses", {"input": "Count to one thousand.", "max_output_tokens": 1500}, "event: error"),
+    "anthropic_messages": (
+        "/v1/messages",
+        {"messages": [{"role": "user", "content": "Count to one thousand."}], "max_tokens": 1500},
+        "event: error",
+    ),
+    "openai_responses": (
+        "/v1/responses",
+        {"input": "Count to one thousand.", "max_output_tokens": 1500},
+        "event: error",
+    ),
 }
 
 
@@ -254,7 +274,9 @@ def read_raw_stream(url: str, body: dict[str, Any], first_event: threading.Event
 
 
 @pytest.mark.parametrize("api", API_STREAMS.values(), ids=API_STREAMS.keys())
-def test_a_stream_cut_off_by_the_shutdown_ends_in_its_own_apis_framing(start: Callable[[float], ServiceProcess], api: tuple[str, dict[str, Any], str]) -> None:
+def test_a_stream_cut_off_by_the_shutdown_ends_in_its_own_apis_framing(
+    start: Callable[[float], ServiceProcess], api: tuple[str, dict[str, Any], str]
+) -> None:
     """Not OpenAI's `data: {"error"...}` and `[DONE]`, which an Anthropic or Responses client cannot parse."""
     path, fields, last_event = api
     # No grace: the cut comes within milliseconds of SIGTERM. (/v1/messages does not pass

@@ -29,7 +29,9 @@ ROUTER_RELEASE_S = 1.0
 @pytest.fixture(scope="module")
 def streamed(router: ServiceProcess) -> SSEStream:
     """One streamed answer with usage requested, read to the end."""
-    body = chat_body(max_tokens=12, messages=QUESTION, stream=True, stream_options={"include_usage": True}, cache_prompt=False)
+    body = chat_body(
+        max_tokens=12, messages=QUESTION, stream=True, stream_options={"include_usage": True}, cache_prompt=False
+    )
     return post_sse(router.url + "/v1/chat/completions", body)
 
 
@@ -94,13 +96,21 @@ def test_client_disconnect_releases_the_request_and_stops_llama_server_generatin
         tokens = _content_tokens(sse_lines(response))  # kept referenced: a discarded iterator closes the connection
         # llama-server announces the role before a slot picks the task up: wait for two tokens.
         next(tokens), next(tokens)
-        assert any(slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json())  # still generating
+        assert any(
+            slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json()
+        )  # still generating
     disconnected = time.monotonic()
     wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=60, interval_s=0.02)
     released = time.monotonic() - disconnected
-    wait_until(lambda: not any(slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json()), timeout_s=120, interval_s=0.05)
+    wait_until(
+        lambda: not any(slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json()),
+        timeout_s=120,
+        interval_s=0.05,
+    )
     generated = tokens_predicted(child, auth) - predicted_before
-    assert generated < ABANDONED_MAX_TOKENS / 4, f"{generated:.0f} of {ABANDONED_MAX_TOKENS} tokens generated after a disconnect"
+    assert generated < ABANDONED_MAX_TOKENS / 4, (
+        f"{generated:.0f} of {ABANDONED_MAX_TOKENS} tokens generated after a disconnect"
+    )
     assert released < ROUTER_RELEASE_S, f"the router held the request {released:.2f}s after the disconnect"
 
 
@@ -111,5 +121,7 @@ def test_client_disconnect_is_counted_as_status_499(router: ServiceProcess) -> N
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=60) as response:
         tokens = _content_tokens(sse_lines(response))
         next(tokens)
-    after = metrics_once(lambda: httpx.get(router.url + "/metrics").text, "inference_requests_total", before + 1, **labels)
+    after = metrics_once(
+        lambda: httpx.get(router.url + "/metrics").text, "inference_requests_total", before + 1, **labels
+    )
     assert sample(after, "inference_requests_total", **labels) == before + 1

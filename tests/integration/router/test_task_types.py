@@ -20,13 +20,18 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def router(start_router: StartRouter) -> ServiceProcess:
     """gemma is the default and primary model; SmolLM2 the thinker and the fast one."""
-    models = {GEMMA_ID: gemma(preload=True, roles=["primary"]), SMOLLM2_ID: smollm2(preload=True, roles=["thinker", "fast"])}
+    models = {
+        GEMMA_ID: gemma(preload=True, roles=["primary"]),
+        SMOLLM2_ID: smollm2(preload=True, roles=["thinker", "fast"]),
+    }
     return start_router(models, wait_ready=True, default_model=GEMMA_ID)
 
 
 def _served_by(router: ServiceProcess, **fields: Any) -> dict[str, float]:
     before = tokens_predicted_by_model(router.url)
-    response = httpx.post(router.url + "/v1/chat/completions", json={"messages": HI, "max_tokens": 2, **fields}, timeout=120)
+    response = httpx.post(
+        router.url + "/v1/chat/completions", json={"messages": HI, "max_tokens": 2, **fields}, timeout=120
+    )
     assert response.status_code == 200, response.text
     generated = generated_by(before, tokens_predicted_by_model(router.url))
     assert sum(generated.values()) == response.json()["usage"]["completion_tokens"]

@@ -10,7 +10,6 @@ import psutil
 import pytest
 
 from inference_service.runtimes.llamacpp import API_KEY_ENV
-
 from tests.integration.router.conftest import StartRouter
 from tests.support.configs import SMOLLM2_ID, smollm2
 from tests.support.service import ServiceProcess

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.llama import LlamaServer
 from tests.support.configs import GEMMA_FILE, SMOLLM2_FILE, smollm2, write_config
+from tests.support.llama import LlamaServer
 from tests.support.ollama_server import LibraryModel, OllamaTestServer
 from tests.support.service import ServiceProcess, running_service
 from tests.support.wiretap import Wiretap, wiretap
@@ -75,10 +75,11 @@ def ollama_backend(logs: Path) -> Iterator[LlamaServer]:
 @pytest.fixture(scope="module")
 def ollama(ollama_backend: LlamaServer) -> Iterator[OllamaTestServer]:
     library = {
-        OLLAMA_NAME: LibraryModel(GEMMA_FILE, ollama_backend.url, family="gemma3", parameter_size="268.10M",
-                                  quantization_level="Q4_K_M"),
+        OLLAMA_NAME: LibraryModel(
+            GEMMA_FILE, ollama_backend.url, family="gemma3", parameter_size="268.10M", quantization_level="Q4_K_M"
+        ),
         "smollm2:135m": LibraryModel(SMOLLM2_FILE),
-    }  # fmt: skip
+    }
     with OllamaTestServer(library, pulled=[OLLAMA_NAME]) as server:
         yield server
 
@@ -96,11 +97,22 @@ def router(logs: Path, ollama: OllamaTestServer, remote_tap: Wiretap) -> Iterato
         logs / "mixed.toml",
         {
             LOCAL: smollm2(preload=True, roles=["primary"]),
-            OLLAMA: {"runtime": "ollama", "ollama_model": OLLAMA_NAME, "keep_alive": OLLAMA_KEEP_ALIVE, "preload": True,
-                     "roles": ["coder"]},
-            REMOTE: {"runtime": "remote", "url": f"http://127.0.0.1:{remote_tap.port}", "preload": True, "roles": ["critic"],
-                     "api_key": REMOTE_API_KEY, "health_path": REMOTE_HEALTH_PATH},
-        },  # fmt: skip
+            OLLAMA: {
+                "runtime": "ollama",
+                "ollama_model": OLLAMA_NAME,
+                "keep_alive": OLLAMA_KEEP_ALIVE,
+                "preload": True,
+                "roles": ["coder"],
+            },
+            REMOTE: {
+                "runtime": "remote",
+                "url": f"http://127.0.0.1:{remote_tap.port}",
+                "preload": True,
+                "roles": ["critic"],
+                "api_key": REMOTE_API_KEY,
+                "health_path": REMOTE_HEALTH_PATH,
+            },
+        },
         runtimes={"ollama": {"url": ollama.url}, "remote": {"health_interval_s": HEALTH_INTERVAL_S}},
     )
     with running_service(config, logs, wait_ready=True) as service:

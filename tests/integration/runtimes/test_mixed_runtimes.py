@@ -23,9 +23,9 @@ from tests.integration.runtimes.conftest import (
     REMOTE_API_KEY,
     REMOTE_HEALTH_PATH,
 )
-from tests.support.llama import LlamaServer, tokens_predicted
 from tests.support.api import chat, child_headers, load, model_card, unload
 from tests.support.configs import wait_until
+from tests.support.llama import LlamaServer, tokens_predicted
 from tests.support.ollama_server import OllamaTestServer
 from tests.support.service import ServiceProcess
 from tests.support.wiretap import Wiretap
@@ -98,7 +98,9 @@ def test_ollama_stream_chunks_reach_the_client_as_the_ollama_server_wrote_them(r
     assert {(chunk["model"], chunk["system_fingerprint"]) for chunk in chunks} == {(OLLAMA_NAME, "fp_ollama")}
 
 
-def test_ollama_unload_sends_keep_alive_zero_and_model_leaves_ps(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+def test_ollama_unload_sends_keep_alive_zero_and_model_leaves_ps(
+    router: ServiceProcess, ollama: OllamaTestServer
+) -> None:
     try:
         response = unload(router, OLLAMA)
         assert response.status_code == 200 and response.json()["status"] == "unloaded"
@@ -108,11 +110,17 @@ def test_ollama_unload_sends_keep_alive_zero_and_model_leaves_ps(router: Service
         load(router, OLLAMA)
 
 
-def test_ollama_load_sends_configured_keep_alive_and_model_joins_ps(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+def test_ollama_load_sends_configured_keep_alive_and_model_joins_ps(
+    router: ServiceProcess, ollama: OllamaTestServer
+) -> None:
     assert unload(router, OLLAMA).status_code == 200
     response = load(router, OLLAMA)
     assert response.status_code == 200 and response.json()["status"] == "loaded"
-    assert ollama.requests_to("/api/generate")[-1] == {"model": OLLAMA_NAME, "keep_alive": OLLAMA_KEEP_ALIVE, "stream": False}
+    assert ollama.requests_to("/api/generate")[-1] == {
+        "model": OLLAMA_NAME,
+        "keep_alive": OLLAMA_KEEP_ALIVE,
+        "stream": False,
+    }
     running = [m["name"] for m in httpx.get(f"{ollama.url}/api/ps", timeout=10).json()["models"]]
     assert running == [OLLAMA_NAME]
 
@@ -126,12 +134,18 @@ def test_llamacpp_unload_stops_its_server_and_load_starts_a_new_one(router: Serv
     assert reloaded["status"] == "loaded" and reloaded["pid"] not in (None, old_pid)
 
 
-def test_ollama_model_deleted_upstream_answers_404_in_openai_envelope(router: ServiceProcess, ollama: OllamaTestServer) -> None:
-    assert httpx.request("DELETE", f"{ollama.url}/api/delete", json={"model": OLLAMA_NAME}, timeout=10).status_code == 200
+def test_ollama_model_deleted_upstream_answers_404_in_openai_envelope(
+    router: ServiceProcess, ollama: OllamaTestServer
+) -> None:
+    assert (
+        httpx.request("DELETE", f"{ollama.url}/api/delete", json={"model": OLLAMA_NAME}, timeout=10).status_code == 200
+    )
     try:
         response = chat(router, OLLAMA)
     finally:
-        httpx.post(f"{ollama.url}/api/pull", json={"model": OLLAMA_NAME, "stream": False}, timeout=30).raise_for_status()
+        httpx.post(
+            f"{ollama.url}/api/pull", json={"model": OLLAMA_NAME, "stream": False}, timeout=30
+        ).raise_for_status()
     assert response.status_code == 404
     assert response.json()["error"]["message"] == f"model '{OLLAMA_NAME}' not found"
 
@@ -159,16 +173,22 @@ def test_remote_is_probed_once_per_configured_health_interval(router: ServicePro
     probes = len(_probes(remote_tap)) - before
     expected = PROBE_WINDOW_S / HEALTH_INTERVAL_S
     # Fewer than half the expected probes means a longer interval (the 2 s default gives at most 2).
-    assert expected / 2 <= probes <= expected + 1, f"{probes} probes in {PROBE_WINDOW_S}s at a {HEALTH_INTERVAL_S}s interval"
+    assert expected / 2 <= probes <= expected + 1, (
+        f"{probes} probes in {PROBE_WINDOW_S}s at a {HEALTH_INTERVAL_S}s interval"
+    )
 
 
 def test_remote_probe_uses_the_configured_health_path_and_api_key(router: ServiceProcess, remote_tap: Wiretap) -> None:
     wait_until(lambda: _probes(remote_tap), 10)
     assert {probe.headers.get("authorization") for probe in _probes(remote_tap)} == {f"Bearer {REMOTE_API_KEY}"}
-    assert not [r for r in remote_tap.requests() if r.method == "GET" and r.path == "/health"], "probed the default path"
+    assert not [r for r in remote_tap.requests() if r.method == "GET" and r.path == "/health"], (
+        "probed the default path"
+    )
 
 
-def test_remote_chat_carries_the_api_key_and_the_upstream_model_name(router: ServiceProcess, remote_tap: Wiretap) -> None:
+def test_remote_chat_carries_the_api_key_and_the_upstream_model_name(
+    router: ServiceProcess, remote_tap: Wiretap
+) -> None:
     marker = f"marker-{time.monotonic_ns()}"
     body = {"model": REMOTE, "messages": [{"role": "user", "content": f"Repeat {marker}."}], "max_tokens": 1}
     assert httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=60).status_code == 200
@@ -207,7 +227,9 @@ def test_restarted_remote_recovers_to_loaded_on_its_own(router: ServiceProcess, 
     assert chat(router, REMOTE).status_code == 200
 
 
-def test_stopped_ollama_turns_failed_and_recovers_when_it_returns(router: ServiceProcess, ollama: OllamaTestServer) -> None:
+def test_stopped_ollama_turns_failed_and_recovers_when_it_returns(
+    router: ServiceProcess, ollama: OllamaTestServer
+) -> None:
     port = int(ollama.url.rsplit(":", 1)[1])
     ollama.stop()
     try:

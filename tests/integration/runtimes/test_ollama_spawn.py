@@ -30,11 +30,16 @@ def spawning_router(tmp_path: Path) -> Iterator[ServiceProcess]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "ollama"
-    fake.write_text(f'#!/bin/sh\ncd {REPO_ROOT} && exec {sys.executable} -m tests.support.ollama_server "$@" '
-                    f"--model smollm2:135m={SMOLLM2_FILE}\n")  # fmt: skip
+    fake.write_text(
+        f'#!/bin/sh\ncd {REPO_ROOT} && exec {sys.executable} -m tests.support.ollama_server "$@" '
+        f"--model smollm2:135m={SMOLLM2_FILE}\n"
+    )
     fake.chmod(0o755)
-    config = write_config(tmp_path / "config.toml", {MODEL_ID: {"runtime": "ollama", "ollama_model": "smollm2:135m"}},
-                          runtimes={"ollama": {"url": f"http://127.0.0.1:{free_port()}", "spawn": True}})  # fmt: skip
+    config = write_config(
+        tmp_path / "config.toml",
+        {MODEL_ID: {"runtime": "ollama", "ollama_model": "smollm2:135m"}},
+        runtimes={"ollama": {"url": f"http://127.0.0.1:{free_port()}", "spawn": True}},
+    )
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     with running_service(config, tmp_path / "logs", env=env) as service:
         yield service

@@ -36,8 +36,11 @@ def real_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePro
     except httpx.HTTPError as error:
         pytest.skip(f"OLLAMA_URL={OLLAMA_URL} is set but unreachable: {error}")
     directory: Path = tmp_path_factory.mktemp("real-ollama")
-    config = write_config(directory / "config.toml", {MODEL_ID: {"runtime": "ollama", "ollama_model": OLLAMA_MODEL}},
-                          runtimes={"ollama": {"url": OLLAMA_URL}})  # fmt: skip
+    config = write_config(
+        directory / "config.toml",
+        {MODEL_ID: {"runtime": "ollama", "ollama_model": OLLAMA_MODEL}},
+        runtimes={"ollama": {"url": OLLAMA_URL}},
+    )
     pull = [sys.executable, "-m", "inference_service", "models", "pull", MODEL_ID, "--config", str(config)]
     subprocess.run(pull, check=True, timeout=800, cwd=REPO_ROOT)
     with running_service(config, directory) as service:

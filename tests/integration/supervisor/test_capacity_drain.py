@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 
 def test_load_during_another_models_drain_waits_for_the_room(start_service: StartService) -> None:
     service = start_service(
-        {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()}, max_loaded_models=1, drain_timeout_s=30
+        {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()},
+        max_loaded_models=1,
+        drain_timeout_s=30,
     )
     with ThreadPoolExecutor(2) as pool:
         with request_in_flight(service, SMOLLM2_ID):

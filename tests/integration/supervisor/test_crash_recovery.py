@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -30,7 +31,9 @@ def reloaded(service: ServiceProcess, old_pids: list[int]) -> dict[str, Any] | N
     return card if card["status"] == "loaded" and card["pid"] not in (None, *old_pids) else None
 
 
-def test_sigkilled_child_is_back_under_a_new_pid_within_a_start_plus_2s(start_service: StartService, tmp_path: Path) -> None:
+def test_sigkilled_child_is_back_under_a_new_pid_within_a_start_plus_2s(
+    start_service: StartService, tmp_path: Path
+) -> None:
     service = start_service({SMOLLM2_ID: smollm2(preload=True)})
     old_pid = model_card(service, SMOLLM2_ID)["pid"]
     budget = measured(RESTART_OVERHEAD_S, direct_start_s(SMOLLM2_FILE, tmp_path, ctx_size=512, parallel=2))
@@ -43,7 +46,9 @@ def test_sigkilled_child_is_back_under_a_new_pid_within_a_start_plus_2s(start_se
     assert response.status_code == 200, response.text
 
 
-def test_child_whose_restarts_keep_failing_ends_failed_with_the_reason(start_service: StartService, tmp_path: Path) -> None:
+def test_child_whose_restarts_keep_failing_ends_failed_with_the_reason(
+    start_service: StartService, tmp_path: Path
+) -> None:
     model_file = tmp_path / "smollm2.gguf"
     model_file.symlink_to(SMOLLM2_FILE)
     service = start_service({SMOLLM2_ID: smollm2(path=str(model_file), preload=True)}, restart_max_attempts=2)
@@ -92,10 +97,12 @@ def test_restart_attempts_back_off_exponentially(start_service: StartService, tm
     model_file.unlink()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "failed", timeout_s=10.0)
-    attempts = [datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
-                for match in re.finditer(rf"^(\S+ \S+) .*restarting {SMOLLM2_ID} \(attempt \d/4\)", service.log(), re.MULTILINE)]  # fmt: skip
+    attempts = [
+        datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
+        for match in re.finditer(rf"^(\S+ \S+) .*restarting {SMOLLM2_ID} \(attempt \d/4\)", service.log(), re.MULTILINE)
+    ]
     assert len(attempts) == 4, service.log()[-2000:]
-    waits = [(later - earlier).total_seconds() for earlier, later in zip(attempts, attempts[1:])]
+    waits = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(attempts)]
     for number, wait in enumerate(waits):
         nominal = FIRST_BACKOFF_S * 2**number
         assert nominal - LOG_RESOLUTION_S <= wait <= nominal + late.seconds, (waits, str(late))

@@ -52,8 +52,12 @@ def test_a_stream_falls_back_the_same_way(start_service: StartService) -> None:
 
 
 def test_a_full_queue_is_answered_by_the_fallback(start_service: StartService) -> None:
-    service = start_service({SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1, queue_size=0, fallbacks=[GEMMA_ID]),
-                             GEMMA_ID: gemma()})  # fmt: skip
+    service = start_service(
+        {
+            SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1, queue_size=0, fallbacks=[GEMMA_ID]),
+            GEMMA_ID: gemma(),
+        }
+    )
     with request_in_flight(service, SMOLLM2_ID):
         response = chat(service, SMOLLM2_ID)
 

@@ -27,7 +27,9 @@ LOAD_OVERHEAD_S = 1.0
 STOP_S = 2.0
 
 
-def test_load_takes_a_direct_llama_server_start_plus_under_a_second(start_service: StartService, tmp_path: Path) -> None:
+def test_load_takes_a_direct_llama_server_start_plus_under_a_second(
+    start_service: StartService, tmp_path: Path
+) -> None:
     """The spec's "loaded in under 2 s" on an idle machine: llama-server's own start (timed
     directly, here and now) plus the router's share - spawning, health polling - of under 1 s."""
     service = start_service({SMOLLM2_ID: smollm2()})
@@ -79,10 +81,18 @@ def test_unload_lets_an_in_flight_request_finish_first(start_service: StartServi
     # A drain timeout far beyond the request: on a contended CPU a few tokens can take many seconds.
     service = start_service({SMOLLM2_ID: smollm2(preload=True)}, drain_timeout_s=300)
     # Long enough (~2 s at full speed) that the unload is observed while the request still runs.
-    body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 300,
-            "ignore_eos": True, "stream": True}  # fmt: skip
+    body = {
+        "model": SMOLLM2_ID,
+        "messages": [{"role": "user", "content": "Count."}],
+        "max_tokens": 300,
+        "ignore_eos": True,
+        "stream": True,
+    }
     pid = model_card(service, SMOLLM2_ID)["pid"]
-    with ThreadPoolExecutor(1) as pool, httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream:
+    with (
+        ThreadPoolExecutor(1) as pool,
+        httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream,
+    ):
         lines = sse_lines(stream)
         assert next(lines)[0] == "data"  # the request is now in flight upstream
         unloading = pool.submit(unload, service, SMOLLM2_ID, 300)  # answered after the drain: as long as the stream
@@ -108,5 +118,7 @@ def test_unload_stops_the_child_once_drain_timeout_s_expires(start_service: Star
         response = unload(service, SMOLLM2_ID)
         elapsed = time.monotonic() - started
     assert response.status_code == 200 and response.json()["status"] == "unloaded"
-    assert drain_s <= elapsed < drain_s + grace_s + STOP_S, f"unload took {elapsed:.2f}s (drain {drain_s}s, grace {grace_s}s)"
+    assert drain_s <= elapsed < drain_s + grace_s + STOP_S, (
+        f"unload took {elapsed:.2f}s (drain {drain_s}s, grace {grace_s}s)"
+    )
     assert gone(pid)

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.integration
 def test_remote_models_show_loaded_or_failed_with_the_reason_right_after_start(start_service: StartService) -> None:
     upstream = start_service({SMOLLM2_ID: smollm2()})  # another router: a healthy OpenAI-compatible host
     nobody = f"http://127.0.0.1:{free_port()}"
-    service = start_service({
-        "up": {"runtime": "remote", "url": upstream.url, "upstream_model": SMOLLM2_ID},
-        "down": {"runtime": "remote", "url": nobody},
-    })  # fmt: skip
+    service = start_service(
+        {
+            "up": {"runtime": "remote", "url": upstream.url, "upstream_model": SMOLLM2_ID},
+            "down": {"runtime": "remote", "url": nobody},
+        }
+    )
 
     up, down = model_card(service, "up"), model_card(service, "down")
 

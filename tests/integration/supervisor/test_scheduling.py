@@ -54,7 +54,9 @@ def test_alternating_traffic_for_two_models_in_one_slot_does_not_thrash(start_se
 
 def test_load_waits_for_a_busy_models_room_then_succeeds(start_service: StartService) -> None:
     service = start_service(
-        {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()}, max_loaded_models=1, swap_max_wait_s=60
+        {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma()},
+        max_loaded_models=1,
+        swap_max_wait_s=60,
     )
     with ThreadPoolExecutor(1) as pool:
         with request_in_flight(service, SMOLLM2_ID):
@@ -68,7 +70,9 @@ def test_load_waits_for_a_busy_models_room_then_succeeds(start_service: StartSer
     assert (response.json()["status"], model_card(service, SMOLLM2_ID)["status"]) == ("loaded", "unloaded")
 
 
-def test_a_request_that_waits_too_long_for_room_gets_503_queue_timeout_with_retry_after(start_service: StartService) -> None:
+def test_a_request_that_waits_too_long_for_room_gets_503_queue_timeout_with_retry_after(
+    start_service: StartService,
+) -> None:
     service = start_service(
         {SMOLLM2_ID: smollm2(preload=True, ctx_size=2048, parallel=1), GEMMA_ID: gemma(queue_timeout_s=1)},
         max_loaded_models=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Iterator
 
@@ -24,13 +25,13 @@ def service_with_two_children(start_service: StartService) -> Iterator[tuple[Ser
     assert len(children) == 2
     yield service, [child.pid for child in children]
     for child in children:  # never leak a llama-server, whatever the assertion outcome
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
-def test_sigterm_to_router_stops_every_child_within_15s(service_with_two_children: tuple[ServiceProcess, list[int]]) -> None:
+def test_sigterm_to_router_stops_every_child_within_15s(
+    service_with_two_children: tuple[ServiceProcess, list[int]],
+) -> None:
     service, pids = service_with_two_children
     service.process.send_signal(signal.SIGTERM)
     wait_until(lambda: all(gone(pid) for pid in pids), timeout_s=15.0)
@@ -39,7 +40,9 @@ def test_sigterm_to_router_stops_every_child_within_15s(service_with_two_childre
     assert all(f"pid={pid} stopped" in service.log() for pid in pids)
 
 
-def test_sigkill_to_router_kills_every_child_within_5s(service_with_two_children: tuple[ServiceProcess, list[int]]) -> None:
+def test_sigkill_to_router_kills_every_child_within_5s(
+    service_with_two_children: tuple[ServiceProcess, list[int]],
+) -> None:
     service, pids = service_with_two_children
     service.process.kill()
     service.process.wait(timeout=5)

@@ -20,7 +20,9 @@ def test_ten_concurrent_first_requests_spawn_exactly_one_child(start_service: St
     assert model_card(service, SMOLLM2_ID)["status"] == "unloaded"
 
     with ThreadPoolExecutor(CONCURRENT) as pool:
-        statuses = [response.status_code for response in pool.map(lambda _: chat(service, SMOLLM2_ID), range(CONCURRENT))]
+        statuses = [
+            response.status_code for response in pool.map(lambda _: chat(service, SMOLLM2_ID), range(CONCURRENT))
+        ]
 
     assert statuses == [200] * CONCURRENT
     spawns = [line for line in service.log().splitlines() if f"spawned llama-server[{SMOLLM2_ID}]" in line]

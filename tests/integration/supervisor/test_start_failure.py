@@ -32,7 +32,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     """A healthy model and two that cannot start."""
     corrupt = tmp_path_factory.mktemp("models") / "corrupt.gguf"
     corrupt.write_bytes(SMOLLM2_FILE.read_bytes()[: 256 * 1024])  # a valid header, then nothing: truncated tensors
-    return {SMOLLM2_ID: smollm2(), BAD_FLAG: smollm2(extra_args=["--no-such-flag"]), CORRUPT: smollm2(path=str(corrupt))}
+    return {
+        SMOLLM2_ID: smollm2(),
+        BAD_FLAG: smollm2(extra_args=["--no-such-flag"]),
+        CORRUPT: smollm2(path=str(corrupt)),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,11 @@ def test_remote_model_turns_failed_within_its_health_interval_and_loaded_when_ba
     failed = wait_status(topology, "failed", timeout_s=bound + 5)
     took = failed["state_since"] - killed_at
     assert 0 <= took <= bound, f"failed {took:.2f}s after the kill; health interval {interval:g}s"
-    refused = httpx.post(f"{topology.front.url}/v1/chat/completions", timeout=10,
-                         json={"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})  # fmt: skip
+    refused = httpx.post(
+        f"{topology.front.url}/v1/chat/completions",
+        timeout=10,
+        json={"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
     assert refused.status_code == 503, refused.text
 
     restarting_at = time.time()
@@ -57,14 +60,20 @@ def test_remote_model_turns_failed_within_its_health_interval_and_loaded_when_ba
     assert loaded["state_since"] >= restarting_at
     took = loaded["state_since"] - ready_at
     assert took <= recovery_bound, f"loaded {took:.2f}s after router A was ready; health interval {interval:g}s"
-    print(f"health interval {interval:g}s: failed {failed['state_since'] - killed_at:.2f}s after the kill, "
-          f"loaded {took:.2f}s after router A was ready (bound {bound:.2f}s)")
+    print(
+        f"health interval {interval:g}s: failed {failed['state_since'] - killed_at:.2f}s after the kill, "
+        f"loaded {took:.2f}s after router A was ready (bound {bound:.2f}s)"
+    )
 
 
 def test_orchestration_across_front_local_and_remote_completes(topology: Topology) -> None:
     """The preset's generator runs on back router A (remote), its critic on the front's own llama-server."""
     served_before = topology.back_a.requests_served()
-    body = {"preset": "cross-host-critique", "messages": [{"role": "user", "content": "Name one primary colour."}], "max_tokens": 8}
+    body = {
+        "preset": "cross-host-critique",
+        "messages": [{"role": "user", "content": "Name one primary colour."}],
+        "max_tokens": 8,
+    }
     response = httpx.post(f"{topology.front.url}/v1/chat/completions", json=body, timeout=180)
     assert response.status_code == 200, response.text
     orchestration = response.json()["orchestration"]
@@ -72,5 +81,7 @@ def test_orchestration_across_front_local_and_remote_completes(topology: Topolog
     stage_models = {stage["role"]: stage["model"] for stage in orchestration["stages"]}
     assert stage_models.get("generator") == MODEL_ID and stage_models.get("critic") == FRONT_LOCAL_MODEL, stage_models
     remote_stages = sum(stage["model"] == MODEL_ID for stage in orchestration["stages"])
-    assert topology.back_a.requests_served() - served_before == remote_stages, "the remote stages did not reach router A"
+    assert topology.back_a.requests_served() - served_before == remote_stages, (
+        "the remote stages did not reach router A"
+    )
     assert front_card(topology, FRONT_LOCAL_MODEL)["runtime"] == "llamacpp"

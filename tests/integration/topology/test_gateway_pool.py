@@ -46,12 +46,22 @@ def gateway_client(topology: Topology) -> httpx.AsyncClient:
 
 
 async def ask(client: httpx.AsyncClient, index: int, max_tokens: int = 4) -> Answer:
-    body = {"model": GATEWAY_MODEL, "messages": [{"role": "user", "content": f"Say a word ({index})."}], "max_tokens": max_tokens}
+    body = {
+        "model": GATEWAY_MODEL,
+        "messages": [{"role": "user", "content": f"Say a word ({index})."}],
+        "max_tokens": max_tokens,
+    }
     started = time.time()
     response = await client.post("/v1/chat/completions", json=body)
     retried = response.headers.get("x-litellm-attempted-retries", "0") != "0"
-    return Answer(response.status_code, response.headers.get("x-litellm-model-id"), retried, started,
-                  time.time() - started, response.text[:300])  # fmt: skip
+    return Answer(
+        response.status_code,
+        response.headers.get("x-litellm-model-id"),
+        retried,
+        started,
+        time.time() - started,
+        response.text[:300],
+    )
 
 
 def failures(answers: list[Answer]) -> list[Answer]:
@@ -62,7 +72,9 @@ async def ask_in_batches(client: httpx.AsyncClient, count: int) -> list[Answer]:
     """``count`` requests, ``CONCURRENCY`` at a time (each back router has 2 slots)."""
     answers: list[Answer] = []
     for start in range(0, count, CONCURRENCY):
-        answers += await asyncio.gather(*(ask(client, index) for index in range(start, min(count, start + CONCURRENCY))))
+        answers += await asyncio.gather(
+            *(ask(client, index) for index in range(start, min(count, start + CONCURRENCY)))
+        )
     return answers
 
 
@@ -115,15 +127,19 @@ async def test_killing_a_back_router_mid_stream_loses_no_request(topology: Topol
     assert after_kill, "no request was sent after the kill"
     assert {answer.router for answer in after_kill} == {"router-b"}, Counter(answer.router for answer in after_kill)
     served_b = router_b.requests_served() - served_b_before
-    assert served_b == sum(answer.router == "router-b" for answer in answers), "router B's count disagrees with the gateway's"
+    assert served_b == sum(answer.router == "router-b" for answer in answers), (
+        "router B's count disagrees with the gateway's"
+    )
     children = killed["children"]
     assert isinstance(children, list) and children, "router A had no llama-server child"
     children_gone_s = wait_all_gone(children, CHILD_EXIT_S)  # died with their parent (PR_SET_PDEATHSIG)
     slowest = max(answer.seconds for answer in answers)
-    print(f"killed router A after {killed['answered']} answers (it had served {killed['a_served']:g}); "
-          f"{STREAM_REQUESTS} x 200, {len(after_kill)} sent after the kill, all served by B; "
-          f"{sum(answer.retried for answer in answers)} retried by the gateway; slowest {slowest:.2f}s; "
-          f"llama-server gone {children_gone_s:.2f}s after the router")
+    print(
+        f"killed router A after {killed['answered']} answers (it had served {killed['a_served']:g}); "
+        f"{STREAM_REQUESTS} x 200, {len(after_kill)} sent after the kill, all served by B; "
+        f"{sum(answer.retried for answer in answers)} retried by the gateway; slowest {slowest:.2f}s; "
+        f"llama-server gone {children_gone_s:.2f}s after the router"
+    )
 
 
 async def test_restarted_back_router_takes_traffic_again(topology: Topology) -> None:

@@ -14,7 +14,14 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support.deploy import DEPLOY_DIR, compose_binary, compose_spec_schema, route_paths, settings_from_text, shutdown_grace_s
+from tests.support.deploy import (
+    DEPLOY_DIR,
+    compose_binary,
+    compose_spec_schema,
+    route_paths,
+    settings_from_text,
+    shutdown_grace_s,
+)
 
 COMPOSE = DEPLOY_DIR / "compose.yaml"
 COMPOSE_GPU = DEPLOY_DIR / "compose.gpu.yaml"
@@ -113,7 +120,9 @@ def test_gateway_reaches_the_service_by_its_compose_name() -> None:
 
 def test_prometheus_scrapes_the_services_metrics_route() -> None:
     services = load(COMPOSE)["services"]
-    (config_mount,) = [v for v in services["prometheus"]["volumes"] if v.split(":")[1] == "/etc/prometheus/prometheus.yml"]
+    (config_mount,) = [
+        v for v in services["prometheus"]["volumes"] if v.split(":")[1] == "/etc/prometheus/prometheus.yml"
+    ]
     prometheus = load((COMPOSE.parent / config_mount.split(":")[0]).resolve())
     (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == SERVICE]
     assert job["metrics_path"] in route_paths()
@@ -124,13 +133,19 @@ def test_prometheus_scrapes_the_services_metrics_route() -> None:
 
 def test_grafana_provisions_the_datasource_and_the_dashboards_folder() -> None:
     services = load(COMPOSE)["services"]
-    mounts = {volume.split(":")[1]: (COMPOSE.parent / volume.split(":")[0]).resolve() for volume in services["grafana"]["volumes"] if volume.startswith(".")}
+    mounts = {
+        volume.split(":")[1]: (COMPOSE.parent / volume.split(":")[0]).resolve()
+        for volume in services["grafana"]["volumes"]
+        if volume.startswith(".")
+    }
     provisioning = mounts["/etc/grafana/provisioning"]
     (datasource,) = load(provisioning / "datasources" / "prometheus.yaml")["datasources"]
     url = urlsplit(datasource["url"])
     assert (url.hostname, url.port) == ("prometheus", container_port(services["prometheus"]))
     (provider,) = load(provisioning / "dashboards" / "inference-service.yaml")["providers"]
     dashboards = Path(provider["options"]["path"])
-    assert mounts[str(dashboards)] == DEPLOY_DIR / "grafana", "the provider must read the folder deploy/grafana/ is mounted on"
+    assert mounts[str(dashboards)] == DEPLOY_DIR / "grafana", (
+        "the provider must read the folder deploy/grafana/ is mounted on"
+    )
     for dashboard in (DEPLOY_DIR / "grafana").rglob("*.json"):
         json.loads(dashboard.read_text())  # Grafana skips (and logs) a file it cannot parse

@@ -19,7 +19,7 @@ def makefile_recipe(target: str) -> tuple[list[str], list[str]]:
     start = next(index for index, line in enumerate(lines) if line.startswith(f"{target}:"))
     prerequisites = lines[start].split(":", 1)[1].split()
     recipe = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
         recipe.append(line.strip())
@@ -53,7 +53,9 @@ def test_cuda_build_arg_selects_the_cuda_build() -> None:
 def test_runs_as_a_non_root_user_under_tini() -> None:
     user = RUNTIME.last("USER")
     assert user not in ("root", "0")
-    assert re.search(rf"useradd --system --uid (\d+) .*\b{user}\b", " ".join(RUNTIME.all("RUN"))), f"user {user} is never created"
+    assert re.search(rf"useradd --system --uid (\d+) .*\b{user}\b", " ".join(RUNTIME.all("RUN"))), (
+        f"user {user} is never created"
+    )
     entrypoint = exec_form(RUNTIME.last("ENTRYPOINT"))
     assert entrypoint[:2] == ["/usr/bin/tini", "--"] and entrypoint[2] == "inference-service"
     assert any("tini" in run.split() for run in RUNTIME.all("RUN")), "tini is not installed"
@@ -66,7 +68,9 @@ def test_serves_on_all_interfaces_by_default() -> None:
 def test_config_comes_from_a_mounted_file_and_the_environment() -> None:
     env = RUNTIME.env()
     assert env["INFERENCE_CONFIG"] == "/etc/inference-service/config.toml"
-    assert any(copy.endswith(" /etc/inference-service/config.toml") for copy in RUNTIME.all("COPY")), "no default config"
+    assert any(copy.endswith(" /etc/inference-service/config.toml") for copy in RUNTIME.all("COPY")), (
+        "no default config"
+    )
 
 
 def test_models_live_in_a_volume_the_service_reads() -> None:
@@ -89,7 +93,11 @@ def test_healthcheck_probes_the_health_route_on_the_services_port() -> None:
 
 def test_dockerignore_keeps_everything_the_build_copies() -> None:
     """.dockerignore excludes all but an allow-list: every COPY source must be on it."""
-    allowed = {line.removeprefix("!").rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    allowed = {
+        line.removeprefix("!").rstrip("/")
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
     for stage in (BUILD, RUNTIME):
         for copy in stage.all("COPY"):
             words = [word for word in copy.split() if not word.startswith("--")]
@@ -106,4 +114,8 @@ def test_llama_server_lands_on_the_runtime_path() -> None:
     directory = target.rsplit("/", 1)[0]
     assert target.endswith("/llama-server")
     assert directory in RUNTIME.env()["PATH"].split(":")
-    assert any(copy.split()[1:] == [directory.rsplit("/bin", 1)[0]] * 2 for copy in RUNTIME.all("COPY") if copy.startswith("--from=build"))
+    assert any(
+        copy.split()[1:] == [directory.rsplit("/bin", 1)[0]] * 2
+        for copy in RUNTIME.all("COPY")
+        if copy.startswith("--from=build")
+    )

@@ -27,7 +27,11 @@ CRD_KINDS = {"ServiceMonitor"}
 
 
 def router_deployments() -> list[dict[str, Any]]:
-    return [d for d in resources("Deployment") if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "router"]
+    return [
+        d
+        for d in resources("Deployment")
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "router"
+    ]
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +41,9 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def profile_config(deployment: dict[str, Any]) -> tuple[str, Any]:
     """The config.toml this Deployment mounts (ConfigMap key), and the service's Settings for it."""
-    mount = next(m for m in container(deployment)["volumeMounts"] if m["mountPath"] == "/etc/inference-service/config.toml")
+    mount = next(
+        m for m in container(deployment)["volumeMounts"] if m["mountPath"] == "/etc/inference-service/config.toml"
+    )
     volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     config_map = next(c for c in resources("ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"])
     text = config_map["data"][mount["subPath"]]
@@ -56,7 +62,14 @@ def test_manifests_are_found() -> None:
     assert len(router_deployments()) >= 2, "one Deployment per GPU host profile"
 
 
-@pytest.mark.parametrize(("path", "resource"), [pytest.param(p, r, id=f"{p.name}:{r['kind']}/{r['metadata']['name']}") for p, r in ALL if r["kind"] not in CRD_KINDS])
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        pytest.param(p, r, id=f"{p.name}:{r['kind']}/{r['metadata']['name']}")
+        for p, r in ALL
+        if r["kind"] not in CRD_KINDS
+    ],
+)
 def test_manifest_is_valid_for_the_pinned_kubernetes(path: Path, resource: dict[str, Any]) -> None:
     """Strict: an unknown or misspelt field fails too, not only a wrong type."""
     kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
@@ -80,8 +93,14 @@ def test_service_monitor_is_a_crd_checked_by_hand() -> None:
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     validate_kubernetes_type(monitor["metadata"], "objectmeta-meta-v1")
     validate_kubernetes_type(monitor["spec"]["selector"], "labelselector-meta-v1")
-    services = [s for s in resources("Service") if labels_match(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
-    assert {s["metadata"]["name"] for s in services} == {s["metadata"]["name"] for s in resources("Service") if s["metadata"]["name"].startswith("inference-service")}
+    services = [
+        s
+        for s in resources("Service")
+        if labels_match(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))
+    ]
+    assert {s["metadata"]["name"] for s in services} == {
+        s["metadata"]["name"] for s in resources("Service") if s["metadata"]["name"].startswith("inference-service")
+    }
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["path"] in route_paths()
         assert endpoint["path"] == "/metrics"
@@ -104,7 +123,9 @@ class TestRouterDeployment:
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             get = spec[probe]["httpGet"]
             assert get["path"] in route_paths(), f"{probe} {get['path']} is not a route"
-            assert named_port(deployment, get["port"]) == settings.port, f"{probe} port is not the service's {settings.port}"
+            assert named_port(deployment, get["port"]) == settings.port, (
+                f"{probe} port is not the service's {settings.port}"
+            )
 
     def test_startup_probe_waits_as_long_as_a_preload_may_take(self, deployment: dict[str, Any]) -> None:
         """/health answers only after the preloads (concurrent, each up to health_timeout_s)."""
@@ -162,7 +183,11 @@ def test_every_claimed_volume_is_declared() -> None:
 def test_disruption_budgets_leave_a_pool_able_to_drain() -> None:
     """Each budget selects a Deployment with more replicas than it must keep, so a node drain can proceed."""
     for budget in resources("PodDisruptionBudget"):
-        selected = [d for d in resources("Deployment") if labels_match(budget["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])]
+        selected = [
+            d
+            for d in resources("Deployment")
+            if labels_match(budget["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])
+        ]
         assert len(selected) == 1, budget["metadata"]["name"]
         assert selected[0]["spec"]["replicas"] > budget["spec"]["minAvailable"]
 

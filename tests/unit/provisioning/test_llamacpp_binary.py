@@ -86,7 +86,12 @@ def test_cmake_configure_selects_the_backend(cuda: bool, flag: str, tmp_path: Pa
 
 def test_cmake_configure_builds_only_a_static_server(tmp_path: Path) -> None:
     argv = cmake_configure_args(tmp_path / "src", tmp_path / "build", cuda=False)
-    expected = {"-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"}
+    expected = {
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DLLAMA_BUILD_SERVER=ON",
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+    }
     assert expected <= set(argv)
 
 

@@ -89,7 +89,7 @@ async def test_request_beyond_the_queue_bound_is_refused_with_queue_full() -> No
 async def test_waiter_gives_up_with_queue_timeout() -> None:
     queue = AdmissionQueue(parallel=1, max_queue=5, timeout_s=0.05)
     async with occupied(queue):
-        with pytest.raises(QueueTimeout, match="0.05s"):
+        with pytest.raises(QueueTimeout, match=r"0\.05s"):
             async with queue.slot():
                 pass
         assert queue.waiting == 0

@@ -13,14 +13,17 @@ def nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
-@pytest.mark.parametrize(("body", "too_deep"), [
-    (nested(MAX_NESTING_DEPTH), False),
-    (nested(MAX_NESTING_DEPTH + 1), True),
-    (b'{"a": ' + nested(MAX_NESTING_DEPTH - 1) + b"}", False),
-    (b'{"a": ' + nested(MAX_NESTING_DEPTH) + b"}", True),
-    (nested(100_000), True),
-    (b"[]" * 10_000, False),  # many brackets, all shallow
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "too_deep"),
+    [
+        (nested(MAX_NESTING_DEPTH), False),
+        (nested(MAX_NESTING_DEPTH + 1), True),
+        (b'{"a": ' + nested(MAX_NESTING_DEPTH - 1) + b"}", False),
+        (b'{"a": ' + nested(MAX_NESTING_DEPTH) + b"}", True),
+        (nested(100_000), True),
+        (b"[]" * 10_000, False),  # many brackets, all shallow
+    ],
+)
 def test_depth_is_counted_over_arrays_and_objects(body: bytes, too_deep: bool) -> None:
     assert too_deeply_nested(body) is too_deep
 

@@ -40,7 +40,9 @@ def _resolver(**models: dict[str, Any]) -> ModelResolver:
 
 
 def test_task_type_never_picks_an_embeddings_model_for_its_role() -> None:
-    resolver = _resolver(chat={"roles": ["primary"]}, embed={"embeddings": True, "roles": ["fast"]}, small={"roles": ["fast"]})
+    resolver = _resolver(
+        chat={"roles": ["primary"]}, embed={"embeddings": True, "roles": ["fast"]}, small={"roles": ["fast"]}
+    )
     assert resolver.for_task(None, TaskType.SIMPLE) == "small"
 
 

@@ -12,7 +12,7 @@ from inference_service.router.api.events import _stream
 def _data(frame: bytes) -> dict[str, object]:
     lines = frame.decode().splitlines()
     assert lines[0].startswith("id: ") and lines[1].startswith("data: "), frame
-    return json.loads(lines[1][len("data: "):])
+    return json.loads(lines[1][len("data: ") :])
 
 
 async def test_a_subscriber_that_fell_behind_is_told_how_many_events_it_lost() -> None:
@@ -36,7 +36,14 @@ async def test_event_frame_has_the_sequence_number_as_its_id() -> None:
     event = bus.publish(MODEL_STATE, "a", state="loaded", reason=None)
     frame = await anext(frames)
     assert frame.startswith(f"id: {event.seq}\n".encode()) and frame.endswith(b"\n\n")
-    assert _data(frame) == {"seq": event.seq, "type": "model_state", "time": event.time, "model": "a", "state": "loaded", "reason": None}
+    assert _data(frame) == {
+        "seq": event.seq,
+        "type": "model_state",
+        "time": event.time,
+        "model": "a",
+        "state": "loaded",
+        "reason": None,
+    }
     await frames.aclose()
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from inference_service.router.proxy.dispatch import Dispatcher, served_model_var
-from inference_service.router.serving.errors import APIError
 from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.dispatch import Dispatcher, served_model_var
 from inference_service.router.proxy.upstream import UpstreamReply
+from inference_service.router.serving.errors import APIError
 from inference_service.runtimes.base import Endpoint
 from tests.unit.supervisor.fakes import Harness
 
@@ -30,7 +30,9 @@ class RecordingUpstream:
         self.status = status
         self.calls: list[str] = []
 
-    async def post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None) -> UpstreamReply:
+    async def post(
+        self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None
+    ) -> UpstreamReply:
         self.calls.append(endpoint.model_name)
         return UpstreamReply(self.status, b'{"model": "%s"}' % endpoint.model_name.encode(), "application/json")
 
@@ -55,7 +57,10 @@ async def test_a_failed_model_is_served_by_its_first_fallback_that_can() -> None
     reply = await dispatch.post("a", CHAT, {"messages": []})
 
     assert (reply.status, upstream.calls, served_model_var.get()) == (200, ["c"], "c")
-    assert 'inference_fallbacks_total{fallback="c",model="a",reason="model_unavailable"} 1.0' in generate_latest(metrics.registry).decode()
+    assert (
+        'inference_fallbacks_total{fallback="c",model="a",reason="model_unavailable"} 1.0'
+        in generate_latest(metrics.registry).decode()
+    )
     await harness.supervisor.close()
 
 

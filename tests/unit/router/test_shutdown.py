@@ -130,7 +130,7 @@ async def test_a_feed_ends_when_draining_starts_and_does_not_hold_the_drain_up()
 
 async def test_a_feed_ends_at_once_while_a_request_still_drains() -> None:
     shutdown = Shutdown(grace_s=60)
-    feed, feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
+    feed, _feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
     stream, stream_sent = start(ShutdownMiddleware(streaming_app(20, 0.01), shutdown))
     await asyncio.sleep(0.03)
     stopping = asyncio.create_task(shutdown.drain_and_close())

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from inference_service.router.proxy.sse import ANTHROPIC, DONE, LLAMACPP_NATIVE, OPENAI, OPENAI_RESPONSES, StreamProtocol, relay
+from inference_service.router.proxy.sse import (
+    ANTHROPIC,
+    DONE,
+    LLAMACPP_NATIVE,
+    OPENAI,
+    OPENAI_RESPONSES,
+    StreamProtocol,
+    relay,
+)
 from inference_service.router.proxy.upstream import MAX_EVENT_BYTES, UpstreamUnreachable, sse_blocks
 
 START = b'event: message_start\ndata: {"type":"message_start"}\n\n'

@@ -12,9 +12,17 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29, "promp
 
 def _reply(**fields: Any) -> bytes:
     """A llama-server chat reply: choices (with logprobs) first, usage near the end, then id and timings."""
-    logprobs = {"content": [{"token": "usage", "logprob": -1.0, "top_logprobs": [{"token": '"usage": {}', "logprob": -2.0}]}]}
+    logprobs = {
+        "content": [{"token": "usage", "logprob": -1.0, "top_logprobs": [{"token": '"usage": {}', "logprob": -2.0}]}]
+    }
     reply = {
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": 'say "usage": {"prompt_tokens": 1}'}, "logprobs": logprobs}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": 'say "usage": {"prompt_tokens": 1}'},
+                "logprobs": logprobs,
+            }
+        ],
         "object": "chat.completion",
         **fields,
     }

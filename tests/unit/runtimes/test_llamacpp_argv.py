@@ -25,19 +25,29 @@ def test_gpu_config_produces_the_exact_llama_server_flags() -> None:
     )
     assert build_argv(BINARY, model, GGUF, 41001) == [
         "/opt/llama/bin/llama-server",
-        "--model", "/models/qwen2.5-7b-instruct-q4_k_m.gguf",
-        "--host", "127.0.0.1",
-        "--port", "41001",
-        "--alias", "qwen-7b",
-        "--ctx-size", "8192",
-        "--parallel", "4",
+        "--model",
+        "/models/qwen2.5-7b-instruct-q4_k_m.gguf",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "41001",
+        "--alias",
+        "qwen-7b",
+        "--ctx-size",
+        "8192",
+        "--parallel",
+        "4",
         "--metrics",
         "--slots",
-        "--n-gpu-layers", "35",
-        "--main-gpu", "1",
-        "--tensor-split", "3,1",
-        "--flash-attn", "on",
-    ]  # fmt: skip
+        "--n-gpu-layers",
+        "35",
+        "--main-gpu",
+        "1",
+        "--tensor-split",
+        "3,1",
+        "--flash-attn",
+        "on",
+    ]
 
 
 def test_unset_gpu_options_add_no_flags() -> None:

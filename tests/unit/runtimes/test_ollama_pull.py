@@ -20,8 +20,11 @@ from tests.unit.runtimes.conftest import NOT_PULLED
 
 
 def settings_for(tmp_path: Path, url: str, ollama_model: str = NOT_PULLED) -> Settings:
-    config = write_config(tmp_path / "config.toml", {"gem": {"runtime": "ollama", "ollama_model": ollama_model}},
-                          runtimes={"ollama": {"url": url}})  # fmt: skip
+    config = write_config(
+        tmp_path / "config.toml",
+        {"gem": {"runtime": "ollama", "ollama_model": ollama_model}},
+        runtimes={"ollama": {"url": url}},
+    )
     return load_settings(config)
 
 
@@ -53,6 +56,9 @@ def test_cli_models_pull_of_an_ollama_model_prints_where_it_is(tmp_path: Path, o
     settings_for(tmp_path, ollama.url)
     result = subprocess.run(
         [sys.executable, "-m", "inference_service", "models", "pull", "gem", "--config", str(tmp_path / "config.toml")],
-        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     assert (result.returncode, result.stdout) == (0, f"{NOT_PULLED}@{ollama.url}\n"), result.stderr

@@ -21,8 +21,11 @@ def runtime(url: str, name: str = PULLED, keep_alive: str | None = "10m") -> Oll
 
 def test_canonical_name_adds_ollamas_default_tag() -> None:
     assert [canonical_name(n) for n in ("qwen2.5", "qwen2.5:7b", "me/model", "host:5000/me/model")] == [
-        "qwen2.5:latest", "qwen2.5:7b", "me/model:latest", "host:5000/me/model:latest",
-    ]  # fmt: skip
+        "qwen2.5:latest",
+        "qwen2.5:7b",
+        "me/model:latest",
+        "host:5000/me/model:latest",
+    ]
 
 
 def test_keep_alive_numbers_become_seconds_and_durations_stay_strings() -> None:

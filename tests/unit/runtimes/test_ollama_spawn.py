@@ -47,15 +47,20 @@ def test_serve_command_defaults_to_ollamas_port_and_keeps_the_environment() -> N
 
 
 async def test_acquire_spawns_ollama_serve_and_release_stops_it(tmp_path: Path) -> None:
-    binary = fake_ollama(tmp_path, f'cd {REPO_ROOT} && exec {sys.executable} -m tests.support.ollama_server "$@" '
-                                   f"--model smollm2:135m={SMOLLM2_FILE}")  # fmt: skip
+    binary = fake_ollama(
+        tmp_path,
+        f'cd {REPO_ROOT} && exec {sys.executable} -m tests.support.ollama_server "$@" '
+        f"--model smollm2:135m={SMOLLM2_FILE}",
+    )
     url = f"http://127.0.0.1:{free_port()}"
     ollama = server(url, binary)
     await ollama.acquire("a")
     info = ollama.info()
     try:
         assert info is not None and psutil.pid_exists(info.pid)
-        assert httpx.get(f"{url}/api/tags", timeout=5).json()["models"][0]["name"] == "smollm2:135m"
+        async with httpx.AsyncClient() as client:
+            tags = (await client.get(f"{url}/api/tags", timeout=5)).json()
+        assert tags["models"][0]["name"] == "smollm2:135m"
     finally:
         await ollama.release("a")
     assert ollama.info() is None and not psutil.pid_exists(info.pid)

@@ -121,7 +121,9 @@ async def test_ollama_models_share_one_http_client(ollama: OllamaTestServer, mon
     monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
     prober = HealthProber(INTERVAL_S)
     models = [
-        OllamaRuntime(ModelConfig(id=f"m{n}", runtime="ollama", ollama_model=PULLED), ollama.url, INTERVAL_S, 10, prober=prober)
+        OllamaRuntime(
+            ModelConfig(id=f"m{n}", runtime="ollama", ollama_model=PULLED), ollama.url, INTERVAL_S, 10, prober=prober
+        )
         for n in range(3)
     ]
     for model in models:

@@ -91,7 +91,9 @@ def settings(models: Sequence[str], **top_level: Any) -> Settings:
 class Harness:
     """A supervisor over fake runtimes, and the runtimes themselves by model id."""
 
-    def __init__(self, models: Sequence[str], *, local: bool = True, self_healing: bool = False, **top_level: Any) -> None:
+    def __init__(
+        self, models: Sequence[str], *, local: bool = True, self_healing: bool = False, **top_level: Any
+    ) -> None:
         self.settings = settings(models, **top_level)
         self.runtimes = {m: FakeRuntime(m, local=local, self_healing=self_healing) for m in models}
         self.supervisor = Supervisor(self.settings, self._runtime)

@@ -17,10 +17,20 @@ def ids(chosen: list[Candidate] | None) -> list[str] | None:
     return None if chosen is None else sorted(c.model_id for c in chosen)
 
 
-def budget_choice(candidates: list[Candidate], need_mb: int, budget_mb: int, max_models: int | None = None) -> list[str] | None:
+def budget_choice(
+    candidates: list[Candidate], need_mb: int, budget_mb: int, max_models: int | None = None
+) -> list[str] | None:
     resident_mb = sum(c.footprint_mb for c in candidates)
-    return ids(choose_evictions(candidates, resident_count=len(candidates), resident_mb=resident_mb,
-                                need_mb=need_mb, max_models=max_models, budget_mb=budget_mb))  # fmt: skip
+    return ids(
+        choose_evictions(
+            candidates,
+            resident_count=len(candidates),
+            resident_mb=resident_mb,
+            need_mb=need_mb,
+            max_models=max_models,
+            budget_mb=budget_mb,
+        )
+    )
 
 
 def test_one_big_idle_model_is_evicted_rather_than_several_small_ones() -> None:
@@ -51,8 +61,9 @@ def test_nothing_is_evicted_when_the_model_already_fits() -> None:
 
 def test_no_choice_when_even_evicting_every_idle_model_is_not_enough() -> None:
     # 500 MB belong to a busy model that is not a candidate.
-    chosen = choose_evictions([Candidate("a", 100, 10)], resident_count=2, resident_mb=600, need_mb=600,
-                              max_models=None, budget_mb=1000)  # fmt: skip
+    chosen = choose_evictions(
+        [Candidate("a", 100, 10)], resident_count=2, resident_mb=600, need_mb=600, max_models=None, budget_mb=1000
+    )
     assert chosen is None
 
 

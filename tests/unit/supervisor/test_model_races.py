@@ -42,7 +42,9 @@ async def test_failed_loads_of_a_remote_model_leave_one_recovery_loop(caplog: py
     await harness.supervisor.close()
 
 
-async def test_probe_recovering_during_an_explicit_load_gives_the_caller_the_endpoint(caplog: pytest.LogCaptureFixture) -> None:
+async def test_probe_recovering_during_an_explicit_load_gives_the_caller_the_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     harness = Harness(["remote"], local=False, self_healing=True)
     runtime = harness.runtimes["remote"]
     runtime.healthy = False
@@ -188,8 +190,10 @@ async def test_crash_loop_backs_off_then_fails_with_the_streak() -> None:
         await eventually(lambda: runtime.watchers == 1)
         runtime.crash()
         await eventually(
-            lambda: harness.state("m") == "failed"
-            or (harness.state("m") == "loaded" and harness.supervisor.status("m").generation > generation),
+            lambda: (
+                harness.state("m") == "failed"
+                or (harness.state("m") == "loaded" and harness.supervisor.status("m").generation > generation)
+            ),
             timeout_s=5,
         )
 

@@ -18,7 +18,13 @@ def test_added_removed_and_unchanged_models() -> None:
 
 
 def test_a_launch_setting_change_restarts_the_model() -> None:
-    for change in ({"ctx_size": 4096}, {"parallel": 4}, {"path": "other.gguf"}, {"extra_args": ["--mlock"]}, {"n_gpu_layers": 99}):
+    for change in (
+        {"ctx_size": 4096},
+        {"parallel": 4},
+        {"path": "other.gguf"},
+        {"extra_args": ["--mlock"]},
+        {"n_gpu_layers": 99},
+    ):
         assert plan(settings(a={}), settings(a=change)).summary()["restarted"] == ["a"], change
 
 

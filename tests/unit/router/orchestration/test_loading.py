@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 
-from inference_service.router.serving.errors import APIError
 from inference_service.router.orchestration import _run_to_final
 from inference_service.router.orchestration.runner import StageRunner
 from inference_service.router.services import Services
+from inference_service.router.serving.errors import APIError
 from tests.unit.router.orchestration.test_plan import _plan, _services
 
 #: "spare" chats but holds no role: no stage of critique or pipeline picks it over the others.

@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
-from inference_service.router.serving.errors import APIError
 from inference_service.router.orchestration.parallel import answer_in_parallel
 from inference_service.router.orchestration.runner import StageRunner
+from inference_service.router.serving.errors import APIError
 from tests.unit.router.orchestration.test_plan import TWO, _plan, _services
 
 

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from inference_service.config import Settings
-from inference_service.router.proxy.dispatch import Dispatcher
-from inference_service.router.serving.errors import APIError
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.orchestration.plan import MAX_PARALLEL_MODELS, Plan, build_plan
+from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode, TaskType
-from inference_service.router.services import Services
 from inference_service.router.proxy.upstream import UpstreamClient
+from inference_service.router.services import Services
+from inference_service.router.serving.errors import APIError
 from inference_service.runtimes.factory import runtime_factory
 from inference_service.supervisor import Supervisor
 
@@ -28,12 +28,16 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def _services(models: dict[str, list[str]], **settings: Any) -> Services:
     """Services for models given as ``id -> roles`` (GGUF paths need not exist: nothing loads)."""
     config = Settings(
-        models={model_id: {"path": f"/nonexistent/{model_id}.gguf", "roles": roles} for model_id, roles in models.items()},
+        models={
+            model_id: {"path": f"/nonexistent/{model_id}.gguf", "roles": roles} for model_id, roles in models.items()
+        },
         **settings,
     )
     supervisor = Supervisor(config, runtime_factory(config, Path("/nonexistent/llama-server")))
     metrics = Metrics()
-    return Services(config, supervisor, Dispatcher(config, supervisor, UpstreamClient(), metrics), ModelResolver(config), metrics)
+    return Services(
+        config, supervisor, Dispatcher(config, supervisor, UpstreamClient(), metrics), ModelResolver(config), metrics
+    )
 
 
 def _plan(svc: Services, **request: Any) -> Plan:
@@ -83,9 +87,15 @@ def test_orchestration_models_limit_the_participants() -> None:
 
 
 def test_preset_supplies_mode_models_and_stage_roles() -> None:
-    presets = {"review": {"orchestration_mode": "critique", "models": ["big", "small"], "roles": {"generator": "coder"}}}
+    presets = {
+        "review": {"orchestration_mode": "critique", "models": ["big", "small"], "roles": {"generator": "coder"}}
+    }
     plan = _plan(_services(TWO, presets=presets), preset="review")
-    assert (plan.mode, plan.primary, plan.pick("generator", default=plan.primary)) == (OrchestrationMode.CRITIQUE, "big", "big")
+    assert (plan.mode, plan.primary, plan.pick("generator", default=plan.primary)) == (
+        OrchestrationMode.CRITIQUE,
+        "big",
+        "big",
+    )
 
 
 def test_unknown_preset_is_400_listing_the_known_ones() -> None:
@@ -95,9 +105,19 @@ def test_unknown_preset_is_400_listing_the_known_ones() -> None:
     assert caught.value.status == 400 and "review" in caught.value.message
 
 
-def _bare_plan(participants: list[str], role_models: dict[str, list[str]], preset_roles: dict[str, str] | None = None) -> Plan:
-    return Plan(OrchestrationMode.CRITIQUE, participants[0], participants, MESSAGES, TaskType.GENERAL, 1,
-                role_models, preset_roles or {})  # fmt: skip
+def _bare_plan(
+    participants: list[str], role_models: dict[str, list[str]], preset_roles: dict[str, str] | None = None
+) -> Plan:
+    return Plan(
+        OrchestrationMode.CRITIQUE,
+        participants[0],
+        participants,
+        MESSAGES,
+        TaskType.GENERAL,
+        1,
+        role_models,
+        preset_roles or {},
+    )
 
 
 def test_pick_prefers_the_presets_role_mapping_over_the_default() -> None:
