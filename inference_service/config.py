@@ -101,6 +101,11 @@ class ModelConfig(_Strict):
     pooling: PoolingType | None = Field(
         default=None, description="--pooling for embeddings; unset: the GGUF's own type, or mean if it declares none"
     )
+    cache_ram_mb: int = Field(
+        default=256,
+        ge=0,
+        description="llama-server's in-RAM prompt cache (--cache-ram), counted in the memory estimate; 0 disables it",
+    )
     extra_args: list[str] = []
     # ollama
     ollama_model: str | None = None

@@ -1,7 +1,7 @@
 """The event bus: what happened in the service, told to whoever listens, never waited on.
 
 The supervisor publishes model state changes, load progress and evictions; the router
-publishes request activity and config reloads. Subscribers (``GET /v1/events``, the
+publishes request activity, config reloads and memory warnings. Subscribers (``GET /v1/events``, the
 dashboard, ``inference-service events``) each get a bounded buffer: a publisher never
 awaits, and a subscriber that falls behind loses the oldest events it has not read and
 learns how many from ``dropped`` on the next event it does read. A slow console can
@@ -27,7 +27,9 @@ LOAD_PROGRESS = "load_progress"
 EVICTION = "eviction"
 CONFIG_RELOAD = "config_reload"
 REQUEST = "request"
-EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST})
+#: A child's resident memory went past its estimate by more than the margin (router's memory watch).
+MEMORY_WARNING = "memory_warning"
+EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST, MEMORY_WARNING})
 
 DEFAULT_SUBSCRIBER_BUFFER = 1000
 

@@ -25,6 +25,7 @@ from inference_service.router.console import routes as console
 from inference_service.router.observability.activity import CLIENT_CLOSED, ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
+from inference_service.router.observability.memory import MemoryWatch
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
@@ -91,12 +92,14 @@ def create_app(
     supervisor = Supervisor(settings, runtime_factory)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
+    memory = MemoryWatch(supervisor)
     svc = Services(
         settings=settings,
         supervisor=supervisor,
         dispatcher=Dispatcher(settings, supervisor, upstream, metrics),
         resolver=ModelResolver(settings),
         metrics=metrics,
+        memory=memory,
     )
 
     log_buffer = _router_log_buffer(settings)
@@ -106,6 +109,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
+        memory_watch = asyncio.create_task(memory.run(lambda: svc.settings), name="memory-watch")
         import gc
 
         gc.freeze()
@@ -117,6 +121,7 @@ def create_app(
                 with _reload_triggers(reloader, watch_config):
                     yield
         finally:
+            memory_watch.cancel()
             await supervisor.close()
             await upstream.close()
             logging.getLogger().removeHandler(log_buffer)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from inference_service.config import Settings
+from inference_service.router.observability.memory import MemoryWatch
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
@@ -20,6 +21,7 @@ class Services:
     dispatcher: Dispatcher
     resolver: ModelResolver
     metrics: Metrics
+    memory: MemoryWatch | None = None  # each child's RSS against its estimate (always given by create_app)
 
 
 def services(request: Request) -> Services:

@@ -6,6 +6,9 @@ CORS), so without the key anything on the host could bypass the router's own key
 admission and metrics. The key travels in the child's environment (``LLAMA_API_KEY``),
 which only its owner can read, not on the command line, which ``ps`` shows to everyone.
 ``/health`` stays open, which is all the readiness probe needs.
+
+Its in-RAM prompt cache is bounded by the model's ``cache_ram_mb`` (llama-server's own
+default, 8 GiB, is far beyond any memory estimate).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, po
         str(model.concurrency),
         "--metrics",
         "--slots",
+        "--cache-ram",
+        str(model.cache_ram_mb),
     ]
     if model.n_gpu_layers is not None:
         argv += ["--n-gpu-layers", str(model.n_gpu_layers)]

@@ -1,4 +1,4 @@
-"""Estimate a model's memory before loading it: the GGUF weights plus the KV cache.
+"""Estimate a model's memory before loading it: the GGUF weights, the KV cache and the prompt cache.
 
 Only the GGUF header is read (a few hundred KB at most), with a small reader for the
 documented format (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md) instead of
@@ -88,11 +88,13 @@ def kv_cache_bytes(metadata: dict[str, object], ctx_size: int) -> int:
     return layers * context * kv_heads * (head_dim + value_dim) * _KV_BYTES_PER_ELEMENT
 
 
-def estimate_mb(path: Path, ctx_size: int) -> int:
-    """Weights + KV cache + fixed overhead, in MiB. Unreadable headers count weights only."""
+def estimate_mb(path: Path, ctx_size: int, cache_ram_mb: int = 0) -> int:
+    """Weights + KV cache + llama-server's prompt cache bound (``--cache-ram``) + fixed overhead, in MiB.
+
+    Unreadable headers count weights only."""
     weights = path.stat().st_size
     try:
         kv = kv_cache_bytes(read_metadata(path), ctx_size)
     except (GGUFError, OSError, UnicodeDecodeError):
         kv = 0
-    return int((weights + kv) / 2**20) + _OVERHEAD_MB
+    return int((weights + kv) / 2**20) + cache_ram_mb + _OVERHEAD_MB

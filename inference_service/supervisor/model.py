@@ -174,10 +174,14 @@ class ModelActor:
 
     @property
     def footprint_mb(self) -> int:
-        """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown."""
+        """Estimated memory (weights + KV cache + prompt cache), read from the GGUF header once; 0 when unknown."""
         if self._footprint_mb is None:
             path = self._settings.model_path(self.config) if self.config.path is not None else None
-            self._footprint_mb = estimate_mb(path, self.config.ctx_size) if path is not None and path.is_file() else 0
+            self._footprint_mb = (
+                estimate_mb(path, self.config.ctx_size, self.config.cache_ram_mb)
+                if path is not None and path.is_file()
+                else 0
+            )
         return self._footprint_mb
 
     def status(self) -> ModelStatus:

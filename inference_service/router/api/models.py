@@ -44,7 +44,7 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "in_flight": status.in_flight,
         "queue_depth": queue.waiting if queue else 0,
         "restarts": status.restarts,
-        "footprint_mb": status.footprint_mb,
+        "footprint_mb": status.footprint_mb or (svc.memory.estimate_mb(model_id) if svc.memory else None),
         "last_error": status.reason if status.state.value == "failed" else None,
         "reason": status.reason,
         "state_since": status.state_since,

@@ -20,6 +20,7 @@ from prometheus_client import (
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
 from inference_service.router.observability import activity
 from inference_service.router.observability.child_metrics import ChildMetrics
+from inference_service.router.observability.memory import MemoryWatch
 from inference_service.supervisor import ModelState, Supervisor
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -81,6 +82,12 @@ class Metrics:
         )
         self.process_rss = Gauge(
             "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
+        )
+        self.memory_estimate = Gauge(
+            "inference_model_memory_estimate_bytes",
+            "The model's memory estimate (weights, KV cache, prompt cache, overhead): its process RSS should stay near it",
+            ["model"],
+            registry=self.registry,
         )
         self.model_loads = Counter(
             "inference_model_loads", "Completed model loads (restarts included)", ["model"], registry=self.registry
@@ -162,7 +169,7 @@ class Metrics:
             self.requests.labels(model_id, endpoint, status).inc()
             self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
-    async def render(self, supervisor: Supervisor) -> bytes:
+    async def render(self, supervisor: Supervisor, memory: MemoryWatch | None = None) -> bytes:
         """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
@@ -174,6 +181,8 @@ class Metrics:
                     self.process_rss.remove(model_id)
             else:
                 self.process_rss.labels(model_id).set(rss_mb * 2**20)
+            if memory is not None and (estimate := memory.estimate_mb(model_id)) is not None:
+                self.memory_estimate.labels(model_id).set(estimate * 2**20)
         self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
         return generate_latest(self.registry)

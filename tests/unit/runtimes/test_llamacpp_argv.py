@@ -39,6 +39,8 @@ def test_gpu_config_produces_the_exact_llama_server_flags() -> None:
         "4",
         "--metrics",
         "--slots",
+        "--cache-ram",
+        "256",
         "--n-gpu-layers",
         "35",
         "--main-gpu",
@@ -53,6 +55,13 @@ def test_gpu_config_produces_the_exact_llama_server_flags() -> None:
 def test_unset_gpu_options_add_no_flags() -> None:
     argv = build_argv(BINARY, ModelConfig(id="cpu", path=GGUF), GGUF, 41002)
     assert not {"--n-gpu-layers", "--main-gpu", "--tensor-split", "--flash-attn", "--embeddings"} & set(argv)
+
+
+def test_prompt_cache_is_bounded_by_cache_ram_mb_and_0_disables_it() -> None:
+    bounded = build_argv(BINARY, ModelConfig(id="cpu", path=GGUF, cache_ram_mb=64), GGUF, 41007)
+    disabled = build_argv(BINARY, ModelConfig(id="cpu", path=GGUF, cache_ram_mb=0), GGUF, 41008)
+    assert bounded[bounded.index("--cache-ram") + 1] == "64"
+    assert disabled[disabled.index("--cache-ram") + 1] == "0"
 
 
 def test_flash_attn_false_is_passed_as_off() -> None:

@@ -47,6 +47,10 @@ def test_estimate_is_weights_plus_kv_cache_plus_overhead() -> None:
     assert weights_mb + kv_mb < estimate < weights_mb + kv_mb + 128
 
 
+def test_estimate_counts_the_prompt_cache_bound() -> None:
+    assert estimate_mb(SMOLLM2_FILE, 4096, cache_ram_mb=256) == estimate_mb(SMOLLM2_FILE, 4096) + 256
+
+
 def test_estimate_grows_with_ctx_size() -> None:
     assert estimate_mb(GEMMA_FILE, 8192) > estimate_mb(GEMMA_FILE, 2048)
 
