@@ -88,14 +88,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     binary = check_startable(settings)
     # Imported only now: a config mistake is reported without first paying for the web stack.
+    from inference_service.events import EventBus
     from inference_service.router.app import create_app
     from inference_service.router.config_reload import ConfigSource
     from inference_service.router.serving.server import serve
     from inference_service.runtimes.factory import runtime_factory
+    from inference_service.runtimes.kv_store import KVFileStore
 
     _configure_logging(settings.log_level, settings.log_format)
     source = ConfigSource(config_path_from_env(args.config), {"host": args.host, "port": args.port})
-    app = create_app(settings, runtime_factory(settings, binary), config_source=source, watch_config=args.watch_config)
+    events = EventBus()  # one bus: the runtimes publish their KV cache saves on it too
+    kv_store = KVFileStore(settings.kv_cache_dir, settings.kv_cache_disk_mb)
+    app = create_app(
+        settings,
+        runtime_factory(settings, binary, events, kv_store),
+        config_source=source,
+        watch_config=args.watch_config,
+        events=events,
+        kv_store=kv_store,
+    )
     started = serve(app, settings)
     return 0 if started else EXIT_STARTUP_FAILURE
 

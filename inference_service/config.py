@@ -259,6 +259,15 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"
     )
     log_buffer_lines: int = Field(default=500, ge=10)
+    kv_cache_dir: Path = Field(
+        default=CACHE_DIR / "kv", description="where llamacpp models' slot KV caches are kept across stops"
+    )
+    kv_cache_disk_mb: int = Field(
+        default=2048, ge=0, description="disk for saved KV caches, all models together (oldest go first); 0 disables"
+    )
+    kv_cache_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long saving slots may delay a stop (and restoring them a load)"
+    )
     runtimes: RuntimesConfig = RuntimesConfig()
     models: dict[str, ModelConfig] = {}
     presets: dict[str, PresetConfig] = {}

@@ -1,14 +1,14 @@
 """The event bus: what happened in the service, told to whoever listens, never waited on.
 
-The supervisor publishes model state changes, load progress and evictions; the router
-publishes request activity, config reloads and memory warnings. Subscribers (``GET /v1/events``, the
-dashboard, ``inference-service events``) each get a bounded buffer: a publisher never
-awaits, and a subscriber that falls behind loses the oldest events it has not read and
-learns how many from ``dropped`` on the next event it does read. A slow console can
-therefore never slow down a request.
+The supervisor publishes model state changes, load progress and evictions; the llama.cpp
+runtime its KV cache saves and restores; the router request activity, config reloads and
+memory warnings. Subscribers (``GET /v1/events``, the dashboard, ``inference-service
+events``) each get a bounded buffer: a publisher never awaits, and a subscriber that falls
+behind loses the oldest events it has not read and learns how many from ``dropped`` on the
+next event it does read. A slow console can therefore never slow down a request.
 
-This module sits below the supervisor and the router (it imports neither), so both
-can publish without knowing who listens.
+This module sits below the runtimes, the supervisor and the router (it imports none of
+them), so each can publish without knowing who listens.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ LOAD_PROGRESS = "load_progress"
 EVICTION = "eviction"
 CONFIG_RELOAD = "config_reload"
 REQUEST = "request"
+#: A llamacpp model's slots saved before a stop or restored after a start (``action``), by its runtime.
+KV_CACHE = "kv_cache"
 #: A child's resident memory went past its estimate by more than the margin (router's memory watch).
 MEMORY_WARNING = "memory_warning"
-EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST, MEMORY_WARNING})
+EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST, KV_CACHE, MEMORY_WARNING})
 
 DEFAULT_SUBSCRIBER_BUFFER = 1000
 

@@ -166,6 +166,10 @@ class ChildProcess:
             raise ChildStartError(f"{self.name} exited with code {exited.result()} while starting:\n{self.log_tail()}")
         raise ChildStartError(f"{self.name} did not become healthy within {timeout_s:g}s:\n{self.log_tail()}")
 
+    def note(self, line: str) -> None:
+        """Add a line of our own to the child's log: what the router did to it reads in its context."""
+        self._logs.append(f"[inference-service] {line}")
+
     def log_lines(self) -> list[str]:
         return list(self._logs)
 

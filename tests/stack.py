@@ -84,7 +84,12 @@ def main(extra_args: Sequence[str]) -> int:
     try:
         say(f"starting inference-service ({SERVICE_CONFIG.relative_to(REPO_ROOT)}), waiting for /health/ready ...")
         with running_service(
-            SERVICE_CONFIG, log_dir, port=port, ready_timeout_s=SERVICE_READY_TIMEOUT_S, wait_ready=True
+            SERVICE_CONFIG,
+            log_dir,
+            port=port,
+            env={"INFERENCE_KV_CACHE_DIR": str(log_dir / "kv")},  # this stack's saved slots are its own
+            ready_timeout_s=SERVICE_READY_TIMEOUT_S,
+            wait_ready=True,
         ) as service:
             say(f"inference-service ready at {service.url} (pid {service.pid}) after {time.monotonic() - started:.0f}s")
             say(

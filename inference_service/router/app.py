@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from inference_service import __version__
 from inference_service.config import Settings
+from inference_service.events import EventBus
 from inference_service.router import api
 from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
@@ -37,6 +38,7 @@ from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.router.serving.hot_routes import HotRoutes
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
+from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.supervisor import RuntimeFactory, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -87,9 +89,14 @@ def create_app(
     runtime_factory: RuntimeFactory,
     config_source: ConfigSource | None = None,
     watch_config: bool = False,
+    events: EventBus | None = None,
+    kv_store: KVFileStore | None = None,
 ) -> FastAPI:
-    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``)."""
-    supervisor = Supervisor(settings, runtime_factory)
+    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``).
+
+    ``events`` is the bus the runtimes publish on, if they do; ``kv_store`` the one holding their saved slots.
+    """
+    supervisor = Supervisor(settings, runtime_factory, events)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
     memory = MemoryWatch(supervisor)
@@ -100,6 +107,7 @@ def create_app(
         resolver=ModelResolver(settings),
         metrics=metrics,
         memory=memory,
+        kv_store=kv_store,
     )
 
     log_buffer = _router_log_buffer(settings)

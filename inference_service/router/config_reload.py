@@ -48,6 +48,9 @@ STARTUP_KEYS = (
     "stop_grace_s",
     "log_buffer_lines",
     "package_index_url",
+    "kv_cache_dir",
+    "kv_cache_disk_mb",
+    "kv_cache_timeout_s",
 )
 
 

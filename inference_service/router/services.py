@@ -11,6 +11,7 @@ from inference_service.router.observability.memory import MemoryWatch
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
+from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.supervisor import Supervisor
 
 
@@ -21,7 +22,9 @@ class Services:
     dispatcher: Dispatcher
     resolver: ModelResolver
     metrics: Metrics
-    memory: MemoryWatch | None = None  # each child's RSS against its estimate (always given by create_app)
+    # Both always given by create_app (None only in services assembled by hand, in tests):
+    memory: MemoryWatch | None = None  # each child's RSS against its estimate
+    kv_store: KVFileStore | None = None  # llamacpp models' saved slots
 
 
 def services(request: Request) -> Services:

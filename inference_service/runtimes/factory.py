@@ -7,7 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference_service.config import ModelConfig, RuntimeKind, Settings
+from inference_service.events import EventBus
 from inference_service.runtimes.base import Runtime
+from inference_service.runtimes.kv_slots import SlotKeeper
+from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.runtimes.llamacpp import LlamaCppRuntime
 from inference_service.runtimes.ollama import OllamaRuntime, OllamaServer
 from inference_service.runtimes.probe import HealthProber
@@ -42,12 +45,28 @@ def ollama_server(settings: Settings, prober: HealthProber) -> OllamaServer | No
     )
 
 
-def runtime_factory(settings: Settings, llama_server: Path | None) -> Callable[[ModelConfig], Runtime]:
+def slot_keeper(
+    model: ModelConfig, settings: Settings, kv_store: KVFileStore | None, events: EventBus | None
+) -> SlotKeeper | None:
+    """Who keeps a llamacpp model's slots across stops: nobody when the disk budget is 0, or for an
+    embeddings model (its requests leave nothing in a slot worth keeping)."""
+    if kv_store is None or not kv_store.enabled or model.embeddings:
+        return None
+    return SlotKeeper(model, kv_store, settings.kv_cache_timeout_s, events)
+
+
+def runtime_factory(
+    settings: Settings,
+    llama_server: Path | None,
+    events: EventBus | None = None,
+    kv_store: KVFileStore | None = None,
+) -> Callable[[ModelConfig], Runtime]:
     """A ``ModelConfig -> Runtime`` function for the supervisor.
 
     Every Ollama model shares one server (and, with ``spawn``, one child process), so the
     server object is created once here rather than per model. Likewise every remote and
     Ollama model shares one health prober: one probe per host and interval, one HTTP client.
+    Every llamacpp model keeps its slots in the one ``kv_store`` (publishing on ``events``).
     """
     prober = HealthProber(settings.runtimes.remote.health_interval_s)
     shared_ollama = ollama_server(settings, prober)
@@ -62,6 +81,7 @@ def runtime_factory(settings: Settings, llama_server: Path | None) -> Callable[[
                 health_interval_s=settings.health_interval_s,
                 stop_grace_s=settings.stop_grace_s,
                 log_buffer_lines=settings.log_buffer_lines,
+                slot_keeper=slot_keeper(model, settings, kv_store, events),
             )
         if model.runtime == "ollama":
             return OllamaRuntime(

@@ -8,7 +8,9 @@ which only its owner can read, not on the command line, which ``ps`` shows to ev
 ``/health`` stays open, which is all the readiness probe needs.
 
 Its in-RAM prompt cache is bounded by the model's ``cache_ram_mb`` (llama-server's own
-default, 8 GiB, is far beyond any memory estimate).
+default, 8 GiB, is far beyond any memory estimate); its slots outlive a graceful stop
+through a :class:`~inference_service.runtimes.kv_slots.SlotKeeper`, saved before the process
+is stopped and restored once it is healthy, before :meth:`LlamaCppRuntime.start` returns.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from inference_service.config import ModelConfig
 from inference_service.processes import ChildProcess, ChildStartError, ProcessInfo
 from inference_service.runtimes.base import LLAMA_SERVER_PATHS, Endpoint, RuntimeStartError
 from inference_service.runtimes.gguf import GGUFError, declared_pooling
+from inference_service.runtimes.kv_slots import SlotKeeper
 
 
 def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, pooling: str | None = None) -> list[str]:
@@ -93,6 +96,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _client(endpoint: Endpoint, timeout_s: float | None) -> httpx.AsyncClient:
+    """A client for the child's own API, with the key only the router holds."""
+    return httpx.AsyncClient(base_url=endpoint.base_url, headers=dict(endpoint.headers), timeout=timeout_s)
+
+
 async def _answers_ok(client: httpx.AsyncClient) -> bool:
     """llama-server's readiness: ``/health`` is 503 while the model loads, 200 when it serves."""
     with contextlib.suppress(httpx.HTTPError):
@@ -116,6 +124,7 @@ class LlamaCppRuntime:
         health_interval_s: float,
         stop_grace_s: float,
         log_buffer_lines: int,
+        slot_keeper: SlotKeeper | None = None,
     ) -> None:
         self._model = model
         self._binary = binary
@@ -124,8 +133,10 @@ class LlamaCppRuntime:
         self._health_interval_s = health_interval_s
         self._stop_grace_s = stop_grace_s
         self._log_buffer_lines = log_buffer_lines
+        self._slot_keeper = slot_keeper
         self._child: ChildProcess | None = None
         self._port: int | None = None
+        self._endpoint: Endpoint | None = None  # set once the child serves: only then are its slots worth saving
 
     async def start(self) -> Endpoint:
         if self._binary is None:
@@ -140,8 +151,11 @@ class LlamaCppRuntime:
         self._port = free_port()
         api_key = secrets.token_urlsafe(32)
         pooling = await asyncio.to_thread(embedding_pooling, self._model, self._model_path)
+        argv = build_argv(self._binary, self._model, self._model_path, self._port, pooling)
+        if self._slot_keeper is not None:
+            argv += await self._slot_keeper.prepare(self._binary, self._model_path)
         self._child = ChildProcess(
-            build_argv(self._binary, self._model, self._model_path, self._port, pooling),
+            argv,
             name=f"llama-server[{self._model.id}]",
             log_lines=self._log_buffer_lines,
             env={**os.environ, API_KEY_ENV: api_key},
@@ -150,16 +164,24 @@ class LlamaCppRuntime:
             await self._child.spawn()
         except OSError as error:
             raise RuntimeStartError(f"cannot start {self._binary}: {error}") from None
-        base_url = f"http://127.0.0.1:{self._port}"
+        endpoint = Endpoint(
+            base_url=f"http://127.0.0.1:{self._port}",
+            model_name=self._model.id,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
         try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+            async with _client(endpoint, timeout_s=2.0) as client:
                 await self._child.wait_ready(
                     lambda: _answers_ok(client), self._health_interval_s, self._health_timeout_s
                 )
         except ChildStartError as error:
             await self.stop()
             raise RuntimeStartError(error.reason) from None
-        return Endpoint(base_url=base_url, model_name=self._model.id, headers={"Authorization": f"Bearer {api_key}"})
+        if self._slot_keeper is not None:
+            async with _client(endpoint, timeout_s=None) as client:
+                await self._slot_keeper.restore(client, self._child)
+        self._endpoint = endpoint
+        return endpoint
 
     async def wait_until_down(self) -> str:
         assert self._child is not None
@@ -167,8 +189,16 @@ class LlamaCppRuntime:
         return f"llama-server pid {self._child.pid} exited with code {code}:\n{self._child.log_tail()}"
 
     async def stop(self) -> None:
-        if self._child is not None:
-            await self._child.terminate(self._stop_grace_s)
+        """Save the slots of a child that served and still runs (a crashed one has nothing left), then stop it."""
+        if self._child is None:
+            return
+        endpoint, self._endpoint = self._endpoint, None
+        if self._slot_keeper is not None and endpoint is not None and self._child.returncode is None:
+            async with _client(endpoint, timeout_s=None) as client:
+                await self._slot_keeper.save(client, self._child)
+        await self._child.terminate(self._stop_grace_s)
+        if self._slot_keeper is not None:
+            await self._slot_keeper.discard_partials(self._child)
 
     def process_info(self) -> ProcessInfo | None:
         return self._child.info(self._port) if self._child else None

@@ -68,8 +68,18 @@ def render_toml(document: Mapping[str, Any], prefix: str = "") -> str:
 
 
 def write_config(path: Path, models: Mapping[str, Mapping[str, Any]], **top_level: Any) -> Path:
-    """Write a config with ``models`` (id -> table) and top-level keys; relative paths resolve in MODELS_DIR."""
-    document = {"host": "127.0.0.1", "models_dir": str(MODELS_DIR), **top_level, "models": dict(models)}
+    """Write a config with ``models`` (id -> table) and top-level keys; relative paths resolve in MODELS_DIR.
+
+    Saved slot KV caches go next to the config (``kv_cache_dir``), never to the shared cache dir:
+    a test's router restores only what it saved itself.
+    """
+    document = {
+        "host": "127.0.0.1",
+        "models_dir": str(MODELS_DIR),
+        "kv_cache_dir": str(path.parent / "kv"),
+        **top_level,
+        "models": dict(models),
+    }
     path.write_text(render_toml(document))
     return path
 

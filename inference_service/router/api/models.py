@@ -45,6 +45,7 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "queue_depth": queue.waiting if queue else 0,
         "restarts": status.restarts,
         "footprint_mb": status.footprint_mb or (svc.memory.estimate_mb(model_id) if svc.memory else None),
+        "kv_cache_mb": round(svc.kv_store.saved_bytes(model_id) / 2**20, 1) if svc.kv_store else None,
         "last_error": status.reason if status.state.value == "failed" else None,
         "reason": status.reason,
         "state_since": status.state_since,

@@ -33,4 +33,4 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     svc = services(request)
-    return Response(await svc.metrics.render(svc.supervisor, svc.memory), media_type=CONTENT_TYPE_LATEST)
+    return Response(await svc.metrics.render(svc.supervisor, svc.memory, svc.kv_store), media_type=CONTENT_TYPE_LATEST)

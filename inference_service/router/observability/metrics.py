@@ -17,10 +17,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from inference_service.events import EVICTION, LOAD_PROGRESS, Event
+from inference_service.events import EVICTION, KV_CACHE, LOAD_PROGRESS, Event
 from inference_service.router.observability import activity
 from inference_service.router.observability.child_metrics import ChildMetrics
 from inference_service.router.observability.memory import MemoryWatch
+from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.supervisor import ModelState, Supervisor
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -89,6 +90,7 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.kv_cache = KVCacheMetrics(self.registry)
         self.model_loads = Counter(
             "inference_model_loads", "Completed model loads (restarts included)", ["model"], registry=self.registry
         )
@@ -132,6 +134,8 @@ class Metrics:
             self.model_restarts.labels(event.model).inc()
         elif event.type == EVICTION and event.model:
             self.model_evictions.labels(event.model, str(event.data.get("reason", "unknown"))).inc()
+        elif event.type == KV_CACHE and event.model:
+            self.kv_cache.observe(event.model, event.data)
 
     def record_usage(self, model_id: str, usage: object) -> None:
         if not isinstance(usage, dict):
@@ -169,7 +173,9 @@ class Metrics:
             self.requests.labels(model_id, endpoint, status).inc()
             self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
-    async def render(self, supervisor: Supervisor, memory: MemoryWatch | None = None) -> bytes:
+    async def render(
+        self, supervisor: Supervisor, memory: MemoryWatch | None = None, kv_store: KVFileStore | None = None
+    ) -> bytes:
         """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
@@ -183,6 +189,50 @@ class Metrics:
                 self.process_rss.labels(model_id).set(rss_mb * 2**20)
             if memory is not None and (estimate := memory.estimate_mb(model_id)) is not None:
                 self.memory_estimate.labels(model_id).set(estimate * 2**20)
+            if kv_store is not None and status.runtime == "llamacpp":
+                self.kv_cache.disk.labels(model_id).set(kv_store.saved_bytes(model_id))
         self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
         return generate_latest(self.registry)
+
+
+class KVCacheMetrics:
+    """Slot KV caches kept across stops (``kv_cache`` events from the llama.cpp runtime; see runtimes/kv_slots.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.saves = Counter("inference_kv_cache_saves", "Slots saved before a stop", ["model"], registry=registry)
+        self.restores = Counter(
+            "inference_kv_cache_restores", "Slots restored after a start", ["model"], registry=registry
+        )
+        self.bytes = Counter(
+            "inference_kv_cache_bytes",
+            "Bytes of slot KV cache saved or restored",
+            ["model", "action"],
+            registry=registry,
+        )
+        self.seconds = Counter(
+            "inference_kv_cache_seconds", "Time spent saving or restoring slots", ["model", "action"], registry=registry
+        )
+        self.skipped = Counter(
+            "inference_kv_cache_skipped",
+            "Saved slots not restored (missing, truncated, corrupt, foreign, refused) and saves or restores cut "
+            "short (timeout)",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.disk = Gauge(
+            "inference_kv_cache_disk_bytes", "Slot KV cache kept on disk for the model", ["model"], registry=registry
+        )
+
+    def observe(self, model_id: str, data: dict[str, object]) -> None:
+        action = data.get("action")
+        if action in ("saved", "restored"):
+            (self.saves if action == "saved" else self.restores).labels(model_id).inc()
+            self.bytes.labels(model_id, str(action)).inc(_number(data.get("bytes")))
+            self.seconds.labels(model_id, str(action)).inc(_number(data.get("seconds")))
+        elif action == "skipped":
+            self.skipped.labels(model_id, str(data.get("reason", "unknown"))).inc()
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
