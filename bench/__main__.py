@@ -10,6 +10,8 @@ Two phases, each with its own router process so neither's traffic colours the ot
 3. scale (``bench.scale``): a router in front of the same upstream dripping its chunks
    (256 and 1,000 concurrent streams), then routers with 20 and 200 remote models on 20
    fake hosts.
+4. continuity (``bench.continuity``): a conversation's next turn warm and after its model was
+   stopped (unload + load, a swap).
 
 Exit status 1 when a target fails, so a script can gate on it.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import report, scale, scenarios, swap
+from bench import continuity, report, scale, scenarios, swap
 from bench.harness import (
     LLM_ID,
     bare_relay,
@@ -138,7 +140,17 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
     return results
 
 
-SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_models", "scale", "many_models")
+SCENARIOS = (
+    "latency",
+    "streaming",
+    "cold_start",
+    "memory",
+    "proxy",
+    "two_models",
+    "continuity",
+    "scale",
+    "many_models",
+)
 
 
 def main() -> int:
@@ -185,6 +197,9 @@ def main() -> int:
         if "two_models" in only:
             print("bench: two models, one slot ...", flush=True)
             results.append(asyncio.run(swap.two_models_one_slot(plan.swap_requests, Path(scratch))))
+        if "continuity" in only:
+            print("bench: continuity (a conversation across its model's stops) ...", flush=True)
+            results.append(continuity.continuity(plan.continuity_rounds, Path(scratch)))
         if only & {"scale", "many_models"}:
             results += asyncio.run(scale_phase(plan, Path(scratch), only))
     info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]

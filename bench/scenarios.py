@@ -47,6 +47,7 @@ class Plan:
     stream_concurrency: tuple[int, ...] = (1, 8)
     proxy_concurrency: tuple[int, ...] = (1, 16, 64)
     swap_requests: int = 100  # "two models, one slot"
+    continuity_rounds: int = 3  # each: a warm turn, one after unload + load, one after a swap
     scale_chunks: int = 50  # per drip stream
     scale_gap_ms: float = 20.0  # between a drip stream's chunks
     scale_concurrency: tuple[int, ...] = (256, 1000)
@@ -68,6 +69,7 @@ class Plan:
             proxy_duration_s=2.0,
             cold_start_reps=3,
             swap_requests=40,
+            continuity_rounds=2,
             scale_rounds=1,
             many_idle_window_s=6.0,
         )

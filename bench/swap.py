@@ -38,7 +38,11 @@ def _config(path: Path, swap_max_wait_s: float) -> Path:
         if not model_path.is_file():
             raise SystemExit(f"bench: {model_path} missing: run `inference-service models pull {model_id}`")
         models[model_id] = {"runtime": "llamacpp", "path": str(model_path), "ctx_size": 1024, "parallel": 4}
-    capacity: dict[str, object] = {"max_loaded_models": 1, "swap_max_wait_s": swap_max_wait_s}
+    capacity: dict[str, object] = {
+        "max_loaded_models": 1,
+        "swap_max_wait_s": swap_max_wait_s,
+        "kv_cache_dir": str(path.parent / f"kv-{path.stem}"),  # each run's saved slots are its own
+    }
     return write_config(path, models, queue_size=256, binary=binary, top_level=capacity)
 
 
