@@ -143,6 +143,7 @@ class ModelActor:
         self.loads = 0
         self.last_load_s: float | None = None
         self.keep_alive_s: float | None = None  # a request's keep_alive, until the next unload; None: ttl_s
+        self._keep_alive_at = 0.0  # when it was set: one set while the model unloads is for its next use
         self._footprint_mb: int | None = None
         self.in_flight = 0
         self._leases = 0
@@ -347,7 +348,7 @@ class ModelActor:
             case Evict(reason=reason, idle_only=idle_only):
                 self._on_evict(reason, idle_only)
             case KeepAlive(ttl_s=ttl_s):
-                self.keep_alive_s = ttl_s
+                self.keep_alive_s, self._keep_alive_at = ttl_s, time.time()
             case Yield(reason=reason):
                 if self.state == _S.LOADED and not self.closed:
                     self.closed = True
@@ -590,8 +591,10 @@ class ModelActor:
     def _on_stopped(self, generation: int) -> None:
         if generation != self.generation:
             return
+        unloading_since = self.state_since
         self._transition(_S.UNLOADING, _S.UNLOADED)
-        self.keep_alive_s = None  # it was for the use that ends here
+        if self._keep_alive_at <= unloading_since:  # set before the unload began: for the use that ends here
+            self.keep_alive_s = None
         self._capacity.release(self)
         done, self._unload_waiters = self._unload_waiters, []
         for future in done:

@@ -3,6 +3,7 @@ model is next unloaded; the TTL reaper acts on it as on the configured ttl_s."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -46,4 +47,20 @@ async def test_no_keep_alive_gives_the_decision_back_to_ttl_s() -> None:
     supervisor.keep_alive("m", None)
     await settle()
     assert supervisor.status("m").idle_ttl_s is None
+    await supervisor.close()
+
+
+async def test_a_keep_alive_sent_while_the_model_unloads_is_for_its_next_use() -> None:
+    harness = Harness(["m"])
+    supervisor = harness.supervisor
+    await supervisor.load("m")
+    async with supervisor.lease("m") as lease:
+        await lease.ready()
+        unloading = asyncio.create_task(supervisor.unload("m"))  # drains the request in flight first
+        await eventually(lambda: harness.state("m") == "unloading")
+        supervisor.keep_alive("m", 42.0)  # the next request's, arriving meanwhile
+        await settle()
+    await unloading
+    await supervisor.load("m")
+    assert supervisor.status("m").idle_ttl_s == 42.0
     await supervisor.close()
