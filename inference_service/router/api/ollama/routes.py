@@ -235,17 +235,18 @@ async def generate(request: Request) -> Response:
 
 
 async def _embeddings(
-    request: Request, body: OllamaEmbedRequest | OllamaEmbeddingsRequest, texts: str | list[str], endpoint: str
+    request: Request, schema: type[OllamaEmbedRequest | OllamaEmbeddingsRequest], endpoint: str
 ) -> tuple[dict[str, Any] | None, Response]:
-    """Embed ``texts`` through ``/v1/embeddings``: Ollama's answer (the vectors in input order; None
-    when there is none to give, a 499) and the upstream response."""
+    """Embed the request's texts through ``/v1/embeddings``: Ollama's answer (the vectors in input
+    order; None when there is none to give, a 499) and the upstream response."""
     started = time.perf_counter()
     svc = services(request)
+    body, _ = await parse_body(request, schema, svc.settings.max_body_bytes)
     model_id = catalog.resolve(svc, body.model)
     sampling_fields(body.options)  # refuses what cannot be honoured; sampling has no bearing on embeddings
     _keep_alive(svc, model_id, body.keep_alive)
     require(svc, model_id, "/v1/embeddings")
-    openai: dict[str, Any] = {"input": texts}
+    openai: dict[str, Any] = {"input": body.input} if isinstance(body, OllamaEmbedRequest) else {"input": body.prompt}
     if isinstance(body, OllamaEmbedRequest) and body.dimensions:
         openai["dimensions"] = body.dimensions
     response = await forward(request, svc, model_id, "/v1/embeddings", openai, False, body.priority, endpoint=endpoint)
@@ -265,18 +266,15 @@ async def _embeddings(
 @router.post("/api/embed", openapi_extra=json_request(OllamaEmbedRequest), responses=MODEL_ERRORS)
 @_ollama_errors
 async def embed(request: Request) -> Response:
-    svc = services(request)
-    body, _ = await parse_body(request, OllamaEmbedRequest, svc.settings.max_body_bytes)
-    answer, response = await _embeddings(request, body, body.input, "api/embed")
+    answer, response = await _embeddings(request, OllamaEmbedRequest, "api/embed")
     return response if answer is None else _json(answer, response)
 
 
 @router.post("/api/embeddings", openapi_extra=json_request(OllamaEmbeddingsRequest), responses=MODEL_ERRORS)
 @_ollama_errors
 async def embeddings(request: Request) -> Response:
-    svc = services(request)
-    body, _ = await parse_body(request, OllamaEmbeddingsRequest, svc.settings.max_body_bytes)
-    answer, response = await _embeddings(request, body, body.prompt, "api/embeddings")
+    """The legacy form: one ``prompt``, one ``embedding``."""
+    answer, response = await _embeddings(request, OllamaEmbeddingsRequest, "api/embeddings")
     return response if answer is None else _json({"embedding": answer["embeddings"][0]}, response)
 
 
