@@ -143,11 +143,11 @@ async def relay(
     try:
         async for block in blocks:
             end = protocol.end_of_last(block)
-            last = block[:end] if end >= 0 else block
+            run = block[:end] if end >= 0 else block
             if reframe is not None:
-                last = reframe(last)
-            if last:
-                await send(last)
+                run = reframe(run)
+            if run:
+                await send(run)
             if end >= 0:
                 return
         logger.warning("upstream stream ended without its last event")
