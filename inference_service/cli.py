@@ -95,7 +95,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _configure_logging(settings.log_level, settings.log_format)
     source = ConfigSource(config_path_from_env(args.config), {"host": args.host, "port": args.port})
-    app = create_app(settings, runtime_factory(settings, binary), config_source=source, watch_config=args.watch_config)
+    try:
+        app = create_app(
+            settings, runtime_factory(settings, binary), config_source=source, watch_config=args.watch_config
+        )
+    except ConfigError as error:  # tracing's OTEL_* variables are read as the app is built
+        raise CLIError(str(error)) from None
     started = serve(app, settings)
     return 0 if started else EXIT_STARTUP_FAILURE
 

@@ -200,6 +200,23 @@ class RuntimesConfig(_Strict):
     remote: RemoteRuntimeConfig = RemoteRuntimeConfig()
 
 
+class TracingConfig(_Strict):
+    """``[tracing]``: OpenTelemetry traces over OTLP/HTTP, on once an endpoint is set. Each key has the
+    SDK's standard ``OTEL_*`` variable, which wins (router/observability/tracing/settings.py)."""
+
+    endpoint: str | None = Field(default=None, description="collector base URL; /v1/traces is appended")
+    traces_endpoint: str | None = Field(default=None, description="the full traces URL (wins over endpoint)")
+    protocol: Literal["http/protobuf"] = "http/protobuf"
+    service_name: str | None = Field(default=None, min_length=1, description="unset: inference-service")
+    sampler: Literal[
+        "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = "parentbased_always_on"  # fmt: skip
+    sampler_arg: float | None = Field(default=None, ge=0, le=1, description="the ratio of the *traceidratio samplers")
+    resource_attributes: dict[str, str] = {}
+    capture_message_content: bool = Field(default=False, description="prompts and completions on spans (private!)")
+
+
 class Settings(BaseSettings):
     """The whole service configuration. Top-level keys are overridable as ``INFERENCE_<KEY>``."""
 
@@ -255,6 +272,7 @@ class Settings(BaseSettings):
     )
     log_buffer_lines: int = Field(default=500, ge=10)
     runtimes: RuntimesConfig = RuntimesConfig()
+    tracing: TracingConfig = TracingConfig()
     models: dict[str, ModelConfig] = {}
     presets: dict[str, PresetConfig] = {}
 

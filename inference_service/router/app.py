@@ -22,6 +22,7 @@ from inference_service.router import api
 from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.console import routes as console
+from inference_service.router.observability import tracing
 from inference_service.router.observability.activity import CLIENT_CLOSED, ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
@@ -87,10 +88,14 @@ def create_app(
     config_source: ConfigSource | None = None,
     watch_config: bool = False,
 ) -> FastAPI:
-    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``)."""
+    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``).
+
+    Raises ConfigError for a bad tracing setting (``[tracing]``, ``OTEL_*``).
+    """
     supervisor = Supervisor(settings, runtime_factory)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
+    traces = tracing.start(settings.tracing, supervisor.events, metrics.registry)
     svc = Services(
         settings=settings,
         supervisor=supervisor,
@@ -119,6 +124,8 @@ def create_app(
         finally:
             await supervisor.close()
             await upstream.close()
+            if traces is not None:
+                await traces.shutdown()
             logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
@@ -137,6 +144,8 @@ def create_app(
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         max_body_bytes=settings.max_body_bytes,
     )
+    if traces is not None:
+        traces.install(app)  # a SERVER span per request, inside the activity record it reads
     app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
 
     @app.exception_handler(APIError)

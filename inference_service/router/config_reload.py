@@ -29,7 +29,7 @@ from inference_service.supervisor import reload as model_reload
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 2.0
-#: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
+#: Top-level keys read once at start-up (by uvicorn, middleware, logging, tracing, the upstream client, runtimes).
 STARTUP_KEYS = (
     "host",
     "port",
@@ -48,6 +48,7 @@ STARTUP_KEYS = (
     "stop_grace_s",
     "log_buffer_lines",
     "package_index_url",
+    "tracing",
 )
 
 

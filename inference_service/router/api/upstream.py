@@ -48,7 +48,7 @@ async def upstream(name: str, path: str, request: Request) -> Response:
         raise
     finally:
         svc.metrics.requests.labels(model_id, METRICS_ENDPOINT, status).inc()
-        svc.metrics.latency.labels(model_id, METRICS_ENDPOINT).observe(time.perf_counter() - started)
+        svc.metrics.observe_latency(model_id, METRICS_ENDPOINT, time.perf_counter() - started)
 
 
 async def _pass_through(svc: Services, model_id: str, request: Request, path: str, body: bytes | None) -> Response:

@@ -16,9 +16,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
-from inference_service.router.observability import activity
+from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.child_metrics import ChildMetrics
 from inference_service.supervisor import ModelState, Supervisor
 
@@ -140,8 +141,12 @@ class Metrics:
         if isinstance(completion, int):
             self.completion_tokens.labels(model_id).inc(completion)
 
+    def observe_latency(self, model_id: str, endpoint: str, seconds: float) -> None:
+        """A request's duration; a traced request's trace id goes with it as the exemplar."""
+        self.latency.labels(model_id, endpoint).observe(seconds, tracing.exemplar())
+
     def observe_ttft(self, model_id: str, seconds: float) -> None:
-        self.ttft.labels(model_id).observe(seconds)
+        self.ttft.labels(model_id).observe(seconds, tracing.exemplar())
         if record := activity.current():
             record.mark_first_token()
 
@@ -160,10 +165,11 @@ class Metrics:
             raise
         finally:
             self.requests.labels(model_id, endpoint, status).inc()
-            self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+            self.observe_latency(model_id, endpoint, time.perf_counter() - started)
 
-    async def render(self, supervisor: Supervisor) -> bytes:
-        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
+    async def render(self, supervisor: Supervisor, openmetrics: bool = False) -> bytes:
+        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything:
+        in the OpenMetrics format when the scraper asks for it (only that one carries exemplars)."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
             for state in ModelState:
@@ -176,4 +182,4 @@ class Metrics:
                 self.process_rss.labels(model_id).set(rss_mb * 2**20)
         self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
-        return generate_latest(self.registry)
+        return (generate_openmetrics if openmetrics else generate_latest)(self.registry)

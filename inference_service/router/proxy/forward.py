@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from inference_service.router.observability import activity
+from inference_service.router.observability import activity, tracing
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.proxy.sse import OPENAI, StreamProtocol
@@ -48,6 +48,7 @@ async def forward(
     body = without_router_fields(raw)
     request_id = request_id_var.get()
     activity.note(model=model_id, endpoint=endpoint)
+    tracing.note_request(raw)
     try:
         if stream:
             return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
@@ -70,5 +71,5 @@ async def forward(
         svc.metrics.requests.labels(model_id, endpoint, CLIENT_CLOSED_REQUEST).inc()
         return Response(status_code=499)  # nobody reads it: the server drops it
     svc.metrics.requests.labels(model_id, endpoint, "200").inc()
-    svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+    svc.metrics.observe_latency(model_id, endpoint, time.perf_counter() - started)
     return Response(reply.body, status_code=200, media_type="application/json", headers=served_model_headers())

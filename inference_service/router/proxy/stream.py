@@ -95,9 +95,7 @@ class ProxiedStream(Response):
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._svc.metrics.requests.labels(self._model_id, self._endpoint, status).inc()
-            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(
-                time.perf_counter() - self._started
-            )
+            self._svc.metrics.observe_latency(self._model_id, self._endpoint, time.perf_counter() - self._started)
 
     async def _admit_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
         """Admit, relay, release; the metrics status of the request."""
