@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found
+from inference_service.supervisor import ModelState, ModelStatus
 
 router = APIRouter()
 
@@ -78,14 +78,8 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
-    try:
+    with map_supervisor_errors():
         await svc.supervisor.load(model_id)
-    except UnknownModel as error:
-        raise not_found(str(error)) from None
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_load_failed") from None
     return model_card(svc, model_id)
 
 

@@ -15,8 +15,8 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, service_unavailable
+from inference_service.supervisor import ModelState
 
 router = APIRouter()
 
@@ -52,7 +52,7 @@ async def upstream(name: str, path: str, request: Request) -> Response:
 
 
 async def _pass_through(svc: Services, model_id: str, request: Request, path: str, body: bytes | None) -> Response:
-    try:
+    with map_supervisor_errors():
         async with svc.supervisor.lease(model_id) as lease:
             endpoint = await lease.ready()
             headers = dict(endpoint.headers)
@@ -70,7 +70,3 @@ async def _pass_through(svc: Services, model_id: str, request: Request, path: st
                 raise service_unavailable(
                     f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
                 ) from None
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
