@@ -91,10 +91,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
-        import gc
-
-        gc.freeze()
-        gc.set_threshold(10000, 20, 20)
         try:
             if reloader is None:
                 yield
