@@ -73,6 +73,8 @@ class _SupervisorErrorMap:
     def __exit__(
         self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        if error is None:
+            return
         if isinstance(error, UnknownModel):  # gone between resolving its name and reaching it (a config reload)
             raise not_found(str(error)) from None
         if isinstance(error, InsufficientCapacity):
