@@ -18,7 +18,6 @@ import mmap
 import os
 import struct
 from pathlib import Path
-from typing import cast
 
 #: llama.cpp's ``enum llama_pooling_type`` values as written in GGUF files.
 POOLING_TYPES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
@@ -46,9 +45,9 @@ class _Cursor:
     def scalar(self, value_type: int) -> int | float | bool:
         layout = _SCALARS[value_type]
         self._require(layout.size)
-        (value,) = layout.unpack_from(self._data, self.offset)
+        value: int | float | bool = layout.unpack_from(self._data, self.offset)[0]
         self.offset += layout.size
-        return cast(int | float | bool, value)
+        return value
 
     def count(self) -> int:
         return int(self.scalar(10))
