@@ -5,7 +5,7 @@ every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is r
 with its one-line reason - logged, returned, published as a ``config_reload`` event - and
 the running config stays; so is a file that would restart a model, or preload a new one,
 from a model file that is not there. A valid one is applied: the router's routing, queues and
-limits at once, then the models
+limits at once (a restarted model's queue limits once its new process serves), then the models
 through :mod:`inference_service.supervisor.reload`. What each key does on reload is declared
 with the key in :mod:`inference_service.config`: keys that only take effect at start-up
 (listening address, key, logging, runtime binaries and timeouts) are reported in
@@ -82,8 +82,9 @@ class ConfigReloader:
             # Routing first: a removed model is refused (404) from now on, a new one is known.
             svc.settings = new
             svc.resolver = ModelResolver(new)
-            svc.dispatcher.configure_queues(new)
+            svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
             failures = await model_reload.apply(svc.supervisor, new, changes)
+            svc.dispatcher.configure_queues(new)  # the restarted models' limits, for their new processes
             result: dict[str, Any] = {
                 "ok": not failures,
                 "trigger": trigger,
