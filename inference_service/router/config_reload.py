@@ -83,8 +83,10 @@ class ConfigReloader:
             svc.settings = new
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
-            failures = await model_reload.apply(svc.supervisor, new, changes)
-            svc.dispatcher.configure_queues(new)  # the restarted models' limits, for their new processes
+            try:
+                failures = await model_reload.apply(svc.supervisor, new, changes)
+            finally:
+                svc.dispatcher.configure_queues(new)  # the restarted models' limits, for their new processes
             result: dict[str, Any] = {
                 "ok": not failures,
                 "trigger": trigger,
