@@ -154,7 +154,7 @@ async def test_after_the_grace_an_ndjson_stream_ends_with_its_protocols_error_li
             await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
             await asyncio.sleep(0.01)
 
-    shutdown = Shutdown(grace_s=0.1)
+    shutdown = Shutdown(grace_s=lambda: 0.1)
     stream, sent = start(ShutdownMiddleware(app, shutdown))
     await asyncio.sleep(0.03)
     await shutdown.drain_and_close()
