@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 import subprocess
 import sys
 
@@ -14,10 +17,21 @@ from tests.support.service import REPO_ROOT, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
+#: A pipe shrunk to one page: far less than ``models list`` prints for ``CROWD`` models
+#: (about 85 bytes a line), so the listing cannot all fit in before its reader leaves.
+PIPE_BYTES = 4096
+CROWD = 200
+
 
 @pytest.fixture(scope="module")
 def router(start_router: StartRouter) -> ServiceProcess:
     return start_router({SMOLLM2_ID: smollm2(aliases=["smol"])})
+
+
+@pytest.fixture(scope="module")
+def crowded_router(start_router: StartRouter) -> ServiceProcess:
+    """Many unloaded models: a long ``models list``, and no llama-server started for it."""
+    return start_router({f"smollm2-copy-{number:03d}": smollm2() for number in range(CROWD)})
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,3 +67,22 @@ def test_models_load_of_an_unknown_id_prints_one_error_line_and_exits_2(router: 
     assert (
         line.startswith("inference-service: error: ") and "/v1/models/no-such-model" in line and "HTTP 404" in line
     ), line
+
+
+def test_models_list_piped_into_head_stops_quietly_when_head_leaves(crowded_router: ServiceProcess) -> None:
+    """``models list | head -c1``: head takes one byte and exits, the CLI's next write finds no
+    reader. It stops without a traceback and exits as a shell's own tools do (128 + SIGPIPE)."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    listing = [sys.executable, "-m", "inference_service", "models", "list", "--url", crowded_router.url]
+    with (
+        subprocess.Popen(["head", "-c1"], stdin=read_end, stdout=subprocess.PIPE) as head,
+        subprocess.Popen(listing, cwd=REPO_ROOT, stdout=write_end, stderr=subprocess.PIPE) as listing_cli,
+    ):
+        os.close(read_end)
+        os.close(write_end)
+        first_byte, _ = head.communicate(timeout=120)
+        _, errors = listing_cli.communicate(timeout=120)
+    assert first_byte == b"s"
+    assert errors.decode() == ""
+    assert listing_cli.returncode == 128 + signal.SIGPIPE
