@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.configs import SMOLLM2_FILE, write_config
 from tests.support.package_index import TINY_ALIAS, PublishedModel
-from tests.support.service import REPO_ROOT
 
 EXIT_USAGE = 2
 MODEL = {"runtime": "llamacpp", "path": str(SMOLLM2_FILE)}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """``python -m inference_service ARGS`` with the caller's environment plus ``env``."""
-    return subprocess.run(
-        [sys.executable, "-m", "inference_service", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_help_lists_every_subcommand() -> None:

@@ -1,7 +1,8 @@
-"""Fixtures for the router's unit tests."""
+"""Fixtures and helpers for the router's unit tests."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -24,3 +25,12 @@ async def harnesses() -> AsyncIterator[MakeHarness]:
     yield make
     for harness in made:
         await harness.supervisor.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request with a ``Content-Length`` body, for an upstream stand-in: its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    return await reader.readexactly(length)

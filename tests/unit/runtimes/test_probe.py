@@ -36,6 +36,16 @@ def remote(number: int, url: str, api_key: str | None = None) -> ModelConfig:
     return ModelConfig(id=f"remote-{number}", runtime="remote", url=url, api_key=api_key)
 
 
+async def watched(stop_after: list[Runtime], urls: list[str]) -> list[asyncio.Task[str]]:
+    """A model per URL on one shared prober, started, each waiting for its host to go down."""
+    prober = HealthProber(INTERVAL_S)
+    runtimes = [RemoteRuntime(remote(n, url), INTERVAL_S, prober) for n, url in enumerate(urls)]
+    stop_after.extend(runtimes)
+    for runtime in runtimes:
+        await runtime.start()
+    return [asyncio.create_task(runtime.wait_until_down()) for runtime in runtimes]
+
+
 async def test_ten_models_on_one_host_starting_together_cost_one_probe(
     hosts: HealthHosts, stop_after: list[Runtime]
 ) -> None:
@@ -49,12 +59,7 @@ async def test_ten_models_on_one_host_starting_together_cost_one_probe(
 async def test_watching_models_probe_each_host_once_per_interval(hosts: HealthHosts, stop_after: list[Runtime]) -> None:
     """Counted against the intervals that really passed: on a busy machine a probe round can
     take longer than its interval, and a count over a fixed sleep would come out short."""
-    prober = HealthProber(INTERVAL_S)
-    runtimes = [RemoteRuntime(remote(n, hosts.urls[n % 2]), INTERVAL_S, prober) for n in range(20)]
-    stop_after.extend(runtimes)
-    for runtime in runtimes:
-        await runtime.start()
-    watching = [asyncio.create_task(runtime.wait_until_down()) for runtime in runtimes]
+    watching = await watched(stop_after, [hosts.urls[n % 2] for n in range(20)])
     hosts.reset()
     started = time.monotonic()
     await eventually(lambda: min(hosts.requests) >= PROBE_ROUNDS)
@@ -64,12 +69,7 @@ async def test_watching_models_probe_each_host_once_per_interval(hosts: HealthHo
 
 
 async def test_every_model_on_a_host_hears_when_it_goes_down(hosts: HealthHosts, stop_after: list[Runtime]) -> None:
-    prober = HealthProber(INTERVAL_S)
-    runtimes = [RemoteRuntime(remote(n, hosts.urls[n % 2]), INTERVAL_S, prober) for n in range(6)]
-    stop_after.extend(runtimes)
-    for runtime in runtimes:
-        await runtime.start()
-    watchers = [asyncio.create_task(runtime.wait_until_down()) for runtime in runtimes]
+    watchers = await watched(stop_after, [hosts.urls[n % 2] for n in range(6)])
     hosts.reset()
     await eventually(lambda: min(hosts.requests) >= 1)  # both hosts are being watched
     hosts.status[1] = 503

@@ -6,12 +6,12 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from tests.integration.router.conftest import StartRouter
 from tests.support.api import model_card
+from tests.support.cli import CLI, run_cli
 from tests.support.configs import SMOLLM2_ID, smollm2
 from tests.support.service import REPO_ROOT, ServiceProcess
 
@@ -34,14 +34,8 @@ def crowded_router(start_router: StartRouter) -> ServiceProcess:
     return start_router({f"smollm2-copy-{number:03d}": smollm2() for number in range(CROWD)})
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inference_service", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_models_list_prints_each_model_with_its_state(router: ServiceProcess) -> None:
-    result = cli("models", "list", "--url", router.url)
+    result = run_cli("models", "list", "--url", router.url)
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.split()[:3] == [SMOLLM2_ID, "unloaded", "llamacpp"]
@@ -49,18 +43,18 @@ def test_models_list_prints_each_model_with_its_state(router: ServiceProcess) ->
 
 
 def test_models_load_then_unload_drive_the_service(router: ServiceProcess) -> None:
-    loaded = cli("models", "load", SMOLLM2_ID, "--url", router.url)
+    loaded = run_cli("models", "load", SMOLLM2_ID, "--url", router.url)
     assert loaded.returncode == 0, loaded.stderr
     pid = model_card(router, SMOLLM2_ID)["pid"]
     assert loaded.stdout.split()[:4] == [SMOLLM2_ID, "loaded", "llamacpp", f"pid={pid}"]
-    unloaded = cli("models", "unload", SMOLLM2_ID, "--url", router.url)
+    unloaded = run_cli("models", "unload", SMOLLM2_ID, "--url", router.url)
     assert unloaded.returncode == 0, unloaded.stderr
     assert unloaded.stdout.split()[:2] == [SMOLLM2_ID, "unloaded"]
     assert model_card(router, SMOLLM2_ID)["status"] == "unloaded"
 
 
 def test_models_load_of_an_unknown_id_prints_one_error_line_and_exits_2(router: ServiceProcess) -> None:
-    result = cli("models", "load", "no-such-model", "--url", router.url)
+    result = run_cli("models", "load", "no-such-model", "--url", router.url)
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
@@ -74,7 +68,7 @@ def test_models_list_piped_into_head_stops_quietly_when_head_leaves(crowded_rout
     reader. It stops without a traceback and exits as a shell's own tools do (128 + SIGPIPE)."""
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    listing = [sys.executable, "-m", "inference_service", "models", "list", "--url", crowded_router.url]
+    listing = [*CLI, "models", "list", "--url", crowded_router.url]
     with (
         subprocess.Popen(["head", "-c1"], stdin=read_end, stdout=subprocess.PIPE) as head,
         subprocess.Popen(listing, cwd=REPO_ROOT, stdout=write_end, stderr=subprocess.PIPE) as listing_cli,

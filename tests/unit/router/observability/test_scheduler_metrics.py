@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from inference_service.router.observability.metrics import Metrics
+from tests.support.configs import eventually
 from tests.unit.router.conftest import MakeHarness
-from tests.unit.supervisor.fakes import eventually
 
 pytestmark = pytest.mark.timeout(30)
 

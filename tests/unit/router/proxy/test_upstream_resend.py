@@ -10,6 +10,7 @@ import pytest
 
 from inference_service.router.proxy.upstream import UpstreamClient, UpstreamUnreachable
 from inference_service.runtimes.base import Endpoint
+from tests.unit.router.conftest import read_request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,11 +31,7 @@ async def _dropping(drop_first: int) -> AsyncIterator[tuple[Endpoint, list[int]]
     seen: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(
-            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-        )
-        await reader.readexactly(length)
+        await read_request(reader)
         seen.append(len(seen))
         if len(seen) > drop_first:
             writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}')
