@@ -29,9 +29,15 @@ from inference_service.router.proxy.upstream import (
     sse_blocks,
 )
 from inference_service.router.proxy.usage import usage_of
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
+from inference_service.router.serving.errors import (
+    APIError,
+    map_supervisor_errors,
+    not_found,
+    service_unavailable,
+    upstream_error,
+)
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
+from inference_service.supervisor import ModelState, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +91,8 @@ class Dispatcher:
         for candidate in [model_id, *self.fallbacks.get(model_id, [])]:
             attempt = contextlib.AsyncExitStack()
             try:
-                endpoint = await self._admit_one(attempt, candidate, priority)
+                with map_supervisor_errors():
+                    endpoint = await self._admit_one(attempt, candidate, priority)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -103,7 +110,8 @@ class Dispatcher:
         raise first_refusal
 
     async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
-        """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
+        """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
+        becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
 
         The lease comes first, so a request still queued for a slot already counts as
         demand for its model (it is not evicted from under its queue). Waiting for a slot
@@ -114,10 +122,7 @@ class Dispatcher:
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
-        try:
-            lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
-        except UnknownModel as error:
-            raise not_found(str(error)) from None
+        lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
@@ -136,10 +141,6 @@ class Dispatcher:
                 f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
             )
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
-        except InsufficientCapacity as error:
-            raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-        except ModelUnavailable as error:
-            raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
         finally:
             depth.dec()
         in_flight = self.metrics.in_flight.labels(model_id)
