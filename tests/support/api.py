@@ -76,19 +76,13 @@ def gone(pid: int) -> bool:
 
 
 @contextmanager
-def abandoned_post(
-    base_url: str, body: dict[str, Any], path: str = "/v1/chat/completions", headers: dict[str, str] | None = None
-) -> Iterator[socket.socket]:
-    """A POST whose client sends the request and reads nothing; the socket closes when the block exits.
-
-    ``base_url`` is a router's, or a llama-server's (with its ``headers``) for the same
-    abandonment without a router in between."""
+def abandoned_post(base_url: str, body: dict[str, Any], path: str = "/v1/chat/completions") -> Iterator[socket.socket]:
+    """A POST whose client sends the request and reads nothing; the socket closes when the block exits."""
     payload = json.dumps(body).encode()
     host, port = base_url.removeprefix("http://").split(":")
-    extra = b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in (headers or {}).items())
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
-            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), extra, len(payload), payload)
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(payload), payload)
         )
         yield sock

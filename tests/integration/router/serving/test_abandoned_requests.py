@@ -1,4 +1,4 @@
-"""Clients that hang up: a running non-streaming request frees its llama-server slot at once,
+"""Clients that hang up: a running non-streaming request is let go upstream within a second,
 a queued one - streaming or not - leaves the queue and never goes upstream, and all are
 counted as 499."""
 
@@ -17,16 +17,16 @@ from tests.support.api import abandoned_post, child_headers
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
-from tests.support.timing import interleaved
+from tests.support.timing import Budget
 from tests.support.wiretap import Wiretap
 
 pytestmark = pytest.mark.integration
 
-#: The spec: the router lets go of an abandoned request within 1 s (on top of llama-server's
-#: own notice: it checks a waiting request's connection when a second passes with no result).
+#: The spec: the router lets go of an abandoned request within 1 s (its own work, stretched by load).
 ROUTER_RELEASE_S = 1.0
-#: Abandonments timed each way, direct and routed in turn.
-ROUNDS = 3
+#: llama-server checks a waiting non-streaming request's connection once a second passes with no
+#: result for any request (a /slots answer is one): slots are polled more slowly than that.
+LLAMA_SERVER_CHECK_S = 1.5
 
 
 def slots(service: ServiceProcess) -> list[dict[str, Any]]:
@@ -53,42 +53,24 @@ def queue_depth(service: ServiceProcess, model_id: str) -> float:
     return sample(httpx.get(service.url + "/metrics").text, "inference_queue_depth", model=model_id) or 0.0
 
 
-def probe(service: ServiceProcess) -> httpx.Response:
-    """A one-token request straight to llama-server: it starts as soon as a slot is free."""
-    return httpx.post(
-        child_url(service, SMOLLM2_ID) + "/v1/chat/completions",
-        json=chat_body(max_tokens=1),
-        headers=child_headers(service, SMOLLM2_ID),
-        timeout=120,
-    )
-
-
-def freed_after_hang_up(router: ServiceProcess, base_url: str, headers: dict[str, str] | None = None) -> float:
-    """Both slots run 1000-token answers sent to ``base_url``, whose clients hang up once both
-    generate; seconds until a one-token request sent straight to llama-server gets a slot (it
-    posts no result that would delay llama-server's connection checks)."""
+def test_an_abandoned_running_request_is_let_go_upstream_within_a_second(router: ServiceProcess, tap: Wiretap) -> None:
+    """The router's own share, seen on the wire by the tap before llama-server: from the
+    client's hang-up to the router closing the upstream connection. (llama-server then frees
+    the slot at its next connection check - its own poll, which on a busy machine varied from
+    2 to 10 s and is no measure of the router.)"""
+    release = Budget(fixed_s=0, cpu_s=ROUTER_RELEASE_S)  # before the work: its own load must not loosen it
+    marker = f"running-{uuid.uuid4().hex}"
+    closed_before = requests_total(router, TAPPED_ID, "499")
+    body = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], max_tokens=1000, ignore_eos=True)
     wait_until(lambda: busy_slots(router) == 0, timeout_s=60)
-    body = chat_body(max_tokens=1000, ignore_eos=True)
-    with ExitStack() as clients:
-        for _ in range(2):
-            clients.enter_context(abandoned_post(base_url, body, headers=headers))
-        wait_until(lambda: generating_slots(router) == 2, timeout_s=60, interval_s=0.02)
+    with abandoned_post(router.url, body):
+        wait_until(lambda: generating_slots(router) == 1, timeout_s=60, interval_s=0.02)
     hung_up = time.monotonic()
-    answer = probe(router)
-    assert answer.status_code == 200, answer.text
-    return time.monotonic() - hung_up
-
-
-def test_abandoned_running_requests_free_their_slots_within_a_second(router: ServiceProcess) -> None:
-    """The same abandonment sent straight to llama-server, alternately in the same run, is the
-    baseline: llama-server notices a hang-up on its own poll, the router adds under a second."""
-    closed_before = requests_total(router, SMOLLM2_ID, "499")
-    child, auth = child_url(router, SMOLLM2_ID), child_headers(router, SMOLLM2_ID)
-    comparison = interleaved(
-        lambda: freed_after_hang_up(router, child, auth), lambda: freed_after_hang_up(router, router.url), ROUNDS
-    )
-    assert comparison.added_s < ROUTER_RELEASE_S, f"a slot freed late after the clients hung up: {comparison}"
-    wait_until(lambda: requests_total(router, SMOLLM2_ID, "499") - closed_before == 2 * ROUNDS, timeout_s=5)
+    ended = wait_until(lambda: tap.ended_at(marker.encode()), timeout_s=60)
+    assert ended - hung_up < release.seconds, f"upstream let go {ended - hung_up:.2f}s after the hang-up ({release})"
+    # And llama-server frees the slot, at a connection check that each /slots answer puts off.
+    wait_until(lambda: busy_slots(router) == 0, timeout_s=120, interval_s=LLAMA_SERVER_CHECK_S)
+    wait_until(lambda: requests_total(router, TAPPED_ID, "499") - closed_before == 1, timeout_s=5)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
