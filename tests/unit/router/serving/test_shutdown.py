@@ -58,7 +58,7 @@ def status(sent: Sent) -> int:
 
 
 async def test_draining_refuses_new_requests_with_503_shutting_down_but_still_answers_health() -> None:
-    shutdown = Shutdown(grace_s=5)
+    shutdown = Shutdown(grace_s=lambda: 5)
     middleware = ShutdownMiddleware(streaming_app(1, 0), shutdown)
     running, _ = start(middleware, "/v1/chat/completions")
     await asyncio.sleep(0)
@@ -74,7 +74,7 @@ async def test_draining_refuses_new_requests_with_503_shutting_down_but_still_an
 
 
 async def test_a_stream_that_ends_within_the_grace_is_served_in_full() -> None:
-    shutdown = Shutdown(grace_s=5)
+    shutdown = Shutdown(grace_s=lambda: 5)
     running, sent = start(ShutdownMiddleware(streaming_app(3, 0.01), shutdown))
     await asyncio.sleep(0)
     await shutdown.drain_and_close()
@@ -83,7 +83,7 @@ async def test_a_stream_that_ends_within_the_grace_is_served_in_full() -> None:
 
 
 async def test_after_the_grace_a_stream_gets_an_error_event_and_done_and_a_waiting_request_a_503() -> None:
-    shutdown = Shutdown(grace_s=0.1)
+    shutdown = Shutdown(grace_s=lambda: 0.1)
     stream, stream_sent = start(ShutdownMiddleware(streaming_app(1000, 0.01), shutdown))
     waiting, waiting_sent = start(ShutdownMiddleware(slow_json_app, shutdown))
     await asyncio.sleep(0.03)
@@ -99,7 +99,7 @@ async def test_after_the_grace_a_stream_gets_an_error_event_and_done_and_a_waiti
 
 
 async def test_skipping_the_grace_closes_at_once() -> None:
-    shutdown = Shutdown(grace_s=LONG_GRACE_S)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
     waiting, sent = start(ShutdownMiddleware(slow_json_app, shutdown))
     await asyncio.sleep(0)
     stopping = asyncio.create_task(shutdown.drain_and_close())
@@ -110,7 +110,7 @@ async def test_skipping_the_grace_closes_at_once() -> None:
 
 
 async def test_a_second_drain_changes_nothing() -> None:
-    shutdown = Shutdown(grace_s=0)
+    shutdown = Shutdown(grace_s=lambda: 0)
     await shutdown.drain_and_close()
     await shutdown.drain_and_close()
     assert shutdown.phase is Phase.CLOSING
@@ -123,7 +123,7 @@ def feed_app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
 
 
 async def test_a_feed_ends_when_draining_starts_and_does_not_hold_the_drain_up() -> None:
-    shutdown = Shutdown(grace_s=LONG_GRACE_S)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
     feed, feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
     await asyncio.sleep(0.03)
     await asyncio.wait_for(shutdown.drain_and_close(), timeout=WELL_WITHIN_THE_GRACE_S)
@@ -145,7 +145,7 @@ def gated_app(gate: asyncio.Event) -> Callable[[Scope, Receive, Send], Awaitable
 
 
 async def test_a_feed_ends_at_once_while_a_request_still_drains() -> None:
-    shutdown = Shutdown(grace_s=LONG_GRACE_S)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
     gate = asyncio.Event()
     feed, _feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
     stream, stream_sent = start(ShutdownMiddleware(gated_app(gate), shutdown))
@@ -171,7 +171,7 @@ async def test_after_the_grace_an_ndjson_stream_ends_with_its_protocols_error_li
             await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
             await asyncio.sleep(0.01)
 
-    shutdown = Shutdown(grace_s=0.1)
+    shutdown = Shutdown(grace_s=lambda: 0.1)
     stream, sent = start(ShutdownMiddleware(app, shutdown))
     await asyncio.sleep(0.03)
     await shutdown.drain_and_close()
