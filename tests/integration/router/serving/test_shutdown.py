@@ -204,8 +204,8 @@ def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProces
     with ThreadPoolExecutor(8) as pool:
         load = start_load(pool, service, **LONG)
         service.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        assert not any(future.done() for future in load.streams)  # draining: still streaming
+        wait_until(lambda: httpx.get(service.url + "/health/ready").status_code == 503, timeout_s=30)  # draining
+        assert not any(future.done() for future in load.streams)  # still streaming
         service.process.send_signal(signal.SIGTERM)
         second = time.monotonic()
         outcomes = load.outcomes(timeout_s=30)
