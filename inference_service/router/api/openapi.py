@@ -60,7 +60,7 @@ def json_request(model: type[BaseModel]) -> dict[str, Any]:
 
 def completion_responses() -> dict[int | str, dict[str, Any]]:
     """A JSON answer, or with ``"stream": true`` an SSE stream; then the model errors."""
-    ok = {
+    ok: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "the runtime's answer",
             "content": {

@@ -90,7 +90,7 @@ class _Request:
 
     @property
     def feed(self) -> bool:
-        return self._scope.get(FEED_SCOPE_KEY, False)
+        return bool(self._scope.get(FEED_SCOPE_KEY, False))
 
     def abort(self) -> None:
         """Cancel the request's task: its upstream call, queue place or model wait ends at once.
