@@ -29,6 +29,7 @@ from inference_service.supervisor.messages import (
     Crashed,
     Evict,
     Granted,
+    KeepAlive,
     Message,
     Reconfigure,
     Reopen,
@@ -74,6 +75,8 @@ class ModelLifecycle:
         self.restarts = 0
         self.loads = 0
         self.last_load_s: float | None = None
+        self.keep_alive_s: float | None = None  # a request's keep_alive, until the next unload; None: ttl_s
+        self._keep_alive_at = 0.0  # when it was set: one set while the model unloads is for its next use
         self._crashes: tuple[Crash, ...] = ()
         self._footprint_mb: int | None = None
         self._unload_waiters: list[asyncio.Future[None]] = []
@@ -167,6 +170,8 @@ class ModelLifecycle:
                 self._on_unload(done)
             case Evict(reason=reason, idle_only=idle_only):
                 self._on_evict(reason, idle_only)
+            case KeepAlive(ttl_s=ttl_s):
+                self.keep_alive_s, self._keep_alive_at = ttl_s, time.time()
             case Yield(reason=reason):
                 if self.state == _S.LOADED and not self.closed:
                     self.closed = True
@@ -335,7 +340,10 @@ class ModelLifecycle:
     def _on_stopped(self, generation: int) -> None:
         if generation != self.generation:
             return
+        unloading_since = self.state_since
         self._transition(_S.UNLOADING, _S.UNLOADED)
+        if self._keep_alive_at <= unloading_since:  # set before the unload began: for the use that ends here
+            self.keep_alive_s = None
         self._capacity.release(self)
         if self._successor is not None:
             self._take_over_successor()

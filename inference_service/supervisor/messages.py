@@ -38,6 +38,14 @@ class Evict:
 
 
 @dataclass(frozen=True)
+class KeepAlive:
+    """A request set how long the model stays loaded once idle (Ollama's ``keep_alive``):
+    seconds, ``inf`` for ever; None gives the decision back to the model's ``ttl_s``."""
+
+    ttl_s: float | None
+
+
+@dataclass(frozen=True)
 class Yield:
     reason: str
 
@@ -83,7 +91,20 @@ class Shutdown:
     done: asyncio.Future[None]
 
 
-Message = Wanted | Granted | Unload | Evict | Yield | Reopen | Started | Crashed | Stopped | Reconfigure | Shutdown
+Message = (
+    Wanted
+    | Granted
+    | Unload
+    | Evict
+    | KeepAlive
+    | Yield
+    | Reopen
+    | Started
+    | Crashed
+    | Stopped
+    | Reconfigure
+    | Shutdown
+)
 
 
 def answer(futures: list[asyncio.Future[None]]) -> None:

@@ -10,6 +10,7 @@ folder tells the whole story.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
-from inference_service.supervisor.messages import Message, Reconfigure, Shutdown, Unload, Wanted
+from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
 from inference_service.supervisor.state import ModelState
 
 _S = ModelState
@@ -46,6 +47,8 @@ class ModelStatus:
     last_used: float | None
     state_since: float
     last_load_s: float | None
+    #: Idle seconds before the TTL reaper unloads it (a request's keep_alive, else ttl_s); None: never.
+    idle_ttl_s: float | None = None
 
 
 class ModelActor(ModelLifecycle):
@@ -70,7 +73,19 @@ class ModelActor(ModelLifecycle):
             last_used=self.leases.last_used,
             state_since=self.state_since,
             last_load_s=self.last_load_s,
+            idle_ttl_s=self.idle_ttl_s,
         )
+
+    @property
+    def idle_ttl_s(self) -> float | None:
+        """How long the model may stay idle before the TTL reaper unloads it; None: for ever.
+
+        A request's keep_alive (0: unload once idle, ``inf``: never) holds until the model is
+        next unloaded; otherwise the configured ``ttl_s`` decides (unset or 0: never).
+        """
+        if self.keep_alive_s is not None:
+            return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
+        return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:
         """Top-level limits from a config reload; read at each decision, so they apply from the next."""
@@ -80,6 +95,10 @@ class ModelActor(ModelLifecycle):
 
     def start(self) -> None:
         self._mailbox.start()
+
+    def keep_alive(self, ttl_s: float | None) -> None:
+        """Keep the model loaded for ``ttl_s`` idle seconds from now on (see :attr:`idle_ttl_s`)."""
+        self._send(KeepAlive(ttl_s))
 
     async def wait_ready(self, priority: int = 2, force: bool = False, lease: Lease | None = None) -> Endpoint:
         """Wait until the model serves and return its endpoint (a lease becomes in flight at that moment).

@@ -31,10 +31,7 @@ from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
-_START_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    *((name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()),
-]
+_STREAM_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()]
 
 
 class ProxiedStream(Response):
@@ -113,7 +110,10 @@ class ProxiedStream(Response):
             return str(error.status)
         async with stream:
             served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
-            await send({"type": "http.response.start", "status": 200, "headers": [*_START_HEADERS, *served]})
+            content_type = (b"content-type", self._protocol.content_type)
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [content_type, *_STREAM_HEADERS, *served]}
+            )
             scope[STREAM_PROTOCOL_SCOPE_KEY] = self._protocol
 
             loop_time = asyncio.get_running_loop().time
