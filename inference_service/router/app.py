@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -43,9 +42,13 @@ def _router_log_buffer(settings: Settings) -> LogBuffer:
     return buffer
 
 
-@contextlib.contextmanager
-def _reload_triggers(reloader: ConfigReloader, watch: bool) -> Iterator[None]:
-    """SIGHUP (when serving from the main thread) and, with ``watch``, the file watcher, for the app's lifetime."""
+@asynccontextmanager
+async def _reload_triggers(reloader: ConfigReloader, watch: bool) -> AsyncIterator[None]:
+    """SIGHUP (when serving from the main thread) and, with ``watch``, the file watcher, for the app's lifetime.
+
+    On the way out, a reload still running is cancelled and awaited: it has unwound (its
+    models' changes handed to their actors) before the supervisor is closed.
+    """
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
 
@@ -63,8 +66,10 @@ def _reload_triggers(reloader: ConfigReloader, watch: bool) -> Iterator[None]:
     finally:
         if handles_signal:
             loop.remove_signal_handler(signal.SIGHUP)
-        for task in (*pending, *([watcher] if watcher else [])):
+        tasks = [*pending, *([watcher] if watcher else [])]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_app(
@@ -100,7 +105,7 @@ def create_app(
             if reloader is None:
                 yield
             else:
-                with _reload_triggers(reloader, watch_config):
+                async with _reload_triggers(reloader, watch_config):
                     yield
         finally:
             await supervisor.close()
