@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from inference_service.provisioning.progress import Progress
 PROG = "inference-service"
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3  # what uvicorn exits with when the app cannot start
+EXIT_READER_LEFT = 128 + signal.SIGPIPE  # what a shell reports for a writer whose reader left (`| head`)
 
 
 class CLIError(Exception):
@@ -52,7 +54,7 @@ def _configure_logging(level: str, log_format: str) -> None:
     # No record field the formats use needs the caller's frame, thread or process: not looking
     # them up saves ~10 % of the cost of the access line logged per request (the logging
     # HOWTO's "Optimization" section names these switches).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
@@ -99,14 +101,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     source = ConfigSource(config_path_from_env(args.config), {"host": args.host, "port": args.port})
     events = EventBus()  # one bus: the runtimes publish their KV cache saves on it too
     kv_store = KVFileStore(settings.kv_cache_dir, settings.kv_cache_disk_mb)
-    app = create_app(
-        settings,
-        runtime_factory(settings, binary, events, kv_store),
-        config_source=source,
-        watch_config=args.watch_config,
-        events=events,
-        kv_store=kv_store,
-    )
+    try:
+        app = create_app(
+            settings,
+            runtime_factory(settings, binary, events, kv_store),
+            config_source=source,
+            watch_config=args.watch_config,
+            events=events,
+            kv_store=kv_store,
+        )
+    except ConfigError as error:  # tracing's OTEL_* variables are read as the app is built
+        raise CLIError(str(error)) from None
     started = serve(app, settings)
     return 0 if started else EXIT_STARTUP_FAILURE
 
@@ -428,8 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        status = _run(build_parser().parse_args(argv))
+        sys.stdout.flush()  # the buffered rest too: a reader that left shows up here, not at the interpreter's exit
+    except BrokenPipeError:
+        # Python's "Note on SIGPIPE": the reader (`| head`) has what it wanted. Point stdout at
+        # devnull so the interpreter's own final flush cannot fail again, and stop without a word.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_READER_LEFT
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except (CLIError, ProvisioningError) as error:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from inference_service.config import Settings
-from inference_service.router.observability.memory import MemoryWatch
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
@@ -22,9 +21,7 @@ class Services:
     dispatcher: Dispatcher
     resolver: ModelResolver
     metrics: Metrics
-    # Both always given by create_app (None only in services assembled by hand, in tests):
-    memory: MemoryWatch | None = None  # each child's RSS against its estimate
-    kv_store: KVFileStore | None = None  # llamacpp models' saved slots
+    kv_store: KVFileStore | None = None  # llamacpp models' saved slots (always given by create_app)
 
 
 def services(request: Request) -> Services:
