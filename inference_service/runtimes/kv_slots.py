@@ -11,8 +11,9 @@ into slots 0, 1, ... Requests need nothing special: llama-server's own slot sele
 (``--slot-prompt-similarity``, on by default) sends a returning conversation to the slot
 holding its prefix. A crash keeps nothing (there is no process left to save from).
 
-Both directions are bounded by ``kv_cache_timeout_s``: a save that takes longer (a slot
-still generating is saved only once it is done) is abandoned and the stop goes on; a
+A slot still generating (its request outlasted the drain) is not saved: llama-server would
+save it only once it is done, and it is about to be cut off. Both directions are bounded by
+``kv_cache_timeout_s``: a save that takes longer is abandoned and the stop goes on; a
 restore that takes longer leaves the model loaded with whatever was restored. Neither ever
 fails the stop or the load. Each outcome is a ``kv_cache`` event, a line in the model's
 log and a line in the router's log.
@@ -124,9 +125,10 @@ class SlotKeeper:
             return
         try:
             async with asyncio.timeout(self._timeout_s):
-                slots = (await client.get("/slots")).raise_for_status().json()
-                for slot in slots:
-                    if slot.get("n_prompt_tokens", 0) > 0:
+                for slot in (await client.get("/slots")).raise_for_status().json():
+                    if slot.get("is_processing"):  # the drain timed out: it is cut off, and a save would wait for it
+                        self._skipped(child, "save", "busy", f"slot {slot['id']} still generating: not saved")
+                    elif slot.get("n_prompt_tokens", 0) > 0:
                         await self._save_slot(client, child, int(slot["id"]), fingerprint)
         except TimeoutError:
             self._skipped(child, "save", "timeout", f"save abandoned after kv_cache_timeout_s={self._timeout_s:g}")

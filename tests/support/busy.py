@@ -17,10 +17,11 @@ from tests.support.service import ServiceProcess
 
 
 @contextmanager
-def request_in_flight(service: ServiceProcess, model_id: str, max_tokens: int = 1500) -> Iterator[None]:
+def request_in_flight(service: ServiceProcess, model_id: str, max_tokens: int = 1500) -> Iterator[Iterator[str]]:
     """A streaming chat on ``model_id`` whose first token has arrived; leaving the block closes it.
 
-    The model's context per slot must fit ``max_tokens`` (e.g. ``ctx_size=2048, parallel=1``).
+    Yields the stream's remaining lines, for a test that reads how it went on. The model's
+    context per slot must fit ``max_tokens`` (e.g. ``ctx_size=2048, parallel=1``).
     """
     body = {
         "model": model_id,
@@ -34,4 +35,4 @@ def request_in_flight(service: ServiceProcess, model_id: str, max_tokens: int = 
         lines = response.iter_lines()  # kept referenced: a discarded iterator closes the stream
         assert next(lines).startswith('data: {"choices"')
         assert model_card(service, model_id)["in_flight"] == 1
-        yield
+        yield lines

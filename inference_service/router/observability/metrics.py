@@ -248,8 +248,8 @@ class KVCacheMetrics:
         )
         self.skipped = Counter(
             "inference_kv_cache_skipped",
-            "Saved slots not restored (missing, truncated, corrupt, foreign, refused) and saves or restores cut "
-            "short (timeout)",
+            "Saved slots not restored (missing, truncated, corrupt, foreign, refused), slots not saved (busy) "
+            "and saves or restores cut short (timeout, error)",
             ["model", "reason"],
             registry=registry,
         )

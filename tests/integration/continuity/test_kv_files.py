@@ -9,11 +9,12 @@ import httpx
 
 from tests.integration.continuity.conftest import StartService
 from tests.support.api import model_card
+from tests.support.busy import request_in_flight
 from tests.support.configs import SMOLLM2_ID, smollm2
 from tests.support.conversation import TURN_TIMEOUT_S, Conversation
 from tests.support.events import listening
 from tests.support.prometheus import sample
-from tests.support.sse import DONE, sse_lines
+from tests.support.sse import DONE
 
 
 def test_saves_and_restores_are_told_in_events_metrics_the_model_card_and_log(start_service: StartService) -> None:
@@ -59,31 +60,36 @@ def test_a_corrupt_kv_file_is_skipped_counted_and_the_model_still_loads(
     assert not saved.exists()
 
 
-def test_a_save_outlasting_its_budget_is_abandoned_and_the_stop_goes_on(start_service: StartService) -> None:
-    """A slot still generating cannot be saved until it is done: the stop waits ``kv_cache_timeout_s``, not for it.
-
-    The stream asks for far more tokens than the save's budget lets it produce: the model
-    stops (and the stream is cut) long before it could have finished.
-    """
-    service = start_service({SMOLLM2_ID: smollm2(ctx_size=2048, parallel=1)}, kv_cache_timeout_s=1, drain_timeout_s=0)
+def test_a_slot_still_generating_is_not_saved_and_the_stop_goes_on(start_service: StartService) -> None:
+    """Its request outlasted the drain: llama-server would save the slot only once it is done,
+    and it is about to be cut off. The stream asks for far more tokens than the stop lets it produce."""
+    service = start_service({SMOLLM2_ID: smollm2(ctx_size=2048, parallel=1)}, drain_timeout_s=0)
     max_tokens = 1900
-    body = {
-        "model": SMOLLM2_ID,
-        "messages": [{"role": "user", "content": "Count to one thousand."}],
-        "max_tokens": max_tokens,
-        "ignore_eos": True,
-        "stream": True,
-    }
     with (
         listening(f"{service.url}/v1/events?types=kv_cache") as events,
-        httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=TURN_TIMEOUT_S) as stream,
+        request_in_flight(service, SMOLLM2_ID, max_tokens) as lines,  # generating: the slot is busy
     ):
-        lines = sse_lines(stream)
-        assert next(lines)[0] == "data"  # generating: the slot is busy
         httpx.post(f"{service.url}/v1/models/{SMOLLM2_ID}/unload", timeout=TURN_TIMEOUT_S).raise_for_status()
         assert model_card(service, SMOLLM2_ID)["status"] == "unloaded"
-        abandoned = events.wait_for(lambda event: event["action"] == "skipped", timeout_s=30)
-        received = [payload for kind, payload in lines if kind == "data"]
-    assert (abandoned["operation"], abandoned["reason"]) == ("save", "timeout")
+        skipped = events.wait_for(lambda event: event["action"] == "skipped", timeout_s=30)
+        received = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert (skipped["operation"], skipped["reason"]) == ("save", "busy")
     tokens = [payload for payload in received if payload != DONE and "error" not in json.loads(payload)]
     assert len(tokens) < max_tokens and "upstream_died" in received[-2], received[-2:]  # cut by the stop
+
+
+def test_a_save_outlasting_its_budget_is_abandoned_and_the_stop_goes_on(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    """No save of a slot's megabytes fits in a millisecond: whatever step it was at, the stop goes on
+    and nothing half-written is left behind."""
+    service = start_service({SMOLLM2_ID: smollm2(ctx_size=1024, parallel=1)}, kv_cache_timeout_s=0.001)
+    with (
+        httpx.Client(base_url=service.url, timeout=TURN_TIMEOUT_S) as client,
+        listening(f"{service.url}/v1/events?types=kv_cache") as events,
+    ):
+        Conversation(SMOLLM2_ID, turns=2).next_turn(client)
+        assert client.post(f"/v1/models/{SMOLLM2_ID}/unload").json()["status"] == "unloaded"
+        abandoned = events.wait_for(lambda event: event["action"] == "skipped", timeout_s=30)
+    assert (abandoned["operation"], abandoned["reason"]) == ("save", "timeout")
+    assert not list((tmp_path / "kv").glob("*/*.partial"))
