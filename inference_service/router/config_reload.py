@@ -5,9 +5,11 @@ every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is r
 with its one-line reason - logged, returned, published as a ``config_reload`` event - and
 the running config stays; so is a file that would restart a model, or preload a new one,
 from a model file that is not there. A valid one is applied: the router's routing, queues and
-limits at once, then the models through :mod:`inference_service.supervisor.reload`.
-Keys that only take effect at start-up (listening address, key, logging, runtime
-binaries and timeouts) are reported in ``restart_required`` rather than half-applied.
+limits at once (a restarted model's queue limits once its new process serves), then the models
+through :mod:`inference_service.supervisor.reload`. What each key does on reload is declared
+with the key in :mod:`inference_service.config`: keys that only take effect at start-up
+(listening address, key, logging, runtime binaries and timeouts) are reported in
+``restart_required`` rather than half-applied.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from inference_service.config import ConfigError, Settings, load_settings
+from inference_service.config import STARTUP, ConfigError, Settings, load_settings, on_reload
 from inference_service.events import CONFIG_RELOAD
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.services import Services
@@ -30,25 +32,7 @@ logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 2.0
 #: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
-STARTUP_KEYS = (
-    "host",
-    "port",
-    "api_key",
-    "log_level",
-    "log_format",
-    "max_body_bytes",
-    "max_reply_bytes",
-    "header_timeout_s",
-    "body_timeout_s",
-    "max_connections",
-    "models_dir",
-    "runtimes",
-    "health_timeout_s",
-    "health_interval_s",
-    "stop_grace_s",
-    "log_buffer_lines",
-    "package_index_url",
-)
+STARTUP_KEYS = tuple(name for name in Settings.model_fields if on_reload(Settings, name) is STARTUP)
 
 
 class ReloadRejected(Exception):
@@ -98,8 +82,11 @@ class ConfigReloader:
             # Routing first: a removed model is refused (404) from now on, a new one is known.
             svc.settings = new
             svc.resolver = ModelResolver(new)
-            svc.dispatcher.configure_queues(new)
-            failures = await model_reload.apply(svc.supervisor, new, changes)
+            svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
+            try:
+                failures = await model_reload.apply(svc.supervisor, new, changes)
+            finally:
+                svc.dispatcher.configure_queues(new)  # the restarted models' limits, for their new processes
             result: dict[str, Any] = {
                 "ok": not failures,
                 "trigger": trigger,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.events import EVICTION, LOAD_PROGRESS, MODEL_STATE, EventBus
@@ -124,11 +125,18 @@ class ModelLifecycle:
 
     @property
     def footprint_mb(self) -> int:
-        """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown."""
+        """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown.
+
+        ``measure_footprint`` (model.py) reads it in a thread before any capacity decision;
+        reading it here, on the event loop, is the fallback for a reader that came first.
+        """
         if self._footprint_mb is None:
-            path = self._settings.model_path(self.config) if self.config.path is not None else None
-            self._footprint_mb = estimate_mb(path, self.config.ctx_size) if path is not None and path.is_file() else 0
+            self._footprint_mb = estimate_mb(self._model_file, self.config.ctx_size)
         return self._footprint_mb
+
+    @property
+    def _model_file(self) -> Path | None:
+        return self._settings.model_path(self.config) if self.config.path is not None else None
 
     def grant(self) -> None:
         self._send(Granted())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
+from inference_service.supervisor.footprint import measure_mb
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
 from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
@@ -87,6 +88,17 @@ class ModelActor(ModelLifecycle):
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
         return self.config.ttl_s or None
 
+    async def measure_footprint(self) -> None:
+        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second.
+
+        The result is kept only for the config it was measured for (a reload may replace it meanwhile).
+        """
+        if self._footprint_mb is None:
+            config = self.config
+            measured = await measure_mb(self._model_file, config.ctx_size)
+            if self.config is config and self._footprint_mb is None:
+                self._footprint_mb = measured
+
     def use_settings(self, settings: Settings) -> None:
         """Top-level limits from a config reload; read at each decision, so they apply from the next."""
         self._settings = settings
@@ -107,6 +119,8 @@ class ModelActor(ModelLifecycle):
         for a doomed start: an external backend until its probe succeeds, a local one for
         ``failed_retry_s``. ``force`` (an explicit load) always tries again.
         """
+        if self.runtime.local:
+            await self.measure_footprint()  # once, before the capacity decisions that read it
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if (endpoint := self._serving_endpoint) is not None:

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found
+from inference_service.supervisor import ModelState, ModelStatus
 
 router = APIRouter()
 
@@ -75,15 +75,9 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 
 async def load(svc: Services, model_id: str) -> None:
-    """Load a model now; its refusals as API errors (404, 507 insufficient_capacity, 503 model_load_failed)."""
-    try:
+    """Load a model now; the supervisor's refusals as API errors (:func:`map_supervisor_errors`)."""
+    with map_supervisor_errors():
         await svc.supervisor.load(model_id)
-    except UnknownModel as error:
-        raise not_found(str(error)) from None
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_load_failed") from None
 
 
 @router.post("/v1/models/{name:path}/load")

@@ -19,7 +19,7 @@ PATH = "/v1/responses"
 @router.post(PATH)
 async def responses(request: Request) -> Response:
     svc = services(request)
-    body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+    body, raw = await parse_body(request, ProxiedRequest)
     model_id = svc.resolver.resolve(body.model)
     require(svc, model_id, PATH)
     return await forward(request, svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)

@@ -15,8 +15,8 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, service_unavailable
+from inference_service.supervisor import ModelState
 
 router = APIRouter()
 
@@ -31,8 +31,17 @@ async def upstream(name: str, path: str, request: Request) -> Response:
     except APIError:
         raise not_found(f"The model '{name}' does not exist", param=None) from None
     started = time.perf_counter()
-    status = "500"
     try:
+        reply = await _pass_through(svc, model_id, request, path)
+    except BaseException as error:
+        svc.metrics.record_request(model_id, METRICS_ENDPOINT, started, error)
+        raise
+    svc.metrics.record_request(model_id, METRICS_ENDPOINT, started, str(reply.status_code))
+    return reply
+
+
+async def _pass_through(svc: Services, model_id: str, request: Request, path: str) -> Response:
+    with map_supervisor_errors():
         if request.method == "GET" and (state := svc.supervisor.status(model_id).state) != ModelState.LOADED:
             raise APIError(
                 409,
@@ -40,19 +49,6 @@ async def upstream(name: str, path: str, request: Request) -> Response:
                 code="model_not_loaded",
             )
         body = await request.body() if request.method == "POST" else None
-        reply = await _pass_through(svc, model_id, request, path, body)
-        status = str(reply.status_code)
-        return reply
-    except APIError as error:
-        status = str(error.status)
-        raise
-    finally:
-        svc.metrics.requests.labels(model_id, METRICS_ENDPOINT, status).inc()
-        svc.metrics.latency.labels(model_id, METRICS_ENDPOINT).observe(time.perf_counter() - started)
-
-
-async def _pass_through(svc: Services, model_id: str, request: Request, path: str, body: bytes | None) -> Response:
-    try:
         async with svc.supervisor.lease(model_id) as lease:
             endpoint = await lease.ready()
             headers = dict(endpoint.headers)
@@ -70,7 +66,3 @@ async def _pass_through(svc: Services, model_id: str, request: Request, path: st
                 raise service_unavailable(
                     f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
                 ) from None
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None

@@ -24,9 +24,6 @@ from inference_service.events import REQUEST, EventBus
 
 access_logger = logging.getLogger("inference_service.access")
 
-#: HTTP status recorded for a response the client stopped reading (nginx's convention).
-CLIENT_CLOSED = 499
-
 
 @dataclass
 class Activity:
@@ -34,6 +31,7 @@ class Activity:
     path: str
     started: float = field(default_factory=time.perf_counter)
     request_id: str = "-"
+    trace_id: str | None = None  # set when the request is traced (tracing/middleware.py)
     status: int | None = None
     model: str | None = None
     endpoint: str | None = None  # set for inference requests only: "chat/completions", ...
@@ -64,6 +62,7 @@ class Activity:
         )
         return {
             "request_id": self.request_id,
+            "trace_id": self.trace_id,
             "method": self.method,
             "path": self.path,
             "endpoint": self.endpoint,
@@ -97,7 +96,7 @@ def note(**fields: Any) -> None:
 
 def _access_line(summary: dict[str, Any]) -> str:
     parts = [f"{summary['method']} {summary['path']} {summary['status']} {summary['duration_ms']:.1f}ms"]
-    for key in ("model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens"):
+    for key in ("model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
     return " ".join(parts)

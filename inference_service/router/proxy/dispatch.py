@@ -13,12 +13,13 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from typing import Any
 
 import aiohttp
 
 from inference_service.config import Settings
+from inference_service.router.observability import tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.proxy.upstream import (
@@ -29,9 +30,15 @@ from inference_service.router.proxy.upstream import (
     sse_blocks,
 )
 from inference_service.router.proxy.usage import usage_of
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
+from inference_service.router.serving.errors import (
+    APIError,
+    map_supervisor_errors,
+    not_found,
+    service_unavailable,
+    upstream_error,
+)
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
+from inference_service.supervisor import ModelState, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +64,13 @@ class Dispatcher:
         self.queues: dict[str, AdmissionQueue] = {}
         self.configure_queues(settings)
 
-    def configure_queues(self, settings: Settings) -> None:
+    def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
-        in place (requests holding or awaiting a slot keep it) and removed models' queues go."""
+        at once (requests holding or awaiting a slot keep it) and removed models' queues go.
+
+        A ``restarting`` model's queue keeps its limits until the next call, once its new process
+        serves: raised now, they would send waiting requests to the old process being drained.
+        """
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         for model_id, model in settings.models.items():
@@ -69,8 +80,8 @@ class Dispatcher:
             queue = self.queues.get(model_id)
             if queue is None:
                 self.queues[model_id] = AdmissionQueue(parallel=parallel, max_queue=max_queue, timeout_s=timeout_s)
-            else:
-                queue.parallel, queue.max_queue, queue.timeout_s = parallel, max_queue, timeout_s
+            elif model_id not in restarting:
+                queue.configure(parallel, max_queue, timeout_s)
         for model_id in set(self.queues) - set(settings.models):
             del self.queues[model_id]
 
@@ -85,7 +96,8 @@ class Dispatcher:
         for candidate in [model_id, *self.fallbacks.get(model_id, [])]:
             attempt = contextlib.AsyncExitStack()
             try:
-                endpoint = await self._admit_one(attempt, candidate, priority)
+                with map_supervisor_errors():
+                    endpoint = await self._admit_one(attempt, candidate, priority)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -103,7 +115,8 @@ class Dispatcher:
         raise first_refusal
 
     async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
-        """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
+        """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
+        becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
 
         The lease comes first, so a request still queued for a slot already counts as
         demand for its model (it is not evicted from under its queue). Waiting for a slot
@@ -114,17 +127,16 @@ class Dispatcher:
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
-        try:
-            lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
-        except UnknownModel as error:
-            raise not_found(str(error)) from None
+        lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
+            with tracing.admission(model_id, priority, queue.waiting):
+                await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
             endpoint = lease.ready_now()
             if endpoint is None:
-                endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
+                with tracing.model_loads(self.supervisor, [model_id]):
+                    endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
             raise service_unavailable(
@@ -136,10 +148,6 @@ class Dispatcher:
                 f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
             )
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
-        except InsufficientCapacity as error:
-            raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-        except ModelUnavailable as error:
-            raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
         finally:
             depth.dec()
         in_flight = self.metrics.in_flight.labels(model_id)
@@ -163,15 +171,20 @@ class Dispatcher:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            try:
-                reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
-            except UpstreamUnreachable as error:
-                raise service_unavailable(
-                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                ) from None
-            except ReplyTooLarge as error:
-                message = f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
-                raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
+            call = tracing.upstream_call(model_id, self._runtimes.get(model_id, "unknown"), endpoint, path, body)
+            with call:
+                try:
+                    reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
+                except UpstreamUnreachable as error:
+                    raise service_unavailable(
+                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                    ) from None
+                except ReplyTooLarge as error:
+                    message = (
+                        f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
+                    )
+                    raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
+                call.replied(reply.status, reply.body)
         if reply.status == 200:
             self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
         return reply
@@ -199,26 +212,31 @@ class Dispatcher:
         stack = contextlib.AsyncExitStack()
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            try:
-                response = await self.upstream.open_stream(
-                    endpoint, path, {**body, "model": endpoint.model_name}, request_id
-                )
-            except UpstreamUnreachable as error:
-                raise service_unavailable(
-                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                ) from None
-            stack.callback(response.close)
-            if response.status != 200:
-                raw = await response.read()
+            runtime = self._runtimes.get(model_id, "unknown")
+            call = tracing.upstream_call(model_id, runtime, endpoint, path, body)
+            stack.callback(call.end)  # the CLIENT span lasts as long as the stream
+            with call.current():
                 try:
-                    payload: Any = json.loads(raw)
-                except ValueError:
-                    payload = raw.decode(errors="replace")
-                raise upstream_error(response.status, payload)
+                    response = await self.upstream.open_stream(
+                        endpoint, path, {**body, "model": endpoint.model_name}, request_id
+                    )
+                except UpstreamUnreachable as error:
+                    raise service_unavailable(
+                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                    ) from None
+                stack.callback(response.close)
+                call.replied(response.status)
+                if response.status != 200:
+                    raw = await response.read()
+                    try:
+                        payload: Any = json.loads(raw)
+                    except ValueError:
+                        payload = raw.decode(errors="replace")
+                    raise upstream_error(response.status, payload)
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics)
+        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call)
 
 
 class UpstreamStream:
@@ -237,12 +255,14 @@ class UpstreamStream:
         response: aiohttp.ClientResponse,
         stack: contextlib.AsyncExitStack,
         metrics: Metrics,
+        call: tracing.CallHandle,
     ) -> None:
         self.model_id = model_id
         self._runtime = runtime
         self._response = response
         self._stack = stack
         self._metrics = metrics
+        self._call = call
         self._started = time.perf_counter()
         self._first_token_seen = False
 
@@ -262,7 +282,7 @@ class UpstreamStream:
         Raises UpstreamUnreachable, naming the model and its runtime, if the runtime dies mid-stream.
         """
         try:
-            async for block in sse_blocks(self._response.content.iter_any()):
+            async for block in self._call.observe(sse_blocks(self._response.content.iter_any())):
                 if not self._first_token_seen and (b"data: {" in block or b"event: " in block):
                     self._first_token_seen = True  # OpenAI chunks; Anthropic/Responses events
                     self._metrics.observe_ttft(self.model_id, time.perf_counter() - self._started)

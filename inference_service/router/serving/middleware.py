@@ -60,6 +60,11 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_too_large(send: Send, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """The answer to a body over ``max_body_bytes``, whether its declared length or its bytes told."""
+    await _send_error(send, 413, message, "invalid_request_error", "request_too_large", headers)
+
+
 class RequestContextMiddleware:
     """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap.
 
@@ -119,14 +124,8 @@ class RequestContextMiddleware:
                 return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-                await _send_error(
-                    send,
-                    413,
-                    f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
-                    "invalid_request_error",
-                    "request_too_large",
-                    [id_header],
-                )
+                reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
+                await _send_too_large(send, reason, [id_header])
                 return
 
             started = False
@@ -144,13 +143,6 @@ class RequestContextMiddleware:
                 if started:
                     raise
                 # The rest of the body is never read: close the connection rather than leave it unusable.
-                await _send_error(
-                    send,
-                    413,
-                    str(error),
-                    "invalid_request_error",
-                    "request_too_large",
-                    [id_header, (b"connection", b"close")],
-                )
+                await _send_too_large(send, str(error), [id_header, (b"connection", b"close")])
         finally:
             request_id_var.reset(token)

@@ -49,9 +49,8 @@ from inference_service.router.proxy.schemas import ROUTER_ONLY_FIELDS, ChatCompl
 from inference_service.router.proxy.sse import LLAMACPP_NATIVE, OPENAI
 from inference_service.router.services import Services, services
 from inference_service.router.serving.body import parse_body, validation_error
-from inference_service.router.serving.errors import APIError, not_found
+from inference_service.router.serving.errors import APIError, map_supervisor_errors
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
-from inference_service.supervisor import UnknownModel
 
 #: The Ollama API version this server answers as (``GET /api/version``): the docs/api.md it follows.
 OLLAMA_API_VERSION = "0.33.0"
@@ -131,10 +130,8 @@ def _json(payload: dict[str, Any], upstream: Response | None = None) -> Response
 def _keep_alive(svc: Services, model_id: str, keep_alive: KeepAlive | None) -> float | None:
     """Apply the request's ``keep_alive`` (or, without one, the model's ``ttl_s`` again); its seconds."""
     seconds = keep_alive_s(keep_alive)
-    try:
+    with map_supervisor_errors():  # a model removed by a config reload after it was resolved: 404
         svc.supervisor.keep_alive(model_id, seconds)
-    except UnknownModel as error:  # removed by a config reload after it was resolved
-        raise not_found(str(error)) from None
     return seconds
 
 
@@ -173,8 +170,8 @@ async def _proxy(
     upstream = LLAMACPP_NATIVE if call.source is Source.INFILL else OPENAI
     protocol = ndjson_protocol(upstream, reply)
     response = await forward(request, svc, model_id, path, call.body, stream, priority, protocol, endpoint)
-    if stream or response.status_code != 200:
-        return response  # the NDJSON stream, or a 499 nobody reads
+    if stream:
+        return response  # the NDJSON stream
     return _json(reply.whole(_upstream_json(response, model_id)), response)
 
 
@@ -190,8 +187,6 @@ async def _orchestrated(request: Request, svc: Services, body: OllamaChatRequest
     except ValidationError as error:
         raise validation_error(error) from None
     response = await orchestrate(svc, chat, openai, request.receive)
-    if response.status_code != 200:
-        return response
     completion = _upstream_json(response, model_id)
     answer = OllamaReply(Source.CHAT, True, body.model, started).whole(completion)
     answer["orchestration"] = completion.get("orchestration")
@@ -205,7 +200,7 @@ async def _orchestrated(request: Request, svc: Services, body: OllamaChatRequest
 async def chat(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
-    body, raw = await parse_body(request, OllamaChatRequest, svc.settings.max_body_bytes)
+    body, raw = await parse_body(request, OllamaChatRequest)
     if body.orchestration_mode or body.preset or body.orchestration:
         return await _orchestrated(request, svc, body, raw)
     model_id = catalog.resolve(svc, body.model, body.task_type)
@@ -224,7 +219,7 @@ async def chat(request: Request) -> Response:
 async def generate(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
-    body, _ = await parse_body(request, OllamaGenerateRequest, svc.settings.max_body_bytes)
+    body, _ = await parse_body(request, OllamaGenerateRequest)
     model_id = catalog.resolve(svc, body.model)
     keep_alive = _keep_alive(svc, model_id, body.keep_alive)
     call = generate_call(body, "chat" in svc.settings.models[model_id].served_capabilities)
@@ -236,12 +231,12 @@ async def generate(request: Request) -> Response:
 
 async def _embeddings(
     request: Request, schema: type[OllamaEmbedRequest | OllamaEmbeddingsRequest], endpoint: str
-) -> tuple[dict[str, Any] | None, Response]:
+) -> tuple[dict[str, Any], Response]:
     """Embed the request's texts through ``/v1/embeddings``: Ollama's answer (the vectors in input
-    order; None when there is none to give, a 499) and the upstream response."""
+    order) and the upstream response."""
     started = time.perf_counter()
     svc = services(request)
-    body, _ = await parse_body(request, schema, svc.settings.max_body_bytes)
+    body, _ = await parse_body(request, schema)
     model_id = catalog.resolve(svc, body.model)
     sampling_fields(body.options)  # refuses what cannot be honoured; sampling has no bearing on embeddings
     _keep_alive(svc, model_id, body.keep_alive)
@@ -250,8 +245,6 @@ async def _embeddings(
     if isinstance(body, OllamaEmbedRequest) and body.dimensions:
         openai["dimensions"] = body.dimensions
     response = await forward(request, svc, model_id, "/v1/embeddings", openai, False, body.priority, endpoint=endpoint)
-    if response.status_code != 200:
-        return None, response
     reply = _upstream_json(response, model_id)
     data = sorted(reply.get("data") or [], key=lambda item: item.get("index", 0))
     return {
@@ -267,7 +260,7 @@ async def _embeddings(
 @_ollama_errors
 async def embed(request: Request) -> Response:
     answer, response = await _embeddings(request, OllamaEmbedRequest, "api/embed")
-    return response if answer is None else _json(answer, response)
+    return _json(answer, response)
 
 
 @router.post("/api/embeddings", openapi_extra=json_request(OllamaEmbeddingsRequest), responses=MODEL_ERRORS)
@@ -275,7 +268,7 @@ async def embed(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     """The legacy form: one ``prompt``, one ``embedding``."""
     answer, response = await _embeddings(request, OllamaEmbeddingsRequest, "api/embeddings")
-    return response if answer is None else _json({"embedding": answer["embeddings"][0]}, response)
+    return _json({"embedding": answer["embeddings"][0]}, response)
 
 
 @router.get("/api/tags")
@@ -292,7 +285,7 @@ async def running(request: Request) -> Response:
 @_ollama_errors
 async def show(request: Request) -> Response:
     svc = services(request)
-    body, _ = await parse_body(request, OllamaShowRequest, svc.settings.max_body_bytes)
+    body, _ = await parse_body(request, OllamaShowRequest)
     name = body.model or body.name
     if name is None:
         raise APIError(400, "'model' is a required property", param="model")
