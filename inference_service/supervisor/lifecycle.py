@@ -23,7 +23,7 @@ from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.effects import RuntimeEffects
 from inference_service.supervisor.errors import ModelUnavailable
-from inference_service.supervisor.footprint import estimate_mb
+from inference_service.supervisor.footprint import estimate_mb, measure_mb
 from inference_service.supervisor.leases import LeaseBook
 from inference_service.supervisor.mailbox import Mailbox
 from inference_service.supervisor.messages import (
@@ -127,12 +127,23 @@ class ModelLifecycle:
     def footprint_mb(self) -> int:
         """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown.
 
-        ``measure_footprint`` (model.py) reads it in a thread before any capacity decision;
-        reading it here, on the event loop, is the fallback for a reader that came first.
+        :meth:`measure_footprint` reads it in a thread before any capacity decision; reading it
+        here, on the event loop, is the fallback for a reader that came first.
         """
         if self._footprint_mb is None:
             self._footprint_mb = estimate_mb(self._model_file, self.config.ctx_size)
         return self._footprint_mb
+
+    async def measure_footprint(self) -> None:
+        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second.
+
+        Kept only for the config it was measured for: a restarting reload may replace it meanwhile.
+        """
+        if self._footprint_mb is None:
+            config = self.config
+            measured = await measure_mb(self._model_file, config.ctx_size)
+            if self.config is config and self._footprint_mb is None:
+                self._footprint_mb = measured
 
     @property
     def _model_file(self) -> Path | None:

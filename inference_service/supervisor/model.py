@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
-from inference_service.supervisor.footprint import measure_mb
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
 from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
@@ -87,17 +86,6 @@ class ModelActor(ModelLifecycle):
         if self.keep_alive_s is not None:
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
         return self.config.ttl_s or None
-
-    async def measure_footprint(self) -> None:
-        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second.
-
-        The result is kept only for the config it was measured for (a reload may replace it meanwhile).
-        """
-        if self._footprint_mb is None:
-            config = self.config
-            measured = await measure_mb(self._model_file, config.ctx_size)
-            if self.config is config and self._footprint_mb is None:
-                self._footprint_mb = measured
 
     def use_settings(self, settings: Settings) -> None:
         """Top-level limits from a config reload; read at each decision, so they apply from the next."""
