@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import AsyncGenerator
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -144,23 +142,6 @@ class Metrics:
         self.ttft.labels(model_id).observe(seconds)
         if record := activity.current():
             record.mark_first_token()
-
-    async def observe_stream(
-        self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
-    ) -> AsyncGenerator[bytes, None]:
-        """Pass a response stream through, counting it (status 499 if the client left) when it ends."""
-        status = "200"
-        try:
-            async with contextlib.aclosing(body):
-                async for chunk in body:
-                    yield chunk
-        except BaseException:
-            status = "499"  # the client went away mid-stream
-            activity.note(status=activity.CLIENT_CLOSED)
-            raise
-        finally:
-            self.requests.labels(model_id, endpoint, status).inc()
-            self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
 
     async def render(self, supervisor: Supervisor) -> bytes:
         """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""

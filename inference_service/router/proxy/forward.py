@@ -16,7 +16,7 @@ from inference_service.router.observability import activity
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.proxy.sse import OPENAI, StreamProtocol
-from inference_service.router.proxy.stream import ProxiedStream
+from inference_service.router.proxy.stream import EventStream, ProxiedStream
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError, upstream_error
@@ -37,7 +37,7 @@ async def forward(
     """Proxy one request: bytes through, errors as envelopes; ``protocol``: how its stream ends.
 
     A client that hangs up is noticed at once, queued or running, and counted as 499; a
-    stream is admitted and relayed by the response itself (see proxied_stream.py).
+    stream is admitted and relayed by the response itself (see stream.py).
     """
     endpoint = path.removeprefix("/v1/").lstrip("/")
     started = time.perf_counter()
@@ -46,7 +46,8 @@ async def forward(
     activity.note(model=model_id, endpoint=endpoint)
     try:
         if stream:
-            return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
+            source = ProxiedStream(svc.dispatcher, model_id, path, body, priority, request_id, protocol)
+            return EventStream.for_model(svc, model_id, endpoint, started, source)
         reply = await unless_disconnected(
             request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)
         )
