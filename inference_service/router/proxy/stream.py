@@ -93,7 +93,9 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, source: StreamSource, send_timeout_s: float | None = None, counted: Counted | None = None):
+    def __init__(
+        self, source: StreamSource, send_timeout_s: float | None = None, counted: Counted | None = None
+    ) -> None:
         """``send_timeout_s``: how long one send may block before the client counts as a slow
         reader (None: never, for a feed); ``counted``: where the request is counted, if anywhere."""
         super().__init__(status_code=200, media_type=self.media_type)
