@@ -1,5 +1,5 @@
-"""A client that hangs up on a non-streamed orchestration: its running stage is cancelled at
-once, no later stage starts, and the request is counted as 499."""
+"""A client that hangs up on an orchestration, streamed or not: its running stage is cancelled
+at once, no later stage starts, and the request is counted as 499."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def orchestrated_closed(router: ServiceProcess) -> float:
     return sample(metrics, "inference_requests_total", **labels) or 0.0
 
 
-def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router: ServiceProcess) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streamed", "streamed"])
+def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router: ServiceProcess, stream: bool) -> None:
     wait_until(
         lambda: all(model_card(router, model)["in_flight"] == 0 for model in (SMOLLM2_ID, GEMMA_ID)), timeout_s=60
     )
@@ -42,6 +43,7 @@ def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router
         "max_tokens": 400,
         "ignore_eos": True,
         "temperature": 0,
+        "stream": stream,
     }
     with abandoned_post(router, body):
         wait_until(
