@@ -3,7 +3,7 @@
 Each subscriber gets its own bounded buffer on the bus: a slow reader loses its oldest
 unread events (the next event it does get says how many, as ``dropped``) and never
 slows the router down. A comment line every :data:`KEEPALIVE_S` keeps idle proxies from
-closing the stream and notices a client that went away.
+closing the stream; a client that goes away is noticed at once (see proxy/stream.py).
 """
 
 from __future__ import annotations
