@@ -52,7 +52,7 @@ def _configure_logging(level: str, log_format: str) -> None:
     # No record field the formats use needs the caller's frame, thread or process: not looking
     # them up saves ~10 % of the cost of the access line logged per request (the logging
     # HOWTO's "Optimization" section names these switches).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())

@@ -404,6 +404,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return from_file(**given)
+        settings: Settings = from_file(**given)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(str(config_path), error, overridden=given)) from None
+    return settings

@@ -54,7 +54,7 @@ def _resolve_prctl() -> Callable[..., int] | None:
     """
     if not sys.platform.startswith("linux"):
         return None
-    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 _PRCTL = _resolve_prctl()

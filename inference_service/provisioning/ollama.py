@@ -18,6 +18,12 @@ from inference_service.provisioning.progress import Progress
 from inference_service.runtimes.ollama import canonical_name, error_message
 
 
+def _finish_layer(progress: Progress, layer: tuple[str, int, int]) -> None:
+    """Draw a layer's last bar whatever the throttle: the final byte count must be seen."""
+    label, completed, total = layer
+    progress.update(label, completed, total, force=True)
+
+
 def _show(event: dict[str, Any], progress: Progress, state: dict[str, Any]) -> None:
     """Render one progress event: byte counts as a bar per layer, anything else as a step line."""
     status = str(event.get("status", ""))
@@ -26,13 +32,13 @@ def _show(event: dict[str, Any], progress: Progress, state: dict[str, Any]) -> N
         label = f"pulling {str(digest).removeprefix('sha256:')[:12]}"
         previous = state.get("layer")
         if previous is not None and previous[0] != label:
-            progress.update(*previous, force=True)
+            _finish_layer(progress, previous)
         completed = int(event.get("completed") or 0)
         state["layer"] = (label, completed, int(event["total"]))
         progress.update(label, completed, int(event["total"]))
         return
     if (layer := state.pop("layer", None)) is not None:
-        progress.update(*layer, force=True)
+        _finish_layer(progress, layer)
     if status and status != state.get("status"):
         progress.step(status)
     state["status"] = status

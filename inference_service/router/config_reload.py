@@ -100,7 +100,7 @@ class ConfigReloader:
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new)
             failures = await model_reload.apply(svc.supervisor, new, changes)
-            result = {
+            result: dict[str, Any] = {
                 "ok": not failures,
                 "trigger": trigger,
                 **changes.summary(),

@@ -100,7 +100,7 @@ class LlamaCppRuntime:
 
     self_healing = False
     local = True
-    served_paths = LLAMA_SERVER_PATHS
+    served_paths: frozenset[str] | None = LLAMA_SERVER_PATHS
 
     def __init__(
         self,

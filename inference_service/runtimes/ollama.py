@@ -210,7 +210,7 @@ class OllamaRuntime:
     local = False
     #: Ollama's OpenAI layer (/v1: chat, completions, embeddings, responses) and its Anthropic
     #: Messages layer; no token counting, rerank, tokenize or infill (docs.ollama.com/api).
-    served_paths = OPENAI_PATHS | {"/v1/responses", "/v1/messages"}
+    served_paths: frozenset[str] | None = OPENAI_PATHS | {"/v1/responses", "/v1/messages"}
 
     def __init__(
         self,

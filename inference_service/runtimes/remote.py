@@ -16,7 +16,7 @@ from inference_service.runtimes.probe import HealthProber
 class RemoteRuntime:
     self_healing = True
     local = False
-    served_paths = None  # whatever the server serves: forwarded as-is
+    served_paths: frozenset[str] | None = None  # whatever the server serves: forwarded as-is
 
     def __init__(self, model: ModelConfig, health_interval_s: float, prober: HealthProber | None = None) -> None:
         assert model.url is not None

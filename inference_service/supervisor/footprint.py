@@ -27,7 +27,8 @@ def _read(handle: BinaryIO, fmt: str) -> int | float | bool:
     data = handle.read(size)
     if len(data) != size:
         raise GGUFError("truncated GGUF header")
-    return struct.unpack(fmt, data)[0]
+    value: int | float | bool = struct.unpack(fmt, data)[0]
+    return value
 
 
 def _read_string(handle: BinaryIO) -> str:

@@ -22,7 +22,8 @@ import logging
 from dataclasses import dataclass, field
 
 from inference_service.config import ModelConfig, Settings
-from inference_service.supervisor.supervisor import Supervisor, SupervisorError
+from inference_service.supervisor.errors import SupervisorError
+from inference_service.supervisor.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 

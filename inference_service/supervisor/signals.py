@@ -7,6 +7,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 
 def being_cancelled() -> bool:
@@ -29,9 +30,9 @@ def cancelled_by_stop_signals(task: asyncio.Task[None]) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     chained = {sig: handler for sig, handler in previous.items() if callable(handler)}
 
-    def handle(sig: int, frame: object) -> None:
+    def handle(sig: int, frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(task.cancel)  # wakes the loop, which may be blocked in select()
-        chained[sig](sig, frame)
+        chained[signal.Signals(sig)](sig, frame)
 
     for sig in chained:
         signal.signal(sig, handle)

@@ -13,11 +13,11 @@ from inference_service.supervisor import InsufficientCapacity, ModelState, Model
 router = APIRouter()
 
 
-def _expires_at(status: ModelStatus, ttl_s: float | None) -> float | None:
-    """When an idle loaded model will be unloaded for its ``ttl_s`` (None: not counting down)."""
-    if not ttl_s or status.state != ModelState.LOADED or status.in_flight:
+def expires_at(status: ModelStatus) -> float | None:
+    """When an idle loaded model will be unloaded for its idle TTL (None: not counting down)."""
+    if status.idle_ttl_s is None or status.state != ModelState.LOADED or status.in_flight:
         return None
-    return max(status.last_used or 0.0, status.loaded_at or 0.0) + ttl_s
+    return max(status.last_used or 0.0, status.loaded_at or 0.0) + status.idle_ttl_s
 
 
 def model_card(svc: Services, model_id: str) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "loaded_at": status.loaded_at if status.state == ModelState.LOADED else None,
         "last_used": status.last_used,
         "ttl_s": ttl_s,
-        "expires_at": _expires_at(status, ttl_s),
+        "expires_at": expires_at(status),
     }
 
 
@@ -74,10 +74,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": cards}
 
 
-@router.post("/v1/models/{name:path}/load")
-async def load_model(name: str, request: Request) -> dict[str, Any]:
-    svc = services(request)
-    model_id = _model_id(svc, name)
+async def load(svc: Services, model_id: str) -> None:
+    """Load a model now; its refusals as API errors (404, 507 insufficient_capacity, 503 model_load_failed)."""
     try:
         await svc.supervisor.load(model_id)
     except UnknownModel as error:
@@ -86,6 +84,13 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
         raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
     except ModelUnavailable as error:
         raise service_unavailable(str(error), "model_load_failed") from None
+
+
+@router.post("/v1/models/{name:path}/load")
+async def load_model(name: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    model_id = _model_id(svc, name)
+    await load(svc, model_id)
     return model_card(svc, model_id)
 
 

@@ -14,9 +14,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from inference_service.router.api.ollama.schemas import REQUEST_MODELS as OLLAMA_REQUEST_MODELS
 from inference_service.router.proxy.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    *OLLAMA_REQUEST_MODELS,
+)
 
 
 class ErrorDetail(BaseModel):
@@ -60,7 +66,7 @@ def json_request(model: type[BaseModel]) -> dict[str, Any]:
 
 def completion_responses() -> dict[int | str, dict[str, Any]]:
     """A JSON answer, or with ``"stream": true`` an SSE stream; then the model errors."""
-    ok = {
+    ok: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "the runtime's answer",
             "content": {

@@ -122,7 +122,9 @@ class Dispatcher:
         depth.inc()
         try:
             await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
-            endpoint = lease.ready_now() or await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
+            endpoint = lease.ready_now()
+            if endpoint is None:
+                endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
             raise service_unavailable(
@@ -185,6 +187,8 @@ class Dispatcher:
             raise APIError(502, f"model {model_id!r} returned a non-JSON body", type="upstream_error") from None
         if reply.status != 200:
             raise upstream_error(reply.status, payload)
+        if not isinstance(payload, dict):
+            raise APIError(502, f"model {model_id!r} returned JSON that is not an object", type="upstream_error")
         return payload
 
     async def open_stream(

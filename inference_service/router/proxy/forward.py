@@ -33,13 +33,17 @@ async def forward(
     stream: bool,
     priority: int,
     protocol: StreamProtocol = OPENAI,
+    endpoint: str | None = None,
 ) -> Response:
     """Proxy one request: bytes through, errors as envelopes; ``protocol``: how its stream ends.
+
+    ``endpoint`` is the request's label in metrics and the access log, by default ``path``'s
+    (an API translated to another path, Ollama's ``/api/chat``, keeps its own name).
 
     A client that hangs up is noticed at once, queued or running, and counted as 499; a
     stream is admitted and relayed by the response itself (see stream.py).
     """
-    endpoint = path.removeprefix("/v1/").lstrip("/")
+    endpoint = endpoint or path.removeprefix("/v1/").lstrip("/")
     started = time.perf_counter()
     body = without_router_fields(raw)
     request_id = request_id_var.get()

@@ -1,8 +1,9 @@
 """The router's one stream engine: an event stream admitted, relayed and released by one
 coroutine - the response's own.
 
-Every Server-Sent Events response - a proxied stream, a streamed orchestration, a feed (the
-event bus, a followed log) - is an :class:`EventStream` running a :class:`StreamSource`:
+Every streamed response - a proxied stream (Server-Sent Events, or Ollama's NDJSON lines), a
+streamed orchestration, a feed (the event bus, a followed log) - is an :class:`EventStream`
+running a :class:`StreamSource`:
 ``open`` (admission: queue slot, the model's lease, the upstream connection) before the first
 byte, ``relay`` until the stream's last event, ``aclose`` whatever happened. The response
 object holds nothing until the server runs it, and ``__call__`` releases everything it
@@ -37,7 +38,13 @@ from starlette.types import Receive, Scope, Send
 from inference_service.router.observability import activity
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher, UpstreamStream, served_model_headers
-from inference_service.router.proxy.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
+from inference_service.router.proxy.sse import (
+    SSE_CONTENT_TYPE,
+    SSE_HEADERS,
+    STREAM_PROTOCOL_SCOPE_KEY,
+    StreamProtocol,
+    relay,
+)
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError
@@ -48,10 +55,7 @@ Headers = list[tuple[bytes, bytes]]
 #: Sends a run of complete events to the client (the stream's only way to write).
 Emit = Callable[[bytes], Awaitable[None]]
 
-_START_HEADERS: Headers = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    *((name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()),
-]
+_STREAM_HEADERS: Headers = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()]
 
 
 class StreamSource(Protocol):
@@ -85,7 +89,8 @@ class Counted:
 
 
 class EventStream(Response):
-    """A Server-Sent Events response, run by one coroutine from admission to release.
+    """A streamed response (Server-Sent Events unless the protocol says otherwise), run by one
+    coroutine from admission to release.
 
     Errors before the first byte are JSON envelopes in the shape of the stream's API
     (``protocol.error_body``); after it, they are the source's to tell in-band.
@@ -147,7 +152,7 @@ class EventStream(Response):
         """Open, relay, release; the metrics status of the request."""
         source = self._source
         try:
-            headers = await source.open()
+            added_headers = await source.open()
         except APIError as error:
             body = source.protocol.error_body(error) if source.protocol is not None else None
             await error.response(body)(scope, receive, send)
@@ -159,8 +164,10 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": data, "more_body": more_body})
             self._sending_since = None
 
+        content_type = source.protocol.content_type if source.protocol is not None else SSE_CONTENT_TYPE
+        headers = [(b"content-type", content_type), *_STREAM_HEADERS, *added_headers]
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": [*_START_HEADERS, *headers]})
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             scope[STREAM_PROTOCOL_SCOPE_KEY] = source.protocol
             await source.relay(emit)
             scope[STREAM_PROTOCOL_SCOPE_KEY] = None  # its last event went out: nothing to add if cut off now

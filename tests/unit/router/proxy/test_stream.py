@@ -4,7 +4,7 @@ the response returns - the same for a proxied stream, a streamed orchestration a
 
 The ASGI server is played by ``send`` and ``receive`` callables: a send that never completes
 is what uvicorn's send does once the client's socket buffers are full. The integration test
-tests/integration/router/test_slow_readers.py shows the effect on a real router.
+tests/integration/router/proxy/test_slow_readers.py shows the effect on a real router.
 """
 
 from __future__ import annotations
