@@ -90,6 +90,7 @@ def test_a_save_outlasting_its_budget_is_abandoned_and_the_stop_goes_on(
     ):
         Conversation(SMOLLM2_ID, turns=2).next_turn(client)
         assert client.post(f"/v1/models/{SMOLLM2_ID}/unload").json()["status"] == "unloaded"
-        abandoned = events.wait_for(lambda event: event["action"] == "skipped", timeout_s=30)
-    assert (abandoned["operation"], abandoned["reason"]) == ("save", "timeout")
+        # (The load's restore had the same millisecond: it may have been cut short too.)
+        abandoned = events.wait_for(lambda event: event.get("operation") == "save", timeout_s=30)
+    assert (abandoned["action"], abandoned["reason"]) == ("skipped", "timeout")
     assert not list((tmp_path / "kv").glob("*/*.partial"))
