@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     max_reply_bytes: int = Field(
         default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
     )
+    max_logprobs: int = Field(
+        default=20, ge=0, description="most top_logprobs/n_probs a request may ask for (400 past)"
+    )
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="a connection must send a request's headers within this"
     )

@@ -30,7 +30,7 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
         if body.stream and not streamable:
             raise APIError(400, f"{path} cannot be streamed", param="stream")
         model_id = svc.resolver.resolve(body.model)
-        require(svc, model_id, path)
+        require(svc, model_id, path, raw)
         return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
     except APIError as error:
         return error.response(error.anthropic_body())

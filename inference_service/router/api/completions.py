@@ -25,7 +25,7 @@ async def chat_completions(request: Request) -> Response:
     if "orchestration_mode" in raw or chat.preset or chat.orchestration:
         return await orchestrate(svc, chat, raw, request.receive)
     model_id = svc.resolver.for_task(chat.model, chat.task_type)
-    require(svc, model_id, "/v1/chat/completions")
+    require(svc, model_id, "/v1/chat/completions", raw)
     return await forward(request, svc, model_id, "/v1/chat/completions", raw, chat.stream, chat.priority)
 
 
@@ -34,7 +34,7 @@ async def completions(request: Request) -> Response:
     svc = services(request)
     completion, raw = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes)
     model_id = svc.resolver.resolve(completion.model)
-    require(svc, model_id, "/v1/completions")
+    require(svc, model_id, "/v1/completions", raw)
     return await forward(request, svc, model_id, "/v1/completions", raw, completion.stream, completion.priority)
 
 
@@ -45,7 +45,7 @@ async def embeddings(request: Request) -> Response:
     if embedding.stream:
         raise APIError(400, "embeddings cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(embedding.model)
-    require(svc, model_id, "/v1/embeddings")
+    require(svc, model_id, "/v1/embeddings", raw)
     return await forward(request, svc, model_id, "/v1/embeddings", raw, False, embedding.priority)
 
 

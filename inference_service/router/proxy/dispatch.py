@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -147,6 +147,13 @@ class Dispatcher:
         stack.callback(in_flight.dec)
         stack.callback(queue.observe_service, time.monotonic())
         return endpoint
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, model_id: str, priority: int = 2) -> AsyncIterator[Endpoint]:
+        """Hold an admitted slot of exactly ``model_id`` (no fallback): for a call the caller makes itself
+        (the ``/upstream`` pass-through), so it waits its turn and counts as in flight like any other."""
+        async with contextlib.AsyncExitStack() as stack:
+            yield await self._admit_one(stack, model_id, priority)
 
     def _retry_after(self, model_id: str) -> int:
         """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""

@@ -33,6 +33,12 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def _host_header_invalid(scope: Scope) -> bool:
+    """An HTTP/1.1 request must carry exactly one ``Host`` header (RFC 9112 section 3.2); uvicorn does not check."""
+    version: str = scope["http_version"]
+    return version == "1.1" and sum(name == b"host" for name, _ in scope["headers"]) != 1
+
+
 def _public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
 
@@ -103,6 +109,16 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
+            if _host_header_invalid(scope):
+                await _send_error(
+                    send,
+                    400,
+                    "an HTTP/1.1 request needs exactly one Host header",
+                    "invalid_request_error",
+                    "invalid_http",
+                    [id_header, (b"connection", b"close")],
+                )
+                return
             if (
                 self._api_key is not None
                 and not _public(scope["path"])
