@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from inference_service.key_config import KeyConfig, check_keys
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.toml"
 CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / "inference-service"))
@@ -260,6 +262,7 @@ class Settings(BaseSettings):
     runtimes: RuntimesConfig = RuntimesConfig()
     models: dict[str, ModelConfig] = {}
     presets: dict[str, PresetConfig] = {}
+    keys: dict[str, KeyConfig] = Field(default={}, description="API keys by name (key_config.py); api_key is one more")
 
     @classmethod
     def settings_customise_sources(
@@ -278,12 +281,13 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _ids_from_keys(cls, data: Any) -> Any:
-        """A model's id is its table key; copy it in so each ModelConfig is self-describing."""
-        if isinstance(data, dict) and isinstance(data.get("models"), dict):
-            data["models"] = {
-                key: ({**value, "id": key} if isinstance(value, dict) else value)
-                for key, value in data["models"].items()
-            }
+        """A model's id (a key's name) is its table key; copy it in so each table is self-describing."""
+        for table, field in (("models", "id"), ("keys", "name")):
+            if isinstance(data, dict) and isinstance(data.get(table), dict):
+                data[table] = {
+                    key: ({**value, field: key} if isinstance(value, dict) else value)
+                    for key, value in data[table].items()
+                }
         return data
 
     @model_validator(mode="after")
@@ -297,6 +301,7 @@ class Settings(BaseSettings):
         if self.default_model is not None and self.default_model not in seen:
             raise ValueError(f"default_model: {self.default_model!r} is not a configured model or alias")
         self._check_fallbacks(seen)
+        check_keys(self.keys, seen, self.api_key)
         for name, preset in self.presets.items():
             for ref in preset.models:
                 if ref not in seen:

@@ -6,7 +6,8 @@ with its one-line reason - logged, returned, published as a ``config_reload`` ev
 the running config stays; so is a file that would restart a model, or preload a new one,
 from a model file that is not there. A valid one is applied: the router's routing, queues and
 limits at once, then the models through :mod:`inference_service.supervisor.reload`.
-Keys that only take effect at start-up (listening address, key, logging, runtime
+API keys (``api_key``, ``[keys.*]``) apply at once: a removed key is refused from the next
+request on. Keys that only take effect at start-up (listening address, logging, runtime
 binaries and timeouts) are reported in ``restart_required`` rather than half-applied.
 """
 
@@ -33,7 +34,6 @@ WATCH_INTERVAL_S = 2.0
 STARTUP_KEYS = (
     "host",
     "port",
-    "api_key",
     "log_level",
     "log_format",
     "max_body_bytes",
@@ -99,6 +99,7 @@ class ConfigReloader:
             svc.settings = new
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new)
+            svc.keyring.configure(new)  # a removed key is refused from the next request on
             failures = await model_reload.apply(svc.supervisor, new, changes)
             result: dict[str, Any] = {
                 "ok": not failures,

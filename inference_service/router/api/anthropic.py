@@ -16,6 +16,7 @@ from inference_service.router.proxy.sse import ANTHROPIC
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -37,10 +38,12 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
 
 
 @router.post(MESSAGES)
+@requires("inference")
 async def messages(request: Request) -> Response:
     return await _proxy(request, MESSAGES, streamable=True)
 
 
 @router.post(COUNT_TOKENS)
+@requires("inference")
 async def count_tokens(request: Request) -> Response:
     return await _proxy(request, COUNT_TOKENS, streamable=False)

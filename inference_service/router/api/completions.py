@@ -12,6 +12,7 @@ from inference_service.router.proxy.schemas import ChatCompletionRequest, Comple
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -19,6 +20,7 @@ router = APIRouter()
 @router.post(
     "/v1/chat/completions", openapi_extra=json_request(ChatCompletionRequest), responses=completion_responses()
 )
+@requires("inference")
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
     chat, raw = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes)
@@ -30,6 +32,7 @@ async def chat_completions(request: Request) -> Response:
 
 
 @router.post("/v1/completions", openapi_extra=json_request(CompletionRequest), responses=completion_responses())
+@requires("inference")
 async def completions(request: Request) -> Response:
     svc = services(request)
     completion, raw = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes)
@@ -39,6 +42,7 @@ async def completions(request: Request) -> Response:
 
 
 @router.post("/v1/embeddings", openapi_extra=json_request(EmbeddingRequest), responses=completion_responses())
+@requires("inference")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
     embedding, raw = await parse_body(request, EmbeddingRequest, svc.settings.max_body_bytes)

@@ -12,6 +12,7 @@ from inference_service.router.proxy.sse import LLAMACPP_NATIVE
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -19,6 +20,7 @@ router = APIRouter()
 PATHS = {"/v1/rerank": False, "/tokenize": False, "/detokenize": False, "/infill": True, "/apply-template": False}
 
 
+@requires("inference")
 async def _proxy(request: Request) -> Response:
     path = request.url.path
     svc = services(request)

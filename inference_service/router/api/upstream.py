@@ -20,6 +20,8 @@ from fastapi import APIRouter, Request, Response
 
 from inference_service.router.services import Services, services
 from inference_service.router.serving.errors import APIError, not_found, service_unavailable
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.scopes import requires
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
 
@@ -57,12 +59,14 @@ def contained_path(path: str) -> str:
 
 
 @router.api_route("/upstream/{name}/{path:path}", methods=["GET", "POST"])
+@requires("admin")
 async def upstream(name: str, path: str, request: Request) -> Response:
     svc = services(request)
     try:
         model_id = svc.resolver.resolve(name)
     except APIError:
         raise not_found(f"The model '{name}' does not exist", param=None) from None
+    keys.check_model(model_id)
     path = contained_path(path)
     started = time.perf_counter()
     status = "500"

@@ -34,6 +34,7 @@ class Activity:
     path: str
     started: float = field(default_factory=time.perf_counter)
     request_id: str = "-"
+    key: str | None = None  # the name of the key it came with (never the secret)
     status: int | None = None
     model: str | None = None
     endpoint: str | None = None  # set for inference requests only: "chat/completions", ...
@@ -64,6 +65,7 @@ class Activity:
         )
         return {
             "request_id": self.request_id,
+            "key": self.key,
             "method": self.method,
             "path": self.path,
             "endpoint": self.endpoint,
@@ -97,7 +99,7 @@ def note(**fields: Any) -> None:
 
 def _access_line(summary: dict[str, Any]) -> str:
     parts = [f"{summary['method']} {summary['path']} {summary['status']} {summary['duration_ms']:.1f}ms"]
-    for key in ("model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens"):
+    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
     return " ".join(parts)

@@ -30,6 +30,7 @@ from inference_service.router.proxy.upstream import (
 )
 from inference_service.router.proxy.usage import usage_of
 from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
+from inference_service.router.tenancy import keys
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
 
@@ -79,10 +80,13 @@ class Dispatcher:
 
         A fallback steps in only when the model itself refuses - it is ``failed``, can never
         fit (507), or its queue is full - never for the client's own errors (4xx) and never
-        once an upstream has answered. Returns the id of the model that took the request.
+        once an upstream has answered; and only a model the request's key may use.
+        Returns the id of the model that took the request.
         """
         first_refusal: APIError | None = None
-        for candidate in [model_id, *self.fallbacks.get(model_id, [])]:
+        tenant = keys.current()
+        fallbacks = [fallback for fallback in self.fallbacks.get(model_id, []) if tenant.may_use(fallback)]
+        for candidate in [model_id, *fallbacks]:
             attempt = contextlib.AsyncExitStack()
             try:
                 endpoint = await self._admit_one(attempt, candidate, priority)
@@ -110,6 +114,7 @@ class Dispatcher:
         and for the model (a load, or capacity held by other models) share one deadline:
         the model's ``queue_timeout_s``.
         """
+        keys.check_model(model_id)  # before the lease: a model the key may not use is never woken
         queue = self.queues.get(model_id)
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")

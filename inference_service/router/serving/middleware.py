@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import contextvars
-import hmac
 import json
 import logging
 import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference_service.router.observability import activity
 from inference_service.router.serving.errors import envelope
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.gate import Gate, Refusal
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-#: No key needed: probes, and the dashboard's page (it holds no data; it asks for the key).
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/ui"})
-PUBLIC_PREFIX = "/ui/"  # the dashboard's static assets
 
 
 class BodyTooLarge(Exception):
@@ -37,10 +35,6 @@ def _host_header_invalid(scope: Scope) -> bool:
     """An HTTP/1.1 request must carry exactly one ``Host`` header (RFC 9112 section 3.2); uvicorn does not check."""
     version: str = scope["http_version"]
     return version == "1.1" and sum(name == b"host" for name, _ in scope["headers"]) != 1
-
-
-def _public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -67,21 +61,17 @@ async def _send_error(
 
 
 class RequestContextMiddleware:
-    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap.
+    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), the key and its scopes
+    (:class:`~inference_service.router.tenancy.gate.Gate`; the request then acts as that key), body size cap.
 
     The size cap holds for chunked bodies too: ``receive`` is wrapped to count bytes as they
     stream in, so an oversized upload costs at most ``max_body_bytes`` of memory.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate, max_body_bytes: int) -> None:
         self.app = app
-        self._api_key = api_key.encode() if api_key else None
+        self._gate = gate
         self._max_body_bytes = max_body_bytes
-
-    def _authorized(self, authorization: bytes) -> bool:
-        """``Bearer <key>``; the scheme is case-insensitive (RFC 9110 section 11.1), the key is not."""
-        scheme, _, supplied = authorization.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(supplied.strip(), self._api_key or b"")
 
     def _limited(self, receive: Receive) -> Receive:
         """``receive`` that counts body bytes as they arrive and raises BodyTooLarge past the limit,
@@ -119,54 +109,58 @@ class RequestContextMiddleware:
                     [id_header, (b"connection", b"close")],
                 )
                 return
-            if (
-                self._api_key is not None
-                and not _public(scope["path"])
-                and not self._authorized(headers.get(b"authorization", b""))
-            ):
+            admitted = self._gate.admit(scope["method"], scope["path"], headers.get(b"authorization", b""))
+            if isinstance(admitted, Refusal):
+                challenge = [(b"www-authenticate", b"Bearer")] if admitted.status == 401 else []
                 await _send_error(
-                    send,
-                    401,
-                    "Missing or invalid API key: send 'Authorization: Bearer <key>'",
-                    "authentication_error",
-                    "invalid_api_key",
-                    [id_header, (b"www-authenticate", b"Bearer")],
+                    send, admitted.status, admitted.message, admitted.type, admitted.code, [id_header, *challenge]
                 )
                 return
-            declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-                await _send_error(
-                    send,
-                    413,
-                    f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
-                    "invalid_request_error",
-                    "request_too_large",
-                    [id_header],
-                )
-                return
-
-            started = False
-
-            async def send_with_id(message: Message) -> None:
-                nonlocal started
-                if message["type"] == "http.response.start":
-                    started = True
-                    message["headers"] = [*message.get("headers", []), id_header]
-                await send(message)
-
+            activity.note(key=admitted.name)
+            tenant_token = keys.act_as(admitted)
             try:
-                await self.app(scope, self._limited(receive), send_with_id)
-            except BodyTooLarge as error:
-                if started:
-                    raise
-                # The rest of the body is never read: close the connection rather than leave it unusable.
-                await _send_error(
-                    send,
-                    413,
-                    str(error),
-                    "invalid_request_error",
-                    "request_too_large",
-                    [id_header, (b"connection", b"close")],
-                )
+                await self._serve(scope, receive, send, headers, id_header)
+            finally:
+                keys.release(tenant_token)
         finally:
             request_id_var.reset(token)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], id_header: tuple[bytes, bytes]
+    ) -> None:
+        """The body cap, and the request id on the response."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            await _send_error(
+                send,
+                413,
+                f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
+                "invalid_request_error",
+                "request_too_large",
+                [id_header],
+            )
+            return
+
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, self._limited(receive), send_with_id)
+        except BodyTooLarge as error:
+            if started:
+                raise
+            # The rest of the body is never read: close the connection rather than leave it unusable.
+            await _send_error(
+                send,
+                413,
+                str(error),
+                "invalid_request_error",
+                "request_too_large",
+                [id_header, (b"connection", b"close")],
+            )

@@ -117,7 +117,7 @@ function modelRow(id) {
         <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div></td>
     <td data-field="pid"></td><td data-field="port"></td><td data-field="rss"></td><td data-field="cpu"></td>
     <td data-field="in_flight"></td><td data-field="queue"></td><td data-field="since"></td><td data-field="until"></td>
-    <td><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
+    <td data-needs="admin"><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
   cell(row, "id").textContent = id;
   row.querySelector('[data-action="load"]').addEventListener("click", () => modelAction(id, "load"));
   row.querySelector('[data-action="unload"]').addEventListener("click", () => modelAction(id, "unload"));
@@ -370,10 +370,20 @@ $("#pg-stop").addEventListener("click", () => playground && playground.abort());
 
 // ------------------------------------------------------------------ start
 
+// What this tab's key may do (GET /v1/key): sections and buttons that need another scope are
+// hidden (console.css keys them on body[data-scopes]), and their requests are never sent.
+let scopes = [];
+
+async function loadScopes() {
+  scopes = (await apiJson("/v1/key")).scopes;
+  document.body.dataset.scopes = scopes.join(" ");
+}
+
 async function main() {
-  await refreshModels();
-  followEvents();
-  followLog();
+  await loadScopes();
+  if (scopes.includes("read") || scopes.includes("inference")) await refreshModels();
+  if (scopes.includes("read")) followEvents();
+  if (scopes.includes("admin")) followLog();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});
   setInterval(() => {
     if (!document.hidden) refreshModels();
