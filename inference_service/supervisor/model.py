@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from inference_service.supervisor.messages import (
     Crashed,
     Evict,
     Granted,
+    KeepAlive,
     Message,
     Reopen,
     Shutdown,
@@ -80,6 +82,8 @@ class ModelStatus:
     last_used: float | None
     state_since: float
     last_load_s: float | None
+    #: Idle seconds before the TTL reaper unloads it (a request's keep_alive, else ttl_s); None: never.
+    idle_ttl_s: float | None = None
 
 
 @dataclass(eq=False)
@@ -138,6 +142,8 @@ class ModelActor:
         self.crash_streak = 0  # consecutive crashes, each within STABLE_UPTIME_S of (re)loading
         self.loads = 0
         self.last_load_s: float | None = None
+        self.keep_alive_s: float | None = None  # a request's keep_alive, until the next unload; None: ttl_s
+        self._keep_alive_at = 0.0  # when it was set: one set while the model unloads is for its next use
         self._footprint_mb: int | None = None
         self.in_flight = 0
         self._leases = 0
@@ -173,6 +179,17 @@ class ModelActor:
         return max(self.last_used or 0.0, self.loaded_at or 0.0)
 
     @property
+    def idle_ttl_s(self) -> float | None:
+        """How long the model may stay idle before the TTL reaper unloads it; None: for ever.
+
+        A request's keep_alive (0: unload once idle, ``inf``: never) holds until the model is
+        next unloaded; otherwise the configured ``ttl_s`` decides (unset or 0: never).
+        """
+        if self.keep_alive_s is not None:
+            return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
+        return self.config.ttl_s or None
+
+    @property
     def footprint_mb(self) -> int:
         """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown."""
         if self._footprint_mb is None:
@@ -199,6 +216,7 @@ class ModelActor:
             last_used=self.last_used,
             state_since=self.state_since,
             last_load_s=self.last_load_s,
+            idle_ttl_s=self.idle_ttl_s,
         )
 
     def use_settings(self, settings: Settings) -> None:
@@ -220,6 +238,10 @@ class ModelActor:
 
     def evict(self, reason: str, idle_only: bool = False) -> None:
         self._send(Evict(reason, idle_only))
+
+    def keep_alive(self, ttl_s: float | None) -> None:
+        """Keep the model loaded for ``ttl_s`` idle seconds from now on (see :attr:`idle_ttl_s`)."""
+        self._send(KeepAlive(ttl_s))
 
     def yield_slot(self, reason: str) -> None:
         self._send(Yield(reason))
@@ -325,6 +347,8 @@ class ModelActor:
                 self._on_unload(done)
             case Evict(reason=reason, idle_only=idle_only):
                 self._on_evict(reason, idle_only)
+            case KeepAlive(ttl_s=ttl_s):
+                self.keep_alive_s, self._keep_alive_at = ttl_s, time.time()
             case Yield(reason=reason):
                 if self.state == _S.LOADED and not self.closed:
                     self.closed = True
@@ -567,7 +591,10 @@ class ModelActor:
     def _on_stopped(self, generation: int) -> None:
         if generation != self.generation:
             return
+        unloading_since = self.state_since
         self._transition(_S.UNLOADING, _S.UNLOADED)
+        if self._keep_alive_at <= unloading_since:  # set before the unload began: for the use that ends here
+            self.keep_alive_s = None
         self._capacity.release(self)
         done, self._unload_waiters = self._unload_waiters, []
         for future in done:

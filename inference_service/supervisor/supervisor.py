@@ -142,6 +142,12 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loads, self._settings.queue_timeout_s)
 
+    def keep_alive(self, model_id: str, ttl_s: float | None) -> None:
+        """How long the model stays loaded once idle, until it is next unloaded (Ollama's
+        ``keep_alive``): seconds, 0 to unload it as soon as it is idle, ``inf`` for ever; None
+        gives the decision back to its ``ttl_s``."""
+        self._get(model_id).keep_alive(ttl_s)
+
     async def unload(self, model_id: str) -> None:
         """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
         await self._get(model_id).unload()
@@ -206,15 +212,16 @@ class Supervisor:
             raise UnknownModel(model_id, list(self._models)) from None
 
     async def _reap_idle(self) -> None:
-        """Unload models idle (no request leased, not even a waiting one) for longer than their ``ttl_s``."""
+        """Unload models idle (no request leased, not even a waiting one) for longer than their
+        idle TTL: a request's keep_alive, else their ``ttl_s``."""
         while True:
             await asyncio.sleep(_REAPER_INTERVAL_S)
             now = time.time()
             for model_id, actor in self._models.items():
-                ttl = actor.config.ttl_s
-                if not ttl or actor.state != ModelState.LOADED or actor.in_flight or actor.waiting:
+                ttl = actor.idle_ttl_s
+                if ttl is None or actor.state != ModelState.LOADED or actor.in_flight or actor.waiting:
                     continue
                 idle_s = now - actor.idle_since
                 if idle_s >= ttl:
                     logger.info("model %s idle for %.0fs (ttl %gs): unloading", model_id, idle_s, ttl)
-                    actor.evict(f"ttl: idle for {idle_s:.0f}s (ttl_s={ttl:g})", idle_only=True)
+                    actor.evict(f"ttl: idle for {idle_s:.0f}s (idle ttl {ttl:g}s)", idle_only=True)

@@ -33,6 +33,24 @@ ROUTE_SCOPES: list[tuple[str, frozenset[str], frozenset[str]]] = [
     ("/detokenize", frozenset({"POST"}), INFERENCE),
     ("/infill", frozenset({"POST"}), INFERENCE),
     ("/apply-template", frozenset({"POST"}), INFERENCE),
+    ("/api/chat", frozenset({"POST"}), INFERENCE),
+    ("/api/generate", frozenset({"POST"}), INFERENCE),
+    ("/api/embed", frozenset({"POST"}), INFERENCE),
+    ("/api/embeddings", frozenset({"POST"}), INFERENCE),
+    ("/api/tags", frozenset({"GET"}), LISTING),
+    ("/api/ps", frozenset({"GET"}), LISTING),
+    ("/api/show", frozenset({"POST"}), LISTING),
+    ("/api/version", frozenset({"GET"}), ANY_KEY),
+    ("/", frozenset({"GET"}), ANY_KEY),
+    ("/", frozenset({"HEAD"}), ANY_KEY),
+    ("/api/pull", frozenset({"POST"}), ANY_KEY),  # model management: refused (403) whoever asks
+    ("/api/push", frozenset({"POST"}), ANY_KEY),
+    ("/api/create", frozenset({"POST"}), ANY_KEY),
+    ("/api/copy", frozenset({"POST"}), ANY_KEY),
+    ("/api/delete", frozenset({"DELETE"}), ANY_KEY),
+    ("/api/blobs/{digest}", frozenset({"HEAD"}), ANY_KEY),
+    ("/api/blobs/{digest}", frozenset({"POST"}), ANY_KEY),
+    ("/api/{rest:path}", frozenset({"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}), ANY_KEY),  # Ollama's 404
     ("/health", frozenset({"GET"}), PUBLIC),
     ("/health", frozenset({"HEAD"}), PUBLIC),
     ("/health/ready", frozenset({"GET"}), PUBLIC),
@@ -65,7 +83,13 @@ class Call:
 
 def calls(model: str) -> list[tuple[Call, frozenset[str]]]:
     """A request per route and method in :data:`ROUTE_SCOPES`, with the scopes it needs."""
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi"}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "prompt": "hi",
+        "input": "hi",
+        "name": model,
+    }
     concrete = {
         "/v1/models/{name:path}/logs": f"/v1/models/{model}/logs",
         "/v1/models/{name:path}/load": f"/v1/models/{model}/load",
@@ -73,6 +97,8 @@ def calls(model: str) -> list[tuple[Call, frozenset[str]]]:
         "/v1/models/{name:path}": f"/v1/models/{model}",
         "/upstream/{name}/{path:path}": f"/upstream/{model}/props",
         "/ui/{name}": "/ui/console.js",
+        "/api/blobs/{digest}": "/api/blobs/sha256:0",
+        "/api/{rest:path}": "/api/no-such-endpoint",
     }
     result = []
     for path, methods, scopes in ROUTE_SCOPES:

@@ -24,6 +24,7 @@ from inference_service.router.api import (
     responses,
     upstream,
 )
+from inference_service.router.api.ollama import routes as ollama
 from inference_service.router.api.openapi import COMMON_ERRORS, MODEL_ERRORS
 
 # Matched in order: the proxied endpoints first saves ~18 us per request (see bench/); logs before
@@ -33,6 +34,7 @@ _FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
     (responses, COMMON_ERRORS),
     (anthropic, COMMON_ERRORS),
     (llamacpp, COMMON_ERRORS),
+    (ollama, {401: COMMON_ERRORS[401]}),  # its own errors are Ollama's; auth is the middleware's
     (ops, COMMON_ERRORS),
     (events, COMMON_ERRORS),
     (logs, COMMON_ERRORS),

@@ -27,7 +27,7 @@ COUNT_TOKENS = "/v1/messages/count_tokens"
 async def _proxy(request: Request, path: str, streamable: bool) -> Response:
     svc = services(request)
     try:
-        body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+        body, raw = await parse_body(request, ProxiedRequest)
         if body.stream and not streamable:
             raise APIError(400, f"{path} cannot be streamed", param="stream")
         model_id = svc.resolver.resolve(body.model)

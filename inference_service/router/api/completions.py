@@ -23,7 +23,7 @@ router = APIRouter()
 @requires("inference")
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
-    chat, raw = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes)
+    chat, raw = await parse_body(request, ChatCompletionRequest)
     if "orchestration_mode" in raw or chat.preset or chat.orchestration:
         return await orchestrate(svc, chat, raw, request.receive)
     model_id = svc.resolver.for_task(chat.model, chat.task_type)
@@ -35,7 +35,7 @@ async def chat_completions(request: Request) -> Response:
 @requires("inference")
 async def completions(request: Request) -> Response:
     svc = services(request)
-    completion, raw = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes)
+    completion, raw = await parse_body(request, CompletionRequest)
     model_id = svc.resolver.resolve(completion.model)
     require(svc, model_id, "/v1/completions", raw)
     return await forward(request, svc, model_id, "/v1/completions", raw, completion.stream, completion.priority)
@@ -45,7 +45,7 @@ async def completions(request: Request) -> Response:
 @requires("inference")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    embedding, raw = await parse_body(request, EmbeddingRequest, svc.settings.max_body_bytes)
+    embedding, raw = await parse_body(request, EmbeddingRequest)
     if embedding.stream:
         raise APIError(400, "embeddings cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(embedding.model)

@@ -24,7 +24,7 @@ PATHS = {"/v1/rerank": False, "/tokenize": False, "/detokenize": False, "/infill
 async def _proxy(request: Request) -> Response:
     path = request.url.path
     svc = services(request)
-    body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+    body, raw = await parse_body(request, ProxiedRequest)
     if body.stream and not PATHS[path]:
         raise APIError(400, f"{path} cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(body.model)

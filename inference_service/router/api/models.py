@@ -7,19 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelStatus, ModelUnavailable, UnknownModel
+from inference_service.supervisor import ModelState, ModelStatus
 
 router = APIRouter()
 
 
-def _expires_at(status: ModelStatus, ttl_s: float | None) -> float | None:
-    """When an idle loaded model will be unloaded for its ``ttl_s`` (None: not counting down)."""
-    if not ttl_s or status.state != ModelState.LOADED or status.in_flight:
+def expires_at(status: ModelStatus) -> float | None:
+    """When an idle loaded model will be unloaded for its idle TTL (None: not counting down)."""
+    if status.idle_ttl_s is None or status.state != ModelState.LOADED or status.in_flight:
         return None
-    return max(status.last_used or 0.0, status.loaded_at or 0.0) + ttl_s
+    return max(status.last_used or 0.0, status.loaded_at or 0.0) + status.idle_ttl_s
 
 
 def model_card(svc: Services, model_id: str) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "loaded_at": status.loaded_at if status.state == ModelState.LOADED else None,
         "last_used": status.last_used,
         "ttl_s": ttl_s,
-        "expires_at": _expires_at(status, ttl_s),
+        "expires_at": expires_at(status),
     }
 
 
@@ -81,19 +81,18 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": cards}
 
 
+async def load(svc: Services, model_id: str) -> None:
+    """Load a model now; the supervisor's refusals as API errors (:func:`map_supervisor_errors`)."""
+    with map_supervisor_errors():
+        await svc.supervisor.load(model_id)
+
+
 @router.post("/v1/models/{name:path}/load")
 @requires("admin")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
-    try:
-        await svc.supervisor.load(model_id)
-    except UnknownModel as error:
-        raise not_found(str(error)) from None
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_load_failed") from None
+    await load(svc, model_id)
     return model_card(svc, model_id)
 
 

@@ -14,9 +14,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from inference_service.router.api.ollama.schemas import REQUEST_MODELS as OLLAMA_REQUEST_MODELS
 from inference_service.router.proxy.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    *OLLAMA_REQUEST_MODELS,
+)
 
 
 class ErrorDetail(BaseModel):

@@ -21,7 +21,7 @@ PATH = "/v1/responses"
 @requires("inference")
 async def responses(request: Request) -> Response:
     svc = services(request)
-    body, raw = await parse_body(request, ProxiedRequest, svc.settings.max_body_bytes)
+    body, raw = await parse_body(request, ProxiedRequest)
     model_id = svc.resolver.resolve(body.model)
     require(svc, model_id, PATH, raw)
     return await forward(request, svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)

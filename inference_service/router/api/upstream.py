@@ -19,11 +19,11 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, service_unavailable
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable
+from inference_service.supervisor import ModelState
 
 router = APIRouter()
 
@@ -69,7 +69,6 @@ async def upstream(name: str, path: str, request: Request) -> Response:
     keys.check_model(model_id)
     path = contained_path(path)
     started = time.perf_counter()
-    status = "500"
     try:
         if request.method == "GET":
             reply = await _probe(svc, model_id, request, path)
@@ -77,14 +76,11 @@ async def upstream(name: str, path: str, request: Request) -> Response:
             body = await request.body()
             async with svc.dispatcher.admitted(model_id) as endpoint:
                 reply = await _pass_through(svc, model_id, endpoint, request, path, body)
-        status = str(reply.status_code)
-        return reply
-    except APIError as error:
-        status = str(error.status)
+    except BaseException as error:
+        svc.metrics.record_request(model_id, METRICS_ENDPOINT, started, error)
         raise
-    finally:
-        svc.metrics.requests.labels(model_id, METRICS_ENDPOINT, status).inc()
-        svc.metrics.latency.labels(model_id, METRICS_ENDPOINT).observe(time.perf_counter() - started)
+    svc.metrics.record_request(model_id, METRICS_ENDPOINT, started, str(reply.status_code))
+    return reply
 
 
 async def _probe(svc: Services, model_id: str, request: Request, path: str) -> Response:
@@ -95,13 +91,9 @@ async def _probe(svc: Services, model_id: str, request: Request, path: str) -> R
             f"model {model_id!r} is {state.value}; GET /upstream never loads a model (POST does)",
             code="model_not_loaded",
         )
-    try:
+    with map_supervisor_errors():
         async with svc.supervisor.lease(model_id) as lease:
             return await _pass_through(svc, model_id, await lease.ready(), request, path, None)
-    except InsufficientCapacity as error:
-        raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-    except ModelUnavailable as error:
-        raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
 
 
 async def _pass_through(

@@ -24,9 +24,6 @@ from inference_service.events import REQUEST, EventBus
 
 access_logger = logging.getLogger("inference_service.access")
 
-#: HTTP status recorded for a response the client stopped reading (nginx's convention).
-CLIENT_CLOSED = 499
-
 
 @dataclass
 class Activity:

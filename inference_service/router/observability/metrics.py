@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
@@ -20,7 +21,16 @@ from prometheus_client import (
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
 from inference_service.router.observability import activity
 from inference_service.router.observability.child_metrics import ChildMetrics
+from inference_service.router.serving.disconnect import CLIENT_CLOSED, CLIENT_GONE
+from inference_service.router.serving.errors import APIError
 from inference_service.supervisor import ModelState, Supervisor
+
+#: The status label of a request answered in full.
+_ANSWERED = "200"
+_CLIENT_CLOSED_LABEL = str(CLIENT_CLOSED)
+#: What ends a request before its answer is complete: its client gone, or its task cancelled or
+#: closed (a stream given up on a client that reads nothing, the shutdown cutting it off).
+_CUT_SHORT: tuple[type[BaseException], ...] = (*CLIENT_GONE, asyncio.CancelledError, GeneratorExit)
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -145,22 +155,43 @@ class Metrics:
         if record := activity.current():
             record.mark_first_token()
 
+    def record_request(
+        self, model_id: str, endpoint: str, started: float, outcome: str | BaseException = _ANSWERED
+    ) -> None:
+        """Count one request by the status it ended with, and time it (from ``started``, a perf_counter
+        reading) - every request, however it ended, so that the counter and the histogram agree.
+
+        ``outcome`` is the status it was answered with, or what ended it: an APIError counts as
+        its status; a request cut short - its client gone, or its task cancelled (a stream nobody
+        reads, the shutdown cutting it off) - as 499, which its access line then shows too (a
+        stream's status line went out as 200); anything else as the 500 it becomes.
+        """
+        if isinstance(outcome, str):
+            status = outcome
+        elif isinstance(outcome, APIError):
+            status = str(outcome.status)
+        elif isinstance(outcome, _CUT_SHORT):
+            status = _CLIENT_CLOSED_LABEL
+            activity.note(status=CLIENT_CLOSED)
+        else:
+            status = "500"
+        self.requests.labels(model_id, endpoint, status).inc()
+        self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+
     async def observe_stream(
         self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
     ) -> AsyncGenerator[bytes, None]:
-        """Pass a response stream through, counting it (status 499 if the client left) when it ends."""
-        status = "200"
+        """Pass a response stream through, recording it (:meth:`record_request`) when it ends."""
+        outcome: str | BaseException = _ANSWERED
         try:
             async with contextlib.aclosing(body):
                 async for chunk in body:
                     yield chunk
-        except BaseException:
-            status = "499"  # the client went away mid-stream
-            activity.note(status=activity.CLIENT_CLOSED)
+        except BaseException as error:
+            outcome = error
             raise
         finally:
-            self.requests.labels(model_id, endpoint, status).inc()
-            self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+            self.record_request(model_id, endpoint, started, outcome)
 
     async def render(self, supervisor: Supervisor) -> bytes:
         """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""

@@ -28,7 +28,7 @@ from inference_service.router.proxy.schemas import ChatCompletionRequest, Orches
 from inference_service.router.proxy.sse import DONE, error_event, sse_response
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.services import Services
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.serving.disconnect import unless_disconnected
 from inference_service.router.serving.errors import APIError, is_client_error
 from inference_service.router.serving.middleware import request_id_var
 
@@ -106,14 +106,10 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
     try:
         outcome, final, degraded = await unless_disconnected(receive, _run_to_final(plan, runner))
-    except ClientDisconnected:
-        svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, CLIENT_CLOSED_REQUEST).inc()
-        return Response(status_code=499)  # nobody reads it: the server drops it
-    except APIError as error:
-        svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, str(error.status)).inc()
+    except BaseException as error:  # a client gone (ClientDisconnected) is answered by the app's handlers
+        svc.metrics.record_request(plan.primary, ORCHESTRATED_ENDPOINT, started, error)
         raise
-    svc.metrics.requests.labels(plan.primary, ORCHESTRATED_ENDPOINT, "200").inc()
-    svc.metrics.latency.labels(plan.primary, ORCHESTRATED_ENDPOINT).observe(time.perf_counter() - started)
+    svc.metrics.record_request(plan.primary, ORCHESTRATED_ENDPOINT, started)
     return JSONResponse(
         {
             "id": completion_id,

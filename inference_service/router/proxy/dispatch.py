@@ -29,10 +29,16 @@ from inference_service.router.proxy.upstream import (
     sse_blocks,
 )
 from inference_service.router.proxy.usage import usage_of
-from inference_service.router.serving.errors import APIError, not_found, service_unavailable, upstream_error
+from inference_service.router.serving.errors import (
+    APIError,
+    map_supervisor_errors,
+    not_found,
+    service_unavailable,
+    upstream_error,
+)
 from inference_service.router.tenancy import keys
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import InsufficientCapacity, ModelState, ModelUnavailable, Supervisor, UnknownModel
+from inference_service.supervisor import ModelState, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +95,8 @@ class Dispatcher:
         for candidate in [model_id, *fallbacks]:
             attempt = contextlib.AsyncExitStack()
             try:
-                endpoint = await self._admit_one(attempt, candidate, priority)
+                with map_supervisor_errors():
+                    endpoint = await self._admit_one(attempt, candidate, priority)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -107,7 +114,8 @@ class Dispatcher:
         raise first_refusal
 
     async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
-        """Claim the model, wait for a slot, then for the model to be ready; refusals become API errors.
+        """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
+        becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
 
         The lease comes first, so a request still queued for a slot already counts as
         demand for its model (it is not evicted from under its queue). Waiting for a slot
@@ -119,10 +127,7 @@ class Dispatcher:
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
-        try:
-            lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
-        except UnknownModel as error:
-            raise not_found(str(error)) from None
+        lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
@@ -141,10 +146,6 @@ class Dispatcher:
                 f"model {model_id!r} is busy: waited {queue.timeout_s:g}s for a slot and the model (queue_timeout_s)"
             )
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
-        except InsufficientCapacity as error:
-            raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
-        except ModelUnavailable as error:
-            raise service_unavailable(str(error), "model_unavailable", retry_after_s=5) from None
         finally:
             depth.dec()
         in_flight = self.metrics.in_flight.labels(model_id)
@@ -158,7 +159,9 @@ class Dispatcher:
         """Hold an admitted slot of exactly ``model_id`` (no fallback): for a call the caller makes itself
         (the ``/upstream`` pass-through), so it waits its turn and counts as in flight like any other."""
         async with contextlib.AsyncExitStack() as stack:
-            yield await self._admit_one(stack, model_id, priority)
+            with map_supervisor_errors():
+                endpoint = await self._admit_one(stack, model_id, priority)
+            yield endpoint
 
     def _retry_after(self, model_id: str) -> int:
         """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""

@@ -18,8 +18,8 @@ from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.proxy.sse import OPENAI, StreamProtocol
 from inference_service.router.proxy.stream import ProxiedStream
 from inference_service.router.services import Services
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
-from inference_service.router.serving.errors import APIError, upstream_error
+from inference_service.router.serving.disconnect import unless_disconnected
+from inference_service.router.serving.errors import upstream_error
 from inference_service.router.serving.middleware import request_id_var
 from inference_service.runtimes.base import OPENAI_PATHS
 
@@ -33,20 +33,25 @@ async def forward(
     stream: bool,
     priority: int,
     protocol: StreamProtocol = OPENAI,
+    endpoint: str | None = None,
 ) -> Response:
     """Proxy one request: bytes through, errors as envelopes; ``protocol``: how its stream ends.
 
-    A client that hangs up is noticed at once, queued or running, and counted as 499; a
-    stream is admitted and relayed by the response itself (see proxied_stream.py).
+    ``endpoint`` is the request's label in metrics and the access log, by default ``path``'s
+    (an API translated to another path, Ollama's ``/api/chat``, keeps its own name).
+
+    A client that hangs up is noticed at once, queued or running: ClientDisconnected, which
+    the app's exception handlers answer; a stream is admitted and relayed by the response
+    itself (see stream.py). Either way the request is counted once, by ``record_request``.
     """
-    endpoint = path.removeprefix("/v1/").lstrip("/")
+    endpoint = endpoint or path.removeprefix("/v1/").lstrip("/")
     started = time.perf_counter()
     body = without_router_fields(raw)
     request_id = request_id_var.get()
     activity.note(model=model_id, endpoint=endpoint)
+    if stream:
+        return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
     try:
-        if stream:
-            return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
         reply = await unless_disconnected(
             request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)
         )
@@ -59,12 +64,8 @@ async def forward(
             if reply.status == 404 and path not in OPENAI_PATHS:  # likely a server without this endpoint: say so
                 error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
             raise error
-    except APIError as error:
-        svc.metrics.requests.labels(model_id, endpoint, str(error.status)).inc()
+    except BaseException as error:
+        svc.metrics.record_request(model_id, endpoint, started, error)
         raise
-    except ClientDisconnected:
-        svc.metrics.requests.labels(model_id, endpoint, CLIENT_CLOSED_REQUEST).inc()
-        return Response(status_code=499)  # nobody reads it: the server drops it
-    svc.metrics.requests.labels(model_id, endpoint, "200").inc()
-    svc.metrics.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+    svc.metrics.record_request(model_id, endpoint, started)
     return Response(reply.body, status_code=200, media_type="application/json", headers=served_model_headers())

@@ -57,6 +57,12 @@ class StreamProtocol:
     error_ending: Callable[[str, str], bytes]
     #: An error answered before the stream starts -> its JSON body, as the API's non-streamed errors.
     error_body: Callable[[APIError], dict[str, Any]] = APIError.body
+    #: The client's framing of the events, when it is not the upstream's own: each run of complete
+    #: upstream events -> the bytes to send (Ollama's NDJSON lines). Stateful, so one per stream;
+    #: None relays the events as they are. ``error_ending`` is in the client's framing already.
+    reframe: Callable[[bytes], bytes] | None = None
+    #: The stream's ``Content-Type``.
+    content_type: bytes = b"text/event-stream; charset=utf-8"
 
 
 def _end_of_done(block: bytes) -> int:
@@ -130,15 +136,20 @@ async def relay(
     Whatever happens upstream, the client's stream ends the protocol's way: a stream that
     ends or breaks before its last event gets the protocol's error ending (for OpenAI an
     error event and the one ``data: [DONE]``). Runs are sent as they came, one ``send``
-    each: the bytes are looked at (a substring search), never taken apart.
+    each: the bytes are looked at (a substring search), never taken apart - unless the
+    protocol reframes them for its client (``protocol.reframe``).
     """
+    reframe = protocol.reframe
     try:
         async for block in blocks:
             end = protocol.end_of_last(block)
+            run = block[:end] if end >= 0 else block
+            if reframe is not None:
+                run = reframe(run)
+            if run:
+                await send(run)
             if end >= 0:
-                await send(block[:end])
                 return
-            await send(block)
         logger.warning("upstream stream ended without its last event")
         await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
     except UpstreamUnreachable as error:

@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inference_service.router.observability import activity
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
 from inference_service.router.services import Services
-from inference_service.router.serving.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from inference_service.router.serving.disconnect import ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
-_START_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    *((name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()),
-]
+_STREAM_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()]
 
 
 class ProxiedStream(Response):
@@ -81,26 +76,26 @@ class ProxiedStream(Response):
         assert task is not None
         loop = asyncio.get_running_loop()
         self._watchdog = loop.call_later(self._send_timeout_s, self._check_sending, loop, task)
-        status = CLIENT_CLOSED_REQUEST
+        outcome: str | BaseException
         try:
-            status = await unless_disconnected(receive, self._admit_and_relay(scope, receive, send))
-        except ClientDisconnected:
-            activity.note(status=activity.CLIENT_CLOSED)
-        except asyncio.CancelledError:
+            outcome = await unless_disconnected(receive, self._admit_and_relay(scope, receive, send))
+        except ClientDisconnected as gone:
+            outcome = gone  # nothing to answer: the server drops the connection
+        except asyncio.CancelledError as cancelled:
+            outcome = cancelled
             if not self._slow_reader or task.uncancel() > 0:
                 raise  # not ours (the shutdown's, the server's): let it end the request
             # The response cannot be finished (the client takes no bytes): returning leaves the
             # server to close the connection; the upstream request is closed already.
             logger.warning("client accepted nothing for %gs: stream cancelled", self._send_timeout_s)
             self._svc.metrics.slow_readers.labels(self._model_id).inc()
-            activity.note(status=activity.CLIENT_CLOSED)
+        except BaseException as error:
+            outcome = error
+            raise
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
-            self._svc.metrics.requests.labels(self._model_id, self._endpoint, status).inc()
-            self._svc.metrics.latency.labels(self._model_id, self._endpoint).observe(
-                time.perf_counter() - self._started
-            )
+            self._svc.metrics.record_request(self._model_id, self._endpoint, self._started, outcome)
 
     async def _admit_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
         """Admit, relay, release; the metrics status of the request."""
@@ -113,7 +108,10 @@ class ProxiedStream(Response):
             return str(error.status)
         async with stream:
             served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
-            await send({"type": "http.response.start", "status": 200, "headers": [*_START_HEADERS, *served]})
+            content_type = (b"content-type", self._protocol.content_type)
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [content_type, *_STREAM_HEADERS, *served]}
+            )
             scope[STREAM_PROTOCOL_SCOPE_KEY] = self._protocol
 
             loop_time = asyncio.get_running_loop().time

@@ -73,9 +73,11 @@ def validation_error(error: ValidationError) -> APIError:
     return APIError(422, message, param=param, code="invalid_value")
 
 
-async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> tuple[Model, dict[str, Any]]:
+async def parse_body(request: Request, schema: type[Model]) -> tuple[Model, dict[str, Any]]:
     """The validated request and the client's raw JSON object (forwarded as-is).
 
+    The body's size is the middleware's to cap (RequestContextMiddleware, ``max_body_bytes``):
+    it counts the bytes as they arrive, so ``request.body()`` never holds more than the limit.
     A client that hangs up before its body is complete raises ClientDisconnected (a 499),
     not Starlette's ClientDisconnect: that would be an unhandled error, a 500 and a logged
     traceback holding the partial body.
@@ -84,10 +86,6 @@ async def parse_body(request: Request, schema: type[Model], max_bytes: int) -> t
         raw = await request.body()
     except ClientDisconnect:
         raise ClientDisconnected from None
-    if len(raw) > max_bytes:
-        raise APIError(
-            413, f"Request body of {len(raw)} bytes exceeds the limit of {max_bytes}", code="request_too_large"
-        )
     if too_deeply_nested(raw):
         raise APIError(400, f"Request body is nested deeper than {MAX_NESTING_DEPTH} levels", code="nesting_too_deep")
     try:

@@ -7,9 +7,11 @@ show ``message``; every error the router produces goes through :class:`APIError`
 from __future__ import annotations
 
 import re
+from types import TracebackType
 from typing import Any
 
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
 
 
 class APIError(Exception):
@@ -56,6 +58,51 @@ def not_found(message: str, code: str = "model_not_found", param: str | None = "
 def service_unavailable(message: str, type: str = "service_unavailable", retry_after_s: int | None = None) -> APIError:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return APIError(503, message, type=type, code=type, headers=headers)
+
+
+#: Seconds a client is told to wait (``Retry-After``) before asking a model that was unavailable again.
+MODEL_UNAVAILABLE_RETRY_S = 5
+
+
+class _SupervisorErrorMap:
+    """What :func:`map_supervisor_errors` returns: stateless, so one instance serves every request."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, UnknownModel):  # gone between resolving its name and reaching it (a config reload)
+            raise not_found(str(error)) from None
+        if isinstance(error, InsufficientCapacity):
+            raise APIError(507, str(error), type="insufficient_capacity", code="insufficient_capacity") from None
+        if isinstance(error, ModelUnavailable):
+            raise service_unavailable(
+                str(error), "model_unavailable", retry_after_s=MODEL_UNAVAILABLE_RETRY_S
+            ) from None
+
+
+_SUPERVISOR_ERROR_MAP = _SupervisorErrorMap()
+
+
+def map_supervisor_errors() -> _SupervisorErrorMap:
+    """``with map_supervisor_errors():`` - the supervisor's refusals inside become the router's API errors.
+
+    The one translation, as httpx's ``map_httpcore_exceptions()`` is for httpcore's exceptions,
+    so that a refusal reads the same whichever endpoint met it - a proxied request, ``POST
+    /v1/models/{id}/load``, ``/upstream``: an unknown model is a 404 ``model_not_found``; one
+    that can never fit a 507 ``insufficient_capacity``; one that is unavailable (it failed,
+    its backend is down, it was unloaded meanwhile, it got no room in time, the service is
+    stopping) a 503 ``model_unavailable`` with ``Retry-After`` - the code fallbacks go by.
+    Anything else passes through untouched.
+
+    A plain object rather than a ``@contextmanager`` generator: it is on every proxied
+    request's path, and entering it allocates nothing.
+    """
+    return _SUPERVISOR_ERROR_MAP
 
 
 #: Runtime answers that blame the request although their status says "server error".

@@ -3,7 +3,8 @@
 FastAPI still declares these routes - for ``/openapi.json``, and for every request this
 does not take (another method gets its 405 there). A ``POST`` to one of them is served
 here directly, by the very same handler: called with a Starlette ``Request``, its
-response - or its :class:`APIError`, as the app's exception handler would - sent as is.
+response sent as is - or, if it raises, the answer of the app's own exception handler
+for it (one table: serving/exception_handlers.py).
 
 What that skips per request - matching through the route table, dependency solving, two
 exception-handling wrappers and an exit stack around a handler that uses none of them -
@@ -20,9 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inference_service.router.observability.activity import CLIENT_CLOSED
-from inference_service.router.serving.disconnect import ClientDisconnected
-from inference_service.router.serving.errors import APIError
+from inference_service.router.serving.exception_handlers import handler_for
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -39,10 +38,12 @@ class HotRoutes:
         if handler is None:
             await self.app(scope, receive, send)
             return
+        request = Request(scope, receive)
         try:
-            response = await handler(Request(scope, receive))
-        except APIError as error:
-            response = error.response()
-        except ClientDisconnected:  # gone while its body was read: nobody reads this, the access log does
-            response = Response(status_code=CLIENT_CLOSED)
+            response = await handler(request)
+        except Exception as error:
+            answer = handler_for(error)  # the app's own exception handlers, as FastAPI would find them
+            if answer is None:
+                raise
+            response = await answer(request, error)
         await response(scope, receive, send)

@@ -60,6 +60,11 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_too_large(send: Send, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """The answer to a body over ``max_body_bytes``, whether its declared length or its bytes told."""
+    await _send_error(send, 413, message, "invalid_request_error", "request_too_large", headers)
+
+
 class RequestContextMiddleware:
     """Request ids (taken from ``X-Request-ID`` or made up, echoed back), the key and its scopes
     (:class:`~inference_service.router.tenancy.gate.Gate`; the request then acts as that key), body size cap.
@@ -111,9 +116,9 @@ class RequestContextMiddleware:
                 return
             admitted = self._gate.admit(scope["method"], scope["path"], headers.get(b"authorization", b""))
             if isinstance(admitted, Refusal):
-                challenge = [(b"www-authenticate", b"Bearer")] if admitted.status == 401 else []
+                challenge = (b"www-authenticate", admitted.challenge)
                 await _send_error(
-                    send, admitted.status, admitted.message, admitted.type, admitted.code, [id_header, *challenge]
+                    send, admitted.status, admitted.message, admitted.type, admitted.code, [id_header, challenge]
                 )
                 return
             activity.note(key=admitted.name)
@@ -131,14 +136,8 @@ class RequestContextMiddleware:
         """The body cap, and the request id on the response."""
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-            await _send_error(
-                send,
-                413,
-                f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}",
-                "invalid_request_error",
-                "request_too_large",
-                [id_header],
-            )
+            reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
+            await _send_too_large(send, reason, [id_header])
             return
 
         started = False
@@ -156,11 +155,4 @@ class RequestContextMiddleware:
             if started:
                 raise
             # The rest of the body is never read: close the connection rather than leave it unusable.
-            await _send_error(
-                send,
-                413,
-                str(error),
-                "invalid_request_error",
-                "request_too_large",
-                [id_header, (b"connection", b"close")],
-            )
+            await _send_too_large(send, str(error), [id_header, (b"connection", b"close")])

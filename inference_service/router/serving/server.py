@@ -28,23 +28,29 @@ logger = logging.getLogger(__name__)
 
 #: What uvicorn may still wait for after the drain: connections closing, nothing that serves.
 _LEFTOVER_TIMEOUT_S = 5
-#: Allocations between two young-generation collections (CPython's default: 700). A proxied
-#: request allocates a few thousand objects; at 700 the collector ran several times per
-#: request, each time walking every request in flight. Measured in bench/README.md.
-_GC_YOUNG_THRESHOLD = 10_000
+#: The collector's thresholds while serving (CPython's: 700, 10, 10). A proxied request allocates
+#: a few thousand objects: at 700 the young generation was collected several times per request,
+#: each time walking every request in flight. The older generations' 20 are what bench/README.md's
+#: figures were measured with.
+_SERVING_GC_THRESHOLDS = (10_000, 20, 20)
 
 
 def _tune_gc_for_serving() -> None:
     """Keep the garbage collector off what start-up built (it lives as long as the process).
 
     ``gc.freeze()`` moves every object allocated so far - the web framework, the schemas, the
-    app - out of the collector's sight, so the full collections that request garbage still
-    triggers walk only what requests allocated: on this app a full collection over the
-    start-up heap took ~45 ms of a single core.
+    app, what its lifespan started - out of the collector's sight, so the full collections
+    that request garbage still triggers walk only what requests allocated: on this app a full
+    collection over the start-up heap took ~45 ms of a single core.
+
+    The one place the router touches the collector, and the right one: it runs once the
+    server has started (the app's lifespan included), so there is nothing left of start-up
+    to freeze later; and the collector is the process's, not the app's - an app built in a
+    test, or served some other way, leaves its host's collector alone.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    gc.set_threshold(*_SERVING_GC_THRESHOLDS)
 
 
 class GracefulServer(uvicorn.Server):

@@ -45,6 +45,8 @@ FEED_SCOPE_KEY = "inference_service.feed"
 #: a client that reads nothing must not keep the process from exiting.
 ANSWER_TIMEOUT_S = 5.0
 SHUT_DOWN_STREAMING = "the server shut down while streaming"
+#: The content types of streamed answers: SSE, and the NDJSON of Ollama's API.
+STREAMED_CONTENT_TYPES = (b"text/event-stream", b"application/x-ndjson")
 #: The last bytes of a feed the shutdown ends: an SSE comment.
 FEED_CLOSED = b": the server is shutting down\n\n"
 
@@ -71,7 +73,7 @@ class _Request:
         self._task = asyncio.current_task()
         self.aborted = False
         self.started = False  # the status line went out
-        self.streaming = False  # an SSE response
+        self.streaming = False  # an SSE or NDJSON stream
         self.done_sent = False  # the stream's ``data: [DONE]`` went out
         self.complete = False  # the last body message went out
 
@@ -81,7 +83,7 @@ class _Request:
             self.started = True
             for name, value in message.get("headers", ()):
                 if name == b"content-type":
-                    self.streaming = value.startswith(b"text/event-stream")
+                    self.streaming = value.startswith(STREAMED_CONTENT_TYPES)
                     break
         elif not message.get("more_body"):
             self.complete = True

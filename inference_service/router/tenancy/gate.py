@@ -1,7 +1,8 @@
 """The one check at the door, per request: who is calling, and may they call this route.
 
 401 for no key or one nobody configured, 403 ``permission_denied`` for a key without any of
-the scopes the route declares - naming the scope, never another key. Decided before the
+the scopes the route declares - naming the scope, never another key. Both carry the
+``WWW-Authenticate`` challenge of RFC 6750 (``error="insufficient_scope"`` and the scope for a 403). Decided before the
 request's body is read, so a refused request costs nothing and loads nothing.
 """
 
@@ -19,10 +20,15 @@ class Refusal:
     message: str
     type: str
     code: str
+    challenge: bytes  # the WWW-Authenticate header
 
 
 _NO_KEY = Refusal(
-    401, "Missing or invalid API key: send 'Authorization: Bearer <key>'", "authentication_error", "invalid_api_key"
+    401,
+    "Missing or invalid API key: send 'Authorization: Bearer <key>'",
+    "authentication_error",
+    "invalid_api_key",
+    b"Bearer",
 )
 
 
@@ -48,5 +54,6 @@ class Gate:
                 f"the key {tenant.name!r} lacks the {needed} scope that {method} {path} needs",
                 "permission_error",
                 "permission_denied",
+                f'Bearer error="insufficient_scope", scope="{" ".join(sorted(access))}"'.encode(),
             )
         return tenant

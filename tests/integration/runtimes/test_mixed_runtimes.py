@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+import ollama
 import pytest
 
 from tests.integration.runtimes.conftest import (
@@ -89,6 +90,22 @@ def test_stream_relays_chunks_and_one_done_through_each_runtime(model_id: str, r
     assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
     assert chunks and all("error" not in chunk for chunk in chunks)
     assert any(choice.get("finish_reason") for chunk in chunks for choice in chunk["choices"])
+
+
+@pytest.mark.parametrize("model_id", ALL_MODELS)
+def test_ollamas_native_api_streams_a_chat_through_each_runtime(model_id: str, router: ServiceProcess) -> None:
+    with ollama.Client(host=router.url, timeout=120) as client:
+        parts = list(
+            client.chat(
+                model=model_id,
+                messages=[{"role": "user", "content": "Say hi."}],
+                options={"num_predict": 3},
+                stream=True,
+            )
+        )
+    assert [part.done for part in parts] == [False] * (len(parts) - 1) + [True]
+    assert "".join(part.message.content or "" for part in parts)
+    assert parts[-1].eval_count
 
 
 def test_ollama_stream_chunks_reach_the_client_as_the_ollama_server_wrote_them(router: ServiceProcess) -> None:

@@ -97,4 +97,17 @@ def test_cmake_configure_builds_only_a_static_server(tmp_path: Path) -> None:
 
 def test_cpu_and_cuda_builds_are_cached_apart() -> None:
     assert install_dir(VERSION, cuda=False) != install_dir(VERSION, cuda=True)
-    assert install_dir(VERSION, cuda=True).name == f"{VERSION}-cuda"
+    assert install_dir(VERSION, cuda=True).name == f"{VERSION}-cuda-noamx"
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_the_build_leaves_amx_out_whatever_the_cpu_advertises(cuda: bool, tmp_path: Path) -> None:
+    argv = cmake_configure_args(tmp_path / "src", tmp_path / "build", cuda=cuda)
+    for language in ("C", "CXX"):
+        flags = next(arg for arg in argv if arg.startswith(f"-DCMAKE_{language}_FLAGS="))
+        assert {"-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16"} <= set(flags.split("=", 1)[1].split())
+
+
+def test_a_binary_built_with_other_flags_is_not_reused() -> None:
+    """The cache folder of an AMX build (named ``<version>-cpu`` before) is never the one looked up."""
+    assert install_dir(VERSION, cuda=False).name == f"{VERSION}-cpu-noamx"

@@ -87,13 +87,16 @@ def test_every_route_lets_in_exactly_the_keys_with_its_scope(
     service: ServiceProcess, call: Call, scopes: frozenset[str], caller: str
 ) -> None:
     response = send(service, call, CALLERS[caller])
+    challenge = response.headers.get("www-authenticate", "")
     if not scopes or scopes & CALLER_SCOPES.get(caller, set()):
-        assert response.status_code not in (401, 403), f"{response.status_code} {response.text[:500]}"
+        # Past the gate: whatever the route answers (its own 403 included), not the gate's refusal.
+        assert response.status_code != 401 and "insufficient_scope" not in challenge, response.text[:500]
     elif caller in ("no key", "unknown key"):
-        assert response.status_code == 401, response.text[:500]
+        assert response.status_code == 401 and challenge == "Bearer", response.text[:500]
         assert call.method == "HEAD" or response.json()["error"]["code"] == "invalid_api_key"
     else:
         assert response.status_code == 403, response.text[:500]
+        assert challenge == f'Bearer error="insufficient_scope", scope="{" ".join(sorted(scopes))}"'
         if call.method == "HEAD":
             return  # no body to read the reason from
         error = response.json()["error"]

@@ -30,10 +30,10 @@ def router(start_router: StartRouter) -> ServiceProcess:
 
 @pytest.fixture(scope="module")
 def api_schema(router: ServiceProcess) -> schemathesis.BaseSchema:
-    """The live service's own /openapi.json: only the /v1 operations take input worth fuzzing."""
+    """The live service's own /openapi.json: the /v1 operations and Ollama's API take input worth fuzzing."""
     schema = schemathesis.openapi.from_url(router.url + "/openapi.json")
     schema.config.update(base_url=router.url)
-    return schema.include(path_regex="^/v1/")
+    return schema.include(path_regex="^/(v1/|api/|$)")
 
 
 def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Case) -> bool | None:
@@ -64,7 +64,27 @@ RUNS = [
     ("GET", "/v1/models/{name}/logs", VALID, 5),
     ("POST", "/v1/models/{name}/load", VALID, 5),
     ("POST", "/v1/models/{name}/unload", VALID, 5),
+    ("POST", "/api/chat", VALID, 20),
+    ("POST", "/api/chat", INVALID, 15),
+    ("POST", "/api/generate", VALID, 15),
+    ("POST", "/api/generate", INVALID, 10),
+    ("POST", "/api/embed", VALID, 5),
+    ("POST", "/api/embed", INVALID, 5),
+    ("POST", "/api/embeddings", VALID, 3),
+    ("POST", "/api/show", VALID, 5),
+    ("POST", "/api/show", INVALID, 5),
+    ("GET", "/api/tags", VALID, 1),
+    ("GET", "/api/ps", VALID, 1),
+    ("GET", "/api/version", VALID, 1),
+    ("GET", "/", VALID, 1),
+    ("POST", "/api/pull", VALID, 1),
+    ("POST", "/api/push", VALID, 1),
+    ("POST", "/api/create", VALID, 1),
+    ("POST", "/api/copy", VALID, 1),
+    ("DELETE", "/api/delete", VALID, 1),
 ]
+#: Ollama's generating endpoints: a valid request names the real model (most reach llama-server).
+OLLAMA_GENERATION = {"/api/chat", "/api/generate"}
 
 
 @pytest.mark.parametrize(
@@ -78,7 +98,12 @@ def test_generated_requests_get_documented_answers(
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def fuzz(case: Case) -> None:
-        if isinstance(case.body, dict):
+        if isinstance(case.body, dict) and path in OLLAMA_GENERATION:
+            if mode is VALID:  # short answers from the real model (an invalid body stays as generated)
+                options = case.body.get("options")
+                case.body["options"] = {**(options if isinstance(options, dict) else {}), "num_predict": MAX_TOKENS}
+                case.body["model"] = SMOLLM2_ID
+        elif isinstance(case.body, dict) and not path.startswith("/api/"):
             case.body["max_tokens"] = MAX_TOKENS  # short answers: the point is the request, not the text
         case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
 

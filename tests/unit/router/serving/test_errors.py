@@ -1,4 +1,5 @@
-"""Runtime error answers mapped to the router's envelope: client faults stay 4xx."""
+"""Errors mapped to the router's envelope: runtime answers (client faults stay 4xx) and the
+supervisor's refusals (one answer each, whichever endpoint met them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import pytest
 
-from inference_service.router.serving.errors import not_found, upstream_error
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, upstream_error
+from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
 
 LLAMA_IMAGE = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
 LLAMA_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
@@ -32,6 +34,38 @@ def test_an_envelope_quoting_a_lone_surrogate_renders_as_escaped_json() -> None:
     message = "The model '\udfff' does not exist"
     body = not_found(message).response().body
     assert body.isascii() and json.loads(body)["error"]["message"] == message
+
+
+def supervisor_refusal(error: Exception) -> APIError:
+    with pytest.raises(APIError) as raised, map_supervisor_errors():
+        raise error
+    return raised.value
+
+
+def test_an_unknown_model_is_a_404_model_not_found() -> None:
+    error = supervisor_refusal(UnknownModel("gone", ["a", "b"]))
+    assert (error.status, error.type, error.code, error.param) == (404, "not_found_error", "model_not_found", "model")
+    assert error.message == "model 'gone' does not exist; available: a, b"
+
+
+def test_a_model_that_can_never_fit_is_a_507_insufficient_capacity() -> None:
+    error = supervisor_refusal(InsufficientCapacity("cannot load 'big': max_loaded_models = 0"))
+    assert (error.status, error.type, error.code) == (507, "insufficient_capacity", "insufficient_capacity")
+    assert error.message == "cannot load 'big': max_loaded_models = 0"
+
+
+def test_an_unavailable_model_is_a_503_model_unavailable_to_retry_later() -> None:
+    error = supervisor_refusal(ModelUnavailable("model 'a' failed to load: exited with code 1"))
+    assert (error.status, error.type, error.code) == (503, "model_unavailable", "model_unavailable")
+    assert error.message == "model 'a' failed to load: exited with code 1"
+    assert error.headers == {"Retry-After": "5"}
+
+
+def test_an_error_the_supervisor_did_not_raise_passes_through_as_it_is() -> None:
+    original = ValueError("not the supervisor's")
+    with pytest.raises(ValueError) as raised, map_supervisor_errors():
+        raise original
+    assert raised.value is original
 
 
 LLAMA_TOOLS = 'Failed to parse tools: Missing tool type: {"x":1}; tools = [{"x": 1}]'

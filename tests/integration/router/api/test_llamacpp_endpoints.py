@@ -32,7 +32,7 @@ def test_apply_template_renders_the_models_chat_template(client: httpx.Client) -
 
 def test_infill_reaches_llama_server_and_its_answer_comes_back(router: ServiceProcess, client: httpx.Client) -> None:
     # Neither tiny model has fill-in-the-middle tokens, so llama-server's own refusal is the answer
-    # to relay; the stream framing of a real /infill is covered in tests/unit/router/test_sse_protocols.py.
+    # to relay; the stream framing of a real /infill is covered in tests/unit/router/proxy/test_sse_protocols.py.
     body = {"model": SMOLLM2_ID, "input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 3}
     direct = httpx.post(
         child_url(router, SMOLLM2_ID) + "/infill", json=body, headers=child_headers(router, SMOLLM2_ID), timeout=60

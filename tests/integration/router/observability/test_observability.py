@@ -26,9 +26,14 @@ class Traffic:
 
     def increase(self, name: str, **labels: str) -> float:
         """How much one sample grew across the two requests (a sample absent before counts as 0)."""
-        after = sample(self.after, name, **labels)
-        assert after is not None, f"no {name} sample with {labels}"
-        return after - (sample(self.before, name, **labels) or 0.0)
+        return increase(self.before, self.after, name, **labels)
+
+
+def increase(before: str, after: str, name: str, **labels: str) -> float:
+    """How much one sample grew from ``before`` to ``after`` (a sample absent before counts as 0)."""
+    value = sample(after, name, **labels)
+    assert value is not None, f"no {name} sample with {labels}"
+    return value - (sample(before, name, **labels) or 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,16 @@ def test_metrics_observe_each_request_in_the_latency_histogram(traffic: Traffic)
     assert (
         traffic.increase("inference_request_duration_seconds_count", model=SMOLLM2_ID, endpoint="chat/completions") == 2
     )
+
+
+def test_a_request_the_runtime_refuses_is_timed_as_well_as_counted(client: httpx.Client) -> None:
+    labels = {"model": SMOLLM2_ID, "endpoint": "chat/completions"}
+    before = client.get("/metrics").text
+    refused = client.post("/v1/chat/completions", json=chat_body(top_p="hot"))
+    assert refused.status_code == 400, refused.text
+    after = client.get("/metrics").text
+    assert increase(before, after, "inference_requests_total", status="400", **labels) == 1
+    assert increase(before, after, "inference_request_duration_seconds_count", **labels) == 1
 
 
 def test_metrics_observe_the_streamed_request_in_the_ttft_histogram(traffic: Traffic) -> None:

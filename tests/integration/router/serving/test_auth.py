@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import ollama
 import pytest
 
 from tests.integration.router.conftest import StartRouter
@@ -100,3 +101,9 @@ def test_post_with_the_bearer_key_is_served(router: ServiceProcess) -> None:
     response = httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
     assert response.status_code == 200, response.text
     assert httpx.post(f"{router.url}/v1/models/{SMOLLM2_ID}/unload", headers=headers, timeout=60).status_code == 200
+
+
+def test_ollamas_api_needs_the_key_and_the_ollama_library_sends_it(router: ServiceProcess) -> None:
+    assert httpx.get(router.url + "/api/tags").status_code == 401
+    with ollama.Client(host=router.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        assert f"{SMOLLM2_ID}:latest" in {model.model for model in client.list().models}

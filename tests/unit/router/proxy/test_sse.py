@@ -1,5 +1,5 @@
 """SSEResponse gives up on a client that accepts nothing for send_timeout_s and closes the body
-(the upstream request); the integration test tests/integration/router/test_slow_readers.py
+(the upstream request); the integration test tests/integration/router/proxy/test_slow_readers.py
 shows the effect on a real router."""
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from inference_service.router.proxy.sse import OPENAI, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol
 from inference_service.router.serving.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
 
 Sent = list[Message]
@@ -138,3 +139,27 @@ async def test_a_feed_ends_at_once_while_a_request_still_drains() -> None:
     assert not stream.done()  # the request drains on
     await asyncio.wait_for(stopping, timeout=2)
     assert body(stream_sent).endswith(b"data: [DONE]\n\n")
+
+
+async def test_after_the_grace_an_ndjson_stream_ends_with_its_protocols_error_line() -> None:
+    """Ollama's streams are NDJSON, not SSE: cut off, they end in their own framing too."""
+    ndjson = StreamProtocol(OPENAI.end_of_last, lambda message, code: b'{"error":"' + message.encode() + b'"}\n')
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]}
+        )
+        scope[STREAM_PROTOCOL_SCOPE_KEY] = ndjson
+        while True:
+            await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
+            await asyncio.sleep(0.01)
+
+    shutdown = Shutdown(grace_s=0.1)
+    stream, sent = start(ShutdownMiddleware(app, shutdown))
+    await asyncio.sleep(0.03)
+    await shutdown.drain_and_close()
+    await stream
+    lines = body(sent).splitlines()
+    assert lines[0] == b'{"done":false}'
+    assert json.loads(lines[-1]) == {"error": "the server shut down while streaming"}
+    assert not sent[-1]["more_body"]

@@ -116,3 +116,22 @@ async def test_an_upstream_death_ends_a_responses_stream_with_its_error_event() 
 async def test_a_native_stream_ends_at_its_stop_chunk_or_error(last: bytes) -> None:
     partial = b'data: {"content":"a","stop":false}\n\n'
     assert b"".join(await _relayed(LLAMACPP_NATIVE, _reads(partial, last + b'data: {"late":1}\n\n'))) == partial + last
+
+
+def _reframed(prefix: bytes) -> StreamProtocol:
+    """OPENAI's end, each run sent in another framing (as Ollama's NDJSON is)."""
+    return StreamProtocol(
+        end_of_last=OPENAI.end_of_last,
+        error_ending=lambda message, code: b"ending:" + code.encode(),
+        reframe=lambda block: prefix + block if b"content" in block or DONE in block else b"",
+    )
+
+
+async def test_a_reframed_stream_sends_the_clients_framing_up_to_the_upstreams_last_event() -> None:
+    sent = await _relayed(_reframed(b"framed:"), _reads(CHUNK, b'data: {"choices":[]}\n\n' + DONE + CHUNK))
+    assert sent == [b"framed:" + CHUNK, b"framed:" + b'data: {"choices":[]}\n\n' + DONE]
+
+
+async def test_a_reframed_stream_cut_short_ends_with_the_error_ending_as_it_is() -> None:
+    sent = await _relayed(_reframed(b"framed:"), _reads(CHUNK, then=UpstreamUnreachable("gone")))
+    assert sent == [b"framed:" + CHUNK, b"ending:upstream_died"]
