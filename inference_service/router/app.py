@@ -31,7 +31,7 @@ from inference_service.router.serving.hot_routes import HotRoutes
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.router.tenancy.gate import Gate
-from inference_service.router.tenancy.keys import KeyRing
+from inference_service.router.tenancy.registry import Tenancy
 from inference_service.router.tenancy.scopes import RouteScopes
 from inference_service.supervisor import RuntimeFactory, Supervisor
 
@@ -85,7 +85,7 @@ def create_app(
         dispatcher=Dispatcher(settings, supervisor, upstream, metrics),
         resolver=ModelResolver(settings),
         metrics=metrics,
-        keyring=KeyRing(settings),
+        tenancy=Tenancy(settings),
     )
 
     log_buffer = _router_log_buffer(settings)
@@ -120,7 +120,7 @@ def create_app(
     app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(
         RequestContextMiddleware,
-        gate=Gate(svc.keyring, RouteScopes(app.routes)),  # every route is mounted by now: each must declare
+        gate=Gate(svc.tenancy, RouteScopes(app.routes)),  # every route is mounted by now: each must declare
         max_body_bytes=settings.max_body_bytes,
     )
     app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too

@@ -99,7 +99,7 @@ class ConfigReloader:
             svc.settings = new
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new)
-            svc.keyring.configure(new)  # a removed key is refused from the next request on
+            svc.tenancy.configure(new)  # a removed key is refused from the next request on
             failures = await model_reload.apply(svc.supervisor, new, changes)
             result: dict[str, Any] = {
                 "ok": not failures,

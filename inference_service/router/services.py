@@ -10,7 +10,7 @@ from inference_service.config import Settings
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
-from inference_service.router.tenancy.keys import KeyRing
+from inference_service.router.tenancy.registry import Tenancy
 from inference_service.supervisor import Supervisor
 
 
@@ -21,7 +21,7 @@ class Services:
     dispatcher: Dispatcher
     resolver: ModelResolver
     metrics: Metrics
-    keyring: KeyRing
+    tenancy: Tenancy
 
 
 def services(request: Request) -> Services:

@@ -2,7 +2,9 @@
 
 For tests of what the router sends a ``remote`` model's host - which path, with which
 credentials - where a real runtime would not show it (and a wrong path must be seen, not
-merely answered 404).
+merely answered 404). ``reply`` is the body of every answer (an OpenAI-shaped one carries
+``usage``, as a runtime's does); while ``hold`` is clear, answers (but to health probes) wait
+for it: requests in flight, on demand.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class RecordingHost:
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self.seen: list[Seen] = []
+        self.reply = b'{"status":"ok"}'
+        self.hold = threading.Event()
+        self.hold.set()
 
     @property
     def url(self) -> str:
@@ -43,7 +48,9 @@ def recording_host() -> Iterator[RecordingHost]:
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             host.seen.append(Seen(self.command, self.path, self.headers.get("Authorization")))
-            body = b'{"status":"ok"}'
+            if not self.path.endswith("/health"):  # the router's health probes are never held
+                host.hold.wait()
+            body = host.reply
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -63,5 +70,6 @@ def recording_host() -> Iterator[RecordingHost]:
     try:
         yield host
     finally:
+        host.hold.set()  # nothing left waiting
         server.shutdown()
         server.server_close()

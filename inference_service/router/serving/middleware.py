@@ -13,6 +13,7 @@ from inference_service.router.observability import activity
 from inference_service.router.serving.errors import envelope
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.gate import Gate, Refusal
+from inference_service.router.tenancy.keys import Tenant
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -29,6 +30,14 @@ class BodyTooLarge(Exception):
 def _new_request_id() -> str:
     """32 hex digits, like a uuid4's; a request id needs to be unique, not unguessable (no syscall)."""
     return f"{random.getrandbits(128):032x}"
+
+
+def _tokens_used() -> int | None:
+    """The request's prompt and completion tokens, as its runtimes reported them (every stage); None if none did."""
+    record = activity.current()
+    if record is None or (record.prompt_tokens is None and record.completion_tokens is None):
+        return None
+    return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
 
 
 def _host_header_invalid(scope: Scope) -> bool:
@@ -114,26 +123,47 @@ class RequestContextMiddleware:
                     [id_header, (b"connection", b"close")],
                 )
                 return
-            admitted = self._gate.admit(scope["method"], scope["path"], headers.get(b"authorization", b""))
+            declared = headers.get(b"content-length", b"")
+            admitted = self._gate.admit(
+                scope["method"],
+                scope["path"],
+                headers.get(b"authorization", b""),
+                int(declared) if declared.isdigit() else 0,
+            )
             if isinstance(admitted, Refusal):
-                challenge = (b"www-authenticate", admitted.challenge)
                 await _send_error(
-                    send, admitted.status, admitted.message, admitted.type, admitted.code, [id_header, challenge]
+                    send,
+                    admitted.status,
+                    admitted.message,
+                    admitted.type,
+                    admitted.code,
+                    [id_header, *admitted.headers],
                 )
                 return
-            activity.note(key=admitted.name)
-            tenant_token = keys.act_as(admitted)
+            tenant = admitted.tenant
+            activity.note(key=tenant.name)
+            tenant_token = keys.act_as(tenant)
             try:
-                await self._serve(scope, receive, send, headers, id_header)
+                await self._serve(scope, receive, send, headers, id_header, tenant)
             finally:
                 keys.release(tenant_token)
+                if admitted.ticket is not None:
+                    admitted.ticket.close(_tokens_used())
         finally:
             request_id_var.reset(token)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], id_header: tuple[bytes, bytes]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        id_header: tuple[bytes, bytes],
+        tenant: Tenant,
     ) -> None:
-        """The body cap, and the request id on the response."""
+        """The body cap; the request id on the response, and a limited key's ``x-ratelimit-*``
+        (as they stand when the response starts)."""
+        limits = self._gate.tenancy.limits
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
             reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
@@ -146,7 +176,8 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), id_header]
+                rates = limits.headers(tenant) if tenant.limited else []
+                message["headers"] = [*message.get("headers", []), id_header, *rates]
             await send(message)
 
         try:

@@ -22,6 +22,8 @@ Access = frozenset[str]
 PUBLIC: Access = frozenset()
 #: Any valid key, whatever its scopes (what a key may read about itself; the API schema).
 ANY_KEY: Access = frozenset(SCOPES)
+#: The routes that cost a model's work - those needing exactly ``inference`` - count against a key's limits.
+METERED: Access = frozenset({"inference"})
 #: FastAPI's own routes, which no module of ours declares.
 FRAMEWORK_ROUTES: dict[str, Access] = {"/openapi.json": ANY_KEY, "/docs": ANY_KEY, "/docs/oauth2-redirect": ANY_KEY}
 

@@ -21,7 +21,8 @@ from inference_service.router.proxy.upstream import UpstreamClient
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
-from inference_service.router.tenancy.keys import KeyRing, Tenant
+from inference_service.router.tenancy.keys import Tenant
+from inference_service.router.tenancy.registry import Tenancy
 from inference_service.runtimes.factory import runtime_factory
 from inference_service.supervisor import Supervisor
 
@@ -39,7 +40,7 @@ def _services(models: dict[str, list[str]], **settings: Any) -> Services:
     supervisor = Supervisor(config, runtime_factory(config, Path("/nonexistent/llama-server")))
     metrics = Metrics()
     dispatcher = Dispatcher(config, supervisor, UpstreamClient(), metrics)
-    return Services(config, supervisor, dispatcher, ModelResolver(config), metrics, KeyRing(config))
+    return Services(config, supervisor, dispatcher, ModelResolver(config), metrics, Tenancy(config))
 
 
 def _plan(svc: Services, **request: Any) -> Plan:
