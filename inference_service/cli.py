@@ -333,6 +333,24 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    """The usage ledger (GET /v1/usage): one row per key, model and hour, then the totals."""
+    filters = (("key", args.key), ("model", args.model), ("since", args.since), ("until", args.until))
+    query = "&".join(f"{name}={quote(value)}" for name, value in filters if value)
+    usage = _service_call(args, "GET", "/v1/usage" + (f"?{query}" if query else ""))
+    if args.json:
+        _print_json(usage)
+        return 0
+    rows = [["KEY", "MODEL", "HOUR", "REQUESTS", "PROMPT", "COMPLETION", "ERRORS", "UPSTREAM"]]
+    for row in [*usage["data"], {"key": "total", "model": "", "hour": "", **usage["totals"]}]:
+        counts = [str(row[name]) for name in ("requests", "prompt_tokens", "completion_tokens", "errors")]
+        rows.append([row["key"], row["model"], row["hour"], *counts, f"{row['upstream_seconds']:.1f}s"])
+    print(_table(rows))
+    if not usage["complete"]:
+        print("(the usage database could not be read: only usage not yet written is shown)")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -376,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)"
     )
     remote_parent.add_argument(
-        "--api-key", help="the service's api_key (default: $INFERENCE_API_KEY, else from config)"
+        "--api-key", help="a key of the service (default: $INFERENCE_API_KEY, else the config's api_key)"
     )
     remote_parent.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     json_parent = argparse.ArgumentParser(add_help=False)
@@ -413,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)"
     ).set_defaults(handler=cmd_reload)
+    usage = commands.add_parser(
+        "usage", parents=[remote_parent, json_parent], help="usage per key, model and hour (GET /v1/usage)"
+    )
+    usage.add_argument("--key", help="one key's name (a key without admin scope sees its own only)")
+    usage.add_argument("--model", help="one model id")
+    usage.add_argument("--since", help="ISO 8601 time or Unix seconds: hours starting at or after it")
+    usage.add_argument("--until", help="ISO 8601 time or Unix seconds: hours starting before it")
+    usage.set_defaults(handler=cmd_usage)
     return parser
 
 

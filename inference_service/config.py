@@ -263,6 +263,7 @@ class Settings(BaseSettings):
     models: dict[str, ModelConfig] = {}
     presets: dict[str, PresetConfig] = {}
     keys: dict[str, KeyConfig] = Field(default={}, description="API keys by name (key_config.py); api_key is one more")
+    usage_db: Path = Field(default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger)")
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from inference_service.router import api
 from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.console import routes as console
+from inference_service.router.database import Database
 from inference_service.router.observability.activity import ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
@@ -31,6 +32,7 @@ from inference_service.router.serving.hot_routes import HotRoutes
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.router.tenancy.gate import Gate
+from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.router.tenancy.registry import Tenancy
 from inference_service.router.tenancy.scopes import RouteScopes
 from inference_service.supervisor import RuntimeFactory, Supervisor
@@ -79,13 +81,15 @@ def create_app(
     supervisor = Supervisor(settings, runtime_factory)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
+    database = Database(settings.usage_db)
+    ledger = UsageLedger(database, metrics)
     svc = Services(
         settings=settings,
         supervisor=supervisor,
-        dispatcher=Dispatcher(settings, supervisor, upstream, metrics),
+        dispatcher=Dispatcher(settings, supervisor, upstream, metrics, ledger),
         resolver=ModelResolver(settings),
         metrics=metrics,
-        tenancy=Tenancy(settings),
+        tenancy=Tenancy(settings, ledger),
     )
 
     log_buffer = _router_log_buffer(settings)
@@ -95,6 +99,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
         await supervisor.start()
+        await ledger.start()
         try:
             if reloader is None:
                 yield
@@ -104,6 +109,8 @@ def create_app(
         finally:
             await supervisor.close()
             await upstream.close()
+            await ledger.close()  # the last usage written: it survives the restart
+            await database.close()
             logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)

@@ -42,6 +42,7 @@ STARTUP_KEYS = (
     "body_timeout_s",
     "max_connections",
     "models_dir",
+    "usage_db",
     "runtimes",
     "health_timeout_s",
     "health_interval_s",

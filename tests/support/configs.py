@@ -68,8 +68,16 @@ def render_toml(document: Mapping[str, Any], prefix: str = "") -> str:
 
 
 def write_config(path: Path, models: Mapping[str, Mapping[str, Any]], **top_level: Any) -> Path:
-    """Write a config with ``models`` (id -> table) and top-level keys; relative paths resolve in MODELS_DIR."""
-    document = {"host": "127.0.0.1", "models_dir": str(MODELS_DIR), **top_level, "models": dict(models)}
+    """Write a config with ``models`` (id -> table) and top-level keys; relative paths resolve in MODELS_DIR,
+    the usage database is ``usage.db`` beside the file unless ``usage_db`` says otherwise."""
+    # The usage ledger's database beside the config: a test's routers never write the developer's own.
+    document = {
+        "host": "127.0.0.1",
+        "models_dir": str(MODELS_DIR),
+        "usage_db": str(path.parent / "usage.db"),
+        **top_level,
+        "models": dict(models),
+    }
     path.write_text(render_toml(document))
     return path
 

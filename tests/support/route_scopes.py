@@ -60,6 +60,7 @@ ROUTE_SCOPES: list[tuple[str, frozenset[str], frozenset[str]]] = [
     ("/v1/models/{name:path}/logs", frozenset({"GET"}), ADMIN),
     ("/v1/logs", frozenset({"GET"}), ADMIN),
     ("/v1/key", frozenset({"GET"}), ANY_KEY),
+    ("/v1/usage", frozenset({"GET"}), ANY_KEY),  # admin: any key's; any other key: its own
     ("/v1/models", frozenset({"GET"}), LISTING),
     ("/v1/models/{name:path}/load", frozenset({"POST"}), ADMIN),
     ("/v1/models/{name:path}/unload", frozenset({"POST"}), ADMIN),

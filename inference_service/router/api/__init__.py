@@ -23,6 +23,7 @@ from inference_service.router.api import (
     ops,
     responses,
     upstream,
+    usage,
 )
 from inference_service.router.api.ollama import routes as ollama
 from inference_service.router.api.openapi import COMMON_ERRORS, MODEL_ERRORS
@@ -39,6 +40,7 @@ _FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
     (events, COMMON_ERRORS),
     (logs, COMMON_ERRORS),
     (keys, COMMON_ERRORS),
+    (usage, COMMON_ERRORS),
     (models, {**COMMON_ERRORS, **MODEL_ERRORS}),
     (upstream, COMMON_ERRORS),
     (admin, COMMON_ERRORS),

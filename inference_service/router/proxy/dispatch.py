@@ -13,7 +13,8 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,7 @@ from inference_service.router.serving.errors import (
     upstream_error,
 )
 from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import ModelState, Supervisor
 
@@ -56,10 +58,19 @@ def served_model_headers() -> dict[str, str]:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, supervisor: Supervisor, upstream: UpstreamClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        supervisor: Supervisor,
+        upstream: UpstreamClient,
+        metrics: Metrics,
+        ledger: UsageLedger | None = None,
+    ) -> None:
+        """``ledger``: where each call's usage is counted for its key (None: nowhere, for tests)."""
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
+        self.ledger = ledger
         supervisor.events.listen(metrics.observe_event)
         self.queues: dict[str, AdmissionQueue] = {}
         self.configure_queues(settings)
@@ -152,6 +163,8 @@ class Dispatcher:
         in_flight.inc()
         stack.callback(in_flight.dec)
         stack.callback(queue.observe_service, time.monotonic())
+        if self.ledger is not None:
+            stack.enter_context(self.ledger.call(model_id))
         return endpoint
 
     @contextlib.asynccontextmanager
@@ -188,8 +201,16 @@ class Dispatcher:
                 message = f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
                 raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
         if reply.status == 200:
-            self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
+            self.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
+        elif self.ledger is not None:
+            self.ledger.failed(model_id)
         return reply
+
+    def record_usage(self, model_id: str, usage: object) -> None:
+        """A runtime's reported ``usage`` of one call: the metrics, and the key's ledger."""
+        prompt, completion = self.metrics.record_usage(model_id, usage)
+        if self.ledger is not None and (prompt or completion):
+            self.ledger.tokens(model_id, prompt, completion)
 
     async def complete(
         self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
@@ -233,7 +254,9 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics)
+        return UpstreamStream(
+            model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics, self.record_usage
+        )
 
 
 class UpstreamStream:
@@ -252,8 +275,10 @@ class UpstreamStream:
         response: aiohttp.ClientResponse,
         stack: contextlib.AsyncExitStack,
         metrics: Metrics,
+        record_usage: Callable[[str, object], None],
     ) -> None:
         self.model_id = model_id
+        self._record = record_usage
         self._runtime = runtime
         self._response = response
         self._stack = stack
@@ -264,8 +289,12 @@ class UpstreamStream:
     async def __aenter__(self) -> UpstreamStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def __aexit__(
+        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Close as :meth:`aclose` does, telling the slot's holders how the stream ended (the ledger
+        counts one cut short as an error)."""
+        await self._stack.__aexit__(error_type, error, traceback)
 
     async def aclose(self) -> None:
         """Close the upstream connection (llama-server frees the slot), then the admission slot and lease."""
@@ -301,4 +330,4 @@ class UpstreamStream:
         for event in block.split(b"\n\n"):
             if b'"usage":{' in event and event.startswith(b"data: "):
                 with contextlib.suppress(ValueError, AttributeError):
-                    self._metrics.record_usage(self.model_id, json.loads(event[6:]).get("usage"))
+                    self._record(self.model_id, json.loads(event[6:]).get("usage"))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from inference_service.config import Settings
+from inference_service.router.database import Database
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.orchestration.plan import MAX_PARALLEL_MODELS, Plan, build_plan
 from inference_service.router.proxy.dispatch import Dispatcher
@@ -22,6 +23,7 @@ from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.keys import Tenant
+from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.router.tenancy.registry import Tenancy
 from inference_service.runtimes.factory import runtime_factory
 from inference_service.supervisor import Supervisor
@@ -40,7 +42,8 @@ def _services(models: dict[str, list[str]], **settings: Any) -> Services:
     supervisor = Supervisor(config, runtime_factory(config, Path("/nonexistent/llama-server")))
     metrics = Metrics()
     dispatcher = Dispatcher(config, supervisor, UpstreamClient(), metrics)
-    return Services(config, supervisor, dispatcher, ModelResolver(config), metrics, Tenancy(config))
+    ledger = UsageLedger(Database(Path("/nonexistent/usage.db")), metrics)  # nothing is called: never opened
+    return Services(config, supervisor, dispatcher, ModelResolver(config), metrics, Tenancy(config, ledger))
 
 
 def _plan(svc: Services, **request: Any) -> Plan:
