@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from inference_service.provisioning.progress import Progress
 PROG = "inference-service"
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3  # what uvicorn exits with when the app cannot start
+EXIT_READER_LEFT = 128 + signal.SIGPIPE  # what a shell reports for a writer whose reader left (`| head`)
 
 
 class CLIError(Exception):
@@ -443,8 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        status = _run(build_parser().parse_args(argv))
+        sys.stdout.flush()  # the buffered rest too: a reader that left shows up here, not at the interpreter's exit
+    except BrokenPipeError:
+        # Python's "Note on SIGPIPE": the reader (`| head`) has what it wanted. Point stdout at
+        # devnull so the interpreter's own final flush cannot fail again, and stop without a word.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_READER_LEFT
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except (CLIError, ProvisioningError) as error:

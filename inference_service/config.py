@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -44,6 +45,36 @@ class ConfigError(Exception):
     """A configuration problem, described in one line that names the offending key."""
 
 
+@dataclass(frozen=True)
+class OnReload:
+    """What a config reload does with a changed field. Every field of :class:`Settings` and
+    :class:`ModelConfig` carries one (``Annotated[type, LIVE]``): the reload, its plan for the
+    models and the README all follow it, so a new field cannot be forgotten in a hand list."""
+
+    effect: Literal["live", "restart", "startup"]
+    #: ``restart`` only for models of these runtimes (the field is on their command line); live for the rest.
+    runtimes: frozenset[RuntimeKind] | None = None
+
+    def restarts(self, runtime: RuntimeKind) -> bool:
+        return self.effect == "restart" and (self.runtimes is None or runtime in self.runtimes)
+
+
+#: Applied at once by a config reload.
+LIVE = OnReload("live")
+#: A model's launch setting (its runtime's command line or connection): a reload restarts the model.
+RESTART = OnReload("restart")
+#: Read once at start-up: a reload that changes it says so in its answer's ``restart_required``.
+STARTUP = OnReload("startup")
+
+
+def on_reload(model: type[BaseModel], name: str) -> OnReload:
+    """What a reload does with ``model``'s field ``name``."""
+    marks = [mark for mark in model.model_fields[name].metadata if isinstance(mark, OnReload)]
+    if len(marks) != 1:
+        raise TypeError(f"{model.__name__}.{name} needs one reload class: Annotated[..., LIVE | RESTART | STARTUP]")
+    return marks[0]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,47 +102,48 @@ class ModelSource(_Strict):
 class ModelConfig(_Strict):
     """One ``[models.<id>]`` table."""
 
-    id: str
-    runtime: RuntimeKind = "llamacpp"
-    aliases: list[str] = []
-    roles: list[Role] = []
-    preload: bool = False
-    ttl_s: float | None = Field(
+    id: Annotated[str, RESTART]  # the table key: another id is another model
+    runtime: Annotated[RuntimeKind, RESTART] = "llamacpp"
+    aliases: Annotated[list[str], LIVE] = []
+    roles: Annotated[list[Role], LIVE] = []
+    preload: Annotated[bool, LIVE] = False
+    ttl_s: Annotated[float | None, LIVE] = Field(
         default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never"
     )
-    parallel: int | None = Field(
+    # llama-server's --parallel; for ollama and remote models only the router's cap, resized live
+    parallel: Annotated[int | None, OnReload("restart", runtimes=frozenset({"llamacpp"}))] = Field(
         default=None, ge=1, description="concurrent requests admitted upstream (llama-server slots); see concurrency"
     )
-    queue_size: int | None = Field(default=None, ge=0)
-    queue_timeout_s: float | None = Field(default=None, gt=0)
-    stream_send_timeout_s: float | None = Field(default=None, gt=0)
-    fallbacks: list[str] = Field(
+    queue_size: Annotated[int | None, LIVE] = Field(default=None, ge=0)
+    queue_timeout_s: Annotated[float | None, LIVE] = Field(default=None, gt=0)
+    stream_send_timeout_s: Annotated[float | None, LIVE] = Field(default=None, gt=0)
+    fallbacks: Annotated[list[str], LIVE] = Field(
         default=[], description="models (ids or aliases) that serve a request this one cannot take"
     )
-    capabilities: list[Capability] | None = Field(
+    capabilities: Annotated[list[Capability] | None, LIVE] = Field(
         default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
     )
     # llamacpp
-    path: Path | None = None
-    source: ModelSource | None = None
-    ctx_size: int = Field(default=2048, ge=0)
-    n_gpu_layers: int | None = Field(default=None, ge=-1)
-    main_gpu: int | None = Field(default=None, ge=0)
-    tensor_split: list[float] | None = None
-    flash_attn: bool | None = None
-    embeddings: bool = False
-    pooling: PoolingType | None = Field(
+    path: Annotated[Path | None, RESTART] = None
+    source: Annotated[ModelSource | None, LIVE] = None
+    ctx_size: Annotated[int, RESTART] = Field(default=2048, ge=0)
+    n_gpu_layers: Annotated[int | None, RESTART] = Field(default=None, ge=-1)
+    main_gpu: Annotated[int | None, RESTART] = Field(default=None, ge=0)
+    tensor_split: Annotated[list[float] | None, RESTART] = None
+    flash_attn: Annotated[bool | None, RESTART] = None
+    embeddings: Annotated[bool, RESTART] = False
+    pooling: Annotated[PoolingType | None, RESTART] = Field(
         default=None, description="--pooling for embeddings; unset: the GGUF's own type, or mean if it declares none"
     )
-    extra_args: list[str] = []
+    extra_args: Annotated[list[str], RESTART] = []
     # ollama
-    ollama_model: str | None = None
-    keep_alive: str | None = None
+    ollama_model: Annotated[str | None, RESTART] = None
+    keep_alive: Annotated[str | None, RESTART] = None
     # remote
-    url: str | None = None
-    api_key: SecretStr | None = None
-    health_path: str = "/health"
-    upstream_model: str | None = None
+    url: Annotated[str | None, RESTART] = None
+    api_key: Annotated[SecretStr | None, RESTART] = None
+    health_path: Annotated[str, RESTART] = "/health"
+    upstream_model: Annotated[str | None, RESTART] = None
 
     @field_validator("parallel")
     @classmethod
@@ -136,6 +168,11 @@ class ModelConfig(_Strict):
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         return self
+
+    def launch_settings(self) -> dict[str, Any]:
+        """What the model's process is started with: a reload that changes any of it restarts the model."""
+        fields = ModelConfig.model_fields
+        return {name: getattr(self, name) for name in fields if on_reload(ModelConfig, name).restarts(self.runtime)}
 
     @property
     def concurrency(self) -> int | None:
@@ -207,63 +244,71 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="forbid", env_nested_delimiter="__")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8085, ge=0, le=65535)
-    api_key: SecretStr | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = Field(
+    host: Annotated[str, STARTUP] = "127.0.0.1"
+    port: Annotated[int, STARTUP] = Field(default=8085, ge=0, le=65535)
+    api_key: Annotated[SecretStr | None, LIVE] = None  # one more key (router/tenancy/keys.py)
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], STARTUP] = "info"
+    log_format: Annotated[Literal["text", "json"], STARTUP] = Field(
         default="text", description="json: one object per line, for log shippers"
     )
-    models_dir: Path = CACHE_DIR / "models"
-    package_index_url: str = "https://pypi.org/simple"
-    default_model: str | None = None
-    model_prefixes: list[str] = ["inference:", "local:"]
-    list_aliases: bool = Field(default=False, description="list each alias in /v1/models as an entry of its own")
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    max_reply_bytes: int = Field(
+    models_dir: Annotated[Path, STARTUP] = CACHE_DIR / "models"
+    package_index_url: Annotated[str, STARTUP] = "https://pypi.org/simple"
+    default_model: Annotated[str | None, LIVE] = None
+    model_prefixes: Annotated[list[str], LIVE] = ["inference:", "local:"]
+    list_aliases: Annotated[bool, LIVE] = Field(
+        default=False, description="list each alias in /v1/models as an entry of its own"
+    )
+    max_body_bytes: Annotated[int, STARTUP] = Field(default=4 * 1024 * 1024, gt=0)
+    max_reply_bytes: Annotated[int, STARTUP] = Field(
         default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
     )
-    max_logprobs: int = Field(
+    max_logprobs: Annotated[int, LIVE] = Field(
         default=20, ge=0, description="most top_logprobs/n_probs a request may ask for (400 past)"
     )
-    header_timeout_s: float = Field(
+    header_timeout_s: Annotated[float, STARTUP] = Field(
         default=10.0, gt=0, description="a connection must send a request's headers within this"
     )
-    body_timeout_s: float = Field(
+    body_timeout_s: Annotated[float, STARTUP] = Field(
         default=60.0, gt=0, description="a request's whole body must arrive within this of its headers, else 408"
     )
-    max_connections: int = Field(
+    max_connections: Annotated[int, STARTUP] = Field(
         default=512, ge=1, description="open client connections; beyond this a request gets 503"
     )
-    queue_size: int = Field(default=64, ge=0, description="waiting requests per model beyond its parallel slots")
-    queue_timeout_s: float = Field(default=300.0, gt=0)
-    stream_send_timeout_s: float = Field(
+    queue_size: Annotated[int, LIVE] = Field(
+        default=64, ge=0, description="waiting requests per model beyond its parallel slots"
+    )
+    queue_timeout_s: Annotated[float, LIVE] = Field(default=300.0, gt=0)
+    stream_send_timeout_s: Annotated[float, LIVE] = Field(
         default=30.0, gt=0, description="a stream whose client accepts nothing for this long is cancelled"
     )
-    max_loaded_models: int | None = Field(default=None, ge=0)
-    memory_budget_mb: int | None = Field(default=None, gt=0)
-    swap_max_wait_s: float = Field(
+    max_loaded_models: Annotated[int | None, LIVE] = Field(default=None, ge=0)
+    memory_budget_mb: Annotated[int | None, LIVE] = Field(default=None, gt=0)
+    swap_max_wait_s: Annotated[float, LIVE] = Field(
         default=10.0,
         ge=0,
         description="how long a model waiting for capacity lets busy models keep serving their queue",
     )
-    health_timeout_s: float = Field(default=120.0, gt=0)
-    health_interval_s: float = Field(default=0.05, gt=0, le=0.1)
-    stop_grace_s: float = Field(default=8.0, ge=0)
-    drain_timeout_s: float = Field(default=30.0, ge=0)
-    shutdown_grace_s: float = Field(
+    health_timeout_s: Annotated[float, STARTUP] = Field(default=120.0, gt=0)
+    health_interval_s: Annotated[float, STARTUP] = Field(default=0.05, gt=0, le=0.1)
+    stop_grace_s: Annotated[float, STARTUP] = Field(default=8.0, ge=0)
+    drain_timeout_s: Annotated[float, LIVE] = Field(default=30.0, ge=0)
+    shutdown_grace_s: Annotated[float, LIVE] = Field(
         default=30.0, ge=0, description="on SIGTERM, how long running requests may finish before they are cut off"
     )
-    restart_max_attempts: int = Field(default=5, ge=0)
-    failed_retry_s: float = Field(
+    restart_max_attempts: Annotated[int, LIVE] = Field(default=5, ge=0)
+    failed_retry_s: Annotated[float, LIVE] = Field(
         default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"
     )
-    log_buffer_lines: int = Field(default=500, ge=10)
-    runtimes: RuntimesConfig = RuntimesConfig()
-    models: dict[str, ModelConfig] = {}
-    presets: dict[str, PresetConfig] = {}
-    keys: dict[str, KeyConfig] = Field(default={}, description="API keys by name (key_config.py); api_key is one more")
-    usage_db: Path = Field(default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger)")
+    log_buffer_lines: Annotated[int, STARTUP] = Field(default=500, ge=10)
+    runtimes: Annotated[RuntimesConfig, STARTUP] = RuntimesConfig()
+    models: Annotated[dict[str, ModelConfig], LIVE] = {}
+    presets: Annotated[dict[str, PresetConfig], LIVE] = {}
+    keys: Annotated[dict[str, KeyConfig], LIVE] = Field(
+        default={}, description="API keys by name (key_config.py); api_key is one more"
+    )
+    usage_db: Annotated[Path, STARTUP] = Field(
+        default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger)"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -122,7 +122,7 @@ def create_app(
     app.include_router(console.router)
     openapi.install(app)
     # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
-    app.state.shutdown = Shutdown(settings.shutdown_grace_s)
+    app.state.shutdown = Shutdown(lambda: svc.settings.shutdown_grace_s)  # the one in force (reloadable)
     app.add_middleware(HotRoutes, routes=api.HOT_ROUTES)  # innermost: under every guard below
     app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(

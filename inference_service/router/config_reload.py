@@ -5,10 +5,12 @@ every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is r
 with its one-line reason - logged, returned, published as a ``config_reload`` event - and
 the running config stays; so is a file that would restart a model, or preload a new one,
 from a model file that is not there. A valid one is applied: the router's routing, queues and
-limits at once, then the models through :mod:`inference_service.supervisor.reload`.
-API keys (``api_key``, ``[keys.*]``) apply at once: a removed key is refused from the next
-request on. Keys that only take effect at start-up (listening address, logging, runtime
-binaries and timeouts) are reported in ``restart_required`` rather than half-applied.
+limits at once (a restarted model's queue limits once its new process serves), then the models
+through :mod:`inference_service.supervisor.reload`. API keys (``api_key``, ``[keys.*]``) apply
+at once: a removed key is refused from the next request on. What each key does on reload is
+declared with the key in :mod:`inference_service.config`: keys that only take effect at start-up
+(listening address, logging, runtime binaries and timeouts) are reported in
+``restart_required`` rather than half-applied.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from inference_service.config import ConfigError, Settings, load_settings
+from inference_service.config import STARTUP, ConfigError, Settings, load_settings, on_reload
 from inference_service.events import CONFIG_RELOAD
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.services import Services
@@ -31,25 +33,7 @@ logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 2.0
 #: Top-level keys read once at start-up (by uvicorn, the middleware, logging, the upstream client or the runtimes).
-STARTUP_KEYS = (
-    "host",
-    "port",
-    "log_level",
-    "log_format",
-    "max_body_bytes",
-    "max_reply_bytes",
-    "header_timeout_s",
-    "body_timeout_s",
-    "max_connections",
-    "models_dir",
-    "usage_db",
-    "runtimes",
-    "health_timeout_s",
-    "health_interval_s",
-    "stop_grace_s",
-    "log_buffer_lines",
-    "package_index_url",
-)
+STARTUP_KEYS = tuple(name for name in Settings.model_fields if on_reload(Settings, name) is STARTUP)
 
 
 class ReloadRejected(Exception):
@@ -99,9 +83,12 @@ class ConfigReloader:
             # Routing first: a removed model is refused (404) from now on, a new one is known.
             svc.settings = new
             svc.resolver = ModelResolver(new)
-            svc.dispatcher.configure_queues(new)
+            svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
             svc.tenancy.configure(new)  # a removed key is refused from the next request on
-            failures = await model_reload.apply(svc.supervisor, new, changes)
+            try:
+                failures = await model_reload.apply(svc.supervisor, new, changes)
+            finally:
+                svc.dispatcher.configure_queues(new)  # the restarted models' limits, for their new processes
             result: dict[str, Any] = {
                 "ok": not failures,
                 "trigger": trigger,

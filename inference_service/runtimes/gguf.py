@@ -1,17 +1,21 @@
-"""Just enough of the GGUF header to read one metadata value: the pooling type a model declares.
+"""The GGUF header reader: a model file's metadata, without the ``gguf`` package.
 
-``llama-server --embeddings`` pools with the model's declared type; a chat model declares
-none, and llama-server then refuses OpenAI-style ``/v1/embeddings``. Knowing the declared
-type lets the runtime pass ``--pooling mean`` only when the file leaves it open, without
-overriding an embedding model's own (``cls`` for BERT-like models, ``last`` for others).
+Two readers of the header need it: the runtime (the pooling type an embeddings model
+declares) and the supervisor's memory estimate (layers, heads, context). The ``gguf``
+package would pull numpy into the service for a handful of integers, so this reads the
+documented format itself (github.com/ggml-org/ggml/blob/master/docs/gguf.md): magic
+``GGUF``, version u32, tensor count u64, metadata count u64, then key/value pairs, all
+little-endian.
 
-Format (github.com/ggml-org/ggml/blob/master/docs/gguf.md): magic ``GGUF``, version u32,
-tensor count u64, metadata count u64, then key/value pairs, all little-endian.
+The file is memory-mapped and arrays are skipped, not decoded: a 256k-entry vocabulary
+costs milliseconds, where one ``read()`` per string took a second. Still, a header is file
+parsing: call :func:`read_metadata` from a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from pathlib import Path
 
@@ -20,81 +24,109 @@ POOLING_TYPES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
 _STRING, _ARRAY = 8, 9
 _U64 = struct.Struct("<Q")
-#: Byte size of each fixed-size GGUF value type.
-_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_INTEGER_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
+#: The fixed-size GGUF value types: u8, i8, u16, i16, u32, i32, f32, bool, u64, i64, f64.
+_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {value_type: struct.Struct(fmt) for value_type, fmt in _FORMATS.items()}
+
+Scalar = int | float | bool | str
 
 
 class GGUFError(Exception):
-    """The file is not a GGUF file this reader understands."""
+    """The file is not a GGUF file this reader understands: another format, version 1, cut short or corrupt."""
 
 
 class _Cursor:
-    """Reads little-endian values from a memory-mapped file: skipping a 256k-entry vocabulary
-    this way takes milliseconds, where file reads took a second."""
+    """Reads little-endian values from a memory-mapped file, checking every read against its end."""
 
     def __init__(self, data: mmap.mmap) -> None:
         self._data = data
         self.offset = 0
 
-    def unpack(self, fmt: str) -> int:
-        size = struct.calcsize(fmt)
-        if self.offset + size > len(self._data):
-            raise GGUFError("truncated GGUF header")
-        (value,) = struct.unpack_from(fmt, self._data, self.offset)
-        self.offset += size
-        return int(value)
+    def scalar(self, value_type: int) -> int | float | bool:
+        layout = _SCALARS[value_type]
+        self._require(layout.size)
+        value: int | float | bool = layout.unpack_from(self._data, self.offset)[0]
+        self.offset += layout.size
+        return value
 
-    def skip(self, size: int) -> None:
-        self.offset += size
-        if self.offset > len(self._data):
-            raise GGUFError("truncated GGUF header")
+    def count(self) -> int:
+        return int(self.scalar(10))
 
     def string(self) -> str:
-        size = self.unpack("<Q")
-        start = self.offset
-        self.skip(size)
+        size = self.count()
+        self._require(size)  # a corrupt length fails here, before anything is sliced
+        start, self.offset = self.offset, self.offset + size
         return self._data[start : self.offset].decode("utf-8", errors="replace")
 
-    def skip_value(self, value_type: int) -> None:
+    def value(self, value_type: int) -> Scalar | None:
+        """One metadata value; an array is skipped (None)."""
+        if value_type in _SCALARS:
+            return self.scalar(value_type)
         if value_type == _STRING:
-            self.skip(self.unpack("<Q"))
-        elif value_type == _ARRAY:
-            element_type, count = self.unpack("<I"), self.unpack("<Q")
-            if element_type in _FIXED_SIZES:
-                self.skip(_FIXED_SIZES[element_type] * count)
-            elif element_type == _STRING:  # a vocabulary: the hot loop, kept minimal
-                offset, data, length = self.offset, self._data, _U64.unpack_from
-                try:
-                    for _ in range(count):
-                        offset += 8 + length(data, offset)[0]
-                except struct.error:
-                    raise GGUFError("truncated GGUF header") from None
-                self.offset = offset
-                self.skip(0)
-            else:
+            return self.string()
+        if value_type == _ARRAY:
+            self._skip_array()
+            return None
+        raise GGUFError(f"unknown GGUF value type {value_type}")
+
+    def _skip_array(self) -> None:
+        element_type, count = int(self.scalar(4)), self.count()
+        if element_type in _SCALARS:
+            self._require(_SCALARS[element_type].size * count)
+            self.offset += _SCALARS[element_type].size * count
+        elif element_type == _STRING:  # a vocabulary: the hot loop, kept minimal
+            offset, data, length = self.offset, self._data, _U64.unpack_from
+            try:
                 for _ in range(count):
-                    self.skip_value(element_type)
-        elif value_type in _FIXED_SIZES:
-            self.skip(_FIXED_SIZES[value_type])
+                    offset += 8 + length(data, offset)[0]
+            except struct.error:
+                raise GGUFError("truncated GGUF header") from None
+            self.offset = offset
+            self._require(0)
         else:
-            raise GGUFError(f"unknown GGUF value type {value_type}")
+            for _ in range(count):
+                self.value(element_type)
+
+    def _require(self, size: int) -> None:
+        if self.offset + size > len(self._data):
+            raise GGUFError("truncated GGUF header")
+
+
+def read_metadata(path: Path) -> dict[str, Scalar]:
+    """Every scalar and string metadata value of a GGUF file, by key (arrays - vocabularies, merges - are skipped).
+
+    Raises :class:`GGUFError` for a file this reader does not understand, ``OSError`` for one it cannot open.
+    """
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size < 4:  # mmap refuses an empty file; a 3-byte one is no GGUF either
+            raise GGUFError(f"{path} is not a GGUF file")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[:4] != b"GGUF":
+                raise GGUFError(f"{path} is not a GGUF file")
+            cursor = _Cursor(data)
+            cursor.offset = 4
+            if (version := cursor.scalar(4)) not in (2, 3):
+                raise GGUFError(f"{path}: unsupported GGUF version {version}")
+            cursor.count()  # tensor count
+            metadata: dict[str, Scalar] = {}
+            for _ in range(cursor.count()):
+                key = cursor.string()
+                value = cursor.value(int(cursor.scalar(4)))
+                if value is not None:
+                    metadata[key] = value
+            return metadata
 
 
 def declared_pooling(path: Path) -> str | None:
-    """The pooling type the file declares (``<arch>.pooling_type``), or None if it declares none."""
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        cursor = _Cursor(data)
-        if data[:4] != b"GGUF":
-            raise GGUFError(f"{path} is not a GGUF file")
-        cursor.skip(4)
-        if cursor.unpack("<I") < 2:
-            raise GGUFError(f"{path}: GGUF version 1 is not supported")
-        cursor.unpack("<Q")  # tensor count
-        for _ in range(cursor.unpack("<Q")):
-            key, value_type = cursor.string(), cursor.unpack("<I")
-            if key.endswith(".pooling_type") and value_type in _INTEGER_FORMATS:
-                pooling = POOLING_TYPES.get(cursor.unpack(_INTEGER_FORMATS[value_type]))
-                return None if pooling in (None, "none") else pooling
-            cursor.skip_value(value_type)
+    """The pooling type the file declares (``<arch>.pooling_type``), or None if it declares none.
+
+    ``llama-server --embeddings`` pools with the model's declared type; a chat model declares
+    none, and llama-server then refuses OpenAI-style ``/v1/embeddings``. Knowing the declared
+    type lets the runtime pass ``--pooling mean`` only when the file leaves it open, without
+    overriding an embedding model's own (``cls`` for BERT-like models, ``last`` for others).
+    """
+    for key, value in read_metadata(path).items():
+        if key.endswith(".pooling_type") and isinstance(value, int):
+            pooling = POOLING_TYPES.get(value)
+            return None if pooling in (None, "none") else pooling
     return None

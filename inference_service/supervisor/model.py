@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -36,7 +37,7 @@ from inference_service.events import EVICTION, LOAD_PROGRESS, MODEL_STATE, Event
 from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime, RuntimeStartError
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
-from inference_service.supervisor.footprint import estimate_mb
+from inference_service.supervisor.footprint import estimate_mb, measure_mb
 from inference_service.supervisor.messages import (
     Crashed,
     Evict,
@@ -191,11 +192,23 @@ class ModelActor:
 
     @property
     def footprint_mb(self) -> int:
-        """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown."""
+        """Estimated memory (weights + KV cache), read from the GGUF header once; 0 when unknown.
+
+        :meth:`measure_footprint` reads it in a thread before any capacity decision; reading it
+        here, on the event loop, is the fallback for a reader that came first.
+        """
         if self._footprint_mb is None:
-            path = self._settings.model_path(self.config) if self.config.path is not None else None
-            self._footprint_mb = estimate_mb(path, self.config.ctx_size) if path is not None and path.is_file() else 0
+            self._footprint_mb = estimate_mb(self._model_file, self.config.ctx_size)
         return self._footprint_mb
+
+    async def measure_footprint(self) -> None:
+        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second."""
+        if self._footprint_mb is None:
+            self._footprint_mb = await measure_mb(self._model_file, self.config.ctx_size)
+
+    @property
+    def _model_file(self) -> Path | None:
+        return self._settings.model_path(self.config) if self.config.path is not None else None
 
     def status(self) -> ModelStatus:
         return ModelStatus(
@@ -256,6 +269,8 @@ class ModelActor:
         for a doomed start: an external backend until its probe succeeds, a local one for
         ``failed_retry_s``. ``force`` (an explicit load) always tries again.
         """
+        if self.runtime.local:
+            await self.measure_footprint()  # once, before the capacity decisions that read it
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if self.state == _S.LOADED and not self.closed and self.endpoint is not None:

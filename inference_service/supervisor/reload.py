@@ -4,11 +4,11 @@
 
 - ``added``: a new ``[models.<id>]`` table - managed from now on (loaded at once if ``preload``);
 - ``removed``: gone from the file - new requests are refused, in-flight ones drain, the process stops;
-- ``restarted``: a launch setting changed (anything on the runtime's command line or
-  connection: path, ctx_size, parallel, GPU flags, url ...) - drained, stopped and, if it
-  was in use, started again with the new settings;
-- ``updated``: only routing or idle settings changed (aliases, roles, preload, ttl_s,
-  queue_size, queue_timeout_s) - swapped in place, the process untouched;
+- ``restarted``: a launch setting changed (one marked ``RESTART`` in :mod:`inference_service.config`:
+  on the runtime's command line or connection - path, ctx_size, a llama.cpp model's parallel,
+  GPU flags, url ...) - drained, stopped and, if it was in use, started again with the new settings;
+- ``updated``: only settings marked ``LIVE`` changed (routing, queues, idle: aliases, roles,
+  preload, ttl_s, queue_size, fallbacks ...) - swapped in place, the process untouched;
 - anything else is unchanged and not touched.
 
 :func:`apply` carries a plan out through the supervisor's narrow reconfiguration API
@@ -27,9 +27,6 @@ from inference_service.supervisor.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
-#: Model keys that take effect without restarting the model's process.
-LIVE_MODEL_KEYS = frozenset({"aliases", "roles", "preload", "ttl_s", "queue_size", "queue_timeout_s"})
-
 
 @dataclass
 class ReloadPlan:
@@ -47,17 +44,13 @@ class ReloadPlan:
         }
 
 
-def _launch_settings(model: ModelConfig) -> dict[str, object]:
-    return model.model_dump(exclude=set(LIVE_MODEL_KEYS))
-
-
 def plan(old: Settings, new: Settings) -> ReloadPlan:
     result = ReloadPlan(removed=[model_id for model_id in old.models if model_id not in new.models])
     for model_id, model in new.models.items():
         before = old.models.get(model_id)
         if before is None:
             result.added.append(model)
-        elif _launch_settings(before) != _launch_settings(model):
+        elif before.launch_settings() != model.launch_settings():
             result.restarted.append(model)
         elif before != model:
             result.updated.append(model)

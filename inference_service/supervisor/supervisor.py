@@ -134,7 +134,9 @@ class Supervisor:
         stages to report.
         """
         actors = [self._get(model_id) for model_id in dict.fromkeys(model_ids)]
-        if not self.capacity.fit_together([a for a in actors if a.runtime.local]):
+        local = [a for a in actors if a.runtime.local]
+        await asyncio.gather(*(a.measure_footprint() for a in local))  # off the event loop
+        if not self.capacity.fit_together(local):
             return
         loads = asyncio.gather(
             *(a.wait_ready() for a in actors if a.state != ModelState.LOADED), return_exceptions=True

@@ -76,15 +76,13 @@ def gone(pid: int) -> bool:
 
 
 @contextmanager
-def abandoned_post(
-    service: ServiceProcess, body: dict[str, Any], path: str = "/v1/chat/completions"
-) -> Iterator[socket.socket]:
+def abandoned_post(base_url: str, body: dict[str, Any], path: str = "/v1/chat/completions") -> Iterator[socket.socket]:
     """A POST whose client sends the request and reads nothing; the socket closes when the block exits."""
     payload = json.dumps(body).encode()
-    host, port = service.url.removeprefix("http://").split(":")
+    host, port = base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            b"POST %s HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(payload), payload)
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(payload), payload)
         )
         yield sock

@@ -7,6 +7,7 @@ test itself rather than hidden in a fixture file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -92,3 +93,12 @@ def wait_until(probe: Callable[[], T], timeout_s: float, interval_s: float = 0.0
         if time.monotonic() >= deadline:
             raise TimeoutError(f"condition not met within {timeout_s:g}s (last result: {result!r})")
         time.sleep(interval_s)
+
+
+async def eventually(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.005) -> None:
+    """:func:`wait_until` for a test on the event loop: the loop runs while the condition is polled."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout_s:g}s")
+        await asyncio.sleep(interval_s)

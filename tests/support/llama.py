@@ -8,7 +8,6 @@ host down and bring it back without the router noticing anything but its health 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 from inference_service.config import ModelConfig, load_settings
 from inference_service.provisioning.llamacpp import configured_binary
 from inference_service.runtimes.llamacpp import build_argv
-from tests.support.service import free_port, wait_for_http
+from tests.support.service import free_port, stop_tree, wait_for_http
 
 _PREDICTED = re.compile(r"^llamacpp:tokens_predicted_total\s+([0-9.e+]+)$", re.MULTILINE)
 
@@ -60,14 +59,8 @@ class LlamaServer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM our process (by pid), SIGKILL if it lingers."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_tree(process, timeout_s)
 
 
 def direct_start_s(gguf: Path, log_dir: Path, **model_fields: Any) -> float:

@@ -9,11 +9,19 @@ and under the same load (a direct llama-server start or exit), and adds the meas
 it is (a fixed part: it already carries the load). What it cannot measure (the router's
 share) is a nominal idle-machine figure, stretched by the load average read *before* the
 timed work (capped, so a real regression still fails).
+
+What the router adds to work an upstream does anyway (a load, a release) is no single
+sample against a single sample: one llama-server start can take twice as long as the next
+on a busy machine. :func:`interleaved` times the direct and the routed way alternately in
+the same run and compares their medians; so does any "X does not slow Y down" check, with
+the unobstructed Y as its baseline.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_STRETCH = 4.0
@@ -50,3 +58,39 @@ def measured(router_share_s: float, measured_s: float) -> Budget:
     under the current load: not stretched again) plus the router's own share (``router_share_s``,
     CPU work in the router process: stretched by the load read now, before the timed work)."""
     return Budget(fixed_s=measured_s, cpu_s=router_share_s)
+
+
+@dataclass(frozen=True)
+class Interleaved:
+    """Durations of the same work done two ways - a baseline (the upstream directly, or the
+    same requests without the obstacle under test) and the way under test - measured alternately."""
+
+    baseline_s: tuple[float, ...]
+    tested_s: tuple[float, ...]
+
+    @property
+    def added_s(self) -> float:
+        """What the tested way adds: the difference of the medians (robust to one slow sample)."""
+        return statistics.median(self.tested_s) - statistics.median(self.baseline_s)
+
+    def __str__(self) -> str:
+        def listed(samples: tuple[float, ...]) -> str:
+            return ", ".join(f"{sample:.2f}" for sample in samples)
+
+        return f"adds {self.added_s:.2f}s: baseline [{listed(self.baseline_s)}]s, tested [{listed(self.tested_s)}]s"
+
+
+def interleaved(baseline: Callable[[], float], tested: Callable[[], float], rounds: int = 3) -> Interleaved:
+    """Run ``baseline`` and ``tested`` ``rounds`` times each, in the order A B B A A B ..., so a
+    machine that gets busier or quieter during the run weighs on both sides alike.
+
+    Each callable does the work once and returns the seconds it measured: it times only the
+    part being compared, not its own setup.
+    """
+    baselines: list[float] = []
+    tested_runs: list[float] = []
+    for round_number in range(rounds):
+        pair = [(baseline, baselines), (tested, tested_runs)]
+        for measure, samples in pair if round_number % 2 == 0 else reversed(pair):
+            samples.append(measure())
+    return Interleaved(tuple(baselines), tuple(tested_runs))

@@ -93,6 +93,7 @@ class Wiretap:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[bytearray] = []
+        self._ended: dict[int, float] = {}  # id() of a connection's record -> when its client ended it
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -103,6 +104,13 @@ class Wiretap:
         with self._lock:
             streams = [bytes(recorded) for recorded in self._connections]
         return [request for stream in streams for request in parse_requests(stream)]
+
+    def ended_at(self, marker: bytes) -> float | None:
+        """When (``time.monotonic()``) the client ended the connection that carried ``marker``;
+        None while it is open. The router closes an upstream connection to cancel a request."""
+        with self._lock:
+            carrying = [recorded for recorded in self._connections if marker in recorded]
+            return next((self._ended[id(r)] for r in carrying if id(r) in self._ended), None)
 
     def start(self) -> None:
         self._spawn(self._accept_loop)
@@ -157,6 +165,9 @@ class Wiretap:
         except OSError:
             pass
         finally:
+            if recorded is not None:
+                with self._lock:
+                    self._ended[id(recorded)] = time.monotonic()
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)

@@ -45,15 +45,26 @@ class AdmissionQueue:
 
     def __init__(self, parallel: int | None, max_queue: int, timeout_s: float) -> None:
         """``parallel=None``: no cap - every request is admitted at once (the runtime schedules itself)."""
-        self.parallel = parallel
-        self.max_queue = max_queue
-        self.timeout_s = timeout_s
         self.service_s = self.default_service_s
         self._observed = False
         self.active = 0
         self.waiting = 0
         self._waiters: list[_Waiter] = []
         self._arrivals = itertools.count()
+        self.configure(parallel, max_queue, timeout_s)
+
+    def configure(self, parallel: int | None, max_queue: int, timeout_s: float) -> None:
+        """Take new limits at once (a config reload), without touching a request it holds.
+
+        A raised ``parallel`` admits waiters now, as many as it allows; a lowered one lets
+        the running requests finish and admits the next only once fewer run. A lowered
+        ``max_queue`` refuses newcomers until the queue is below it (nobody queued is dropped),
+        and ``timeout_s`` applies to requests from now on (a waiter keeps its deadline).
+        """
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._admit_waiters()
 
     @contextlib.asynccontextmanager
     async def slot(self, priority: int = 2, timeout_s: float | None = None) -> AsyncIterator[None]:
@@ -65,7 +76,7 @@ class AdmissionQueue:
 
     async def _acquire(self, priority: int, timeout_s: float | None = None) -> None:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        if (self.parallel is None or self.active < self.parallel) and not self.waiting:
+        if self._has_room() and not self.waiting:
             self.active += 1
             return
         if self.waiting >= self.max_queue:
@@ -92,13 +103,20 @@ class AdmissionQueue:
             heapq.heapify(self._waiters)
 
     def _release(self) -> None:
-        while self._waiters:
+        self.active -= 1
+        self._admit_waiters()  # the slot passes straight to the best waiter, not to a newcomer
+
+    def _has_room(self) -> bool:
+        return self.parallel is None or self.active < self.parallel
+
+    def _admit_waiters(self) -> None:
+        """Hand the free slots to the best waiters (priority, then arrival); abandoned entries are dropped."""
+        while self._waiters and self._has_room():
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
                 self.waiting -= 1
-                waiter.future.set_result(None)  # the slot passes straight to the waiter
-                return
-        self.active -= 1
+                self.active += 1
+                waiter.future.set_result(None)
 
     def observe_service(self, started: float) -> None:
         """Fold one request's service time (admitted until done) into the moving average."""

@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from types import TracebackType
 from typing import Any
 
@@ -75,9 +75,13 @@ class Dispatcher:
         self.queues: dict[str, AdmissionQueue] = {}
         self.configure_queues(settings)
 
-    def configure_queues(self, settings: Settings) -> None:
+    def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
-        in place (requests holding or awaiting a slot keep it) and removed models' queues go."""
+        at once (requests holding or awaiting a slot keep it) and removed models' queues go.
+
+        A ``restarting`` model's queue keeps its limits until the next call, once its new process
+        serves: raised now, they would send waiting requests to the old process being drained.
+        """
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         for model_id, model in settings.models.items():
@@ -87,8 +91,8 @@ class Dispatcher:
             queue = self.queues.get(model_id)
             if queue is None:
                 self.queues[model_id] = AdmissionQueue(parallel=parallel, max_queue=max_queue, timeout_s=timeout_s)
-            else:
-                queue.parallel, queue.max_queue, queue.timeout_s = parallel, max_queue, timeout_s
+            elif model_id not in restarting:
+                queue.configure(parallel, max_queue, timeout_s)
         for model_id in set(self.queues) - set(settings.models):
             del self.queues[model_id]
 

@@ -140,12 +140,17 @@ async def _no_body() -> Message:
 class Shutdown:
     """The router's shutdown phase and the requests it has to account for."""
 
-    def __init__(self, grace_s: float) -> None:
-        self.grace_s = grace_s
+    def __init__(self, grace_s: Callable[[], float]) -> None:
+        """``grace_s`` is asked when draining starts: the value in force then (a config reload changes it)."""
+        self._grace_s = grace_s
         self.phase = Phase.SERVING
         self._running: set[_Request] = set()
         self._left = asyncio.Event()  # a request finished since the last look (set once not serving)
         self._skip_grace = asyncio.Event()
+
+    @property
+    def grace_s(self) -> float:
+        return self._grace_s()
 
     def _advance(self, expected: Phase, target: Phase) -> bool:
         """Compare-and-swap the phase; a caller that finds another phase changes nothing."""

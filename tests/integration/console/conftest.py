@@ -70,10 +70,17 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def dashboard(browser: Browser, console_router: ServiceProcess) -> Iterator[Page]:
-    """The dashboard in a fresh tab, the API key entered once; console errors fail the test."""
+def fresh_tab(browser: Browser) -> Iterator[Page]:
+    """A tab in a browser context of its own (no key in its session storage); closed after the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def dashboard(fresh_tab: Page, console_router: ServiceProcess) -> Iterator[Page]:
+    """The dashboard in a fresh tab, the API key entered once; console errors fail the test."""
+    page = fresh_tab
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(console_router.url + "/ui")
@@ -81,5 +88,4 @@ def dashboard(browser: Browser, console_router: ServiceProcess) -> Iterator[Page
     page.click("#key-form button[type=submit]")
     expect(page.locator(f'#models tr[data-model="{SMOLLM2_ID}"]')).to_be_visible()
     yield page
-    context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -8,7 +8,7 @@ import signal
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.integration.console.conftest import API_KEY, OFFLINE_ID
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
@@ -25,9 +25,8 @@ def _status(page: Page, model_id: str) -> Locator:
     return _row(page, model_id).locator('[data-field="status"]')
 
 
-def test_page_needs_no_key_but_asks_for_it_once_per_tab(browser: Browser, console_router: ServiceProcess) -> None:
-    context = browser.new_context()
-    page = context.new_page()
+def test_page_needs_no_key_but_asks_for_it_once_per_tab(fresh_tab: Page, console_router: ServiceProcess) -> None:
+    page = fresh_tab
     page.goto(console_router.url + "/ui")
     expect(page.locator("#key-form")).to_be_visible()
     page.fill("#key-input", "wrong-key")
@@ -40,7 +39,6 @@ def test_page_needs_no_key_but_asks_for_it_once_per_tab(browser: Browser, consol
     expect(_status(page, SMOLLM2_ID)).to_have_text("loaded")
     expect(page.locator("#key-form")).to_be_hidden()
     expect(page.locator("#connection")).to_have_text("live")
-    context.close()
 
 
 def test_models_table_shows_every_model_with_its_process(dashboard: Page, api: httpx.Client) -> None:

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.base import RuntimeStartError
+from inference_service.runtimes.base import Runtime, RuntimeStartError
 from inference_service.runtimes.ollama import OllamaRuntime, canonical_name, keep_alive_value
+from tests.support.configs import eventually
 from tests.support.ollama_server import OllamaTestServer
 from tests.support.service import free_port
 from tests.unit.runtimes.conftest import NOT_PULLED, PULLED
@@ -32,8 +33,12 @@ def test_keep_alive_numbers_become_seconds_and_durations_stay_strings() -> None:
     assert [keep_alive_value(v) for v in (None, "300", "-1", "10m")] == [None, 300, -1, "10m"]
 
 
-async def test_start_loads_with_keep_alive_and_returns_the_v1_endpoint(ollama: OllamaTestServer) -> None:
-    endpoint = await runtime(ollama.url).start()
+async def test_start_loads_with_keep_alive_and_returns_the_v1_endpoint(
+    ollama: OllamaTestServer, stop_after: list[Runtime]
+) -> None:
+    model = runtime(ollama.url)
+    stop_after.append(model)
+    endpoint = await model.start()
     assert (endpoint.base_url, endpoint.model_name) == (ollama.url, PULLED)
     assert ollama.requests_to("/api/generate") == [{"model": PULLED, "keep_alive": "10m", "stream": False}]
     assert ollama.running() == [PULLED]
@@ -68,11 +73,13 @@ async def test_start_with_ollama_unreachable_names_the_url() -> None:
         await runtime(url).start()
 
 
-async def test_wait_until_down_returns_once_ollama_stops(ollama: OllamaTestServer) -> None:
+async def test_wait_until_down_returns_once_ollama_stops(ollama: OllamaTestServer, stop_after: list[Runtime]) -> None:
     model = runtime(ollama.url)
+    stop_after.append(model)
     await model.start()
+    probed = len(ollama.requests_to("/api/version"))
     watcher = asyncio.create_task(model.wait_until_down())
-    await asyncio.sleep(0.2)
+    await eventually(lambda: len(ollama.requests_to("/api/version")) >= probed + 2)  # two watch rounds
     assert not watcher.done()
     await asyncio.to_thread(ollama.stop)
     reason = await asyncio.wait_for(watcher, timeout=5)

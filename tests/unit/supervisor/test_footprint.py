@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 
-from inference_service.supervisor.footprint import GGUFError, estimate_mb, kv_cache_bytes, read_metadata
+from inference_service.runtimes.gguf import read_metadata
+from inference_service.supervisor.footprint import estimate_mb, kv_cache_bytes
 from tests.support.configs import GEMMA_FILE, SMOLLM2_FILE
 
 pytestmark = pytest.mark.skipif(not SMOLLM2_FILE.is_file() or not GEMMA_FILE.is_file(), reason="run `make setup` first")
@@ -51,20 +51,6 @@ def test_estimate_grows_with_ctx_size() -> None:
     assert estimate_mb(GEMMA_FILE, 8192) > estimate_mb(GEMMA_FILE, 2048)
 
 
-def test_non_gguf_file_is_rejected(tmp_path: Path) -> None:
-    fake = tmp_path / "fake.gguf"
-    fake.write_bytes(b"PK\x03\x04 not a model")
-    with pytest.raises(GGUFError, match="not a GGUF file"):
-        read_metadata(fake)
-
-
-def test_truncated_header_is_rejected(tmp_path: Path) -> None:
-    truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(SMOLLM2_FILE.read_bytes()[:4096])  # inside the tokenizer arrays
-    with pytest.raises(GGUFError, match="truncated"):
-        read_metadata(truncated)
-
-
 def test_unreadable_header_estimates_weights_only(tmp_path: Path) -> None:
     blob = tmp_path / "blob.gguf"
     blob.write_bytes(b"\0" * (3 * MIB))
@@ -72,8 +58,6 @@ def test_unreadable_header_estimates_weights_only(tmp_path: Path) -> None:
     assert 3 <= estimate_mb(blob, 4096) < 3 + 128
 
 
-def test_corrupt_string_length_is_rejected_without_allocating_it(tmp_path: Path) -> None:
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**62) + b"key")  # one key whose name claims 4 EiB
-    with pytest.raises(GGUFError, match="implausible"):
-        read_metadata(path)
+def test_no_file_to_read_estimates_nothing(tmp_path: Path) -> None:
+    assert estimate_mb(None, 4096) == 0  # not a llama.cpp model
+    assert estimate_mb(tmp_path / "not-pulled-yet.gguf", 4096) == 0

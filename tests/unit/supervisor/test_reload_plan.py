@@ -37,3 +37,22 @@ def test_top_level_changes_alone_touch_no_model() -> None:
     old, new = settings(a={}), settings(a={})
     new.queue_size = 5
     assert plan(old, new).summary() == {"added": [], "removed": [], "restarted": [], "updated": []}
+
+
+def test_parallel_restarts_a_llamacpp_model_but_only_recaps_a_remote_one() -> None:
+    remote = {"runtime": "remote", "url": "http://127.0.0.1:9/", "parallel": 1}
+    changes = plan(
+        settings(local={"parallel": 1}, far=remote), settings(local={"parallel": 4}, far={**remote, "parallel": 4})
+    )
+    # llama-server's slots are on its command line; a remote host's parallel is only the router's cap.
+    assert (changes.summary()["restarted"], changes.summary()["updated"]) == (["local"], ["far"])
+
+
+def test_keys_only_the_router_reads_update_in_place() -> None:
+    for change in (
+        {"fallbacks": ["b"]},
+        {"stream_send_timeout_s": 5.0},
+        {"capabilities": ["completion"]},
+        {"source": {"packages": ["llm-a==1.0"], "members": ["a.gguf"]}},
+    ):
+        assert plan(settings(a={}, b={}), settings(a=change, b={})).summary()["updated"] == ["a"], change

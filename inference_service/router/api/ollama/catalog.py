@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,9 @@ from inference_service.router.proxy.schemas import TaskType
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
+from inference_service.runtimes.gguf import GGUFError, read_metadata
 from inference_service.runtimes.ollama import canonical_name
 from inference_service.supervisor import ModelState
-from inference_service.supervisor.footprint import GGUFError, read_metadata
 
 #: llama.cpp's ``enum llama_ftype`` (include/llama.h), the ``general.file_type`` of a GGUF file:
 #: the names in enum order from 0, "-" for the values llama.cpp retired.
@@ -44,7 +45,7 @@ class FileFacts:
     size: int
     modified: float
     digest: str
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: Mapping[str, object] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,8 +53,8 @@ def _read_facts(path: Path, size: int, mtime_ns: int) -> FileFacts:
     """Keyed by size and mtime, so a replaced file is read again. The digest names the file's
     version (path, size, time), not its content: hashing gigabytes per listing is not worth it."""
     try:
-        metadata = {key: value for key, value in read_metadata(path).items() if value is not None}
-    except (GGUFError, OSError, UnicodeDecodeError):
+        metadata: Mapping[str, object] = read_metadata(path)
+    except (GGUFError, OSError):
         metadata = {}
     digest = hashlib.sha256(f"{path}\0{size}\0{mtime_ns}".encode()).hexdigest()
     return FileFacts(size, mtime_ns / 1e9, digest, metadata)
@@ -163,7 +164,7 @@ async def running(svc: Services) -> dict[str, Any]:
     return {"models": models}
 
 
-def _capabilities(svc: Services, model_id: str, metadata: dict[str, object]) -> list[str]:
+def _capabilities(svc: Services, model_id: str, metadata: Mapping[str, object]) -> list[str]:
     """Ollama's capability names, from what the model serves and what its chat template handles."""
     config = svc.settings.models[model_id]
     served = config.served_capabilities

@@ -22,7 +22,8 @@ from tests.support.timing import Budget
 
 pytestmark = pytest.mark.integration
 
-SEND_TIMEOUT_S = 3.0
+#: Long enough for a stall to be seen (a token for each reader) before it ends in a cancel.
+SEND_TIMEOUT_S = 5.0
 #: After the send timeout: llama-server noticing the cancel, then the third prompt and its tokens.
 SERVED_AFTER_TIMEOUT_S = 5.0
 
@@ -50,10 +51,11 @@ def router_send_queue(sock: socket.socket) -> int:
 def slow_reader(service: ServiceProcess) -> Iterator[socket.socket]:
     """A streaming request from a client with a tiny receive buffer that never reads.
 
-    The router's socket buffer grows to a few MB before its send blocks; 500 top logprobs
-    make each event ~30 KB, so that takes about a hundred tokens.
+    The router's socket buffer grows to a few MB before its send blocks; 5000 top logprobs
+    make each event ~400 KB, so that takes about ten tokens (a hundred with 500, ~40 KB each:
+    minutes on a busy machine, where a token can take a second).
     """
-    body = chat_body(max_tokens=1500, ignore_eos=True, stream=True, logprobs=True, top_logprobs=500)
+    body = chat_body(max_tokens=1500, ignore_eos=True, stream=True, logprobs=True, top_logprobs=5000)
     payload = json.dumps(body).encode()
     host, port = service.url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -76,13 +78,13 @@ def decoded_tokens(service: ServiceProcess) -> int:
     return sum(slot["next_token"][0]["n_decoded"] for slot in slots if slot["is_processing"])
 
 
-def stalled(service: ServiceProcess, readers: list[socket.socket], quiet_s: float = 1.0) -> bool:
-    """True once the router forwards nothing more to the readers while llama-server keeps
-    generating for them: the router's sends are blocked on full buffers."""
+def stalled(service: ServiceProcess, readers: list[socket.socket]) -> bool:
+    """True once the router forwards nothing more to the readers while llama-server generates a
+    token for each of them: the router's sends are blocked on full buffers. Judged by llama-server's
+    progress, not over a quiet second: on a busy machine a token can take longer than that."""
     queued, decoded = [router_send_queue(reader) for reader in readers], decoded_tokens(service)
-    time.sleep(quiet_s)
-    unchanged = [router_send_queue(reader) for reader in readers] == queued
-    return all(queued) and unchanged and decoded_tokens(service) >= decoded + 2 * len(readers)
+    wait_until(lambda: decoded_tokens(service) >= decoded + len(readers), timeout_s=60, interval_s=0.1)
+    return all(queued) and [router_send_queue(reader) for reader in readers] == queued
 
 
 def test_third_client_is_served_while_two_slow_readers_hold_both_slots(router: ServiceProcess) -> None:

@@ -3,7 +3,6 @@ and a disconnecting client releasing its llama-server slot."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -22,8 +21,6 @@ pytestmark = pytest.mark.integration
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 #: The length of the generation a client abandons after its first tokens.
 ABANDONED_MAX_TOKENS = 400
-#: The spec: the router lets go of an abandoned request within 1 s.
-ROUTER_RELEASE_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +71,21 @@ def test_stream_ends_with_exactly_one_done(streamed: SSEStream) -> None:
     assert streamed.data.count(DONE) == 1
 
 
-def _content_tokens(lines: Iterator[tuple[str, str]]) -> Iterator[float]:
-    """The arrival time of each streamed content token."""
+def _content_tokens(lines: Iterator[tuple[str, str]]) -> Iterator[str]:
+    """Each streamed data payload that carries content, as it arrives."""
     for kind, payload in lines:
         if kind == "data" and '"content":"' in payload:
-            yield time.monotonic()
+            yield payload
 
 
 def test_client_disconnect_releases_the_request_and_stops_llama_server_generating(router: ServiceProcess) -> None:
-    """A 400-token generation whose client hangs up after its first tokens. The router lets go
-    of it within 1 s (its own work: never stretched), and llama-server stops generating right
-    there - its own token counter, flushed when the slot is released, shows a handful of tokens,
-    not the 400 it would have produced by itself. (How soon llama-server's /slots shows the
-    slot idle depends on its own loop: on an oversubscribed 2-core machine that took 2-20 s
-    although no further token was generated, so the count, not the clock, is the proof.)"""
+    """A 400-token generation whose client hangs up after its first tokens: the router lets go
+    of it, and llama-server stops generating right there - its own token counter, flushed when
+    the slot is released, shows a handful of tokens, not the 400 it would have produced by
+    itself. The count, not the clock, is the proof: it scales with the machine's speed, where
+    a wall-clock bound fails on a busy one (how soon /slots shows the slot idle took 2-20 s on
+    an oversubscribed 2-core machine although no further token was generated). The router's
+    own release time is compared with llama-server's in serving/test_abandoned_requests.py."""
     child = child_url(router, SMOLLM2_ID)
     auth = child_headers(router, SMOLLM2_ID)
     predicted_before = tokens_predicted(child, auth)
@@ -99,9 +97,7 @@ def test_client_disconnect_releases_the_request_and_stops_llama_server_generatin
         assert any(
             slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json()
         )  # still generating
-    disconnected = time.monotonic()
     wait_until(lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 0, timeout_s=60, interval_s=0.02)
-    released = time.monotonic() - disconnected
     wait_until(
         lambda: not any(slot["is_processing"] for slot in httpx.get(child + "/slots", headers=auth).json()),
         timeout_s=120,
@@ -111,7 +107,6 @@ def test_client_disconnect_releases_the_request_and_stops_llama_server_generatin
     assert generated < ABANDONED_MAX_TOKENS / 4, (
         f"{generated:.0f} of {ABANDONED_MAX_TOKENS} tokens generated after a disconnect"
     )
-    assert released < ROUTER_RELEASE_S, f"the router held the request {released:.2f}s after the disconnect"
 
 
 def test_client_disconnect_is_counted_as_status_499(router: ServiceProcess) -> None:

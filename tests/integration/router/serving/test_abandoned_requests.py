@@ -1,4 +1,4 @@
-"""Clients that hang up: a running non-streaming request frees its llama-server slot at once,
+"""Clients that hang up: a running non-streaming request is let go upstream within a second,
 a queued one - streaming or not - leaves the queue and never goes upstream, and all are
 counted as 499."""
 
@@ -17,17 +17,16 @@ from tests.support.api import abandoned_post, child_headers
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
-from tests.support.timing import measured
+from tests.support.timing import Budget
 from tests.support.wiretap import Wiretap
 
 pytestmark = pytest.mark.integration
 
-#: llama-server checks a waiting non-streaming request's connection when a second passes
-#: with no result for any request (its HTTP_POLLING_SECONDS; every result - a /slots query
-#: included - restarts that wait). That second comes on top of the spec's 1 s.
-LLAMA_SERVER_POLL_S = 1.0
-#: The spec: the router lets go of an abandoned request within 1 s.
+#: The spec: the router lets go of an abandoned request within 1 s (its own work, stretched by load).
 ROUTER_RELEASE_S = 1.0
+#: llama-server checks a waiting non-streaming request's connection once a second passes with no
+#: result for any request (a /slots answer is one): slots are polled more slowly than that.
+LLAMA_SERVER_CHECK_S = 1.5
 
 
 def slots(service: ServiceProcess) -> list[dict[str, Any]]:
@@ -54,37 +53,24 @@ def queue_depth(service: ServiceProcess, model_id: str) -> float:
     return sample(httpx.get(service.url + "/metrics").text, "inference_queue_depth", model=model_id) or 0.0
 
 
-def probe(service: ServiceProcess) -> httpx.Response:
-    """A one-token request straight to llama-server: it starts as soon as a slot is free."""
-    return httpx.post(
-        child_url(service, SMOLLM2_ID) + "/v1/chat/completions",
-        json=chat_body(max_tokens=1),
-        headers=child_headers(service, SMOLLM2_ID),
-        timeout=120,
-    )
-
-
-def test_abandoned_running_requests_free_their_slots_within_a_second(router: ServiceProcess) -> None:
-    """Both slots run abandoned 1000-token answers; a one-token request sent straight to
-    llama-server (which posts no result that would delay its connection checks) gets a
-    slot as soon as one is freed - measured by llama-server itself, not by router state."""
+def test_an_abandoned_running_request_is_let_go_upstream_within_a_second(router: ServiceProcess, tap: Wiretap) -> None:
+    """The router's own share, seen on the wire by the tap before llama-server: from the
+    client's hang-up to the router closing the upstream connection. (llama-server then frees
+    the slot at its next connection check - its own poll, which on a busy machine varied from
+    2 to 10 s and is no measure of the router.)"""
+    release = Budget(fixed_s=0, cpu_s=ROUTER_RELEASE_S)  # before the work: its own load must not loosen it
+    marker = f"running-{uuid.uuid4().hex}"
+    closed_before = requests_total(router, TAPPED_ID, "499")
+    body = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], max_tokens=1000, ignore_eos=True)
     wait_until(lambda: busy_slots(router) == 0, timeout_s=60)
-    closed_before = requests_total(router, SMOLLM2_ID, "499")
-    probe_started = time.monotonic()
-    assert probe(router).status_code == 200  # the probe on an idle child, timed under today's load
-    budget = measured(ROUTER_RELEASE_S, LLAMA_SERVER_POLL_S + time.monotonic() - probe_started)
-    body = chat_body(max_tokens=1000, ignore_eos=True)
-    with ExitStack() as clients:
-        for _ in range(2):
-            clients.enter_context(abandoned_post(router, body))
-        wait_until(lambda: generating_slots(router) == 2, timeout_s=60, interval_s=0.02)
+    with abandoned_post(router.url, body):
+        wait_until(lambda: generating_slots(router) == 1, timeout_s=60, interval_s=0.02)
     hung_up = time.monotonic()
-    answer = probe(router)
-    freed = time.monotonic() - hung_up
-    assert answer.status_code == 200, answer.text
-    assert freed < budget.seconds, f"a slot was free {freed:.2f}s after the clients hung up (budget {budget})"
-    wait_until(lambda: busy_slots(router) == 0, timeout_s=budget.seconds, interval_s=0.2)
-    wait_until(lambda: requests_total(router, SMOLLM2_ID, "499") - closed_before == 2, timeout_s=5)
+    ended = wait_until(lambda: tap.ended_at(marker.encode()), timeout_s=60)
+    assert ended - hung_up < release.seconds, f"upstream let go {ended - hung_up:.2f}s after the hang-up ({release})"
+    # And llama-server frees the slot, at a connection check that each /slots answer puts off.
+    wait_until(lambda: busy_slots(router) == 0, timeout_s=120, interval_s=LLAMA_SERVER_CHECK_S)
+    wait_until(lambda: requests_total(router, TAPPED_ID, "499") - closed_before == 1, timeout_s=5)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -100,7 +86,7 @@ def test_abandoned_queued_requests_never_go_upstream(router: ServiceProcess, tap
         queued = chat_body(model=TAPPED_ID, messages=[{"role": "user", "content": marker}], stream=stream)
         with ExitStack() as clients:
             for _ in range(3):
-                clients.enter_context(abandoned_post(router, queued))
+                clients.enter_context(abandoned_post(router.url, queued))
             wait_until(lambda: queue_depth(router, TAPPED_ID) == 3, timeout_s=10, interval_s=0.02)
         wait_until(lambda: queue_depth(router, TAPPED_ID) == 0, timeout_s=1.0, interval_s=0.02)
     # The holder hung up too, so the slot is free: anything still queued would go upstream

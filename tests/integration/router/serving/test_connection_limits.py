@@ -26,10 +26,15 @@ HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 3.0
 #: The router's share after the body deadline: its timer callbacks writing 408 and closing.
 ANSWER_AFTER_DEADLINE_S = 1.0
+#: The router's share of closing 300 slow connections after their header deadline (and this
+#: test's own round over them, a trickle every 0.5 s).
+SLOWLORIS_CLOSE_S = 3.0
 MAX_CONNECTIONS = 40
 SLOWLORIS = 300
 TRICKLE_INTERVAL_S = 0.5
 CHAT = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+#: A body declared at 100000 bytes that stops after 11.
+STALLED_BODY = b'Content-Length: 100000\r\n\r\n{"messages"'
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +101,17 @@ def status_headers_error(answer: bytes) -> tuple[int, dict[bytes, bytes], dict[s
     return int(status_line.split()[1]), headers, json.loads(body)["error"]
 
 
+def wait_out_a_body_deadline(router: ServiceProcess) -> None:
+    """Open a connection whose body stalls and wait until the router cuts it: proof that a body
+    deadline started now has fired (a sleep would only guess how late a busy router fires it)."""
+    with open_sockets(router, 1, CHAT + STALLED_BODY) as (witness,):
+        answer = read_until_closed(witness, time.monotonic() + BODY_TIMEOUT_S + 60)
+    assert answer is not None, "the witness's body deadline never fired"
+
+
 def test_slowloris_connections_are_closed_after_the_header_timeout(router: ServiceProcess) -> None:
     """300 clients trickle a header line every half second and never end their headers."""
-    budget = HEADER_TIMEOUT_S + 3.0
+    budget = Budget(fixed_s=HEADER_TIMEOUT_S, cpu_s=SLOWLORIS_CLOSE_S).seconds
     with open_sockets(router, SLOWLORIS, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n") as sockets:
         opened = time.monotonic()
         alive = list(sockets)
@@ -132,7 +145,7 @@ def test_past_max_connections_a_request_gets_503_with_the_envelope(router: Servi
 
 def test_stalled_bodies_get_408_at_the_body_timeout_and_free_their_connections(router: ServiceProcess) -> None:
     """The reported attack: every slot held by a body declared at 100000 bytes that stops after 11."""
-    stalled = CHAT + b'Content-Length: 100000\r\n\r\n{"messages"'
+    stalled = CHAT + STALLED_BODY
     answered_within = Budget(fixed_s=BODY_TIMEOUT_S, cpu_s=ANSWER_AFTER_DEADLINE_S)
     opened = time.monotonic()
     with open_sockets(router, MAX_CONNECTIONS, stalled) as sockets:
@@ -159,7 +172,7 @@ def test_stalled_bodies_get_408_at_the_body_timeout_and_free_their_connections(r
 def test_a_body_timeout_is_logged_as_a_closed_request_not_as_an_error(router: ServiceProcess) -> None:
     """The app, still reading the body, sees the connection lost: an access line with 499, no traceback."""
     logged_before = len(router.log())
-    stalled = CHAT + b'X-Request-ID: stalled-body\r\nContent-Length: 100000\r\n\r\n{"messages"'
+    stalled = CHAT + b"X-Request-ID: stalled-body\r\n" + STALLED_BODY
     with open_sockets(router, 1, stalled) as (sock,):
         answer = read_until_closed(sock, time.monotonic() + BODY_TIMEOUT_S + 10)
     assert answer is not None and status_headers_error(answer)[0] == 408
@@ -212,28 +225,25 @@ def test_a_large_body_sent_slowly_within_the_body_timeout_is_served(router: Serv
 
 def test_a_kept_alive_connection_is_not_timed_once_its_body_is_complete(router: ServiceProcess) -> None:
     host, port = router.url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "model": "kept-alive"})
-    try:
+    with contextlib.closing(http.client.HTTPConnection(host, int(port), timeout=10)) as connection:
         for _ in range(2):
             connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             assert (response.status, json.loads(response.read())["error"]["code"]) == (404, "model_not_found")
-            time.sleep(BODY_TIMEOUT_S + ANSWER_AFTER_DEADLINE_S)
+            wait_out_a_body_deadline(router)
             assert not closed_by_peer(connection.sock), "the idle kept-alive connection was closed"
             connection.sock.settimeout(10)
-    finally:
-        connection.close()
 
 
 def test_a_stream_is_not_cut_by_the_body_deadline_of_a_request_pipelined_behind_it(router: ServiceProcess) -> None:
     """The pipelined request's body waits while the stream before it is answered: not the client's delay."""
     stream = b"GET /v1/events?types=config_reload HTTP/1.1\r\nHost: x\r\n\r\n"
-    pipelined = CHAT + b'Content-Length: 100000\r\n\r\n{"messages"'
+    pipelined = CHAT + STALLED_BODY
     with open_sockets(router, 1, stream + pipelined) as (sock,):
         sock.settimeout(10)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        time.sleep(BODY_TIMEOUT_S + ANSWER_AFTER_DEADLINE_S)
+        wait_out_a_body_deadline(router)
         assert not closed_by_peer(sock), "the stream was cut at the pipelined request's body deadline"
         assert httpx.post(router.url + "/admin/reload", timeout=30).json()["ok"] is True
         sock.settimeout(10)

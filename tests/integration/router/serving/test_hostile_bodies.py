@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import httpx
 import psutil
@@ -141,10 +140,8 @@ def test_nesting_at_the_limit_is_accepted(router: ServiceProcess) -> None:
         + b"]" * 63
         + b"}"
     )
-    started = time.monotonic()
     response = httpx.post(router.url + "/v1/chat/completions", content=body, timeout=30)
     assert response.status_code == 404, response.text
-    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e309", "-1e400"])

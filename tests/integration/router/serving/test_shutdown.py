@@ -8,9 +8,10 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +19,9 @@ import pytest
 
 from tests.integration.router.conftest import StartRouter, chat_body
 from tests.support.api import gone, llama_servers
-from tests.support.configs import smollm2, wait_until
+from tests.support.configs import smollm2, wait_until, write_config
 from tests.support.prometheus import sample
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, running_service
 from tests.support.sse import DONE, sse_lines
 from tests.support.timing import Budget
 
@@ -135,11 +136,13 @@ def assert_stopped_without_orphans(load: Load, timeout_s: float) -> None:
     wait_until(lambda: all(gone(pid) for pid in load.children), timeout_s=5.0)
 
 
+SHUTDOWN_MODEL = smollm2(preload=True, parallel=2, ctx_size=4096)
+
+
 @pytest.fixture
 def start(start_router: StartRouter) -> Callable[[float], ServiceProcess]:
     def start_with_grace(grace_s: float) -> ServiceProcess:
-        model = smollm2(preload=True, parallel=2, ctx_size=4096)
-        return start_router({MODEL_ID: model}, wait_ready=True, shutdown_grace_s=grace_s)
+        return start_router({MODEL_ID: SHUTDOWN_MODEL}, wait_ready=True, shutdown_grace_s=grace_s)
 
     return start_with_grace
 
@@ -201,8 +204,8 @@ def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProces
     with ThreadPoolExecutor(8) as pool:
         load = start_load(pool, service, **LONG)
         service.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        assert not any(future.done() for future in load.streams)  # draining: still streaming
+        wait_until(lambda: httpx.get(service.url + "/health/ready").status_code == 503, timeout_s=30)  # draining
+        assert not any(future.done() for future in load.streams)  # still streaming
         service.process.send_signal(signal.SIGTERM)
         second = time.monotonic()
         outcomes = load.outcomes(timeout_s=30)
@@ -210,6 +213,34 @@ def test_a_second_sigterm_skips_the_grace(start: Callable[[float], ServiceProces
     assert_answered_properly(outcomes)
     assert all(o.error_code == "shutting_down" for o in outcomes), outcomes
     assert_stopped_without_orphans(load, timeout_s=30)
+
+
+@pytest.fixture
+def reloadable(tmp_path: Path) -> Iterator[tuple[ServiceProcess, Path]]:
+    """A router started with a grace far beyond any cut-off budget, and its config file (to reload)."""
+    config = write_config(tmp_path / "config.toml", {MODEL_ID: SHUTDOWN_MODEL}, shutdown_grace_s=120)
+    with running_service(config, tmp_path / "logs", wait_ready=True) as service:
+        yield service, config
+
+
+def test_a_reloaded_grace_is_the_one_the_next_stop_drains_for(reloadable: tuple[ServiceProcess, Path]) -> None:
+    service, config = reloadable
+    grace_s = 1.0
+    write_config(config, {MODEL_ID: SHUTDOWN_MODEL}, shutdown_grace_s=grace_s)
+    answer = httpx.post(service.url + "/admin/reload", timeout=60).json()
+    assert (answer["ok"], answer["restart_required"]) == (True, []), answer
+    ends_within = Budget(fixed_s=grace_s, cpu_s=CUT_OFF_S)
+    first_token = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(stream, service.url, chat_body(model=MODEL_ID, **LONG), first_token)
+        assert first_token.wait(180), "the stream never produced a token"
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        outcome = running.result(timeout=300)
+        ended = time.monotonic() - signalled
+    # Cut off after the reloaded 1 s, not left to run for the 120 s the router started with.
+    assert outcome.error_code == "shutting_down", outcome.data[-3:]
+    assert ended < ends_within.seconds, (ended, str(ends_within))
 
 
 def follow(url: str, opened: threading.Event) -> bytes:

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from inference_service.events import MODEL_STATE, REQUEST, EventBus
+import pytest
+
+from inference_service.events import MODEL_STATE, REQUEST, EventBus, Subscription
 from inference_service.router.api.events import _stream
+
+OpenStream = Callable[[EventBus, Subscription], AsyncGenerator[bytes, None]]
+
+
+@pytest.fixture
+async def open_stream() -> AsyncIterator[OpenStream]:
+    """``_stream(bus, subscription)``; every stream opened is closed (unsubscribed) after the test."""
+    opened: list[AsyncGenerator[bytes, None]] = []
+
+    def open_(bus: EventBus, subscription: Subscription) -> AsyncGenerator[bytes, None]:
+        opened.append(_stream(bus, subscription))
+        return opened[-1]
+
+    yield open_
+    for frames in opened:
+        await frames.aclose()
 
 
 def _data(frame: bytes) -> dict[str, object]:
@@ -15,10 +34,9 @@ def _data(frame: bytes) -> dict[str, object]:
     return json.loads(lines[1][len("data: ") :])
 
 
-async def test_a_subscriber_that_fell_behind_is_told_how_many_events_it_lost() -> None:
+async def test_a_subscriber_that_fell_behind_is_told_how_many_events_it_lost(open_stream: OpenStream) -> None:
     bus = EventBus()
-    subscription = bus.subscribe(capacity=3)
-    frames = _stream(bus, subscription)
+    frames = open_stream(bus, bus.subscribe(capacity=3))
     assert await anext(frames) == b": subscribed\n\n"
     for number in range(10):
         bus.publish(REQUEST, "a", number=number)
@@ -26,12 +44,11 @@ async def test_a_subscriber_that_fell_behind_is_told_how_many_events_it_lost() -
     second = _data(await anext(frames))
     assert (first["number"], first["dropped"]) == (7, 7)
     assert second["number"] == 8 and "dropped" not in second
-    await frames.aclose()
 
 
-async def test_event_frame_has_the_sequence_number_as_its_id() -> None:
+async def test_event_frame_has_the_sequence_number_as_its_id(open_stream: OpenStream) -> None:
     bus = EventBus()
-    frames = _stream(bus, bus.subscribe())
+    frames = open_stream(bus, bus.subscribe())
     await anext(frames)
     event = bus.publish(MODEL_STATE, "a", state="loaded", reason=None)
     frame = await anext(frames)
@@ -44,7 +61,6 @@ async def test_event_frame_has_the_sequence_number_as_its_id() -> None:
         "state": "loaded",
         "reason": None,
     }
-    await frames.aclose()
 
 
 async def test_closing_the_stream_unsubscribes() -> None:

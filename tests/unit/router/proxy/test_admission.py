@@ -1,4 +1,4 @@
-"""AdmissionQueue: who gets a slot, in which order, and what happens to the rest."""
+"""AdmissionQueue: who gets a slot, in which order, what happens to the rest - and to all of them when a reload changes the limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from inference_service.config import Settings
+from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.proxy.dispatch import Dispatcher
+from inference_service.router.proxy.upstream import UpstreamClient
+from inference_service.supervisor import Supervisor
+from tests.unit.supervisor.fakes import FakeRuntime
 
 HIGH, NORMAL, LOW = 3, 2, 1
 
@@ -194,3 +200,86 @@ async def test_without_a_cap_every_request_is_admitted_at_once() -> None:
     release.set()
     await asyncio.gather(*holders)
     assert queue.active == 0
+
+
+@contextlib.asynccontextmanager
+async def holding(queue: AdmissionQueue, count: int) -> AsyncIterator[list[asyncio.Event]]:
+    """``count`` requests for ``queue``, each holding its slot (once it has one) until its event is set."""
+    releases = [asyncio.Event() for _ in range(count)]
+
+    async def hold(release: asyncio.Event) -> None:
+        async with queue.slot():
+            await release.wait()
+
+    requests = []
+    for release in releases:
+        requests.append(asyncio.create_task(hold(release)))
+        await settle()  # arrival order is the creation order
+    try:
+        yield releases
+    finally:
+        for release in releases:
+            release.set()
+        await asyncio.gather(*requests)
+
+
+async def test_raising_parallel_admits_waiters_at_once_up_to_the_new_limit() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=8, timeout_s=5)
+    async with holding(queue, 6):
+        assert (queue.active, queue.waiting) == (1, 5)
+        queue.configure(parallel=4, max_queue=8, timeout_s=5)
+        assert (queue.active, queue.waiting) == (4, 2)  # nobody had to finish first
+
+
+async def test_lowering_parallel_lets_running_requests_finish_and_admits_fewer() -> None:
+    queue = AdmissionQueue(parallel=4, max_queue=8, timeout_s=5)
+    async with holding(queue, 6) as releases:
+        queue.configure(parallel=2, max_queue=8, timeout_s=5)
+        assert (queue.active, queue.waiting) == (4, 2)  # the running ones are not touched
+        for finished, expected in ((0, (3, 2)), (1, (2, 2)), (2, (2, 1))):
+            releases[finished].set()
+            await settle()
+            assert (queue.active, queue.waiting) == expected, finished
+
+
+async def test_lowering_queue_size_refuses_newcomers_but_keeps_the_queued() -> None:
+    queue = AdmissionQueue(parallel=1, max_queue=8, timeout_s=5)
+    async with holding(queue, 4) as releases:
+        queue.configure(parallel=1, max_queue=2, timeout_s=5)
+        with pytest.raises(QueueFull):
+            await queue._acquire(NORMAL)
+        assert queue.waiting == 3
+        releases[0].set()
+        await settle()
+        assert (queue.active, queue.waiting) == (1, 2)  # the queued are served in turn
+
+
+def remote_model(parallel: int) -> Settings:
+    return Settings(models={"m": {"runtime": "remote", "url": "http://fake/m", "parallel": parallel, "queue_size": 8}})
+
+
+@pytest.fixture
+async def dispatcher() -> AsyncIterator[Dispatcher]:
+    """A dispatcher for one remote model with one slot, over a fake runtime (only its queues are used)."""
+    settings = remote_model(parallel=1)
+    supervisor = Supervisor(settings, lambda config: FakeRuntime(config.id))
+    yield Dispatcher(settings, supervisor, UpstreamClient(), Metrics())
+    await supervisor.close()
+
+
+async def test_a_reload_raising_parallel_starts_the_waiting_requests_at_once(dispatcher: Dispatcher) -> None:
+    queue = dispatcher.queues["m"]
+    async with holding(queue, 6):
+        dispatcher.configure_queues(remote_model(parallel=4))
+        assert (queue.active, queue.waiting) == (4, 2)
+
+
+async def test_a_restarting_models_queue_keeps_its_limits_until_its_new_process_serves(
+    dispatcher: Dispatcher,
+) -> None:
+    queue = dispatcher.queues["m"]
+    async with holding(queue, 6):
+        dispatcher.configure_queues(remote_model(parallel=4), restarting=["m"])
+        assert (queue.active, queue.waiting) == (1, 5)  # the old process, being drained, has one slot
+        dispatcher.configure_queues(remote_model(parallel=4))
+        assert (queue.active, queue.waiting) == (4, 2)

@@ -17,6 +17,7 @@ from inference_service.router.proxy.dispatch import Dispatcher, served_model_var
 from inference_service.router.proxy.upstream import UpstreamReply
 from inference_service.router.serving.errors import APIError
 from inference_service.runtimes.base import Endpoint
+from tests.unit.router.conftest import MakeHarness
 from tests.unit.supervisor.fakes import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -48,8 +49,8 @@ def with_fallbacks(harness: Harness, **fallbacks: list[str]) -> Harness:
     return harness
 
 
-async def test_a_failed_model_is_served_by_its_first_fallback_that_can() -> None:
-    harness = with_fallbacks(Harness(["a", "b", "c"]), a=["b", "c"])
+async def test_a_failed_model_is_served_by_its_first_fallback_that_can(harnesses: MakeHarness) -> None:
+    harness = with_fallbacks(harnesses(["a", "b", "c"]), a=["b", "c"])
     harness.runtimes["a"].healthy = harness.runtimes["b"].healthy = False  # both fail to start
     upstream = RecordingUpstream()
     dispatch, metrics = dispatcher(harness, upstream)
@@ -61,11 +62,10 @@ async def test_a_failed_model_is_served_by_its_first_fallback_that_can() -> None
         'inference_fallbacks_total{fallback="c",model="a",reason="model_unavailable"} 1.0'
         in generate_latest(metrics.registry).decode()
     )
-    await harness.supervisor.close()
 
 
-async def test_a_full_queue_falls_back() -> None:
-    harness = with_fallbacks(Harness(["a", "b"]), a=["b"])
+async def test_a_full_queue_falls_back(harnesses: MakeHarness) -> None:
+    harness = with_fallbacks(harnesses(["a", "b"]), a=["b"])
     harness.settings.models["a"].queue_size = 0
     harness.settings.models["a"].parallel = 1  # a remote model has no router-side cap unless parallel is set
     upstream = RecordingUpstream()
@@ -74,22 +74,20 @@ async def test_a_full_queue_falls_back() -> None:
         reply = await dispatch.post("a", CHAT, {})
 
     assert (reply.status, upstream.calls) == (200, ["b"])
-    await harness.supervisor.close()
 
 
-async def test_an_upstream_client_error_is_returned_not_retried_elsewhere() -> None:
-    harness = with_fallbacks(Harness(["a", "b"]), a=["b"])
+async def test_an_upstream_client_error_is_returned_not_retried_elsewhere(harnesses: MakeHarness) -> None:
+    harness = with_fallbacks(harnesses(["a", "b"]), a=["b"])
     upstream = RecordingUpstream(status=400)
     dispatch, _ = dispatcher(harness, upstream)
 
     reply = await dispatch.post("a", CHAT, {})
 
     assert (reply.status, upstream.calls) == (400, ["a"])
-    await harness.supervisor.close()
 
 
-async def test_when_every_fallback_refuses_the_models_own_refusal_is_the_answer() -> None:
-    harness = with_fallbacks(Harness(["a", "b"]), a=["b"])
+async def test_when_every_fallback_refuses_the_models_own_refusal_is_the_answer(harnesses: MakeHarness) -> None:
+    harness = with_fallbacks(harnesses(["a", "b"]), a=["b"])
     for runtime in harness.runtimes.values():
         runtime.healthy = False
     dispatch, _ = dispatcher(harness, RecordingUpstream())
@@ -98,4 +96,3 @@ async def test_when_every_fallback_refuses_the_models_own_refusal_is_the_answer(
         await dispatch.post("a", CHAT, {})
 
     assert refused.value.status == 503 and "'a'" in refused.value.message
-    await harness.supervisor.close()

@@ -10,6 +10,7 @@ import pytest
 
 from inference_service.router.proxy.upstream import ReplyTooLarge, UpstreamClient
 from inference_service.runtimes.base import Endpoint
+from tests.unit.router.conftest import read_request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,11 +26,7 @@ async def _replying(size: int, chunked: bool) -> AsyncIterator[Endpoint]:
     """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(
-            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-        )
-        await reader.readexactly(length)
+        await read_request(reader)
         try:
             if chunked:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")

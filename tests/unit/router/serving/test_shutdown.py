@@ -13,6 +13,9 @@ from inference_service.router.proxy.sse import OPENAI, STREAM_PROTOCOL_SCOPE_KEY
 from inference_service.router.serving.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
 
 Sent = list[Message]
+#: A long grace, and how long a step that must not wait for it may take on a busy machine.
+LONG_GRACE_S = 60.0
+WELL_WITHIN_THE_GRACE_S = LONG_GRACE_S / 3
 
 
 async def receive() -> Message:
@@ -55,7 +58,7 @@ def status(sent: Sent) -> int:
 
 
 async def test_draining_refuses_new_requests_with_503_shutting_down_but_still_answers_health() -> None:
-    shutdown = Shutdown(grace_s=5)
+    shutdown = Shutdown(grace_s=lambda: 5)
     middleware = ShutdownMiddleware(streaming_app(1, 0), shutdown)
     running, _ = start(middleware, "/v1/chat/completions")
     await asyncio.sleep(0)
@@ -71,7 +74,7 @@ async def test_draining_refuses_new_requests_with_503_shutting_down_but_still_an
 
 
 async def test_a_stream_that_ends_within_the_grace_is_served_in_full() -> None:
-    shutdown = Shutdown(grace_s=5)
+    shutdown = Shutdown(grace_s=lambda: 5)
     running, sent = start(ShutdownMiddleware(streaming_app(3, 0.01), shutdown))
     await asyncio.sleep(0)
     await shutdown.drain_and_close()
@@ -80,7 +83,7 @@ async def test_a_stream_that_ends_within_the_grace_is_served_in_full() -> None:
 
 
 async def test_after_the_grace_a_stream_gets_an_error_event_and_done_and_a_waiting_request_a_503() -> None:
-    shutdown = Shutdown(grace_s=0.1)
+    shutdown = Shutdown(grace_s=lambda: 0.1)
     stream, stream_sent = start(ShutdownMiddleware(streaming_app(1000, 0.01), shutdown))
     waiting, waiting_sent = start(ShutdownMiddleware(slow_json_app, shutdown))
     await asyncio.sleep(0.03)
@@ -96,18 +99,18 @@ async def test_after_the_grace_a_stream_gets_an_error_event_and_done_and_a_waiti
 
 
 async def test_skipping_the_grace_closes_at_once() -> None:
-    shutdown = Shutdown(grace_s=60)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
     waiting, sent = start(ShutdownMiddleware(slow_json_app, shutdown))
     await asyncio.sleep(0)
     stopping = asyncio.create_task(shutdown.drain_and_close())
     await asyncio.sleep(0.05)
     shutdown.skip_grace()
-    await asyncio.wait_for(asyncio.gather(stopping, waiting), timeout=2)
+    await asyncio.wait_for(asyncio.gather(stopping, waiting), timeout=WELL_WITHIN_THE_GRACE_S)
     assert status(sent) == 503
 
 
 async def test_a_second_drain_changes_nothing() -> None:
-    shutdown = Shutdown(grace_s=0)
+    shutdown = Shutdown(grace_s=lambda: 0)
     await shutdown.drain_and_close()
     await shutdown.drain_and_close()
     assert shutdown.phase is Phase.CLOSING
@@ -120,25 +123,39 @@ def feed_app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
 
 
 async def test_a_feed_ends_when_draining_starts_and_does_not_hold_the_drain_up() -> None:
-    shutdown = Shutdown(grace_s=60)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
     feed, feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
     await asyncio.sleep(0.03)
-    await asyncio.wait_for(shutdown.drain_and_close(), timeout=2)  # not the 60 s grace
+    await asyncio.wait_for(shutdown.drain_and_close(), timeout=WELL_WITHIN_THE_GRACE_S)
     await feed
     assert body(feed_sent).endswith(FEED_CLOSED) and b"[DONE]" not in body(feed_sent)
     assert not feed_sent[-1]["more_body"]
 
 
+def gated_app(gate: asyncio.Event) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """A stream that sends one event, then its end once ``gate`` is set."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: 0\n\n", "more_body": True})
+        await gate.wait()
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    return app
+
+
 async def test_a_feed_ends_at_once_while_a_request_still_drains() -> None:
-    shutdown = Shutdown(grace_s=60)
+    shutdown = Shutdown(grace_s=lambda: LONG_GRACE_S)
+    gate = asyncio.Event()
     feed, _feed_sent = start(ShutdownMiddleware(feed_app, shutdown), "/v1/events")
-    stream, stream_sent = start(ShutdownMiddleware(streaming_app(20, 0.01), shutdown))
+    stream, stream_sent = start(ShutdownMiddleware(gated_app(gate), shutdown))
     await asyncio.sleep(0.03)
     stopping = asyncio.create_task(shutdown.drain_and_close())
-    await asyncio.wait_for(feed, timeout=1)
-    assert not stream.done()  # the request drains on
-    await asyncio.wait_for(stopping, timeout=2)
-    assert body(stream_sent).endswith(b"data: [DONE]\n\n")
+    await asyncio.wait_for(feed, timeout=WELL_WITHIN_THE_GRACE_S)
+    assert not stream.done()  # the request drains on: its end is still to come
+    gate.set()
+    await asyncio.wait_for(stopping, timeout=WELL_WITHIN_THE_GRACE_S)
+    assert body(stream_sent) == b"data: 0\n\ndata: [DONE]\n\n"
 
 
 async def test_after_the_grace_an_ndjson_stream_ends_with_its_protocols_error_line() -> None:
@@ -154,7 +171,7 @@ async def test_after_the_grace_an_ndjson_stream_ends_with_its_protocols_error_li
             await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
             await asyncio.sleep(0.01)
 
-    shutdown = Shutdown(grace_s=0.1)
+    shutdown = Shutdown(grace_s=lambda: 0.1)
     stream, sent = start(ShutdownMiddleware(app, shutdown))
     await asyncio.sleep(0.03)
     await shutdown.drain_and_close()
