@@ -106,6 +106,7 @@ class Dispatcher:
         """
         first_refusal: APIError | None = None
         tenant = keys.current()
+        priority = min(priority, tenant.max_priority)  # what the client asks, up to what its key allows
         fallbacks = [fallback for fallback in self.fallbacks.get(model_id, []) if tenant.may_use(fallback)]
         for candidate in [model_id, *fallbacks]:
             attempt = contextlib.AsyncExitStack()
@@ -146,7 +147,10 @@ class Dispatcher:
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
+            tenant = keys.current()  # its share of a busy model, against other keys' requests
+            await stack.enter_async_context(
+                queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
+            )
             endpoint = lease.ready_now()
             if endpoint is None:
                 endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
