@@ -6,7 +6,8 @@ Two phases, each with its own router process so neither's traffic colours the ot
    latency, streaming TTFT and tokens/s, then cold start. "Direct" is the very
    llama-server child the router spawned, addressed on its own port.
 2. a router in front of ``bench.upstream``, an upstream that answers instantly: router
-   memory, then pure proxy capacity and the router's CPU time per request.
+   memory, then pure proxy capacity and the router's CPU time per request; then what
+   tracing costs (``bench.tracing``: tracing off vs on, in routers of their own).
 3. scale (``bench.scale``): a router in front of the same upstream dripping its chunks
    (256 and 1,000 concurrent streams), then routers with 20 and 200 remote models on 20
    fake hosts.
@@ -30,7 +31,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import report, scale, scenarios, swap
+from bench import report, scale, scenarios, swap, tracing
 from bench.harness import (
     LLM_ID,
     bare_relay,
@@ -105,6 +106,9 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
                     )
                     if memory is not None:
                         scenarios.rss_after(memory, service.pid, "the capacity runs")
+        if "tracing" in only:
+            print("bench: tracing off vs on ...", flush=True)
+            results.append(await tracing.tracing_cost(upstream_url, scratch, PROXY_PARALLEL, QUEUE_SIZE, plan))
     return results
 
 
@@ -138,7 +142,17 @@ async def scale_phase(plan: Plan, scratch: Path, only: set[str]) -> list[Result]
     return results
 
 
-SCENARIOS = ("latency", "streaming", "cold_start", "memory", "proxy", "two_models", "scale", "many_models")
+SCENARIOS = (
+    "latency",
+    "streaming",
+    "cold_start",
+    "memory",
+    "proxy",
+    "tracing",
+    "two_models",
+    "scale",
+    "many_models",
+)
 
 
 def main() -> int:
@@ -180,7 +194,7 @@ def main() -> int:
         results: list[Result] = []
         if only & {"latency", "streaming", "cold_start"}:
             results += asyncio.run(llm_phase(plan, Path(scratch), only))
-        if only & {"memory", "proxy"}:
+        if only & {"memory", "proxy", "tracing"}:
             results += asyncio.run(proxy_phase(plan, Path(scratch), only, install_wrk=not args.no_install))
         if "two_models" in only:
             print("bench: two models, one slot ...", flush=True)

@@ -137,9 +137,10 @@ def many_models_config(
 
 
 @contextlib.contextmanager
-def router(config: Path, log_dir: Path) -> Iterator[ServiceProcess]:
-    """``inference-service serve`` (one uvicorn worker) on a free port, with its model loaded."""
-    with running_service(config, log_dir, wait_ready=True) as service:
+def router(config: Path, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
+    """``inference-service serve`` (one uvicorn worker) on a free port, with its model loaded; ``env``
+    adds to its environment (tracing's ``OTEL_*``)."""
+    with running_service(config, log_dir, env=env, wait_ready=True) as service:
         yield service
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: Event types, by publisher. Model state changes carry ``state`` (and ``reason`` when failed).
 MODEL_STATE = "model_state"
@@ -96,19 +99,30 @@ class EventBus:
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
         self._seq = itertools.count(1)
+        #: Exceptions raised by listeners (each logged with its traceback); a leak of bugs shows here.
+        self.listener_errors = 0
 
     def listen(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` synchronously with every event (for cheap in-process bookkeeping such as metrics)."""
         self._listeners.append(listener)
 
     def publish(self, type: str, model: str | None = None, **data: Any) -> Event:
-        """Record an event; synchronous and O(subscribers), safe to call from any code on the loop."""
+        """Record an event; synchronous and O(subscribers), safe to call from any code on the loop.
+
+        Never raises: publishers call this in the middle of a state change (a model's actor
+        announcing ``loading`` before it starts the runtime), so a listener's bug must not
+        abort the change. It is logged and counted instead, and the other listeners still run.
+        """
         event = Event(seq=next(self._seq), type=type, time=time.time(), model=model, data=data)
         for subscription in self._subscriptions:
             if subscription.wants(event):
                 subscription.offer(event)
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                self.listener_errors += 1
+                logger.exception("event listener %r failed on %s event %d", listener, type, event.seq)
         return event
 
     def subscribe(

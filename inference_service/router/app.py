@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,6 +18,7 @@ from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.console import routes as console
 from inference_service.router.database import Database
+from inference_service.router.observability import tracing
 from inference_service.router.observability.activity import ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
@@ -47,9 +47,13 @@ def _router_log_buffer(settings: Settings) -> LogBuffer:
     return buffer
 
 
-@contextlib.contextmanager
-def _reload_triggers(reloader: ConfigReloader, watch: bool) -> Iterator[None]:
-    """SIGHUP (when serving from the main thread) and, with ``watch``, the file watcher, for the app's lifetime."""
+@asynccontextmanager
+async def _reload_triggers(reloader: ConfigReloader, watch: bool) -> AsyncIterator[None]:
+    """SIGHUP (when serving from the main thread) and, with ``watch``, the file watcher, for the app's lifetime.
+
+    On the way out, a reload still running is cancelled and awaited: it has unwound (its
+    models' changes handed to their actors) before the supervisor is closed.
+    """
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
 
@@ -67,8 +71,10 @@ def _reload_triggers(reloader: ConfigReloader, watch: bool) -> Iterator[None]:
     finally:
         if handles_signal:
             loop.remove_signal_handler(signal.SIGHUP)
-        for task in (*pending, *([watcher] if watcher else [])):
+        tasks = [*pending, *([watcher] if watcher else [])]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_app(
@@ -77,12 +83,16 @@ def create_app(
     config_source: ConfigSource | None = None,
     watch_config: bool = False,
 ) -> FastAPI:
-    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``)."""
+    """The router. ``config_source`` enables config reload (SIGHUP, ``POST /admin/reload``, ``watch_config``).
+
+    Raises ConfigError for a bad tracing setting (``[tracing]``, ``OTEL_*``).
+    """
     supervisor = Supervisor(settings, runtime_factory)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
     database = Database(settings.usage_db)
     ledger = UsageLedger(database, metrics)
+    traces = tracing.start(settings.tracing, supervisor.events, metrics.registry)
     svc = Services(
         settings=settings,
         supervisor=supervisor,
@@ -104,13 +114,15 @@ def create_app(
             if reloader is None:
                 yield
             else:
-                with _reload_triggers(reloader, watch_config):
+                async with _reload_triggers(reloader, watch_config):
                     yield
         finally:
             await supervisor.close()
             await upstream.close()
             await ledger.close()  # the last usage written: it survives the restart
             await database.close()
+            if traces is not None:
+                await traces.shutdown()
             logging.getLogger().removeHandler(log_buffer)
 
     app = FastAPI(title="inference-service", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
@@ -130,6 +142,8 @@ def create_app(
         gate=Gate(svc.tenancy, RouteScopes(app.routes)),  # every route is mounted by now: each must declare
         max_body_bytes=settings.max_body_bytes,
     )
+    if traces is not None:
+        traces.install(app)  # a SERVER span per request, inside the activity record it reads
     app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
 
     return app

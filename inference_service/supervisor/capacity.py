@@ -94,8 +94,10 @@ class Tenant(Protocol):
 
     model_id: str
     state: ModelState
-    in_flight: int
     closed: bool
+
+    @property
+    def in_flight(self) -> int: ...
 
     @property
     def footprint_mb(self) -> int: ...

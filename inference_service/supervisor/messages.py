@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from inference_service.runtimes.base import Endpoint
+from inference_service.config import ModelConfig
+from inference_service.runtimes.base import Endpoint, Runtime
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,56 @@ class Stopped:
 
 
 @dataclass(frozen=True)
-class Shutdown:
+class Reconfigure:
+    """A new config for the model. With a ``runtime`` its process must restart to take it: the
+    model drains and stops as for an unload, then continues with the new runtime - requests
+    waiting for it are kept and served by the new process. Without, it applies at once."""
+
+    config: ModelConfig
+    runtime: Runtime | None
     done: asyncio.Future[None]
 
 
-Message = Wanted | Granted | Unload | Evict | KeepAlive | Yield | Reopen | Started | Crashed | Stopped | Shutdown
+@dataclass(frozen=True)
+class Shutdown:
+    """Final: stop everything, refuse whatever waits; every later message is answered at once."""
+
+    done: asyncio.Future[None]
+
+
+Message = (
+    Wanted
+    | Granted
+    | Unload
+    | Evict
+    | KeepAlive
+    | Yield
+    | Reopen
+    | Started
+    | Crashed
+    | Stopped
+    | Reconfigure
+    | Shutdown
+)
+
+
+def answer(futures: list[asyncio.Future[None]]) -> None:
+    """Tell everyone in ``futures`` that what they asked for is done (emptying the list)."""
+    pending = list(futures)
+    futures.clear()
+    for future in pending:
+        if not future.done():
+            future.set_result(None)
+
+
+def answer_after_shutdown(message: Message) -> None:
+    """A model that has shut down runs nothing: an unload, reconfigure or shutdown of it is done at once.
+
+    Requests for its endpoint are refused before they become messages (``wait_ready``);
+    the rest (a late watcher, a capacity decision) concern an instance that is gone.
+    """
+    match message:
+        case Unload(done=done) | Reconfigure(done=done) | Shutdown(done=done):
+            answer([done])
+        case _:
+            pass

@@ -19,7 +19,8 @@ from inference_service.events import EventBus
 from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.errors import ModelUnavailable, SupervisorError, UnknownModel
-from inference_service.supervisor.model import Lease, ModelActor, ModelStatus
+from inference_service.supervisor.leases import Lease
+from inference_service.supervisor.model import ModelActor, ModelStatus
 from inference_service.supervisor.signals import being_cancelled, cancelled_by_stop_signals
 from inference_service.supervisor.state import ModelState
 
@@ -42,6 +43,7 @@ class Supervisor:
             model_id: ModelActor(cfg, runtime_factory(cfg), settings, self.events, self.capacity)
             for model_id, cfg in settings.models.items()
         }
+        self._retiring: set[ModelActor] = set()  # removed by a reload, still draining: close() stops them too
         self._reaper: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -79,7 +81,8 @@ class Supervisor:
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
-        await asyncio.gather(*(actor.shutdown() for actor in self._models.values()), return_exceptions=True)
+        actors = [*self._models.values(), *self._retiring]
+        await asyncio.gather(*(actor.shutdown() for actor in actors), return_exceptions=True)
         logger.info("supervisor stopped all runtimes")
 
     # ----------------------------------------------------------------- public API
@@ -175,28 +178,34 @@ class Supervisor:
         self._models[config.id] = self._new_actor(config)
 
     async def remove_model(self, model_id: str) -> None:
-        """Stop managing a model: unknown to new requests at once; in-flight ones drain, then it stops."""
+        """Stop managing a model: unknown to new requests at once; in-flight ones drain, then it stops.
+
+        Until it has stopped it is *retiring*: should this call be cancelled (a reload called
+        off), :meth:`close` still shuts it down - nothing the supervisor started outlives it.
+        """
         actor = self._models.pop(model_id)
+        self._retiring.add(actor)
         await actor.unload()
         await actor.shutdown()
+        self._retiring.discard(actor)
 
     async def replace_model(self, config: ModelConfig, restart: bool) -> None:
         """Give a model a new config.
 
-        ``restart=False`` (only routing or idle settings changed): swapped in place, the
-        process untouched. ``restart=True`` (launch settings changed): a new actor takes
-        the model's new requests at once, while the old one drains its in-flight requests
-        and stops; if the model was up, the new one is loaded (waiting for the old one's
-        room when capacity is limited). No request is refused.
+        ``restart=False`` (only routing or idle settings changed): applied in place, the
+        process untouched. ``restart=True`` (launch settings changed): the model drains its
+        in-flight requests, stops, and takes a runtime made from the new config; requests
+        queued before, or arriving meanwhile, wait for it as they would around an unload
+        and are served by the new process. If the model was up, it is loaded again. No
+        request is refused. The actor does the whole change itself: a caller cancelled
+        meanwhile leaves no half-done state behind.
         """
-        old = self._get(config.id)
+        actor = self._get(config.id)
         if not restart:
-            old.config = config
+            await actor.reconfigure(config, runtime=None)
             return
-        was_up = old.state in (ModelState.LOADING, ModelState.LOADED)
-        self._models[config.id] = self._new_actor(config)
-        await old.unload()
-        await old.shutdown()
+        was_up = actor.state in (ModelState.LOADING, ModelState.LOADED)
+        await actor.reconfigure(config, self._runtime_factory(config))
         if was_up:
             await self.load(config.id)
 

@@ -146,3 +146,24 @@ def test_inference_config_environment_variable_chooses_the_file(tmp_path: Path) 
     result = run_cli("serve", "--port", "1", env={"INFERENCE_CONFIG": str(config)})
     assert result.returncode == EXIT_USAGE
     assert str(config) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "4"}, "OTEL_BSP_"),
+    ],
+    ids=["sampler", "protocol", "queue-smaller-than-batch"],
+)
+def test_serve_with_a_bad_tracing_variable_prints_one_error_line_naming_it_and_exits_2(
+    tmp_path: Path, environment: dict[str, str], named: str
+) -> None:
+    config = write_config(tmp_path / "remote.toml", {"remote": {"runtime": "remote", "url": "http://127.0.0.1:1"}})
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", **environment}
+    result = run_cli("serve", "--config", str(config), "--port", "1", env=env)
+    assert result.returncode == EXIT_USAGE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"inference-service: error: {named}")

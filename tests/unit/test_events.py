@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from inference_service.events import MODEL_STATE, REQUEST, EventBus
+import pytest
+
+from inference_service.events import MODEL_STATE, REQUEST, Event, EventBus
 
 
 async def test_subscriber_receives_matching_events_in_order() -> None:
@@ -50,3 +52,21 @@ def test_unsubscribed_listener_gets_nothing() -> None:
     bus.unsubscribe(subscription)
     bus.publish(REQUEST, "a")
     assert bus.subscribers == 0
+
+
+def test_a_listener_that_raises_is_logged_and_counted_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus()
+    heard: list[int] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    bus.listen(broken)
+    bus.listen(lambda event: heard.append(event.seq))
+
+    published = bus.publish(MODEL_STATE, "a", state="loading")  # does not raise
+
+    assert heard == [published.seq] and bus.listener_errors == 1
+    assert "a bug in a listener" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
 from inference_service.router.services import services
 from inference_service.router.tenancy import keys
@@ -40,5 +41,9 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics")
 @requires("read")
 async def metrics(request: Request) -> Response:
+    """Prometheus' text format, or OpenMetrics (with the exemplars linking observations to traces)
+    for a scraper that accepts it, as Prometheus does."""
     svc = services(request)
-    return Response(await svc.metrics.render(svc.supervisor), media_type=CONTENT_TYPE_LATEST)
+    openmetrics = "application/openmetrics-text" in request.headers.get("accept", "")
+    body = await svc.metrics.render(svc.supervisor, openmetrics)
+    return Response(body, media_type=OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST)

@@ -17,9 +17,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from inference_service.events import EVICTION, LOAD_PROGRESS, Event
-from inference_service.router.observability import activity
+from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.child_metrics import ChildMetrics
 from inference_service.router.serving.disconnect import CLIENT_CLOSED, CLIENT_GONE
 from inference_service.router.serving.errors import APIError
@@ -180,7 +181,7 @@ class Metrics:
             self.key_tokens.labels(key, model_id, "completion").inc(completion)
 
     def observe_ttft(self, model_id: str, seconds: float) -> None:
-        self.ttft.labels(model_id).observe(seconds)
+        self.ttft.labels(model_id).observe(seconds, tracing.exemplar())
         if record := activity.current():
             record.mark_first_token()
 
@@ -205,7 +206,8 @@ class Metrics:
         else:
             status = "500"
         self.requests.labels(model_id, endpoint, status).inc()
-        self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started)
+        # A traced request's trace id goes with its duration, as the exemplar.
+        self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started, tracing.exemplar())
 
     async def observe_stream(
         self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
@@ -222,8 +224,9 @@ class Metrics:
         finally:
             self.record_request(model_id, endpoint, started, outcome)
 
-    async def render(self, supervisor: Supervisor) -> bytes:
-        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything."""
+    async def render(self, supervisor: Supervisor, openmetrics: bool = False) -> bytes:
+        """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything:
+        in the OpenMetrics format when the scraper asks for it (only that one carries exemplars)."""
         for model_id in supervisor.model_ids:
             status = supervisor.status(model_id)
             for state in ModelState:
@@ -236,4 +239,4 @@ class Metrics:
                 self.process_rss.labels(model_id).set(rss_mb * 2**20)
         self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
-        return generate_latest(self.registry)
+        return (generate_openmetrics if openmetrics else generate_latest)(self.registry)

@@ -20,7 +20,7 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from starlette.types import Receive
 
-from inference_service.router.observability import activity
+from inference_service.router.observability import activity, tracing
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
 from inference_service.router.orchestration.runner import CHAT_PATH, Outcome, Stage, StageFailed, StageRunner, sum_usage
@@ -95,6 +95,7 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     activity.note(model=plan.primary, endpoint=ORCHESTRATED_ENDPOINT, mode=plan.mode.value)
+    tracing.note_request(raw)
     if chat.stream:
         body = _stream(svc, plan, raw, chat.priority, completion_id, created)
         return sse_response(
@@ -215,9 +216,14 @@ async def _stream(
             started = time.time()
             stage = Stage(call.role, call.model, started, started)
             body = {**runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
+            span = runner.stage_span(call.role, call.model)  # lives across the yields: current only while opening
             try:
-                stream = await svc.dispatcher.open_stream(call.model, CHAT_PATH, body, priority, request_id_var.get())
+                with span.current():
+                    stream = await svc.dispatcher.open_stream(
+                        call.model, CHAT_PATH, body, priority, request_id_var.get()
+                    )
             except APIError as error:
+                span.end()
                 stage.error, stage.finished_at = error.message, time.time()
                 runner.record(stage)
                 try:
@@ -248,8 +254,11 @@ async def _stream(
                                 yield _frame(last)
                             last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
                 except UpstreamUnreachable as error:
+                    span.record(error)
                     yield error_event(f"the final stage failed: {error}", code="upstream_died") + DONE
                     return
+                finally:
+                    span.end()
                 stage.finished_at = time.time()
                 runner.record(stage)
         if final is not None:  # an answer already in hand: send it as one delta

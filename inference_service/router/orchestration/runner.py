@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference_service.router.observability import tracing
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.serving.errors import APIError
 
@@ -94,11 +96,20 @@ class StageRunner:
         self._request_id = request_id
         self._on_stage = on_stage
         self.stages: list[Stage] = []
+        self._calls: Counter[tuple[str, str]] = Counter()
 
     async def prepare(self, model_ids: list[str]) -> None:
         """Load the models the mode's stages will use, together when they fit together (before
         its first stage). Only those: a model no stage calls is never loaded for the request."""
-        await self._dispatcher.supervisor.prepare(model_ids)
+        supervisor = self._dispatcher.supervisor
+        with tracing.model_loads(supervisor, model_ids):
+            await supervisor.prepare(model_ids)
+
+    def stage_span(self, role: str, model_id: str) -> tracing.SpanHandle:
+        """The trace span of a stage about to run; its round is how many times this role has now
+        run on this model in the request (critique: the critic's 1st, 2nd, ... review)."""
+        self._calls[role, model_id] += 1
+        return tracing.stage(role, model_id, self._calls[role, model_id])
 
     def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {**self._params, "messages": messages}
@@ -112,9 +123,10 @@ class StageRunner:
         """One non-streaming stage; a failure is recorded and raised as StageFailed."""
         started = time.time()
         try:
-            reply = await self._dispatcher.complete(
-                model_id, CHAT_PATH, self.body(messages), self._priority, self._request_id
-            )
+            with self.stage_span(role, model_id):
+                reply = await self._dispatcher.complete(
+                    model_id, CHAT_PATH, self.body(messages), self._priority, self._request_id
+                )
             choice = reply["choices"][0]
             stage = Stage(
                 role,

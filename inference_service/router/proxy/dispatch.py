@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from inference_service.config import Settings
+from inference_service.router.observability import tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.proxy.upstream import (
@@ -148,12 +149,14 @@ class Dispatcher:
         depth.inc()
         try:
             tenant = keys.current()  # its share of a busy model, against other keys' requests
-            await stack.enter_async_context(
-                queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
-            )
+            with tracing.admission(model_id, priority, queue.waiting):
+                await stack.enter_async_context(
+                    queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
+                )
             endpoint = lease.ready_now()
             if endpoint is None:
-                endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
+                with tracing.model_loads(self.supervisor, [model_id]):
+                    endpoint = await asyncio.wait_for(lease.ready(), max(deadline - time.monotonic(), 0.0))
         except QueueFull as error:
             self.metrics.rejected.labels(model_id, "queue_full").inc()
             raise service_unavailable(
@@ -199,15 +202,20 @@ class Dispatcher:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            try:
-                reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
-            except UpstreamUnreachable as error:
-                raise service_unavailable(
-                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                ) from None
-            except ReplyTooLarge as error:
-                message = f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
-                raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
+            call = tracing.upstream_call(model_id, self._runtimes.get(model_id, "unknown"), endpoint, path, body)
+            with call:
+                try:
+                    reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
+                except UpstreamUnreachable as error:
+                    raise service_unavailable(
+                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                    ) from None
+                except ReplyTooLarge as error:
+                    message = (
+                        f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
+                    )
+                    raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
+                call.replied(reply.status, reply.body)
         if reply.status == 200:
             self.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
         elif self.ledger is not None:
@@ -243,28 +251,31 @@ class Dispatcher:
         stack = contextlib.AsyncExitStack()
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            try:
-                response = await self.upstream.open_stream(
-                    endpoint, path, {**body, "model": endpoint.model_name}, request_id
-                )
-            except UpstreamUnreachable as error:
-                raise service_unavailable(
-                    f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                ) from None
-            stack.callback(response.close)
-            if response.status != 200:
-                raw = await response.read()
+            runtime = self._runtimes.get(model_id, "unknown")
+            call = tracing.upstream_call(model_id, runtime, endpoint, path, body)
+            stack.callback(call.end)  # the CLIENT span lasts as long as the stream
+            with call.current():
                 try:
-                    payload: Any = json.loads(raw)
-                except ValueError:
-                    payload = raw.decode(errors="replace")
-                raise upstream_error(response.status, payload)
+                    response = await self.upstream.open_stream(
+                        endpoint, path, {**body, "model": endpoint.model_name}, request_id
+                    )
+                except UpstreamUnreachable as error:
+                    raise service_unavailable(
+                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
+                    ) from None
+                stack.callback(response.close)
+                call.replied(response.status)
+                if response.status != 200:
+                    raw = await response.read()
+                    try:
+                        payload: Any = json.loads(raw)
+                    except ValueError:
+                        payload = raw.decode(errors="replace")
+                    raise upstream_error(response.status, payload)
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(
-            model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics, self.record_usage
-        )
+        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call, self.record_usage)
 
 
 class UpstreamStream:
@@ -283,6 +294,7 @@ class UpstreamStream:
         response: aiohttp.ClientResponse,
         stack: contextlib.AsyncExitStack,
         metrics: Metrics,
+        call: tracing.CallHandle,
         record_usage: Callable[[str, object], None],
     ) -> None:
         self.model_id = model_id
@@ -291,6 +303,7 @@ class UpstreamStream:
         self._response = response
         self._stack = stack
         self._metrics = metrics
+        self._call = call
         self._started = time.perf_counter()
         self._first_token_seen = False
 
@@ -314,7 +327,7 @@ class UpstreamStream:
         Raises UpstreamUnreachable, naming the model and its runtime, if the runtime dies mid-stream.
         """
         try:
-            async for block in sse_blocks(self._response.content.iter_any()):
+            async for block in self._call.observe(sse_blocks(self._response.content.iter_any())):
                 if not self._first_token_seen and (b"data: {" in block or b"event: " in block):
                     self._first_token_seen = True  # OpenAI chunks; Anthropic/Responses events
                     self._metrics.observe_ttft(self.model_id, time.perf_counter() - self._started)

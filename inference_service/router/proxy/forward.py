@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from inference_service.router.observability import activity
+from inference_service.router.observability import activity, tracing
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.proxy.sse import OPENAI, StreamProtocol
@@ -49,6 +49,7 @@ async def forward(
     body = without_router_fields(raw)
     request_id = request_id_var.get()
     activity.note(model=model_id, endpoint=endpoint)
+    tracing.note_request(raw)
     if stream:
         return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
     try:

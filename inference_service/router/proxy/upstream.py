@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from inference_service.router.observability import tracing
 from inference_service.runtimes.base import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class UpstreamClient:
         headers = {"Content-Type": "application/json", **endpoint.headers}
         if request_id:
             headers["X-Request-ID"] = request_id
+        tracing.inject(headers)  # the call's CLIENT span, current while it is sent
         return headers
 
     async def _send(

@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass
 
 from inference_service.config import Settings
-from inference_service.key_config import LEGACY_KEY_NAME, SCOPES, KeyConfig, key_models
+from inference_service.config.keys import LEGACY_KEY_NAME, SCOPES, KeyConfig, key_models
 from inference_service.router.serving.errors import APIError
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute, Route
 
-from inference_service.key_config import SCOPES, Scope
+from inference_service.config.keys import SCOPES, Scope
 
 Access = frozenset[str]
 #: No key needed (the health checks, the dashboard's static files).

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import httpx
 import pytest
 
-from inference_service.cli import LOAD_EVENT_GRACE_S
+from inference_service.cli.client import LOAD_EVENT_GRACE_S
 from tests.integration.console.conftest import API_KEY, OFFLINE_ID
 from tests.support.cli import CLI, run_cli
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID

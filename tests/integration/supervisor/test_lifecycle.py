@@ -17,7 +17,7 @@ from tests.support.busy import request_in_flight
 from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, smollm2, wait_until
 from tests.support.llama import direct_start_s
 from tests.support.sse import DONE, sse_lines
-from tests.support.timing import measured
+from tests.support.timing import interleaved
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +30,22 @@ STOP_S = 2.0
 def test_load_takes_a_direct_llama_server_start_plus_under_a_second(
     start_service: StartService, tmp_path: Path
 ) -> None:
-    """The spec's "loaded in under 2 s" on an idle machine: llama-server's own start (timed
-    directly, here and now) plus the router's share - spawning, health polling - of under 1 s."""
+    """The spec's "loaded in under 2 s" on an idle machine: llama-server's own start plus the
+    router's share - spawning, health polling - of under 1 s. Loads and direct starts of the
+    same llama-server take turns and their medians are compared: one start can take twice as
+    long as the next on a busy machine."""
     service = start_service({SMOLLM2_ID: smollm2()})
-    budget = measured(LOAD_OVERHEAD_S, direct_start_s(SMOLLM2_FILE, tmp_path, ctx_size=512, parallel=2))
-    started = time.monotonic()
-    response = load(service, SMOLLM2_ID)
-    elapsed = time.monotonic() - started
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == "loaded"
-    assert elapsed < budget.seconds, f"SmolLM2 took {elapsed:.2f}s to load (budget {budget})"
+
+    def routed_load_s() -> float:
+        started = time.monotonic()
+        response = load(service, SMOLLM2_ID)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200 and response.json()["status"] == "loaded", response.text
+        assert unload(service, SMOLLM2_ID).json()["status"] == "unloaded"
+        return elapsed
+
+    comparison = interleaved(lambda: direct_start_s(SMOLLM2_FILE, tmp_path, ctx_size=512, parallel=2), routed_load_s)
+    assert comparison.added_s < LOAD_OVERHEAD_S, f"SmolLM2's load against a direct start: {comparison}"
 
 
 def test_unload_ends_the_child_process(start_service: StartService) -> None:

@@ -14,6 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
+from inference_service.config import TracingConfig
+from inference_service.router.observability.tracing.settings import resolve
+from inference_service.router.observability.tracing.spans import EXEMPLAR_TRACE_ID
 from tests.support.deploy import (
     DEPLOY_DIR,
     compose_binary,
@@ -88,7 +91,7 @@ def test_compose_accepts_the_stack_and_its_gpu_overlay() -> None:
     assert service["build"]["args"]["CUDA"] == "1"
     (device,) = service["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
-    assert set(merged["services"]) == {SERVICE, "gateway", "prometheus", "grafana"}
+    assert set(merged["services"]) == {SERVICE, "gateway", "prometheus", "grafana", "otel-collector", "tempo"}
 
 
 def test_gateway_refuses_to_start_without_a_master_key() -> None:
@@ -149,3 +152,49 @@ def test_grafana_provisions_the_datasource_and_the_dashboards_folder() -> None:
     )
     for dashboard in (DEPLOY_DIR / "grafana").rglob("*.json"):
         json.loads(dashboard.read_text())  # Grafana skips (and logs) a file it cannot parse
+
+
+def mounted(service: dict[str, Any], target: str) -> Path:
+    """The file of deploy/ a service mounts at ``target``."""
+    (source,) = [volume.split(":")[0] for volume in service["volumes"] if volume.split(":")[1] == target]
+    return (COMPOSE.parent / source).resolve()
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.removeprefix("http://").rpartition(":")
+    return host, int(port)
+
+
+def test_the_service_exports_its_traces_to_the_collectors_otlp_http_receiver() -> None:
+    services = load(COMPOSE)["services"]
+    collector = load(mounted(services["otel-collector"], "/etc/otelcol/config.yaml"))
+    assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/config.yaml"]
+    settings = resolve(TracingConfig(), services[SERVICE]["environment"])  # as the service reads its environment
+    assert settings is not None
+    url = urlsplit(settings.traces_url)
+    _, receiver_port = host_port(collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"])
+    assert (url.hostname, url.port, url.path) == ("otel-collector", receiver_port, "/v1/traces")
+
+
+def test_the_collector_forwards_the_traces_to_tempos_otlp_receiver() -> None:
+    services = load(COMPOSE)["services"]
+    collector = load(mounted(services["otel-collector"], "/etc/otelcol/config.yaml"))
+    tempo = load(mounted(services["tempo"], "/etc/tempo/tempo.yaml"))
+    (pipeline,) = collector["service"]["pipelines"].values()
+    assert pipeline["receivers"] == ["otlp"]
+    (exporter,) = pipeline["exporters"]
+    _, tempo_port = host_port(tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])
+    assert host_port(collector["exporters"][exporter]["endpoint"]) == ("tempo", tempo_port)
+
+
+def test_grafana_reads_tempo_and_links_the_metrics_exemplars_to_its_traces() -> None:
+    services = load(COMPOSE)["services"]
+    datasources = mounted(services["grafana"], "/etc/grafana/provisioning") / "datasources"
+    (tempo,) = load(datasources / "tempo.yaml")["datasources"]
+    tempo_config = load(mounted(services["tempo"], "/etc/tempo/tempo.yaml"))
+    url = urlsplit(tempo["url"])
+    assert (url.hostname, url.port) == ("tempo", tempo_config["server"]["http_listen_port"])
+    (prometheus,) = load(datasources / "prometheus.yaml")["datasources"]
+    (link,) = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    assert link == {"name": EXEMPLAR_TRACE_ID, "datasourceUid": tempo["uid"]}
+    assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]

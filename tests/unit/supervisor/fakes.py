@@ -8,6 +8,7 @@ that fails, a crash at a chosen moment - which a real process cannot do on cue.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,15 +18,21 @@ from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
 from inference_service.supervisor import Supervisor
 
+_instances = itertools.count(1)
+
 
 class FakeRuntime:
     def __init__(self, model_id: str, *, local: bool = True, self_healing: bool = False) -> None:
         self.model_id = model_id
+        self.instance = next(_instances)  # in its endpoint's URL: which runtime served a request
         self.local = local
         self.self_healing = self_healing
         self.healthy = True  # start() succeeds
         self.start_error: BaseException | None = None  # raised by start() instead of RuntimeStartError
         self.gate: asyncio.Event | None = None  # when set, start() waits for it
+        self.stop_gate: asyncio.Event | None = None  # when set, stop() waits for it
+        self.stopping = 0
+        self.max_stopping = 0  # stops in progress at the same time: more than one is a race
         self.start_calls: list[float] = []
         self.starting = 0
         self.max_starting = 0
@@ -52,7 +59,11 @@ class FakeRuntime:
             self.starting -= 1
         self.running = True
         self._down = asyncio.get_running_loop().create_future()
-        return Endpoint(base_url=f"http://fake/{self.model_id}", model_name=self.model_id)
+        return self.endpoint
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(base_url=f"http://fake/{self.model_id}/{self.instance}", model_name=self.model_id)
 
     async def wait_until_down(self) -> str:
         assert self._down is not None
@@ -71,6 +82,13 @@ class FakeRuntime:
 
     async def stop(self) -> None:
         self.stops += 1
+        self.stopping += 1
+        self.max_stopping = max(self.max_stopping, self.stopping)
+        try:
+            if self.stop_gate is not None:
+                await self.stop_gate.wait()
+        finally:
+            self.stopping -= 1
         self.running = False
 
     def process_info(self) -> ProcessInfo | None:
@@ -89,16 +107,22 @@ def settings(models: Sequence[str], **top_level: Any) -> Settings:
 
 
 class Harness:
-    """A supervisor over fake runtimes, and the runtimes themselves by model id."""
+    """A supervisor over fake runtimes, and the runtimes themselves by model id (the newest one made for it)."""
 
     def __init__(
         self, models: Sequence[str], *, local: bool = True, self_healing: bool = False, **top_level: Any
     ) -> None:
         self.settings = settings(models, **top_level)
+        self._kind = {"local": local, "self_healing": self_healing}
         self.runtimes = {m: FakeRuntime(m, local=local, self_healing=self_healing) for m in models}
+        self._handed_out: set[str] = set()
         self.supervisor = Supervisor(self.settings, self._runtime)
 
     def _runtime(self, config: ModelConfig) -> FakeRuntime:
+        """The prepared runtime the first time; a new one for each later config (a reload's restart, a new model)."""
+        if config.id in self._handed_out or config.id not in self.runtimes:
+            self.runtimes[config.id] = FakeRuntime(config.id, **self._kind)
+        self._handed_out.add(config.id)
         return self.runtimes[config.id]
 
     def state(self, model_id: str) -> str:

@@ -8,24 +8,26 @@ import math
 
 import pytest
 
-from tests.unit.supervisor.fakes import Harness, eventually, settle
+from tests.unit.supervisor.conftest import MakeHarness
+from tests.unit.supervisor.fakes import eventually, settle
 
 pytestmark = pytest.mark.timeout(30)
 
 
-async def test_keep_alive_zero_unloads_the_model_once_its_request_is_done() -> None:
-    harness = Harness(["m"])
+async def test_keep_alive_zero_unloads_the_model_once_its_request_is_done(make_harness: MakeHarness) -> None:
+    harness = make_harness(["m"])
     supervisor = harness.supervisor
     await supervisor.start()  # the reaper, and the start-up load of a remote model
     supervisor.keep_alive("m", 0.0)
     async with supervisor.lease("m") as lease:
         await lease.ready()
     await eventually(lambda: harness.state("m") == "unloaded", timeout_s=5)
-    await supervisor.close()
 
 
-async def test_a_keep_alive_holds_until_the_model_is_unloaded_then_its_ttl_s_decides_again() -> None:
-    harness = Harness(["m"])
+async def test_a_keep_alive_holds_until_the_model_is_unloaded_then_its_ttl_s_decides_again(
+    make_harness: MakeHarness,
+) -> None:
+    harness = make_harness(["m"])
     supervisor = harness.supervisor
     await supervisor.load("m")
     supervisor.keep_alive("m", math.inf)
@@ -36,22 +38,20 @@ async def test_a_keep_alive_holds_until_the_model_is_unloaded_then_its_ttl_s_dec
     assert supervisor.status("m").idle_ttl_s == 30.0
     await supervisor.unload("m")
     assert supervisor.status("m").idle_ttl_s is None  # the configured ttl_s: unset
-    await supervisor.close()
 
 
-async def test_no_keep_alive_gives_the_decision_back_to_ttl_s() -> None:
-    harness = Harness(["m"])
+async def test_no_keep_alive_gives_the_decision_back_to_ttl_s(make_harness: MakeHarness) -> None:
+    harness = make_harness(["m"])
     supervisor = harness.supervisor
     await supervisor.load("m")
     supervisor.keep_alive("m", 5.0)
     supervisor.keep_alive("m", None)
     await settle()
     assert supervisor.status("m").idle_ttl_s is None
-    await supervisor.close()
 
 
-async def test_a_keep_alive_sent_while_the_model_unloads_is_for_its_next_use() -> None:
-    harness = Harness(["m"])
+async def test_a_keep_alive_sent_while_the_model_unloads_is_for_its_next_use(make_harness: MakeHarness) -> None:
+    harness = make_harness(["m"])
     supervisor = harness.supervisor
     await supervisor.load("m")
     async with supervisor.lease("m") as lease:
@@ -63,4 +63,3 @@ async def test_a_keep_alive_sent_while_the_model_unloads_is_for_its_next_use() -
     await unloading
     await supervisor.load("m")
     assert supervisor.status("m").idle_ttl_s == 42.0
-    await supervisor.close()

