@@ -77,6 +77,7 @@ class AdmissionQueue:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self._has_room() and not self.waiting:
             self.active += 1
+            self._waiters.charge(tenant, weight)
             return
         if self.waiting >= self.max_queue:
             raise QueueFull(f"{self.waiting} requests already queued (queue_size {self.max_queue})")

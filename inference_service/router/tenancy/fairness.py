@@ -9,7 +9,8 @@ it. So a key with 60 requests queued cannot make another key's one request wait 
 the newcomer starts at the current virtual time while the flood's next request starts a whole
 unit later - it waits about one service time per active key. A key of weight 2 gets twice the
 share of a busy model as a key of weight 1; a key that was idle gains no credit (its tag is
-never below the virtual time).
+never below the virtual time). A request admitted at once, with a slot free, is charged the same
+way (:meth:`FairQueue.charge`): the flood's first request counts against it too.
 
 Per request that is two heap operations on small heaps (the keys with requests waiting, and the
 key's own); a request that gives up is marked and skipped lazily, and a flow's heap is rebuilt
@@ -70,6 +71,17 @@ class FairQueue(Generic[T]):
             heapq.heappush(self._ready, (max(self._virtual, queue.finish), next(self._sequence), queue))
         return entry
 
+    def charge(self, flow: str, weight: float = 1.0) -> None:
+        """A request of ``flow`` admitted at once, without waiting: it is service all the same, so its
+        key's finish tag and the virtual time move as if it had been served from the queue (else the
+        request a key got in first would not count against it once others queue)."""
+        queue = self._flows.get(flow)
+        if queue is None:
+            queue = self._flows[flow] = _Flow(weight)
+        start = max(self._virtual, queue.finish)
+        self._virtual = start
+        queue.finish = start + 1 / weight
+
     def cancel(self, entry: Entry[T]) -> None:
         """A request that gave up: skipped when reached; its flow's heap is rebuilt if such entries pile up."""
         if entry.cancelled:
@@ -94,7 +106,7 @@ class FairQueue(Generic[T]):
             entry = heapq.heappop(flow.heap)
             flow.live -= 1
             self.live -= 1
-            self._virtual = start
+            self._virtual = max(self._virtual, start)  # a tag set before later charges may lag behind
             flow.finish = start + 1 / flow.weight
             if flow.live:
                 heapq.heappush(self._ready, (flow.finish, next(self._sequence), flow))

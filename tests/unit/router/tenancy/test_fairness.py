@@ -98,3 +98,24 @@ async def test_the_admission_queue_serves_a_light_key_after_one_request_of_a_hea
     release.set()
     await asyncio.gather(*tasks)
     assert order.index("light") <= 2  # behind the one running and at most one more
+
+
+def test_a_request_admitted_at_once_counts_against_its_key() -> None:
+    """The flood's first request ran without queueing: the light key still goes before the flood's next."""
+    queue: FairQueue[str] = FairQueue()
+    queue.charge("heavy")  # running, never queued
+    for number in range(24):
+        queue.push(f"heavy-{number}", "heavy")
+    queue.push("light", "light")
+    assert queue.pop() == "light"
+
+
+def test_charges_move_the_virtual_time_so_no_key_banks_a_debt() -> None:
+    """A key served at once a thousand times while nobody else asked is not starved once others do."""
+    queue: FairQueue[str] = FairQueue()
+    for _ in range(1000):
+        queue.charge("busy")
+    for _ in range(3):
+        queue.push("busy", "busy")
+        queue.push("newcomer", "newcomer")
+    assert drain(queue, 4).count("busy") == 2
