@@ -108,8 +108,10 @@ class Dispatcher:
         first_refusal: APIError | None = None
         tenant = keys.current()
         priority = min(priority, tenant.max_priority)  # what the client asks, up to what its key allows
-        fallbacks = [fallback for fallback in self.fallbacks.get(model_id, []) if tenant.may_use(fallback)]
-        for candidate in [model_id, *fallbacks]:
+        fallbacks = self.fallbacks.get(model_id, ())
+        if tenant.models is not None:
+            fallbacks = [fallback for fallback in fallbacks if tenant.may_use(fallback)]
+        for candidate in (model_id, *fallbacks):
             attempt = contextlib.AsyncExitStack()
             try:
                 with map_supervisor_errors():

@@ -17,8 +17,10 @@ from typing import Any, TypeGuard
 from inference_service.config import ModelConfig
 from inference_service.router.serving.errors import APIError
 
-#: Fields asking for that many alternatives per token: OpenAI's, and llama-server's native name.
+#: Fields asking for that many alternatives per token: OpenAI's, and llama-server's native name
+#: (and the completions API's integer ``logprobs``).
 LOGPROB_FIELDS = ("top_logprobs", "n_probs")
+_COMPLETIONS_LOGPROB_FIELDS = (*LOGPROB_FIELDS, "logprobs")
 #: Fields bounding the tokens to generate, in the APIs the router proxies (llama-server's native name last).
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n_predict")
 #: The largest count a runtime's 32-bit field holds: the bound when the model's context is not known here.
@@ -41,16 +43,17 @@ def token_limit(model: ModelConfig) -> int:
 
 
 def _check_counts(model: ModelConfig, path: str, raw: Mapping[str, Any], max_logprobs: int) -> None:
-    for field in LOGPROB_FIELDS + (("logprobs",) if path == "/v1/completions" else ()):
+    # On every proxied request: plain lookups and ``type(...) is int`` (a bool is no count), nothing more.
+    for field in _COMPLETIONS_LOGPROB_FIELDS if path == "/v1/completions" else LOGPROB_FIELDS:
         value = raw.get(field)
-        if _is_int(value) and value > max_logprobs:
+        if type(value) is int and value > max_logprobs:
             raise _invalid(
                 field, f"{value} is more than the {max_logprobs} alternatives per token allowed (max_logprobs)"
             )
     limit = token_limit(model)
     for field in TOKEN_FIELDS:
         value = raw.get(field)
-        if _is_int(value) and value > limit:
+        if type(value) is int and value > limit:
             where = f"model {model.id!r}'s context (ctx_size {limit})" if limit != INT32_MAX else f"{limit}"
             raise _invalid(field, f"{value} is more tokens than {where}")
 

@@ -13,7 +13,6 @@ from inference_service.router.observability import activity
 from inference_service.router.serving.errors import envelope
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.gate import Gate, Refusal
-from inference_service.router.tenancy.keys import Tenant
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -40,10 +39,19 @@ def _tokens_used() -> int | None:
     return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
 
 
-def _host_header_invalid(scope: Scope) -> bool:
-    """An HTTP/1.1 request must carry exactly one ``Host`` header (RFC 9112 section 3.2); uvicorn does not check."""
+def _host_header_invalid(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """An HTTP/1.1 request must carry exactly one ``Host`` header (RFC 9112 section 3.2); uvicorn does not check.
+
+    ``headers``: the request's headers as a dict; the raw list is counted only when the dict is
+    shorter (some header came twice), so the usual request costs one lookup.
+    """
     version: str = scope["http_version"]
-    return version == "1.1" and sum(name == b"host" for name, _ in scope["headers"]) != 1
+    if version != "1.1":
+        return False
+    if b"host" not in headers:
+        return True
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    return len(headers) != len(raw) and [name for name, _ in raw].count(b"host") != 1
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -113,7 +121,7 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
-            if _host_header_invalid(scope):
+            if _host_header_invalid(scope, headers):
                 await _send_error(
                     send,
                     400,
@@ -141,14 +149,19 @@ class RequestContextMiddleware:
                 )
                 return
             tenant = admitted.tenant
+            if tenant is keys.ANONYMOUS:  # no key configured: the context's default, nothing to note
+                await self._serve(scope, receive, send, headers, [id_header])
+                return
             activity.note(key=tenant.name)
             tenant_token = keys.act_as(tenant)
+            ticket = admitted.ticket
+            rates = ticket.headers if ticket is not None else self._gate.tenancy.limits.headers(tenant)
             try:
-                await self._serve(scope, receive, send, headers, id_header, tenant)
+                await self._serve(scope, receive, send, headers, [id_header, *rates])
             finally:
                 keys.release(tenant_token)
-                if admitted.ticket is not None:
-                    admitted.ticket.close(_tokens_used())
+                if ticket is not None:
+                    ticket.close(_tokens_used())
         finally:
             request_id_var.reset(token)
 
@@ -158,16 +171,13 @@ class RequestContextMiddleware:
         receive: Receive,
         send: Send,
         headers: dict[bytes, bytes],
-        id_header: tuple[bytes, bytes],
-        tenant: Tenant,
+        added: list[tuple[bytes, bytes]],
     ) -> None:
-        """The body cap; the request id on the response, and a limited key's ``x-ratelimit-*``
-        (as they stand when the response starts)."""
-        limits = self._gate.tenancy.limits
+        """The body cap; ``added`` on the response: the request id, a limited key's ``x-ratelimit-*``."""
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
             reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
-            await _send_too_large(send, reason, [id_header])
+            await _send_too_large(send, reason, added)
             return
 
         started = False
@@ -176,8 +186,7 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                rates = limits.headers(tenant) if tenant.limited else []
-                message["headers"] = [*message.get("headers", []), id_header, *rates]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         try:
@@ -186,4 +195,4 @@ class RequestContextMiddleware:
             if started:
                 raise
             # The rest of the body is never read: close the connection rather than leave it unusable.
-            await _send_too_large(send, str(error), [id_header, (b"connection", b"close")])
+            await _send_too_large(send, str(error), [*added, (b"connection", b"close")])

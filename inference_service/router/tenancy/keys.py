@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inference_service.config import Settings
 from inference_service.config.keys import LEGACY_KEY_NAME, SCOPES, KeyConfig, key_models
@@ -33,17 +33,14 @@ class Tenant:
     max_concurrent: int | None = None
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    limited: bool = field(init=False)  # any limit set: asked on every request, so computed once
+
+    def __post_init__(self) -> None:
+        limits = (self.max_concurrent, self.requests_per_minute, self.tokens_per_minute)
+        object.__setattr__(self, "limited", any(limit is not None for limit in limits))
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
-
-    @property
-    def limited(self) -> bool:
-        return (
-            self.max_concurrent is not None
-            or self.requests_per_minute is not None
-            or self.tokens_per_minute is not None
-        )
 
     def describe(self) -> dict[str, object]:
         """What a key may know about itself (``GET /v1/key``): never its secret, never other keys."""

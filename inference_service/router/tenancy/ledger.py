@@ -6,7 +6,8 @@ for the key of the request they serve): :meth:`UsageLedger.call` is entered when
 admits the call and left when its slot is released (its seconds upstream; an error if it ended
 with one), and the tokens its runtime reports are added as they arrive (:meth:`tokens`). On the
 event loop that is a dictionary update; the rows go to the database in batches, every
-:data:`FLUSH_INTERVAL_S` and at shutdown, on the database's thread. What a batch could not write
+:data:`FLUSH_INTERVAL_S` and at shutdown, on the database's thread, and to the per-key Prometheus
+counters (``inference_key_*``) as they go. What a batch could not write
 (see :mod:`~inference_service.router.database`) is dropped and counted in
 ``inference_usage_lost_requests_total``. Reads merge the rows not yet written, so they are current.
 """
@@ -18,8 +19,8 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from types import TracebackType
 from typing import Any
 
 from inference_service.router.database import Database, DatabaseUnavailable
@@ -71,8 +72,11 @@ class Usage:
     upstream_seconds: float = 0.0
 
     def add(self, other: Usage) -> None:
-        for field in fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+        self.upstream_seconds += other.upstream_seconds
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,31 @@ class Query:
         return (self.key in (None, key)) and (self.model in (None, model)) and self.since <= hour < self.until
 
 
+class _Call:
+    """The context of one call: its seconds from admission to release, an error if it ended with one."""
+
+    __slots__ = ("_ledger", "_model", "_started")
+
+    def __init__(self, ledger: UsageLedger, model: str) -> None:
+        self._ledger = ledger
+        self._model = model
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(
+        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        usage = self._ledger.pending(self._model)
+        usage.requests += 1
+        usage.errors += error_type is not None
+        usage.upstream_seconds += time.monotonic() - self._started
+
+
 class UsageLedger:
+    """On the event loop, per call: a dictionary lookup and a few additions (it is on every request's path)."""
+
     def __init__(self, database: Database, metrics: Metrics, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self._database = database
         self._metrics = metrics
@@ -96,34 +124,28 @@ class UsageLedger:
         self._flusher: asyncio.Task[None] | None = None
         database.add_schema(SCHEMA)
 
-    def _add(self, model: str, usage: Usage) -> None:
-        key = keys.current().name
-        row = (key, model, int(time.time()) // HOUR_S * HOUR_S)
-        pending = self._pending.get(row)
-        if pending is None:
-            self._pending[row] = usage
-        else:
-            pending.add(usage)
-        self._metrics.record_key_usage(key, model, usage.requests, usage.prompt_tokens, usage.completion_tokens)
+    def pending(self, model: str) -> Usage:
+        """The current key's row for ``model`` and this hour, not yet written."""
+        row = (keys.current().name, model, int(time.time()) // HOUR_S * HOUR_S)
+        usage = self._pending.get(row)
+        if usage is None:
+            usage = self._pending[row] = Usage()
+        return usage
 
-    @contextlib.contextmanager
-    def call(self, model: str) -> Iterator[None]:
-        """One call to ``model`` for the current key, from its admission to the release of its slot."""
-        started = time.monotonic()
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            self._add(model, Usage(requests=1, errors=int(failed), upstream_seconds=time.monotonic() - started))
+    def call(self, model: str) -> _Call:
+        """One call to ``model`` for the current key, from its admission to the release of its slot
+        (a context manager: a call that ends with an exception counts as an error)."""
+        return _Call(self, model)
 
     def failed(self, model: str) -> None:
         """A call that ended normally with an error answer (an upstream error status)."""
-        self._add(model, Usage(errors=1))
+        self.pending(model).errors += 1
 
     def tokens(self, model: str, prompt: int | None, completion: int | None) -> None:
         """The usage a runtime reported for a call to ``model`` (a stream's, an orchestration stage's)."""
-        self._add(model, Usage(prompt_tokens=prompt or 0, completion_tokens=completion or 0))
+        usage = self.pending(model)
+        usage.prompt_tokens += prompt or 0
+        usage.completion_tokens += completion or 0
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_every_interval(), name="usage-ledger")
@@ -146,6 +168,8 @@ class UsageLedger:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
+        for (key, model, _), usage in batch.items():  # Prometheus per batch too: off the per-request path
+            self._metrics.record_key_usage(key, model, usage.requests, usage.prompt_tokens, usage.completion_tokens)
         rows = [(*row, *asdict(usage).values()) for row, usage in batch.items()]
         try:
             await self._database.run(lambda connection: connection.executemany(_UPSERT, rows))

@@ -28,24 +28,41 @@ BYTES_PER_TOKEN = 4
 class _Bucket:
     """``capacity`` per minute, refilled continuously; the level may go below zero (settled usage)."""
 
-    __slots__ = ("capacity", "level", "stamp")
+    __slots__ = ("capacity", "level", "limit_header", "names", "per_s", "stamp")
 
-    def __init__(self, capacity: int, now: float) -> None:
-        self.capacity = capacity
+    def __init__(self, kind: str, capacity: int, now: float) -> None:
+        """``kind``: ``requests`` or ``tokens``, as the headers name it."""
+        self.names = tuple(f"x-ratelimit-{what}-{kind}".encode() for what in ("limit", "remaining", "reset"))
         self.level = float(capacity)
         self.stamp = now
+        self.resize(capacity)
+
+    def resize(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.per_s = capacity / 60
+        self.limit_header = str(capacity).encode()  # computed once: it is on every response
+        self.level = min(self.level, capacity)
 
     def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.capacity / 60)
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.per_s)
         self.stamp = now
 
     def wait_s(self, amount: float) -> float:
         """Seconds until ``amount`` is in the bucket (0: now); refill first."""
-        return max(0.0, (amount - self.level) * 60 / self.capacity)
+        return max(0.0, (amount - self.level) / self.per_s)
 
     def reset_s(self) -> float:
         """Seconds until the bucket is full again."""
-        return max(0.0, (self.capacity - self.level) * 60 / self.capacity)
+        return max(0.0, (self.capacity - self.level) / self.per_s)
+
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """OpenAI's three headers for this limit, as the bucket stands (they go out on every response)."""
+        limit, remaining, reset = self.names
+        return (
+            (limit, self.limit_header),
+            (remaining, b"%d" % max(0, math.floor(self.level))),
+            (reset, reset_text(self.reset_s()).encode()),
+        )
 
 
 class _KeyState:
@@ -75,23 +92,32 @@ def reset_text(seconds: float) -> str:
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
-def _bucket_headers(kind: str, bucket: _Bucket) -> list[tuple[bytes, bytes]]:
-    return [
-        (f"x-ratelimit-limit-{kind}".encode(), str(bucket.capacity).encode()),
-        (f"x-ratelimit-remaining-{kind}".encode(), str(max(0, math.floor(bucket.level))).encode()),
-        (f"x-ratelimit-reset-{kind}".encode(), reset_text(bucket.reset_s()).encode()),
-    ]
+def _exceeded(tenant: Tenant, kind: str, bucket: _Bucket, amount: float) -> Exceeded:
+    wait_s = bucket.wait_s(amount)
+    return Exceeded(
+        kind,
+        f"the key {tenant.name!r} reached its {bucket.capacity} {kind} per minute; retry in {wait_s:.1f}s",
+        max(1, math.ceil(wait_s)),
+    )
+
+
+def _state_headers(state: _KeyState) -> list[tuple[bytes, bytes]]:
+    """The ``x-ratelimit-*`` headers of a key's buckets as they stand (refilled by the caller)."""
+    requests, tokens = state.requests, state.tokens
+    return [*(requests.headers() if requests else ()), *(tokens.headers() if tokens else ())]
 
 
 class Ticket:
-    """An admitted metered request: holds its place in the key's concurrency until closed."""
+    """An admitted metered request: holds its place in the key's concurrency until closed, and the
+    ``x-ratelimit-*`` headers of its response (the buckets as its admission left them)."""
 
-    __slots__ = ("_closed", "_estimate", "_state")
+    __slots__ = ("_closed", "_estimate", "_state", "headers")
 
     def __init__(self, state: _KeyState, estimate: int) -> None:
         self._state = state
         self._estimate = estimate
         self._closed = False
+        self.headers = _state_headers(state)
 
     def close(self, used_tokens: int | None) -> None:
         """The request is over: free its place, and settle its estimate against what it used."""
@@ -120,20 +146,19 @@ class Limits:
                 continue
             state = self._states.get(name) or _KeyState()
             state.max_concurrent = tenant.max_concurrent
-            state.requests = self._resized(state.requests, tenant.requests_per_minute, now)
-            state.tokens = self._resized(state.tokens, tenant.tokens_per_minute, now)
+            state.requests = self._resized("requests", state.requests, tenant.requests_per_minute, now)
+            state.tokens = self._resized("tokens", state.tokens, tenant.tokens_per_minute, now)
             states[name] = state
         self._states = states
 
     @staticmethod
-    def _resized(bucket: _Bucket | None, capacity: int | None, now: float) -> _Bucket | None:
+    def _resized(kind: str, bucket: _Bucket | None, capacity: int | None, now: float) -> _Bucket | None:
         if capacity is None:
             return None
         if bucket is None:
-            return _Bucket(capacity, now)
+            return _Bucket(kind, capacity, now)
         bucket.refill(now)
-        bucket.capacity = capacity
-        bucket.level = min(bucket.level, capacity)
+        bucket.resize(capacity)
         return bucket
 
     def admit(self, tenant: Tenant, body_bytes: int) -> Ticket | Exceeded | None:
@@ -149,22 +174,19 @@ class Limits:
                 1,
             )
         now = self._clock()
-        estimate = math.ceil(body_bytes / BYTES_PER_TOKEN)
-        for kind, bucket, amount in (("requests", state.requests, 1), ("tokens", state.tokens, max(estimate, 1))):
-            if bucket is None:
-                continue
-            bucket.refill(now)
-            wait_s = bucket.wait_s(min(amount, bucket.capacity))
-            if wait_s > 0:
-                return Exceeded(
-                    kind,
-                    f"the key {tenant.name!r} reached its {bucket.capacity} {kind} per minute; retry in {wait_s:.1f}s",
-                    max(1, math.ceil(wait_s)),
-                )
-        if state.requests is not None:
-            state.requests.level -= 1
-        if state.tokens is not None:
-            state.tokens.level -= estimate
+        estimate = -(-body_bytes // BYTES_PER_TOKEN)  # ceiling division
+        requests, tokens = state.requests, state.tokens
+        if requests is not None:
+            requests.refill(now)
+            if requests.level < 1:
+                return _exceeded(tenant, "requests", requests, 1)
+        if tokens is not None:
+            tokens.refill(now)
+            if tokens.level < (needed := min(max(estimate, 1), tokens.capacity)):
+                return _exceeded(tenant, "tokens", tokens, needed)
+            tokens.level -= estimate
+        if requests is not None:
+            requests.level -= 1
         state.concurrent += 1
         return Ticket(state, estimate)
 
@@ -174,9 +196,7 @@ class Limits:
         if state is None:
             return []
         now = self._clock()
-        headers = []
-        for kind, bucket in (("requests", state.requests), ("tokens", state.tokens)):
+        for bucket in (state.requests, state.tokens):
             if bucket is not None:
                 bucket.refill(now)
-                headers += _bucket_headers(kind, bucket)
-        return headers
+        return _state_headers(state)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, wait_until, write_config
 from tests.support.prometheus import sample
 from tests.support.service import REPO_ROOT, ServiceProcess, running_service
 
@@ -137,10 +137,14 @@ def test_a_filter_by_model(service: ServiceProcess, traffic: Expected) -> None:
 
 
 def test_the_per_key_counters_in_metrics_agree(service: ServiceProcess, traffic: Expected) -> None:
-    with client(service, "ops") as ops:
-        metrics = ops.get("/metrics").text
-    for (key, model), calls in traffic.calls.items():
-        assert sample(metrics, "inference_key_requests_total", key=key, model=model) == calls
+    """The counters move with the ledger's batches (every 2 s): wait for the one holding the traffic."""
+
+    def counted() -> dict[tuple[str, str], float | None]:
+        with client(service, "ops") as ops:
+            metrics = ops.get("/metrics").text
+        return {row: sample(metrics, "inference_key_requests_total", key=row[0], model=row[1]) for row in traffic.calls}
+
+    assert wait_until(lambda: counted() == dict(traffic.calls), timeout_s=30)
 
 
 def run_cli(service: ServiceProcess, *args: str) -> str:
