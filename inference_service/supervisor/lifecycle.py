@@ -135,9 +135,15 @@ class ModelLifecycle:
         return self._footprint_mb
 
     async def measure_footprint(self) -> None:
-        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second."""
+        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second.
+
+        Kept only for the config it was measured for: a restarting reload may replace it meanwhile.
+        """
         if self._footprint_mb is None:
-            self._footprint_mb = await measure_mb(self._model_file, self.config.ctx_size)
+            config = self.config
+            measured = await measure_mb(self._model_file, config.ctx_size)
+            if self.config is config and self._footprint_mb is None:
+                self._footprint_mb = measured
 
     @property
     def _model_file(self) -> Path | None:

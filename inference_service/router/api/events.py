@@ -3,7 +3,7 @@
 Each subscriber gets its own bounded buffer on the bus: a slow reader loses its oldest
 unread events (the next event it does get says how many, as ``dropped``) and never
 slows the router down. A comment line every :data:`KEEPALIVE_S` keeps idle proxies from
-closing the stream and notices a client that went away.
+closing the stream; a client that goes away is noticed at once (see proxy/stream.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Query, Request
 
 from inference_service.events import EVENT_TYPES, EventBus, Subscription
-from inference_service.router.proxy.sse import SSEResponse
+from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.errors import APIError
 from inference_service.router.serving.shutdown import mark_feed
@@ -54,7 +54,7 @@ async def events(
     request: Request,
     model: str | None = Query(None, description="comma-separated model ids or aliases"),
     types: str | None = Query(None, description="comma-separated event types"),
-) -> SSEResponse:
+) -> EventStream:
     svc = services(request)
     wanted_types = _names(types)
     if unknown := sorted(set(wanted_types) - EVENT_TYPES):
@@ -69,4 +69,4 @@ async def events(
     bus = svc.supervisor.events
     subscription = bus.subscribe(models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER)
     mark_feed(request.scope)
-    return SSEResponse(_stream(bus, subscription))
+    return EventStream(Feed(_stream(bus, subscription)))

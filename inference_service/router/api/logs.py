@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from inference_service.router.observability.log_buffer import LogBuffer
-from inference_service.router.proxy.sse import SSEResponse
+from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.router.serving.shutdown import mark_feed
@@ -98,7 +98,7 @@ async def model_logs(
     request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),
     tail: int | None = Query(None, ge=0, description="only the last N buffered lines"),
-) -> dict[str, Any] | SSEResponse:
+) -> dict[str, Any] | EventStream:
     svc = services(request)
     model_id = svc.resolver.resolve(name)  # 404 for an unknown name
     keys.check_model(model_id)
@@ -107,7 +107,7 @@ async def model_logs(
         return {"id": model_id, "object": "model.logs", "lines": _last(buffered, tail)}
     reader = _model_reader(lambda: svc.supervisor.logs(model_id), buffered)
     mark_feed(request.scope)
-    return SSEResponse(_follow(reader, _last(buffered, tail), model_id))
+    return EventStream(Feed(_follow(reader, _last(buffered, tail), model_id)))
 
 
 @router.get("/v1/logs", response_model=None, response_class=EscapedJSONResponse)
@@ -116,10 +116,10 @@ async def router_logs(
     request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),
     tail: int | None = Query(None, ge=0, description="only the last N buffered lines"),
-) -> dict[str, Any] | SSEResponse:
+) -> dict[str, Any] | EventStream:
     buffer: LogBuffer = request.app.state.log_buffer
     lines, last = buffer.tail(tail)
     if not follow:
         return {"object": "router.logs", "lines": lines}
     mark_feed(request.scope)
-    return SSEResponse(_follow(_router_reader(buffer, last), lines, None))
+    return EventStream(Feed(_follow(_router_reader(buffer, last), lines, None)))

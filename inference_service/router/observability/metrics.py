@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -29,9 +28,9 @@ from inference_service.supervisor import ModelState, Supervisor
 #: The status label of a request answered in full.
 _ANSWERED = "200"
 _CLIENT_CLOSED_LABEL = str(CLIENT_CLOSED)
-#: What ends a request before its answer is complete: its client gone, or its task cancelled or
-#: closed (a stream given up on a client that reads nothing, the shutdown cutting it off).
-_CUT_SHORT: tuple[type[BaseException], ...] = (*CLIENT_GONE, asyncio.CancelledError, GeneratorExit)
+#: What ends a request before its answer is complete: its client gone, or its task cancelled
+#: (a stream given up on a client that reads nothing, the shutdown cutting it off).
+_CUT_SHORT: tuple[type[BaseException], ...] = (*CLIENT_GONE, asyncio.CancelledError)
 
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -208,21 +207,6 @@ class Metrics:
         self.requests.labels(model_id, endpoint, status).inc()
         # A traced request's trace id goes with its duration, as the exemplar.
         self.latency.labels(model_id, endpoint).observe(time.perf_counter() - started, tracing.exemplar())
-
-    async def observe_stream(
-        self, model_id: str, endpoint: str, started: float, body: AsyncGenerator[bytes, None]
-    ) -> AsyncGenerator[bytes, None]:
-        """Pass a response stream through, recording it (:meth:`record_request`) when it ends."""
-        outcome: str | BaseException = _ANSWERED
-        try:
-            async with contextlib.aclosing(body):
-                async for chunk in body:
-                    yield chunk
-        except BaseException as error:
-            outcome = error
-            raise
-        finally:
-            self.record_request(model_id, endpoint, started, outcome)
 
     async def render(self, supervisor: Supervisor, openmetrics: bool = False) -> bytes:
         """Refresh the gauges that mirror supervisor state and scrape the children, then serialise everything:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Response
@@ -23,9 +23,18 @@ from starlette.types import Receive
 from inference_service.router.observability import activity, tracing
 from inference_service.router.orchestration import critique, debate, ensemble, pipeline, single
 from inference_service.router.orchestration.plan import Plan, build_plan
-from inference_service.router.orchestration.runner import CHAT_PATH, Outcome, Stage, StageFailed, StageRunner, sum_usage
+from inference_service.router.orchestration.runner import (
+    CHAT_PATH,
+    FinalCall,
+    Outcome,
+    Stage,
+    StageFailed,
+    StageRunner,
+    sum_usage,
+)
 from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode
-from inference_service.router.proxy.sse import DONE, error_event, sse_response
+from inference_service.router.proxy.sse import DONE, OPENAI, error_event
+from inference_service.router.proxy.stream import Emit, EventStream, Headers
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import unless_disconnected
@@ -88,22 +97,18 @@ async def orchestrate(svc: Services, chat: ChatCompletionRequest, raw: dict[str,
 
     A non-streamed orchestration writes nothing until every stage is done, so a client that
     leaves is noticed by watching ``receive``: the stage calls running or queued are cancelled
-    (their runtimes stop generating) and no later stage starts. A stream notices at its
-    next write (see sse.py).
+    (their runtimes stop generating) and no later stage starts. A stream is watched the same
+    way by its :class:`EventStream` (see proxy/stream.py).
     """
     plan = build_plan(svc, chat, svc.resolver.for_task(chat.model, chat.task_type))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     activity.note(model=plan.primary, endpoint=ORCHESTRATED_ENDPOINT, mode=plan.mode.value)
     tracing.note_request(raw)
-    if chat.stream:
-        body = _stream(svc, plan, raw, chat.priority, completion_id, created)
-        return sse_response(
-            svc.metrics.observe_stream(plan.primary, ORCHESTRATED_ENDPOINT, time.perf_counter(), body),
-            svc.settings.stream_send_timeout_for(plan.primary),
-            svc.metrics.slow_readers.labels(plan.primary).inc,
-        )
     started = time.perf_counter()
+    if chat.stream:
+        source = OrchestratedStream(svc, plan, raw, chat.priority, request_id_var.get(), completion_id, created)
+        return EventStream.for_model(svc, plan.primary, ORCHESTRATED_ENDPOINT, started, source)
     runner = StageRunner(svc.dispatcher, raw, chat.priority, request_id_var.get())
     try:
         outcome, final, degraded = await unless_disconnected(receive, _run_to_final(plan, runner))
@@ -169,115 +174,160 @@ def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _stream(
-    svc: Services, plan: Plan, raw: dict[str, Any], priority: int, completion_id: str, created: int
-) -> AsyncGenerator[bytes, None]:
-    """Preliminary stages first (announced as SSE comments), then the final stage token by token.
+class OrchestratedStream:
+    """A streamed orchestration, as the source of an :class:`EventStream`: the preliminary
+    stages first (announced as SSE comments), then the final stage token by token.
+
+    The stages run in a task of their own, so that each is announced as it finishes (and a
+    keep-alive comment goes out while one runs); the stream owns that task and ``aclose``
+    ends it, so a client that hangs up or stops reading stops the running stage at once and
+    no later stage starts. Errors are told in-band: the headers went out before any stage ran.
 
     The chunk with ``finish_reason`` carries the orchestration object; usage for all stages
     follows in a choices-less chunk only with ``stream_options.include_usage``, since the
-    common client loop reads ``chunk.choices[0]`` from every chunk."""
-    notices: asyncio.Queue[bytes | None] = asyncio.Queue()
-    runner = StageRunner(
-        svc.dispatcher,
-        raw,
-        priority,
-        request_id_var.get(),
-        on_stage=lambda stage: notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode()),
-    )
+    common client loop reads ``chunk.choices[0]`` from every chunk.
+    """
 
-    async def run_mode() -> Outcome:
+    protocol = OPENAI
+
+    def __init__(
+        self,
+        svc: Services,
+        plan: Plan,
+        raw: dict[str, Any],
+        priority: int,
+        request_id: str | None,
+        completion_id: str,
+        created: int,
+    ) -> None:
+        self._svc = svc
+        self._plan = plan
+        self._raw = raw
+        self._priority = priority
+        self._request_id = request_id
+        self._completion_id = completion_id
+        self._created = created
+        self._notices: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._runner = StageRunner(svc.dispatcher, raw, priority, request_id, on_stage=self._announce)
+        self._stages: asyncio.Task[Outcome] | None = None
+
+    def _announce(self, stage: Stage) -> None:
+        self._notices.put_nowait(f": stage {stage.role} done ({stage.model})\n\n".encode())
+
+    async def open(self) -> Headers:
+        """Start the preliminary stages; the headers go out at once."""
+        self._stages = asyncio.create_task(self._run_stages())
+        return []
+
+    async def _run_stages(self) -> Outcome:
         try:
-            return await _run_mode(plan, runner)
+            return await _run_mode(self._plan, self._runner)
         finally:
-            notices.put_nowait(None)
+            self._notices.put_nowait(None)
 
-    task = asyncio.create_task(run_mode())
-    try:
+    async def aclose(self) -> None:
+        """Cancel the stages still running and wait until they let go of their models."""
+        if self._stages is None:
+            return
+        self._stages.cancel()  # nothing if they are over
+        await asyncio.wait({self._stages})
+        if not self._stages.cancelled():
+            self._stages.exception()  # a failure the client left before hearing of is no "never retrieved" error
+
+    async def relay(self, emit: Emit) -> None:
+        assert self._stages is not None
         while True:
             try:
-                notice = await asyncio.wait_for(notices.get(), timeout=KEEPALIVE_S)
+                notice = await asyncio.wait_for(self._notices.get(), timeout=KEEPALIVE_S)
             except TimeoutError:
-                yield b": keepalive\n\n"
+                await emit(b": keepalive\n\n")
                 continue
             if notice is None:
                 break
-            yield notice
+            await emit(notice)
         try:
-            outcome = task.result()
+            outcome = self._stages.result()
         except APIError as error:
-            yield _frame(error.body()) + DONE
+            await emit(_frame(error.body()) + DONE)
             return
-        degraded = outcome.degraded_reason
-        final = outcome.final_stage
-        last: dict[str, Any] | None = None
+        await self._answer(outcome, emit)
+
+    async def _answer(self, outcome: Outcome, emit: Emit) -> None:
+        """The final stage streamed (or an answer in hand sent as one delta), then the closing chunk(s) and [DONE]."""
+        degraded, final, last = outcome.degraded_reason, outcome.final_stage, None
         if final is None and outcome.final_call is not None:
-            call = outcome.final_call
-            started = time.time()
-            stage = Stage(call.role, call.model, started, started)
-            body = {**runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
-            span = runner.stage_span(call.role, call.model)  # lives across the yields: current only while opening
             try:
-                with span.current():
-                    stream = await svc.dispatcher.open_stream(
-                        call.model, CHAT_PATH, body, priority, request_id_var.get()
-                    )
-            except APIError as error:
-                span.end()
-                stage.error, stage.finished_at = error.message, time.time()
-                runner.record(stage)
+                last = await self._stream_final(outcome.final_call, emit)
+            except APIError as error:  # refused before its first token: fall back to an earlier answer
                 try:
-                    final, reason = _fallback(runner, error)
+                    final, reason = _fallback(self._runner, error)
                 except APIError as failure:  # nothing to fall back to: the headers are sent, so say it in-band
-                    yield _frame(failure.body()) + DONE
+                    await emit(_frame(failure.body()) + DONE)
                     return
                 degraded = "; ".join(filter(None, [degraded, reason]))
-            else:
-                try:
-                    async with stream:
-                        async for event in stream.events():
-                            if not event.startswith(b"data: {"):
-                                continue
-                            chunk = json.loads(event[6:])
-                            usage = chunk.pop("usage", None)
-                            if isinstance(usage, dict):  # the stage's own usage: reported in the total only
-                                stage.usage = {
-                                    k: int(usage.get(k) or 0)
-                                    for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                                }
-                            if not chunk.get("choices"):
-                                continue
-                            for choice in chunk["choices"]:
-                                stage.text += (choice.get("delta") or {}).get("content") or ""
-                                stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
-                            if last is not None:
-                                yield _frame(last)
-                            last = {**chunk, "id": completion_id, "created": created, "model": plan.primary}
-                except UpstreamUnreachable as error:
-                    span.record(error)
-                    yield error_event(f"the final stage failed: {error}", code="upstream_died") + DONE
-                    return
-                finally:
-                    span.end()
-                stage.finished_at = time.time()
-                runner.record(stage)
+            except UpstreamUnreachable as error:
+                await emit(error_event(f"the final stage failed: {error}", code="upstream_died") + DONE)
+                return
+        model = self._plan.primary
         if final is not None:  # an answer already in hand: send it as one delta
-            yield _frame(
-                _chunk(completion_id, created, plan.primary, {"role": "assistant", "content": final.text}, None)
-            )
-            last = _chunk(completion_id, created, plan.primary, {}, final.finish_reason or "stop")
+            delta = {"role": "assistant", "content": final.text}
+            await emit(_frame(_chunk(self._completion_id, self._created, model, delta, None)))
+            last = _chunk(self._completion_id, self._created, model, {}, final.finish_reason or "stop")
         if last is None:
-            last = _chunk(completion_id, created, plan.primary, {}, "stop")
-        last["orchestration"] = _metadata(plan, runner, outcome, degraded)
+            last = _chunk(self._completion_id, self._created, model, {}, "stop")
+        last["orchestration"] = _metadata(self._plan, self._runner, outcome, degraded)
         closing = _frame(last)
-        if _wants_usage(raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
+        if _wants_usage(self._raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
             usage_chunk = {
-                **_chunk(completion_id, created, plan.primary, {}, None),
+                **_chunk(self._completion_id, self._created, model, {}, None),
                 "choices": [],
-                "usage": sum_usage(runner.stages),
+                "usage": sum_usage(self._runner.stages),
             }
             closing += _frame(usage_chunk)
-        yield closing + DONE
-    finally:
-        if not task.done():
-            task.cancel()
+        await emit(closing + DONE)
+
+    async def _stream_final(self, call: FinalCall, emit: Emit) -> dict[str, Any] | None:
+        """Stream the final call's chunks as ours, all but its last, which is returned (the
+        orchestration object goes on it). APIError if it is refused before its first token."""
+        started = time.time()
+        stage = Stage(call.role, call.model, started, started)
+        body = {**self._runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
+        span = self._runner.stage_span(call.role, call.model)  # ends with the relay; current only while opening
+        try:
+            with span.current():
+                stream = await self._svc.dispatcher.open_stream(
+                    call.model, CHAT_PATH, body, self._priority, self._request_id
+                )
+        except APIError as error:
+            span.end()
+            stage.error, stage.finished_at = error.message, time.time()
+            self._runner.record(stage)
+            raise
+        last: dict[str, Any] | None = None
+        try:
+            async with stream:
+                async for event in stream.events():
+                    if not event.startswith(b"data: {"):
+                        continue
+                    chunk = json.loads(event[6:])
+                    usage = chunk.pop("usage", None)
+                    if isinstance(usage, dict):  # the stage's own usage: reported in the total only
+                        stage.usage = {
+                            k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                        }
+                    if not chunk.get("choices"):
+                        continue
+                    for choice in chunk["choices"]:
+                        stage.text += (choice.get("delta") or {}).get("content") or ""
+                        stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
+                    if last is not None:
+                        await emit(_frame(last))
+                    last = {**chunk, "id": self._completion_id, "created": self._created, "model": self._plan.primary}
+        except UpstreamUnreachable as error:  # told in-band by the caller
+            span.record(error)
+            raise
+        finally:
+            span.end()
+        stage.finished_at = time.time()
+        self._runner.record(stage)
+        return last

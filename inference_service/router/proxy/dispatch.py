@@ -13,8 +13,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
-from types import TracebackType
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from typing import Any
 
 import aiohttp
@@ -220,9 +219,15 @@ class Dispatcher:
                 call.replied(reply.status, reply.body)
         if reply.status == 200:
             self.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
-        elif self.ledger is not None:
-            self.ledger.failed(model_id)
+        else:
+            self.call_failed(model_id)
         return reply
+
+    def call_failed(self, model_id: str) -> None:
+        """A call that ended badly without an exception through its admission (an error status; a
+        stream that broke mid-way): an error in the key's ledger."""
+        if self.ledger is not None:
+            self.ledger.failed(model_id)
 
     def record_usage(self, model_id: str, usage: object) -> None:
         """A runtime's reported ``usage`` of one call: the metrics, and the key's ledger."""
@@ -277,7 +282,7 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call, self.record_usage)
+        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call, self)
 
 
 class UpstreamStream:
@@ -297,10 +302,11 @@ class UpstreamStream:
         stack: contextlib.AsyncExitStack,
         metrics: Metrics,
         call: tracing.CallHandle,
-        record_usage: Callable[[str, object], None],
+        accounting: Dispatcher,
     ) -> None:
+        """``accounting``: what counts the call's usage and failure for its key (the dispatcher)."""
         self.model_id = model_id
-        self._record = record_usage
+        self._accounting = accounting
         self._runtime = runtime
         self._response = response
         self._stack = stack
@@ -312,12 +318,8 @@ class UpstreamStream:
     async def __aenter__(self) -> UpstreamStream:
         return self
 
-    async def __aexit__(
-        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        """Close as :meth:`aclose` does, telling the slot's holders how the stream ended (the ledger
-        counts one cut short as an error)."""
-        await self._stack.__aexit__(error_type, error, traceback)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the upstream connection (llama-server frees the slot), then the admission slot and lease."""
@@ -337,6 +339,7 @@ class UpstreamStream:
                     self._record_usage(block)
                 yield block
         except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
+            self._accounting.call_failed(self.model_id)
             raise UpstreamUnreachable(
                 f"model {self.model_id!r} ({self._runtime} runtime) stopped mid-stream: {error}; "
                 "the runtime process crashed, was stopped or dropped the connection"
@@ -353,4 +356,4 @@ class UpstreamStream:
         for event in block.split(b"\n\n"):
             if b'"usage":{' in event and event.startswith(b"data: "):
                 with contextlib.suppress(ValueError, AttributeError):
-                    self._record(self.model_id, json.loads(event[6:]).get("usage"))
+                    self._accounting.record_usage(self.model_id, json.loads(event[6:]).get("usage"))

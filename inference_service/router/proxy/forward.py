@@ -16,7 +16,7 @@ from inference_service.router.observability import activity, tracing
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.schemas import without_router_fields
 from inference_service.router.proxy.sse import OPENAI, StreamProtocol
-from inference_service.router.proxy.stream import ProxiedStream
+from inference_service.router.proxy.stream import EventStream, ProxiedStream
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import unless_disconnected
 from inference_service.router.serving.errors import upstream_error
@@ -51,7 +51,8 @@ async def forward(
     activity.note(model=model_id, endpoint=endpoint)
     tracing.note_request(raw)
     if stream:
-        return ProxiedStream(svc, model_id, path, endpoint, body, priority, request_id, protocol, started)
+        source = ProxiedStream(svc.dispatcher, model_id, path, body, priority, request_id, protocol)
+        return EventStream.for_model(svc, model_id, endpoint, started, source)
     try:
         reply = await unless_disconnected(
             request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)

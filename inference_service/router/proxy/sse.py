@@ -1,19 +1,14 @@
-"""Re-streaming Server-Sent Events to the client: framing, one ``[DONE]`` (OpenAI chat and
-completions) or the protocol's terminal event (named-event streams), errors as events."""
+"""Server-Sent Events framing: one ``[DONE]`` (OpenAI chat and completions) or the protocol's
+terminal event (named-event streams), errors as events, and the relay of an upstream's events
+that applies it. The engine that sends them is stream.py's :class:`EventStream`."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-
-import anyio
-from fastapi.responses import StreamingResponse
-from starlette.types import Message, Send
 
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.serving.errors import APIError, envelope
@@ -22,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 DONE_LINE = b"data: [DONE]"
 DONE = DONE_LINE + b"\n\n"
+SSE_CONTENT_TYPE = b"text/event-stream; charset=utf-8"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -33,10 +29,6 @@ def error_event(message: str, type: str = "upstream_error", code: str | None = N
 #: (None once its last event went out), so that a stream cut off from outside - by the
 #: shutdown - is ended in its own framing, not OpenAI's.
 STREAM_PROTOCOL_SCOPE_KEY = "inference_service.stream_protocol"
-
-
-class SlowReader(Exception):
-    """The client accepted nothing for the stream's send timeout."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +54,7 @@ class StreamProtocol:
     #: None relays the events as they are. ``error_ending`` is in the client's framing already.
     reframe: Callable[[bytes], bytes] | None = None
     #: The stream's ``Content-Type``.
-    content_type: bytes = b"text/event-stream; charset=utf-8"
+    content_type: bytes = SSE_CONTENT_TYPE
 
 
 def _end_of_done(block: bytes) -> int:
@@ -155,58 +147,3 @@ async def relay(
     except UpstreamUnreachable as error:
         logger.warning("upstream died mid-stream: %s", error)
         await send(protocol.error_ending(str(error), "upstream_died"))
-
-
-class SSEResponse(StreamingResponse):
-    """A streamed response that closes its body generator the moment sending stops.
-
-    When a client disconnects while the body is suspended (Starlette cancels the send, or on
-    ASGI 2.4 servers just stops iterating), nothing closes the generator: it - and the
-    upstream connection holding a llama-server slot - would live on until garbage
-    collection, sometimes for seconds. Closing it here, shielded from the cancellation
-    that ended the send, runs every ``finally`` down the chain at once and frees the slot.
-
-    A client that stays connected but stops reading makes ``send`` block once the socket
-    buffers are full; after ``send_timeout_s`` of that the stream is given up the same way
-    (``on_send_timeout`` is told) instead of holding the slot for as long as the client likes.
-    """
-
-    def __init__(
-        self,
-        body: AsyncGenerator[bytes, None],
-        send_timeout_s: float | None = None,
-        on_send_timeout: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
-        self._body = body
-        self._send_timeout_s = send_timeout_s
-        self._on_send_timeout = on_send_timeout
-
-    async def _send_within_timeout(self, send: Send, message: Message) -> None:
-        try:
-            async with asyncio.timeout(self._send_timeout_s):
-                await send(message)
-        except TimeoutError:
-            raise SlowReader from None
-
-    async def stream_response(self, send: Send) -> None:
-        bounded_send = send if self._send_timeout_s is None else functools.partial(self._send_within_timeout, send)
-        try:
-            await super().stream_response(bounded_send)
-        except SlowReader:
-            # The response cannot be finished (the client takes no bytes): returning leaves the
-            # server to close the connection; the finally below cancels the upstream request.
-            logger.warning("client accepted nothing for %gs: stream cancelled", self._send_timeout_s)
-            if self._on_send_timeout is not None:
-                self._on_send_timeout()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._body.aclose()
-
-
-def sse_response(
-    body: AsyncGenerator[bytes, None],
-    send_timeout_s: float | None = None,
-    on_send_timeout: Callable[[], None] | None = None,
-) -> SSEResponse:
-    return SSEResponse(body, send_timeout_s, on_send_timeout)

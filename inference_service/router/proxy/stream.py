@@ -1,84 +1,132 @@
-"""A proxied stream: admitted, relayed and released by one coroutine - the response's own.
+"""The router's one stream engine: an event stream admitted, relayed and released by one
+coroutine - the response's own.
 
-The response object holds nothing until the server runs it. Admission (queue slot, the
-model's lease, the upstream connection) happens inside ``__call__`` and is released there
-by ``async with``: a response that is never run - its request cancelled between the
-handler's return and the server calling it - holds nothing, and no generator's
-``finally`` or the garbage collector is relied on to free a llama-server slot.
+Every streamed response - a proxied stream (Server-Sent Events, or Ollama's NDJSON lines), a
+streamed orchestration, a feed (the event bus, a followed log) - is an :class:`EventStream`
+running a :class:`StreamSource`:
+``open`` (admission: queue slot, the model's lease, the upstream connection) before the first
+byte, ``relay`` until the stream's last event, ``aclose`` whatever happened. The response
+object holds nothing until the server runs it, and ``__call__`` releases everything it
+opened: a response that is never run - its request cancelled between the handler's return
+and the server calling it - holds nothing, and no generator's ``finally`` or the garbage
+collector is relied on to free a llama-server slot.
+
+One policy for a client that goes wrong, whatever the stream:
+
+- one that hangs up is caught by one parked task, as for non-streamed requests: the
+  stream's coroutine is cancelled, so its upstream call or running orchestration stage ends
+  at once and the slot is free before the response returns;
+- one that accepts nothing for ``send_timeout_s`` (a full socket buffer) has its stream
+  cancelled the same way by one watchdog per stream, and is counted as a slow reader.
 
 Per relayed run of events the cost is one upstream read, a substring search and one
-``send``. No generator chain, no timer per send (one watchdog per stream catches a client
-that stops reading), no task group (one parked task catches a client that hangs up, as
-for non-streamed requests).
+``send``: no generator chain, no timer per send, no task group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inference_service.router.proxy.dispatch import served_model_headers
-from inference_service.router.proxy.sse import SSE_HEADERS, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol, relay
+from inference_service.router.observability import activity
+from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.dispatch import Dispatcher, UpstreamStream, served_model_headers
+from inference_service.router.proxy.sse import (
+    SSE_CONTENT_TYPE,
+    SSE_HEADERS,
+    STREAM_PROTOCOL_SCOPE_KEY,
+    StreamProtocol,
+    relay,
+)
 from inference_service.router.services import Services
-from inference_service.router.serving.disconnect import ClientDisconnected, unless_disconnected
+from inference_service.router.serving.disconnect import CLIENT_CLOSED, ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
-_STREAM_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()]
+Headers = list[tuple[bytes, bytes]]
+#: Sends a run of complete events to the client (the stream's only way to write).
+Emit = Callable[[bytes], Awaitable[None]]
+
+_STREAM_HEADERS: Headers = [(name.lower().encode(), value.encode()) for name, value in SSE_HEADERS.items()]
 
 
-class ProxiedStream(Response):
-    """The SSE response of a proxied streaming request; errors before the first byte are JSON
-    envelopes in the shape of the stream's API (``protocol.error_body``).
+class StreamSource(Protocol):
+    """What an :class:`EventStream` relays, and everything the stream holds while it runs."""
 
-    A client that accepts nothing for ``send_timeout_s`` (a full socket buffer) has its
-    stream cancelled: the request's task is cancelled by the watchdog, the upstream
-    connection closed (the runtime frees the slot) and the server drops the connection.
+    @property
+    def protocol(self) -> StreamProtocol | None:
+        """How the stream ends and how its early errors look; None for a feed (no API framing)."""
+
+    async def open(self) -> Headers:
+        """Take what the stream needs before its first byte; the headers it adds to the response.
+
+        An APIError is answered as a JSON error in the protocol's shape. Holds nothing if it raises.
+        """
+
+    async def relay(self, emit: Emit) -> None:
+        """Send the stream's events with ``emit`` until its last one went out."""
+
+    async def aclose(self) -> None:
+        """Release what ``open`` and ``relay`` took; run once ``open`` succeeded, however the stream ended."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    """Where an API stream is counted: requests and latency by model and endpoint, slow readers by model."""
+
+    metrics: Metrics
+    model_id: str
+    endpoint: str
+    started: float  # when the request came in (latency)
+
+
+class EventStream(Response):
+    """A streamed response (Server-Sent Events unless the protocol says otherwise), run by one
+    coroutine from admission to release.
+
+    Errors before the first byte are JSON envelopes in the shape of the stream's API
+    (``protocol.error_body``); after it, they are the source's to tell in-band.
     """
 
     media_type = "text/event-stream"
 
     def __init__(
-        self,
-        svc: Services,
-        model_id: str,
-        path: str,
-        endpoint: str,
-        body: dict[str, Any],
-        priority: int,
-        request_id: str,
-        protocol: StreamProtocol,
-        started: float,
+        self, source: StreamSource, send_timeout_s: float | None = None, counted: Counted | None = None
     ) -> None:
-        """``endpoint``: the metrics label of ``path``; ``started``: when the request came in (latency)."""
+        """``send_timeout_s``: how long one send may block before the client counts as a slow
+        reader (None: never, for a feed); ``counted``: where the request is counted, if anywhere."""
         super().__init__(status_code=200, media_type=self.media_type)
-        self._svc = svc
-        self._model_id = model_id
-        self._path = path
-        self._endpoint = endpoint
-        self._started = started
-        self._body = body
-        self._priority = priority
-        self._request_id = request_id
-        self._protocol = protocol
-        self._send_timeout_s = svc.settings.stream_send_timeout_for(model_id)
+        self._source = source
+        self._send_timeout_s = send_timeout_s
+        self._counted = counted
         self._sending_since: float | None = None  # when the send in progress began (the watchdog's clue)
         self._slow_reader = False
         self._watchdog: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_model(
+        cls, svc: Services, model_id: str, endpoint: str, started: float, source: StreamSource
+    ) -> EventStream:
+        """An API stream served by ``model_id``: cut off after its ``stream_send_timeout_s``, counted under it."""
+        send_timeout_s = svc.settings.stream_send_timeout_for(model_id)
+        return cls(source, send_timeout_s, Counted(svc.metrics, model_id, endpoint, started))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self._send_timeout_s, self._check_sending, loop, task)
+        if self._send_timeout_s is not None:
+            self._watchdog = loop.call_later(self._send_timeout_s, self._check_sending, loop, task)
         outcome: str | BaseException
         try:
-            outcome = await unless_disconnected(receive, self._admit_and_relay(scope, receive, send))
+            outcome = await unless_disconnected(receive, self._open_and_relay(scope, receive, send))
         except ClientDisconnected as gone:
             outcome = gone  # nothing to answer: the server drops the connection
         except asyncio.CancelledError as cancelled:
@@ -86,50 +134,59 @@ class ProxiedStream(Response):
             if not self._slow_reader or task.uncancel() > 0:
                 raise  # not ours (the shutdown's, the server's): let it end the request
             # The response cannot be finished (the client takes no bytes): returning leaves the
-            # server to close the connection; the upstream request is closed already.
+            # server to close the connection; the source is closed already.
             logger.warning("client accepted nothing for %gs: stream cancelled", self._send_timeout_s)
-            self._svc.metrics.slow_readers.labels(self._model_id).inc()
+            if self._counted is not None:
+                self._counted.metrics.slow_readers.labels(self._counted.model_id).inc()
         except BaseException as error:
             outcome = error
             raise
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
-            self._svc.metrics.record_request(self._model_id, self._endpoint, self._started, outcome)
+            self._record(outcome)
 
-    async def _admit_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
-        """Admit, relay, release; the metrics status of the request."""
+    def _record(self, outcome: str | BaseException) -> None:
+        """A counted stream is recorded - counted, timed, its status decided - by ``record_request``,
+        as every request is; a feed is not counted, but a client that left it shows in its access line."""
+        if (counted := self._counted) is not None:
+            counted.metrics.record_request(counted.model_id, counted.endpoint, counted.started, outcome)
+        elif isinstance(outcome, ClientDisconnected):
+            activity.note(status=CLIENT_CLOSED)
+
+    async def _open_and_relay(self, scope: Scope, receive: Receive, send: Send) -> str:
+        """Open, relay, release; the metrics status of the request."""
+        source = self._source
         try:
-            stream = await self._svc.dispatcher.open_stream(
-                self._model_id, self._path, self._body, self._priority, self._request_id
-            )
+            added_headers = await source.open()
         except APIError as error:
-            await error.response(self._protocol.error_body(error))(scope, receive, send)
+            body = source.protocol.error_body(error) if source.protocol is not None else None
+            await error.response(body)(scope, receive, send)
             return str(error.status)
-        async with stream:
-            served = [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
-            content_type = (b"content-type", self._protocol.content_type)
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [content_type, *_STREAM_HEADERS, *served]}
-            )
-            scope[STREAM_PROTOCOL_SCOPE_KEY] = self._protocol
+        loop_time = asyncio.get_running_loop().time
 
-            loop_time = asyncio.get_running_loop().time
+        async def emit(data: bytes, more_body: bool = True) -> None:
+            self._sending_since = loop_time()
+            await send({"type": "http.response.body", "body": data, "more_body": more_body})
+            self._sending_since = None
 
-            async def send_events(data: bytes) -> None:
-                self._sending_since = loop_time()
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-                self._sending_since = None
-
-            await relay(stream.blocks(), self._protocol, send_events)
+        content_type = source.protocol.content_type if source.protocol is not None else SSE_CONTENT_TYPE
+        headers = [(b"content-type", content_type), *_STREAM_HEADERS, *added_headers]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            scope[STREAM_PROTOCOL_SCOPE_KEY] = source.protocol
+            await source.relay(emit)
             scope[STREAM_PROTOCOL_SCOPE_KEY] = None  # its last event went out: nothing to add if cut off now
+        finally:
+            await source.aclose()
         # Released before the last (empty) message: once the response is complete, the server
         # reports the connection as gone and the disconnect watch must be over by then.
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await emit(b"", more_body=False)
         return "200"
 
     def _check_sending(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         """The watchdog: cancel the request if one send has been blocked for the whole timeout."""
+        assert self._send_timeout_s is not None
         since, now = self._sending_since, loop.time()
         if since is not None and now - since >= self._send_timeout_s:
             self._slow_reader = True
@@ -137,3 +194,69 @@ class ProxiedStream(Response):
             return
         next_check = self._send_timeout_s - (now - since) if since is not None else self._send_timeout_s
         self._watchdog = loop.call_later(next_check, self._check_sending, loop, task)
+
+
+class ProxiedStream:
+    """A proxied stream's source: one admitted upstream call, relayed intact in its protocol's framing.
+
+    The upstream is this object's to hold: ``open`` takes it, ``aclose`` releases whichever
+    upstream it holds then. Everything the client sees - the headers, ``emit``, the
+    watchdog, the disconnect watch - belongs to the :class:`EventStream`, so the upstream can
+    be replaced mid-stream (a runtime that died, resumed elsewhere) without the client noticing.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        model_id: str,
+        path: str,
+        body: dict[str, Any],
+        priority: int,
+        request_id: str | None,
+        protocol: StreamProtocol,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._model_id = model_id
+        self._path = path
+        self._body = body
+        self._priority = priority
+        self._request_id = request_id
+        self.protocol = protocol
+        self._upstream: UpstreamStream | None = None
+
+    async def open(self) -> Headers:
+        self._upstream = await self._dispatcher.open_stream(
+            self._model_id, self._path, self._body, self._priority, self._request_id
+        )
+        return [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
+
+    async def relay(self, emit: Emit) -> None:
+        assert self._upstream is not None
+        await relay(self._upstream.blocks(), self.protocol, emit)
+
+    async def aclose(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
+
+
+class Feed:
+    """A feed's source: events from an endless async generator (the event bus, a followed log).
+
+    ``aclose`` closes the generator, so its ``finally`` (unsubscribing, say) runs as soon as
+    the stream ends - the client left, or the shutdown ended the feed.
+    """
+
+    protocol: StreamProtocol | None = None
+
+    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+        self._events = events
+
+    async def open(self) -> Headers:
+        return []
+
+    async def relay(self, emit: Emit) -> None:
+        async for event in self._events:
+            await emit(event)
+
+    async def aclose(self) -> None:
+        await self._events.aclose()

@@ -3,9 +3,10 @@ seconds of upstream time - kept in the router's database across restarts.
 
 Every call to a model counts (an orchestration's stages each count for the model they ran on,
 for the key of the request they serve): :meth:`UsageLedger.call` is entered when the dispatcher
-admits the call and left when its slot is released (its seconds upstream; an error if it ended
-with one), and the tokens its runtime reports are added as they arrive (:meth:`tokens`). On the
-event loop that is a dictionary update; the rows go to the database in batches, every
+admits the call and left when its slot is released - its seconds upstream, and an error if one
+ended it (an upstream error status, the runtime unreachable or breaking mid-stream, an answer
+too large; not the client leaving) - and the tokens its runtime reports are added as they arrive
+(:meth:`tokens`). On the event loop that is a dictionary update; the rows go to the database in batches, every
 :data:`FLUSH_INTERVAL_S` and at shutdown, on the database's thread, and to the per-key Prometheus
 counters (``inference_key_*``) as they go. What a batch could not write
 (see :mod:`~inference_service.router.database`) is dropped and counted in
@@ -109,7 +110,8 @@ class _Call:
     ) -> None:
         usage = self._ledger.pending(self._model)
         usage.requests += 1
-        usage.errors += error_type is not None
+        # An error ended it - the runtime unreachable, an answer too large - not the client leaving.
+        usage.errors += error_type is not None and not issubclass(error_type, asyncio.CancelledError)
         usage.upstream_seconds += time.monotonic() - self._started
 
 

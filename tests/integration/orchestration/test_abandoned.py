@@ -1,4 +1,4 @@
-"""A client that hangs up on a non-streamed orchestration: its running stage is cancelled,
+"""A client that hangs up on an orchestration, streamed or not: its running stage is cancelled,
 no later stage starts, and the request is counted as 499."""
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def orchestrated_closed(router: ServiceProcess) -> float:
     return sample(metrics, "inference_requests_total", **labels) or 0.0
 
 
-def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router: ServiceProcess) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streamed", "streamed"])
+def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router: ServiceProcess, stream: bool) -> None:
     """Proved by the children's own token counters, not by the clock: the generator stopped
     long before its answer was done, and the critic never generated."""
     wait_until(
@@ -42,6 +43,7 @@ def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router
         "max_tokens": GENERATION_TOKENS,
         "ignore_eos": True,
         "temperature": 0,
+        "stream": stream,
     }
     with abandoned_post(router.url, body):
         wait_until(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from inference_service.config import ModelConfig
+from inference_service.config import ModelConfig, Settings
 from inference_service.events import MODEL_STATE, Subscription
-from inference_service.supervisor import ModelState
+from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor.footprint import estimate_mb
 from inference_service.supervisor.model import ModelActor
+from tests.support.gguf import write_gguf
 from tests.unit.supervisor.conftest import MakeHarness
-from tests.unit.supervisor.fakes import Harness, eventually
+from tests.unit.supervisor.fakes import FakeRuntime, Harness, eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -112,3 +116,36 @@ async def test_close_stops_the_old_runtime_of_a_restart_cancelled_while_it_drain
         await asyncio.wait_for(supervisor.close(), 5)
 
         assert not old.running
+
+
+@pytest.fixture
+async def measured_model(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, Path]]:
+    """A supervisor under a memory budget over one real GGUF header (Gemma 3's vocabulary size: a
+    read that takes a while) and a fake runtime; closed at teardown."""
+    metadata = {
+        "general.architecture": "llama",
+        "tokenizer.ggml.tokens": [f"token-{index}" for index in range(262_144)],
+        "llama.block_count": 30,
+        "llama.attention.head_count": 9,
+        "llama.embedding_length": 576,
+    }
+    path = write_gguf(tmp_path / "model.gguf", metadata)
+    settings = Settings(memory_budget_mb=100_000, models={"m": {"path": str(path), "ctx_size": 512}})
+    supervisor = Supervisor(settings, lambda config: FakeRuntime(config.id))
+    yield supervisor, path
+    await supervisor.close()
+
+
+async def test_a_footprint_measured_for_the_old_config_is_not_kept_after_a_restart(
+    measured_model: tuple[Supervisor, Path],
+) -> None:
+    """The header is read in a thread; a reload that restarts the model with another ctx_size meanwhile
+    must not leave the old config's estimate behind (it decides evictions and 507s)."""
+    supervisor, path = measured_model
+    ready = asyncio.create_task(supervisor.ensure_ready("m"))  # measures the footprint first, in a thread
+    await asyncio.sleep(0)  # the read has begun
+    bigger = supervisor._get("m").config.model_copy(update={"ctx_size": 32768})
+    await supervisor.replace_model(bigger, restart=True)
+    await asyncio.wait_for(ready, 10)
+
+    assert supervisor.status("m").footprint_mb == estimate_mb(path, 32768) != estimate_mb(path, 512)

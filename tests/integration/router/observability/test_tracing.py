@@ -88,6 +88,20 @@ def critique(traced_router: ServiceProcess, traced_client: httpx.Client, receive
     return answered(traced_client, receiver, {**body, "orchestration_mode": "critique"})
 
 
+@pytest.fixture(scope="module")
+def streamed_critique(traced_router: ServiceProcess, receiver: OtlpReceiver) -> Streamed:
+    """A streamed critique: its final stage (the reviser) is streamed to the client as it runs."""
+    caller = CallerContext.new()
+    body = {key: value for key, value in chat_body().items() if key != "model"}
+    stream = post_sse(
+        f"{traced_router.url}/v1/chat/completions",
+        {**body, "orchestration_mode": "critique", "stream": True},
+        headers=caller.headers,
+    )
+    assert stream.status == 200, stream.data
+    return Streamed(caller, stream, trace_of(receiver, caller.trace_id))
+
+
 # --------------------------------------------------------------------------- a plain request
 
 
@@ -286,3 +300,17 @@ def test_the_critique_server_span_has_the_mode_and_the_total_usage(critique: Ans
     assert attributes["inference.orchestration.mode"] == "critique"
     assert attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+
+
+def test_a_streamed_critiques_stages_hold_their_admission_and_call_as_a_non_streamed_ones_do(
+    streamed_critique: Streamed,
+) -> None:
+    """The final stage, relayed to the client as it runs, has its stage span like the others."""
+    trace = streamed_critique.trace
+    stages = [span.name for span in trace.children(trace.server) if not span.name.startswith("load ")]
+    assert stages == [f"{role} {model}" for role, model in STAGES]
+    for role, model in STAGES:
+        assert [(span.name, span.kind) for span in trace.children(trace.one(f"{role} {model}"))] == [
+            (f"admission {model}", "INTERNAL"),
+            (f"chat {model}", "CLIENT"),
+        ]

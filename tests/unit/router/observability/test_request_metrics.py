@@ -26,7 +26,6 @@ OUTCOMES: dict[str, tuple[str | BaseException, str]] = {
     "client_disconnected": (ClientDisconnected(), "499"),
     "starlette_client_disconnect": (ClientDisconnect(), "499"),
     "cancelled": (asyncio.CancelledError(), "499"),
-    "stream_closed": (GeneratorExit(), "499"),
     "unexpected": (ZeroDivisionError("a bug"), "500"),
 }
 

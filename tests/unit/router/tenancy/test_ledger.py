@@ -67,6 +67,14 @@ async def test_calls_tokens_and_errors_count_per_key_and_model(tmp_path: Path) -
     assert by_row(rows) == EXPECTED and complete
 
 
+async def test_a_call_the_client_gave_up_on_is_no_error(tmp_path: Path) -> None:
+    async with ledger_on(tmp_path / "usage.db") as ledger:
+        with acting_as("alice"), pytest.raises(asyncio.CancelledError), ledger.call("m1"):
+            raise asyncio.CancelledError  # the client left: its request's task is cancelled
+        rows, _ = await ledger.query(Query())
+    assert by_row(rows) == {("alice", "m1"): (1, 0, 0, 0)}
+
+
 async def test_pending_and_written_rows_add_up(tmp_path: Path) -> None:
     async with ledger_on(tmp_path / "usage.db") as ledger:
         record_calls(ledger)
