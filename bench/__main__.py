@@ -7,7 +7,8 @@ Two phases, each with its own router process so neither's traffic colours the ot
    llama-server child the router spawned, addressed on its own port.
 2. a router in front of ``bench.upstream``, an upstream that answers instantly: router
    memory, then pure proxy capacity and the router's CPU time per request; then what
-   tracing costs (``bench.tracing``: tracing off vs on, in routers of their own).
+   tracing costs (``bench.tracing``: tracing off vs on, in routers of their own), and what API
+   keys cost and fair share buys (``bench.tenants``).
 3. scale (``bench.scale``): a router in front of the same upstream dripping its chunks
    (256 and 1,000 concurrent streams), then routers with 20 and 200 remote models on 20
    fake hosts.
@@ -33,7 +34,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import continuity, report, scale, scenarios, swap, tracing
+from bench import continuity, report, scale, scenarios, swap, tenants, tracing
 from bench.harness import (
     LLM_ID,
     bare_relay,
@@ -111,6 +112,11 @@ async def proxy_phase(plan: Plan, scratch: Path, only: set[str], install_wrk: bo
         if "tracing" in only:
             print("bench: tracing off vs on ...", flush=True)
             results.append(await tracing.tracing_cost(upstream_url, scratch, PROXY_PARALLEL, QUEUE_SIZE, plan))
+        if "tenants" in only:
+            print("bench: API keys (admission CPU) and fair share ...", flush=True)
+            keyed = await tenants.admission_cpu(upstream_url, scratch, PROXY_PARALLEL, QUEUE_SIZE, plan)
+            await tenants.fairness(upstream_url, scratch, keyed)
+            results.append(keyed)
     return results
 
 
@@ -151,6 +157,7 @@ SCENARIOS = (
     "memory",
     "proxy",
     "tracing",
+    "tenants",
     "two_models",
     "continuity",
     "scale",
@@ -197,7 +204,7 @@ def main() -> int:
         results: list[Result] = []
         if only & {"latency", "streaming", "cold_start"}:
             results += asyncio.run(llm_phase(plan, Path(scratch), only))
-        if only & {"memory", "proxy", "tracing"}:
+        if only & {"memory", "proxy", "tracing", "tenants"}:
             results += asyncio.run(proxy_phase(plan, Path(scratch), only, install_wrk=not args.no_install))
         if "two_models" in only:
             print("bench: two models, one slot ...", flush=True)

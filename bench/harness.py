@@ -78,7 +78,11 @@ def write_config(
     """A router config holding just the benchmark's models; nothing else loads or competes.
 
     ``top_level``: more top-level settings (capacity limits, connection cap)."""
-    lines = [f"default_model = {_toml_value(next(iter(models)))}", f"queue_size = {queue_size}"]
+    lines = [
+        f"default_model = {_toml_value(next(iter(models)))}",
+        f"queue_size = {queue_size}",
+        f"usage_db = {_toml_value(path.with_suffix('.usage.db'))}",  # the bench's own, not the developer's ledger
+    ]
     lines += [f"{key} = {_toml_value(value)}" for key, value in (top_level or {}).items()]
     if binary is not None:  # the very binary the direct measurements spawn
         lines += ["[runtimes.llamacpp]", f"binary = {_toml_value(binary)}"]

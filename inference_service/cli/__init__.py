@@ -23,6 +23,7 @@ from inference_service.cli.client import (
     cmd_models_unload,
     cmd_ps,
     cmd_reload,
+    cmd_usage,
 )
 from inference_service.cli.common import EXIT_READER_LEFT, EXIT_USAGE, PROG, CLIError
 from inference_service.cli.local import cmd_models_pull, cmd_runtime_install, cmd_serve
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="service URL (default: $INFERENCE_SERVICE_URL or http://<host>:<port> from config)"
     )
     remote_parent.add_argument(
-        "--api-key", help="the service's api_key (default: $INFERENCE_API_KEY, else from config)"
+        "--api-key", help="a key of the service (default: $INFERENCE_API_KEY, else the config's api_key)"
     )
     remote_parent.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     json_parent = argparse.ArgumentParser(add_help=False)
@@ -106,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reload", parents=[remote_parent], help="reload the service's config file (POST /admin/reload)"
     ).set_defaults(handler=cmd_reload)
+    usage = commands.add_parser(
+        "usage", parents=[remote_parent, json_parent], help="usage per key, model and hour (GET /v1/usage)"
+    )
+    usage.add_argument("--key", help="one key's name (a key without admin scope sees its own only)")
+    usage.add_argument("--model", help="one model id")
+    usage.add_argument("--since", help="ISO 8601 time or Unix seconds: hours starting at or after it")
+    usage.add_argument("--until", help="ISO 8601 time or Unix seconds: hours starting before it")
+    usage.set_defaults(handler=cmd_usage)
     return parser
 
 

@@ -178,3 +178,21 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """The usage ledger (GET /v1/usage): one row per key, model and hour, then the totals."""
+    filters = (("key", args.key), ("model", args.model), ("since", args.since), ("until", args.until))
+    query = "&".join(f"{name}={quote(value)}" for name, value in filters if value)
+    usage = service_call(args, "GET", "/v1/usage" + (f"?{query}" if query else ""))
+    if args.json:
+        print_json(usage)
+        return 0
+    rows = [["KEY", "MODEL", "HOUR", "REQUESTS", "PROMPT", "COMPLETION", "ERRORS", "UPSTREAM"]]
+    for row in [*usage["data"], {"key": "total", "model": "", "hour": "", **usage["totals"]}]:
+        counts = [str(row[name]) for name in ("requests", "prompt_tokens", "completion_tokens", "errors")]
+        rows.append([row["key"], row["model"], row["hour"], *counts, f"{row['upstream_seconds']:.1f}s"])
+    print(table(rows))
+    if not usage["complete"]:
+        print("(the usage database could not be read: only usage not yet written is shown)")
+    return 0

@@ -6,7 +6,7 @@ the TOML file (``--config``, ``INFERENCE_CONFIG`` or ``config.toml`` at the repo
 Any problem becomes a :class:`ConfigError` carrying one line that names the key, so
 start-up can fail cleanly instead of with a traceback.
 
-The package: ``fields`` (types, reload classes, ConfigError), ``models`` (``[[models]]``),
+The package: ``fields`` (types, reload classes, ConfigError), ``models`` (``[[models]]``), ``keys`` (``[keys.*]``),
 ``tables`` (presets, runtimes, tracing), ``settings`` (``Settings``), ``loading`` (file to Settings).
 """
 

@@ -13,6 +13,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from inference_service.config.fields import CACHE_DIR, LIVE, STARTUP
+from inference_service.config.keys import KeyConfig, check_keys
 from inference_service.config.models import ModelConfig
 from inference_service.config.tables import PresetConfig, RuntimesConfig, TracingConfig
 
@@ -24,7 +25,7 @@ class Settings(BaseSettings):
 
     host: Annotated[str, STARTUP] = "127.0.0.1"
     port: Annotated[int, STARTUP] = Field(default=8085, ge=0, le=65535)
-    api_key: Annotated[SecretStr | None, STARTUP] = None
+    api_key: Annotated[SecretStr | None, LIVE] = None  # one more key (router/tenancy/keys.py)
     log_level: Annotated[Literal["debug", "info", "warning", "error"], STARTUP] = "info"
     log_format: Annotated[Literal["text", "json"], STARTUP] = Field(
         default="text", description="json: one object per line, for log shippers"
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, STARTUP] = Field(default=4 * 1024 * 1024, gt=0)
     max_reply_bytes: Annotated[int, STARTUP] = Field(
         default=256 * 1024 * 1024, gt=0, description="a runtime's non-streamed reply beyond this is refused with 502"
+    )
+    max_logprobs: Annotated[int, LIVE] = Field(
+        default=20, ge=0, description="most top_logprobs/n_probs a request may ask for (400 past)"
     )
     header_timeout_s: Annotated[float, STARTUP] = Field(
         default=10.0, gt=0, description="a connection must send a request's headers within this"
@@ -89,6 +93,12 @@ class Settings(BaseSettings):
     tracing: Annotated[TracingConfig, STARTUP] = TracingConfig()
     models: Annotated[dict[str, ModelConfig], LIVE] = {}
     presets: Annotated[dict[str, PresetConfig], LIVE] = {}
+    keys: Annotated[dict[str, KeyConfig], LIVE] = Field(
+        default={}, description="API keys by name (config/keys.py); api_key is one more"
+    )
+    usage_db: Annotated[Path, STARTUP] = Field(
+        default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger)"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -107,12 +117,13 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _ids_from_keys(cls, data: Any) -> Any:
-        """A model's id is its table key; copy it in so each ModelConfig is self-describing."""
-        if isinstance(data, dict) and isinstance(data.get("models"), dict):
-            data["models"] = {
-                key: ({**value, "id": key} if isinstance(value, dict) else value)
-                for key, value in data["models"].items()
-            }
+        """A model's id (a key's name) is its table key; copy it in so each table is self-describing."""
+        for table, field in (("models", "id"), ("keys", "name")):
+            if isinstance(data, dict) and isinstance(data.get(table), dict):
+                data[table] = {
+                    key: ({**value, field: key} if isinstance(value, dict) else value)
+                    for key, value in data[table].items()
+                }
         return data
 
     @model_validator(mode="after")
@@ -126,6 +137,7 @@ class Settings(BaseSettings):
         if self.default_model is not None and self.default_model not in seen:
             raise ValueError(f"default_model: {self.default_model!r} is not a configured model or alias")
         self._check_fallbacks(seen)
+        check_keys(self.keys, seen, self.api_key)
         for name, preset in self.presets.items():
             for ref in preset.models:
                 if ref not in seen:

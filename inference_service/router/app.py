@@ -18,6 +18,7 @@ from inference_service.router import api
 from inference_service.router.api import openapi
 from inference_service.router.config_reload import ConfigReloader, ConfigSource
 from inference_service.router.console import routes as console
+from inference_service.router.database import Database
 from inference_service.router.observability import tracing
 from inference_service.router.observability.activity import ActivityMiddleware
 from inference_service.router.observability.log_buffer import LogBuffer
@@ -32,6 +33,10 @@ from inference_service.router.serving import exception_handlers
 from inference_service.router.serving.hot_routes import HotRoutes
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
+from inference_service.router.tenancy.gate import Gate
+from inference_service.router.tenancy.ledger import UsageLedger
+from inference_service.router.tenancy.registry import Tenancy
+from inference_service.router.tenancy.scopes import RouteScopes
 from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.supervisor import RuntimeFactory, Supervisor
 
@@ -91,14 +96,17 @@ def create_app(
     supervisor = Supervisor(settings, runtime_factory, events)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
     metrics = Metrics()
+    database = Database(settings.usage_db)
+    ledger = UsageLedger(database, metrics)
     traces = tracing.start(settings.tracing, supervisor.events, metrics.registry)
     memory = MemoryWatch(supervisor)
     svc = Services(
         settings=settings,
         supervisor=supervisor,
-        dispatcher=Dispatcher(settings, supervisor, upstream, metrics),
+        dispatcher=Dispatcher(settings, supervisor, upstream, metrics, ledger),
         resolver=ModelResolver(settings),
         metrics=metrics,
+        tenancy=Tenancy(settings, ledger),
         kv_store=kv_store,
     )
 
@@ -110,6 +118,7 @@ def create_app(
         await upstream.start()
         await supervisor.start()
         memory_watch = asyncio.create_task(memory.run(), name="memory-watch")
+        await ledger.start()
         try:
             if reloader is None:
                 yield
@@ -118,8 +127,11 @@ def create_app(
                     yield
         finally:
             memory_watch.cancel()
+            await asyncio.gather(memory_watch, return_exceptions=True)  # its own end, not a stray task
             await supervisor.close()
             await upstream.close()
+            await ledger.close()  # the last usage written: it survives the restart
+            await database.close()
             if traces is not None:
                 await traces.shutdown()
             logging.getLogger().removeHandler(log_buffer)
@@ -138,7 +150,7 @@ def create_app(
     app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(
         RequestContextMiddleware,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        gate=Gate(svc.tenancy, RouteScopes(app.routes)),  # every route is mounted by now: each must declare
         max_body_bytes=settings.max_body_bytes,
     )
     if traces is not None:

@@ -6,9 +6,10 @@ with its one-line reason - logged, returned, published as a ``config_reload`` ev
 the running config stays; so is a file that would restart a model, or preload a new one,
 from a model file that is not there. A valid one is applied: the router's routing, queues and
 limits at once (a restarted model's queue limits once its new process serves), then the models
-through :mod:`inference_service.supervisor.reload`. What each key does on reload is declared
-with the key in :mod:`inference_service.config`: keys that only take effect at start-up
-(listening address, key, logging, runtime binaries and timeouts) are reported in
+through :mod:`inference_service.supervisor.reload`. API keys (``api_key``, ``[keys.*]``) apply
+at once: a removed key is refused from the next request on. What each key does on reload is
+declared with the key in :mod:`inference_service.config`: keys that only take effect at start-up
+(listening address, logging, runtime binaries and timeouts) are reported in
 ``restart_required`` rather than half-applied.
 """
 
@@ -83,6 +84,7 @@ class ConfigReloader:
             svc.settings = new
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
+            svc.tenancy.configure(new)  # a removed key is refused from the next request on
             try:
                 failures = await model_reload.apply(svc.supervisor, new, changes)
             finally:

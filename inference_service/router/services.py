@@ -10,6 +10,7 @@ from inference_service.config import Settings
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
+from inference_service.router.tenancy.registry import Tenancy
 from inference_service.runtimes.kv_store import KVFileStore
 from inference_service.supervisor import Supervisor
 
@@ -21,6 +22,7 @@ class Services:
     dispatcher: Dispatcher
     resolver: ModelResolver
     metrics: Metrics
+    tenancy: Tenancy
     kv_store: KVFileStore | None = None  # llamacpp models' saved slots (always given by create_app)
 
 

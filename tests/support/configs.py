@@ -71,13 +71,15 @@ def render_toml(document: Mapping[str, Any], prefix: str = "") -> str:
 def write_config(path: Path, models: Mapping[str, Mapping[str, Any]], **top_level: Any) -> Path:
     """Write a config with ``models`` (id -> table) and top-level keys; relative paths resolve in MODELS_DIR.
 
-    Saved slot KV caches go next to the config (``kv_cache_dir``), never to the shared cache dir:
-    a test's router restores only what it saved itself.
+    Saved slot KV caches (``kv_cache_dir``) and the usage database (``usage_db``) go next to the config,
+    never to the shared cache dir: a test's router restores only what it saved itself and never writes
+    the developer's own ledger.
     """
     document = {
         "host": "127.0.0.1",
         "models_dir": str(MODELS_DIR),
         "kv_cache_dir": str(path.parent / "kv"),
+        "usage_db": str(path.parent / "usage.db"),
         **top_level,
         "models": dict(models),
     }

@@ -16,12 +16,14 @@ from inference_service.router.api import (
     anthropic,
     completions,
     events,
+    keys,
     llamacpp,
     logs,
     models,
     ops,
     responses,
     upstream,
+    usage,
 )
 from inference_service.router.api.ollama import routes as ollama
 from inference_service.router.api.openapi import COMMON_ERRORS, MODEL_ERRORS
@@ -37,6 +39,8 @@ _FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
     (ops, COMMON_ERRORS),
     (events, COMMON_ERRORS),
     (logs, COMMON_ERRORS),
+    (keys, COMMON_ERRORS),
+    (usage, COMMON_ERRORS),
     (models, {**COMMON_ERRORS, **MODEL_ERRORS}),
     (upstream, COMMON_ERRORS),
     (admin, COMMON_ERRORS),

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.config_reload import ConfigReloader, ReloadRejected
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
 
 @router.post("/admin/reload")
+@requires("admin")
 async def reload_config(request: Request) -> dict[str, Any]:
     """Re-read the config file and apply it as a diff; answers once it is applied (removed and
     restarted models drained). 400 with the reason for an invalid file: the running config stays."""

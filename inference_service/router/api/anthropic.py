@@ -16,6 +16,7 @@ from inference_service.router.proxy.sse import ANTHROPIC
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -30,17 +31,19 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
         if body.stream and not streamable:
             raise APIError(400, f"{path} cannot be streamed", param="stream")
         model_id = svc.resolver.resolve(body.model)
-        require(svc, model_id, path)
+        require(svc, model_id, path, raw)
         return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
     except APIError as error:
         return error.response(error.anthropic_body())
 
 
 @router.post(MESSAGES)
+@requires("inference")
 async def messages(request: Request) -> Response:
     return await _proxy(request, MESSAGES, streamable=True)
 
 
 @router.post(COUNT_TOKENS)
+@requires("inference")
 async def count_tokens(request: Request) -> Response:
     return await _proxy(request, COUNT_TOKENS, streamable=False)

@@ -19,6 +19,8 @@ from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.errors import APIError
 from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -47,6 +49,7 @@ async def _stream(bus: EventBus, subscription: Subscription) -> AsyncGenerator[b
 
 
 @router.get("/v1/events")
+@requires("read")
 async def events(
     request: Request,
     model: str | None = Query(None, description="comma-separated model ids or aliases"),
@@ -59,6 +62,10 @@ async def events(
             400, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}", param="types"
         )
     wanted_models = [svc.resolver.resolve(name) for name in _names(model)]  # 404 for an unknown name
+    for model_id in wanted_models:
+        keys.check_model(model_id)
+    if not wanted_models and (allowed := keys.current().models) is not None:
+        wanted_models = sorted(allowed) or [""]  # a key with no model sees events of no model
     bus = svc.supervisor.events
     subscription = bus.subscribe(models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER)
     mark_feed(request.scope)

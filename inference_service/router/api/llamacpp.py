@@ -12,6 +12,7 @@ from inference_service.router.proxy.sse import LLAMACPP_NATIVE
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -19,6 +20,7 @@ router = APIRouter()
 PATHS = {"/v1/rerank": False, "/tokenize": False, "/detokenize": False, "/infill": True, "/apply-template": False}
 
 
+@requires("inference")
 async def _proxy(request: Request) -> Response:
     path = request.url.path
     svc = services(request)
@@ -26,7 +28,7 @@ async def _proxy(request: Request) -> Response:
     if body.stream and not PATHS[path]:
         raise APIError(400, f"{path} cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(body.model)
-    require(svc, model_id, path)
+    require(svc, model_id, path, raw)
     return await forward(request, svc, model_id, path, raw, body.stream, body.priority, LLAMACPP_NATIVE)
 
 

@@ -20,6 +20,8 @@ from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -90,6 +92,7 @@ def _last(lines: Sequence[str], count: int | None) -> list[str]:
 
 # Escaped: a logged line may hold any text, a lone surrogate from a client's request included.
 @router.get("/v1/models/{name:path}/logs", response_model=None, response_class=EscapedJSONResponse)
+@requires("admin")
 async def model_logs(
     name: str,
     request: Request,
@@ -98,6 +101,7 @@ async def model_logs(
 ) -> dict[str, Any] | EventStream:
     svc = services(request)
     model_id = svc.resolver.resolve(name)  # 404 for an unknown name
+    keys.check_model(model_id)
     buffered = list(svc.supervisor.logs(model_id))
     if not follow:
         return {"id": model_id, "object": "model.logs", "lines": _last(buffered, tail)}
@@ -107,6 +111,7 @@ async def model_logs(
 
 
 @router.get("/v1/logs", response_model=None, response_class=EscapedJSONResponse)
+@requires("admin")
 async def router_logs(
     request: Request,
     follow: bool = Query(False, description="stream new lines as SSE after the tail"),

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 
 from inference_service.router.services import Services, services
 from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.scopes import requires
 from inference_service.supervisor import ModelState, ModelStatus
 
 router = APIRouter()
@@ -57,17 +59,22 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
 
 
 def _model_id(svc: Services, name: str) -> str:
+    """The id of the model ``name`` names; 404 if none does, 403 if the key may not use it."""
     try:
-        return svc.resolver.resolve(name)
+        model_id = svc.resolver.resolve(name)
     except APIError:
         raise not_found(f"The model '{name}' does not exist", param=None) from None
+    keys.check_model(model_id)
+    return model_id
 
 
 @router.get("/v1/models")
+@requires("inference", "read")
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
+    tenant = keys.current()
     cards = []
-    for model_id in svc.supervisor.model_ids:
+    for model_id in filter(tenant.may_use, svc.supervisor.model_ids):
         card = model_card(svc, model_id)
         cards.append(card)
         if svc.settings.list_aliases:  # clients that check the list (Open WebUI) then accept aliases too
@@ -82,6 +89,7 @@ async def load(svc: Services, model_id: str) -> None:
 
 
 @router.post("/v1/models/{name:path}/load")
+@requires("admin")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
@@ -90,6 +98,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/models/{name:path}/unload")
+@requires("admin")
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = _model_id(svc, name)
@@ -98,6 +107,7 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/models/{name:path}")
+@requires("inference", "read")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     return model_card(svc, _model_id(svc, name))

@@ -44,7 +44,8 @@ def _error(description: str) -> dict[str, Any]:
 
 #: Errors any route may answer.
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _error("missing or wrong `Authorization: Bearer <key>` (when api_key is set)"),
+    401: _error("missing or unknown `Authorization: Bearer <key>` (when keys are configured)"),
+    403: _error("permission_denied: the key lacks the route's scope, or may not use the model"),
     404: _error("unknown model or route"),
     413: _error("body larger than max_body_bytes"),
     422: _error("a field has the wrong type or value"),

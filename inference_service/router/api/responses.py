@@ -10,6 +10,7 @@ from inference_service.router.proxy.schemas import ProxiedRequest
 from inference_service.router.proxy.sse import OPENAI_RESPONSES
 from inference_service.router.services import services
 from inference_service.router.serving.body import parse_body
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
 
@@ -17,9 +18,10 @@ PATH = "/v1/responses"
 
 
 @router.post(PATH)
+@requires("inference")
 async def responses(request: Request) -> Response:
     svc = services(request)
     body, raw = await parse_body(request, ProxiedRequest)
     model_id = svc.resolver.resolve(body.model)
-    require(svc, model_id, PATH)
+    require(svc, model_id, PATH, raw)
     return await forward(request, svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)

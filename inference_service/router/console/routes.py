@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from inference_service.router.serving.errors import not_found
+from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,11 +24,13 @@ _NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate: an upgraded service ser
 
 
 @router.get("/ui")
+@requires()  # static files, no data: what they show comes from the scoped API
 async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_NO_CACHE)
 
 
 @router.get("/ui/{name}")
+@requires()
 async def asset(name: str) -> FileResponse:
     path = _ASSETS.get(name)
     if path is None:

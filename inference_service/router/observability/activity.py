@@ -31,6 +31,7 @@ class Activity:
     path: str
     started: float = field(default_factory=time.perf_counter)
     request_id: str = "-"
+    key: str | None = None  # the name of the key it came with (never the secret)
     trace_id: str | None = None  # set when the request is traced (tracing/middleware.py)
     status: int | None = None
     model: str | None = None
@@ -62,6 +63,7 @@ class Activity:
         )
         return {
             "request_id": self.request_id,
+            "key": self.key,
             "trace_id": self.trace_id,
             "method": self.method,
             "path": self.path,
@@ -96,7 +98,7 @@ def note(**fields: Any) -> None:
 
 def _access_line(summary: dict[str, Any]) -> str:
     parts = [f"{summary['method']} {summary['path']} {summary['status']} {summary['duration_ms']:.1f}ms"]
-    for key in ("model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
+    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
     return " ".join(parts)

@@ -128,6 +128,24 @@ class Metrics:
             ["model", "fallback", "reason"],
             registry=self.registry,
         )
+        # Per key: label values are key names and model ids from the config only (bounded).
+        self.key_requests = Counter(
+            "inference_key_requests",
+            "Calls to a model, by API key name and model",
+            ["key", "model"],
+            registry=self.registry,
+        )
+        self.key_tokens = Counter(
+            "inference_key_tokens",
+            "Tokens the runtimes reported, by API key name, model and kind (prompt, completion)",
+            ["key", "model", "kind"],
+            registry=self.registry,
+        )
+        self.usage_lost = Counter(
+            "inference_usage_lost_requests",
+            "Calls whose usage the ledger could not write (its database unusable): missing from /v1/usage",
+            registry=self.registry,
+        )
 
     def observe_event(self, event: Event) -> None:
         """Count loads, restarts and evictions from the supervisor's events (see EventBus.listen)."""
@@ -146,9 +164,10 @@ class Metrics:
         elif event.type == KV_CACHE and event.model:
             self.kv_cache.observe(event.model, event.data)
 
-    def record_usage(self, model_id: str, usage: object) -> None:
+    def record_usage(self, model_id: str, usage: object) -> tuple[int | None, int | None]:
+        """Count a runtime's reported ``usage``; the (prompt, completion) tokens read from it."""
         if not isinstance(usage, dict):
-            return
+            return None, None
         # OpenAI chat/completions name them prompt/completion; the Responses and Anthropic APIs input/output.
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         completion = usage.get("completion_tokens", usage.get("output_tokens"))
@@ -159,6 +178,16 @@ class Metrics:
             self.prompt_tokens.labels(model_id).inc(prompt)
         if isinstance(completion, int):
             self.completion_tokens.labels(model_id).inc(completion)
+        return prompt, completion
+
+    def record_key_usage(self, key: str, model_id: str, requests: int, prompt: int, completion: int) -> None:
+        """The per-key counters (the usage ledger's totals, as Prometheus sees them)."""
+        if requests:
+            self.key_requests.labels(key, model_id).inc(requests)
+        if prompt:
+            self.key_tokens.labels(key, model_id, "prompt").inc(prompt)
+        if completion:
+            self.key_tokens.labels(key, model_id, "completion").inc(completion)
 
     def observe_ttft(self, model_id: str, seconds: float) -> None:
         self.ttft.labels(model_id).observe(seconds, tracing.exemplar())

@@ -11,6 +11,7 @@ from inference_service.router.proxy.model_support import can_chat, require
 from inference_service.router.proxy.schemas import ROLE_FOR_TASK, ChatCompletionRequest, OrchestrationMode, TaskType
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy import keys
 from inference_service.supervisor import ModelState
 
 #: Distinct models each mode needs.
@@ -84,8 +85,14 @@ def build_plan(svc: Services, chat: ChatCompletionRequest, primary: str) -> Plan
     ):
         primary = pool[0]
     if not svc.resolver.is_default_request(chat.model):
-        require(svc, primary, CHAT_PATH)  # a model the client named must chat; drafted ones are filtered
-    participants = [model_id for model_id in dict.fromkeys([primary, *pool]) if _usable(svc, model_id)]
+        keys.check_model(primary)  # a model the client named must be the key's and chat; drafted ones are filtered
+        require(svc, primary, CHAT_PATH)
+    for named in chat.orchestration.models if chat.orchestration and chat.orchestration.models else ():
+        keys.check_model(svc.resolver.resolve(named))
+    tenant = keys.current()
+    participants = [
+        model_id for model_id in dict.fromkeys([primary, *pool]) if _usable(svc, model_id) and tenant.may_use(model_id)
+    ]
     needed = MINIMUM_MODELS[mode]
     if len(participants) < needed:
         available = ", ".join(participants) or "none"

@@ -1,20 +1,20 @@
-"""Per-model admission: at most ``parallel`` requests upstream, the rest in a bounded priority queue.
+"""Per-model admission: at most ``parallel`` requests upstream, the rest in a bounded fair queue.
 
 llama-server queues excess requests itself, but blindly and without bound; admitting
-here lets high-priority work overtake, bounds memory, and turns overload into a quick
-503 with ``Retry-After`` instead of a hung client.
+here shares a busy model fairly between keys (weighted fair queueing, priority within a
+key: :mod:`~inference_service.router.tenancy.fairness`), bounds memory, and turns overload
+into a quick 503 with ``Retry-After`` instead of a hung client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+
+from inference_service.router.tenancy.fairness import FairQueue
 
 
 class QueueFull(Exception):
@@ -25,17 +25,12 @@ class QueueTimeout(Exception):
     pass
 
 
-@dataclass(order=True)
-class _Waiter:
-    sort_key: tuple[int, int]
-    future: asyncio.Future[None] = field(compare=False)
-
-
 class AdmissionQueue:
-    """A counting semaphore whose waiters are served by priority (high first), then arrival.
+    """A counting semaphore whose waiters are served fairly across keys, by priority (high first)
+    then arrival within a key.
 
-    A waiter that gives up (timeout, cancellation) is counted out at once; its heap entry
-    is skipped when reached, and the heap is rebuilt whenever abandoned entries outnumber
+    A waiter that gives up (timeout, cancellation) is counted out at once; its entry is
+    skipped when reached, and its key's heap rebuilt whenever abandoned entries outnumber
     live ones - so abandoned waiters cost O(log n) each and never pile up.
     """
 
@@ -49,8 +44,7 @@ class AdmissionQueue:
         self._observed = False
         self.active = 0
         self.waiting = 0
-        self._waiters: list[_Waiter] = []
-        self._arrivals = itertools.count()
+        self._waiters: FairQueue[asyncio.Future[None]] = FairQueue()
         self.configure(parallel, max_queue, timeout_s)
 
     def configure(self, parallel: int | None, max_queue: int, timeout_s: float) -> None:
@@ -67,40 +61,41 @@ class AdmissionQueue:
         self._admit_waiters()
 
     @contextlib.asynccontextmanager
-    async def slot(self, priority: int = 2, timeout_s: float | None = None) -> AsyncIterator[None]:
-        await self._acquire(priority, self.timeout_s if timeout_s is None else timeout_s)
+    async def slot(
+        self, priority: int = 2, timeout_s: float | None = None, tenant: str = "", weight: float = 1.0
+    ) -> AsyncIterator[None]:
+        """Hold one slot; ``tenant`` (a key's name) and its ``weight``: its share when the model is busy."""
+        await self._acquire(priority, timeout_s, tenant, weight)
         try:
             yield
         finally:
             self._release()
 
-    async def _acquire(self, priority: int, timeout_s: float | None = None) -> None:
+    async def _acquire(
+        self, priority: int, timeout_s: float | None = None, tenant: str = "", weight: float = 1.0
+    ) -> None:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self._has_room() and not self.waiting:
             self.active += 1
+            self._waiters.charge(tenant, weight)
             return
         if self.waiting >= self.max_queue:
             raise QueueFull(f"{self.waiting} requests already queued (queue_size {self.max_queue})")
-        waiter = _Waiter((-priority, next(self._arrivals)), asyncio.get_running_loop().create_future())
-        heapq.heappush(self._waiters, waiter)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = self._waiters.push(future, tenant, weight, priority)
         self.waiting += 1
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), timeout=max(timeout_s, 0.0))
+            await asyncio.wait_for(asyncio.shield(future), timeout=max(timeout_s, 0.0))
         except (TimeoutError, asyncio.CancelledError) as error:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if future.done() and not future.cancelled():
                 self._release()  # the slot was handed over just as we gave up: pass it on
             else:
-                waiter.future.cancel()
-                self._abandon()
+                future.cancel()
+                self._waiters.cancel(entry)
+                self.waiting -= 1
             if isinstance(error, TimeoutError):
                 raise QueueTimeout(f"waited {timeout_s:g}s for a free slot") from None
             raise
-
-    def _abandon(self) -> None:
-        self.waiting -= 1
-        if len(self._waiters) > 2 * self.waiting + 16:
-            self._waiters = [w for w in self._waiters if not w.future.done()]
-            heapq.heapify(self._waiters)
 
     def _release(self) -> None:
         self.active -= 1
@@ -110,13 +105,11 @@ class AdmissionQueue:
         return self.parallel is None or self.active < self.parallel
 
     def _admit_waiters(self) -> None:
-        """Hand the free slots to the best waiters (priority, then arrival); abandoned entries are dropped."""
-        while self._waiters and self._has_room():
-            waiter = heapq.heappop(self._waiters)
-            if not waiter.future.done():
-                self.waiting -= 1
-                self.active += 1
-                waiter.future.set_result(None)
+        """Hand the free slots to the waiters whose turn it is (fair share, then priority and arrival)."""
+        while self._has_room() and (future := self._waiters.pop()) is not None:
+            self.waiting -= 1
+            self.active += 1
+            future.set_result(None)
 
     def observe_service(self, started: float) -> None:
         """Fold one request's service time (admitted until done) into the moving average."""
@@ -127,7 +120,7 @@ class AdmissionQueue:
     @property
     def heap_size(self) -> int:
         """Entries held, live or abandoned (for tests and diagnostics)."""
-        return len(self._waiters)
+        return self._waiters.entries
 
 
 def retry_after_s(ahead: int, parallel: int, service_s: float, load_s: float = 0.0) -> int:

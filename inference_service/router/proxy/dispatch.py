@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from typing import Any
 
 import aiohttp
@@ -37,6 +37,8 @@ from inference_service.router.serving.errors import (
     service_unavailable,
     upstream_error,
 )
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import ModelState, Supervisor
 
@@ -56,10 +58,19 @@ def served_model_headers() -> dict[str, str]:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, supervisor: Supervisor, upstream: UpstreamClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        supervisor: Supervisor,
+        upstream: UpstreamClient,
+        metrics: Metrics,
+        ledger: UsageLedger | None = None,
+    ) -> None:
+        """``ledger``: where each call's usage is counted for its key (None: nowhere, for tests)."""
         self.supervisor = supervisor
         self.upstream = upstream
         self.metrics = metrics
+        self.ledger = ledger
         supervisor.events.listen(metrics.observe_event)
         self.queues: dict[str, AdmissionQueue] = {}
         self.configure_queues(settings)
@@ -90,10 +101,16 @@ class Dispatcher:
 
         A fallback steps in only when the model itself refuses - it is ``failed``, can never
         fit (507), or its queue is full - never for the client's own errors (4xx) and never
-        once an upstream has answered. Returns the id of the model that took the request.
+        once an upstream has answered; and only a model the request's key may use.
+        Returns the id of the model that took the request.
         """
         first_refusal: APIError | None = None
-        for candidate in [model_id, *self.fallbacks.get(model_id, [])]:
+        tenant = keys.current()
+        priority = min(priority, tenant.max_priority)  # what the client asks, up to what its key allows
+        fallbacks = self.fallbacks.get(model_id, ())
+        if tenant.models is not None:
+            fallbacks = [fallback for fallback in fallbacks if tenant.may_use(fallback)]
+        for candidate in (model_id, *fallbacks):
             attempt = contextlib.AsyncExitStack()
             try:
                 with map_supervisor_errors():
@@ -123,6 +140,7 @@ class Dispatcher:
         and for the model (a load, or capacity held by other models) share one deadline:
         the model's ``queue_timeout_s``.
         """
+        keys.check_model(model_id)  # before the lease: a model the key may not use is never woken
         queue = self.queues.get(model_id)
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
@@ -131,8 +149,11 @@ class Dispatcher:
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
+            tenant = keys.current()  # its share of a busy model, against other keys' requests
             with tracing.admission(model_id, priority, queue.waiting):
-                await stack.enter_async_context(queue.slot(priority, deadline - time.monotonic()))
+                await stack.enter_async_context(
+                    queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
+                )
             endpoint = lease.ready_now()
             if endpoint is None:
                 with tracing.model_loads(self.supervisor, [model_id]):
@@ -154,7 +175,18 @@ class Dispatcher:
         in_flight.inc()
         stack.callback(in_flight.dec)
         stack.callback(queue.observe_service, time.monotonic())
+        if self.ledger is not None:
+            stack.enter_context(self.ledger.call(model_id))
         return endpoint
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, model_id: str, priority: int = 2) -> AsyncIterator[Endpoint]:
+        """Hold an admitted slot of exactly ``model_id`` (no fallback): for a call the caller makes itself
+        (the ``/upstream`` pass-through), so it waits its turn and counts as in flight like any other."""
+        async with contextlib.AsyncExitStack() as stack:
+            with map_supervisor_errors():
+                endpoint = await self._admit_one(stack, model_id, priority)
+            yield endpoint
 
     def _retry_after(self, model_id: str) -> int:
         """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""
@@ -186,8 +218,22 @@ class Dispatcher:
                     raise APIError(502, message, type="upstream_error", code="reply_too_large") from None
                 call.replied(reply.status, reply.body)
         if reply.status == 200:
-            self.metrics.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
+            self.record_usage(model_id, usage_of(reply.body))  # not reply.json(): see usage.py
+        else:
+            self.call_failed(model_id)
         return reply
+
+    def call_failed(self, model_id: str) -> None:
+        """A call that ended badly without an exception through its admission (an error status; a
+        stream that broke mid-way): an error in the key's ledger."""
+        if self.ledger is not None:
+            self.ledger.failed(model_id)
+
+    def record_usage(self, model_id: str, usage: object) -> None:
+        """A runtime's reported ``usage`` of one call: the metrics, and the key's ledger."""
+        prompt, completion = self.metrics.record_usage(model_id, usage)
+        if self.ledger is not None and (prompt or completion):
+            self.ledger.tokens(model_id, prompt, completion)
 
     async def complete(
         self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
@@ -236,7 +282,7 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call)
+        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call, self)
 
 
 class UpstreamStream:
@@ -256,8 +302,11 @@ class UpstreamStream:
         stack: contextlib.AsyncExitStack,
         metrics: Metrics,
         call: tracing.CallHandle,
+        accounting: Dispatcher,
     ) -> None:
+        """``accounting``: what counts the call's usage and failure for its key (the dispatcher)."""
         self.model_id = model_id
+        self._accounting = accounting
         self._runtime = runtime
         self._response = response
         self._stack = stack
@@ -290,6 +339,7 @@ class UpstreamStream:
                     self._record_usage(block)
                 yield block
         except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
+            self._accounting.call_failed(self.model_id)
             raise UpstreamUnreachable(
                 f"model {self.model_id!r} ({self._runtime} runtime) stopped mid-stream: {error}; "
                 "the runtime process crashed, was stopped or dropped the connection"
@@ -306,4 +356,4 @@ class UpstreamStream:
         for event in block.split(b"\n\n"):
             if b'"usage":{' in event and event.startswith(b"data: "):
                 with contextlib.suppress(ValueError, AttributeError):
-                    self._metrics.record_usage(self.model_id, json.loads(event[6:]).get("usage"))
+                    self._accounting.record_usage(self.model_id, json.loads(event[6:]).get("usage"))

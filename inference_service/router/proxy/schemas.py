@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class OrchestrationMode(StrEnum):
@@ -46,6 +46,14 @@ class _PassThrough(BaseModel):
     model: str | None = None
     stream: bool = False
     priority: int = Field(default=2, ge=1, le=3, description="admission order: 1 low, 2 normal, 3 high")
+    # Integers, strictly: a runtime reads them into C integers, where true, 1e12 or 4294967300 silently
+    # become something else. Their upper bounds depend on the model (proxy/values.py).
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_output_tokens: StrictInt | None = Field(default=None, ge=1)
+    n_predict: StrictInt | None = Field(default=None, ge=-1, description="llama-server's own; -1: until done")
+    top_logprobs: StrictInt | None = Field(default=None, ge=0)
+    n_probs: StrictInt | None = Field(default=None, ge=0)
 
 
 class _Sampling(_PassThrough):
@@ -53,8 +61,6 @@ class _Sampling(_PassThrough):
     before anything is loaded or sent upstream (runtimes answer these inconsistently)."""
 
     temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1)
 
 

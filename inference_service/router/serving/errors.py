@@ -105,9 +105,12 @@ def map_supervisor_errors() -> _SupervisorErrorMap:
     return _SUPERVISOR_ERROR_MAP
 
 
-#: Runtime answers that blame the request although their status says "server error":
-#: llama-server raises a plain runtime_error (500) for media a text-only model cannot take.
-_CLIENT_FAULT_5XX = re.compile(r"\b(?:image|audio|video) input is not supported", re.IGNORECASE)
+#: Runtime answers that blame the request although their status says "server error".
+#: llama-server raises a plain runtime_error (500) for media a text-only model cannot take ...
+_UNSUPPORTED_5XX = re.compile(r"\b(?:image|audio|video) input is not supported", re.IGNORECASE)
+#: ... and for malformed input: ``tools`` it cannot parse, a field of the wrong JSON type (nlohmann's
+#: ``json.exception``), a token id past its vocabulary (``vector::_M_range_check`` on /detokenize).
+_MALFORMED_5XX = re.compile(r"Failed to parse tools|json\.exception\.|_M_range_check")
 
 
 def is_client_error(status: int) -> bool:
@@ -121,7 +124,9 @@ def upstream_error(status: int, payload: Any) -> APIError:
     A runtime's refusal of what was asked (501 ``not_supported_error``: embeddings on a
     model started without them; media on a text-only model) becomes 400
     ``invalid_request_error`` with the runtime's message: it is the client's to fix, and
-    the OpenAI SDK would otherwise retry a 5xx that can never succeed.
+    the OpenAI SDK would otherwise retry a 5xx that can never succeed. So does a 500 for
+    malformed input (``invalid_value``): the router checks what it can first (proxy/values.py),
+    this catches the rest.
     """
     message = "upstream error"
     type_ = "upstream_error"
@@ -134,6 +139,8 @@ def upstream_error(status: int, payload: Any) -> APIError:
             message = str(error)
     elif payload:
         message = str(payload)[:2000]
-    if status == 501 or (status >= 500 and _CLIENT_FAULT_5XX.search(message)):
+    if status == 501 or (status >= 500 and _UNSUPPORTED_5XX.search(message)):
         return APIError(400, message, type="invalid_request_error", code="unsupported_by_model")
+    if status >= 500 and _MALFORMED_5XX.search(message):
+        return APIError(400, message, type="invalid_request_error", code="invalid_value")
     return APIError(status if 400 <= status < 600 else 502, message, type=type_)

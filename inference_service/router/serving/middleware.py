@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import contextvars
-import hmac
 import json
 import logging
 import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference_service.router.observability import activity
 from inference_service.router.serving.errors import envelope
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.gate import Gate, Refusal
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-#: No key needed: probes, and the dashboard's page (it holds no data; it asks for the key).
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/ui"})
-PUBLIC_PREFIX = "/ui/"  # the dashboard's static assets
 
 
 class BodyTooLarge(Exception):
@@ -33,8 +31,27 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
+def _tokens_used() -> int | None:
+    """The request's prompt and completion tokens, as its runtimes reported them (every stage); None if none did."""
+    record = activity.current()
+    if record is None or (record.prompt_tokens is None and record.completion_tokens is None):
+        return None
+    return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+
+
+def _host_header_invalid(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """An HTTP/1.1 request must carry exactly one ``Host`` header (RFC 9112 section 3.2); uvicorn does not check.
+
+    ``headers``: the request's headers as a dict; the raw list is counted only when the dict is
+    shorter (some header came twice), so the usual request costs one lookup.
+    """
+    version: str = scope["http_version"]
+    if version != "1.1":
+        return False
+    if b"host" not in headers:
+        return True
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    return len(headers) != len(raw) and [name for name, _ in raw].count(b"host") != 1
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -66,21 +83,17 @@ async def _send_too_large(send: Send, message: str, headers: list[tuple[bytes, b
 
 
 class RequestContextMiddleware:
-    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), bearer auth, body size cap.
+    """Request ids (taken from ``X-Request-ID`` or made up, echoed back), the key and its scopes
+    (:class:`~inference_service.router.tenancy.gate.Gate`; the request then acts as that key), body size cap.
 
     The size cap holds for chunked bodies too: ``receive`` is wrapped to count bytes as they
     stream in, so an oversized upload costs at most ``max_body_bytes`` of memory.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate, max_body_bytes: int) -> None:
         self.app = app
-        self._api_key = api_key.encode() if api_key else None
+        self._gate = gate
         self._max_body_bytes = max_body_bytes
-
-    def _authorized(self, authorization: bytes) -> bool:
-        """``Bearer <key>``; the scheme is case-insensitive (RFC 9110 section 11.1), the key is not."""
-        scheme, _, supplied = authorization.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(supplied.strip(), self._api_key or b"")
 
     def _limited(self, receive: Receive) -> Receive:
         """``receive`` that counts body bytes as they arrive and raises BodyTooLarge past the limit,
@@ -108,41 +121,78 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         try:
-            if (
-                self._api_key is not None
-                and not _public(scope["path"])
-                and not self._authorized(headers.get(b"authorization", b""))
-            ):
+            if _host_header_invalid(scope, headers):
                 await _send_error(
                     send,
-                    401,
-                    "Missing or invalid API key: send 'Authorization: Bearer <key>'",
-                    "authentication_error",
-                    "invalid_api_key",
-                    [id_header, (b"www-authenticate", b"Bearer")],
+                    400,
+                    "an HTTP/1.1 request needs exactly one Host header",
+                    "invalid_request_error",
+                    "invalid_http",
+                    [id_header, (b"connection", b"close")],
                 )
                 return
-            declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-                reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
-                await _send_too_large(send, reason, [id_header])
+            declared = headers.get(b"content-length", b"")
+            admitted = self._gate.admit(
+                scope["method"],
+                scope["path"],
+                headers.get(b"authorization", b""),
+                int(declared) if declared.isdigit() else 0,
+            )
+            if isinstance(admitted, Refusal):
+                await _send_error(
+                    send,
+                    admitted.status,
+                    admitted.message,
+                    admitted.type,
+                    admitted.code,
+                    [id_header, *admitted.headers],
+                )
                 return
-
-            started = False
-
-            async def send_with_id(message: Message) -> None:
-                nonlocal started
-                if message["type"] == "http.response.start":
-                    started = True
-                    message["headers"] = [*message.get("headers", []), id_header]
-                await send(message)
-
+            tenant = admitted.tenant
+            if tenant is keys.ANONYMOUS:  # no key configured: the context's default, nothing to note
+                await self._serve(scope, receive, send, headers, [id_header])
+                return
+            activity.note(key=tenant.name)
+            tenant_token = keys.act_as(tenant)
+            ticket = admitted.ticket
+            rates = ticket.headers if ticket is not None else self._gate.tenancy.limits.headers(tenant)
             try:
-                await self.app(scope, self._limited(receive), send_with_id)
-            except BodyTooLarge as error:
-                if started:
-                    raise
-                # The rest of the body is never read: close the connection rather than leave it unusable.
-                await _send_too_large(send, str(error), [id_header, (b"connection", b"close")])
+                await self._serve(scope, receive, send, headers, [id_header, *rates])
+            finally:
+                keys.release(tenant_token)
+                if ticket is not None:
+                    ticket.close(_tokens_used())
         finally:
             request_id_var.reset(token)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        added: list[tuple[bytes, bytes]],
+    ) -> None:
+        """The body cap; ``added`` on the response: the request id, a limited key's ``x-ratelimit-*``."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
+            await _send_too_large(send, reason, added)
+            return
+
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        try:
+            await self.app(scope, self._limited(receive), send_with_id)
+        except BodyTooLarge as error:
+            if started:
+                raise
+            # The rest of the body is never read: close the connection rather than leave it unusable.
+            await _send_too_large(send, str(error), [*added, (b"connection", b"close")])

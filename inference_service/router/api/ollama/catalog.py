@@ -21,6 +21,7 @@ from inference_service.router.api.models import expires_at
 from inference_service.router.proxy.schemas import TaskType
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy import keys
 from inference_service.runtimes.gguf import GGUFError, read_metadata
 from inference_service.runtimes.ollama import canonical_name
 from inference_service.supervisor import ModelState
@@ -76,13 +77,16 @@ async def file_facts(svc: Services, model_id: str) -> FileFacts | None:
 
 
 def resolve(svc: Services, name: str, task_type: TaskType = TaskType.GENERAL) -> str:
-    """The model id an Ollama name means: an id or alias, with or without ``:latest``; 404 otherwise."""
+    """The model id an Ollama name means: an id or alias, with or without ``:latest``; 404 otherwise,
+    403 when the request's key may not use it."""
     try:
-        return svc.resolver.for_task(name, task_type)
+        model_id = svc.resolver.for_task(name, task_type)
     except APIError:
         if not name.endswith(_LATEST):
             raise
-    return svc.resolver.for_task(name.removesuffix(_LATEST), task_type)
+        model_id = svc.resolver.for_task(name.removesuffix(_LATEST), task_type)
+    keys.check_model(model_id)
+    return model_id
 
 
 def _timestamp(seconds: float) -> str:
@@ -123,8 +127,13 @@ def _names(svc: Services, model_id: str) -> list[str]:
 
 
 async def tags(svc: Services) -> dict[str, Any]:
-    """``GET /api/tags``: every configured model, loaded or not."""
-    model_ids = [model_id for model_id in svc.supervisor.model_ids if model_id in svc.settings.models]
+    """``GET /api/tags``: every configured model the key may use, loaded or not."""
+    tenant = keys.current()
+    model_ids = [
+        model_id
+        for model_id in svc.supervisor.model_ids
+        if model_id in svc.settings.models and tenant.may_use(model_id)
+    ]
     facts = await asyncio.gather(*(file_facts(svc, model_id) for model_id in model_ids))
     return {
         "models": [
@@ -136,9 +145,9 @@ async def tags(svc: Services) -> dict[str, Any]:
 
 
 async def running(svc: Services) -> dict[str, Any]:
-    """``GET /api/ps``: the loaded models, with when their idle TTL unloads them."""
+    """``GET /api/ps``: the loaded models the key may use, with when their idle TTL unloads them."""
     models = []
-    for model_id in svc.supervisor.model_ids:
+    for model_id in filter(keys.current().may_use, svc.supervisor.model_ids):
         status = svc.supervisor.status(model_id)
         if status.state != ModelState.LOADED or model_id not in svc.settings.models:
             continue

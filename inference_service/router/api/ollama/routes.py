@@ -51,6 +51,7 @@ from inference_service.router.services import Services, services
 from inference_service.router.serving.body import parse_body, validation_error
 from inference_service.router.serving.errors import APIError, map_supervisor_errors
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.tenancy.scopes import requires
 
 #: The Ollama API version this server answers as (``GET /api/version``): the docs/api.md it follows.
 OLLAMA_API_VERSION = "0.33.0"
@@ -196,6 +197,7 @@ async def _orchestrated(request: Request, svc: Services, body: OllamaChatRequest
 
 
 @router.post("/api/chat", openapi_extra=json_request(OllamaChatRequest), responses={**_STREAMED, **MODEL_ERRORS})
+@requires("inference")
 @_ollama_errors
 async def chat(request: Request) -> Response:
     started = time.perf_counter()
@@ -215,6 +217,7 @@ async def chat(request: Request) -> Response:
 @router.post(
     "/api/generate", openapi_extra=json_request(OllamaGenerateRequest), responses={**_STREAMED, **MODEL_ERRORS}
 )
+@requires("inference")
 @_ollama_errors
 async def generate(request: Request) -> Response:
     started = time.perf_counter()
@@ -257,6 +260,7 @@ async def _embeddings(
 
 
 @router.post("/api/embed", openapi_extra=json_request(OllamaEmbedRequest), responses=MODEL_ERRORS)
+@requires("inference")
 @_ollama_errors
 async def embed(request: Request) -> Response:
     answer, response = await _embeddings(request, OllamaEmbedRequest, "api/embed")
@@ -264,6 +268,7 @@ async def embed(request: Request) -> Response:
 
 
 @router.post("/api/embeddings", openapi_extra=json_request(OllamaEmbeddingsRequest), responses=MODEL_ERRORS)
+@requires("inference")
 @_ollama_errors
 async def embeddings(request: Request) -> Response:
     """The legacy form: one ``prompt``, one ``embedding``."""
@@ -272,16 +277,19 @@ async def embeddings(request: Request) -> Response:
 
 
 @router.get("/api/tags")
+@requires("inference", "read")
 async def tags(request: Request) -> Response:
     return _json(await catalog.tags(services(request)))
 
 
 @router.get("/api/ps")
+@requires("inference", "read")
 async def running(request: Request) -> Response:
     return _json(await catalog.running(services(request)))
 
 
 @router.post("/api/show", openapi_extra=json_request(OllamaShowRequest), responses=ERRORS)
+@requires("inference", "read")
 @_ollama_errors
 async def show(request: Request) -> Response:
     svc = services(request)
@@ -293,6 +301,7 @@ async def show(request: Request) -> Response:
 
 
 @router.get("/api/version")
+@requires("inference", "read", "admin")
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION}
 
@@ -300,11 +309,13 @@ async def version() -> dict[str, str]:
 # Ollama's root answers probes (clients check it before anything else); HEAD is GET's twin.
 @router.head("/", include_in_schema=False)
 @router.get("/", response_class=PlainTextResponse)
+@requires("inference", "read", "admin")
 async def root() -> str:
     return "Ollama is running"
 
 
 def _refusal(message: str) -> Handler:
+    @requires("inference", "read", "admin")
     async def refuse(_: Request) -> Response:
         return EscapedJSONResponse({"error": message}, status_code=403)
 
@@ -325,6 +336,7 @@ for (_method, _path), _message in MANAGEMENT.items():
 @router.api_route(
     "/api/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
 )
+@requires("inference", "read", "admin")
 async def unknown(request: Request) -> Response:
     """Any other ``/api`` path (or method), as Ollama answers it: 404 - in its shape."""
     return EscapedJSONResponse(

@@ -117,7 +117,7 @@ function modelRow(id) {
         <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div></td>
     <td data-field="pid"></td><td data-field="port"></td><td data-field="rss"></td><td data-field="cpu"></td>
     <td data-field="in_flight"></td><td data-field="queue"></td><td data-field="since"></td><td data-field="until"></td>
-    <td><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
+    <td data-needs="admin"><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
   cell(row, "id").textContent = id;
   row.querySelector('[data-action="load"]').addEventListener("click", () => modelAction(id, "load"));
   row.querySelector('[data-action="unload"]').addEventListener("click", () => modelAction(id, "unload"));
@@ -368,15 +368,62 @@ $("#playground").addEventListener("submit", async (event) => {
 
 $("#pg-stop").addEventListener("click", () => playground && playground.abort());
 
+// ------------------------------------------------------------------ usage
+
+const USAGE_WINDOW_S = 24 * 3600;
+
+// GET /v1/usage (an admin key: every key; any other: its own), summed per key and model.
+async function refreshUsage() {
+  try {
+    const since = Math.floor(Date.now() / 1000) - USAGE_WINDOW_S;
+    const usage = await apiJson(`/v1/usage?since=${since}`);
+    const sums = new Map();
+    for (const row of usage.data) {
+      const id = `${row.key}\u0000${row.model}`;
+      const sum = sums.get(id) || {key: row.key, model: row.model, requests: 0, prompt_tokens: 0, completion_tokens: 0, errors: 0, upstream_seconds: 0};
+      for (const field of ["requests", "prompt_tokens", "completion_tokens", "errors", "upstream_seconds"]) sum[field] += row[field];
+      sums.set(id, sum);
+    }
+    const body = $("#usage tbody");
+    body.textContent = "";
+    for (const sum of [...sums.values()].sort((a, b) => a.key.localeCompare(b.key) || a.model.localeCompare(b.model))) {
+      const row = document.createElement("tr");
+      row.dataset.key = sum.key;
+      row.dataset.model = sum.model;
+      const values = [sum.key, sum.model, sum.requests, sum.prompt_tokens, sum.completion_tokens, sum.errors, fmt.ms(sum.upstream_seconds * 1000)];
+      for (const value of values) {
+        const td = document.createElement("td");
+        td.textContent = String(value);
+        row.append(td);
+      }
+      body.append(row);
+    }
+  } catch (error) {
+    console.warn("refreshing usage failed", error);
+  }
+}
+
 // ------------------------------------------------------------------ start
 
+// What this tab's key may do (GET /v1/key): sections and buttons that need another scope are
+// hidden (console.css keys them on body[data-scopes]), and their requests are never sent.
+let scopes = [];
+
+async function loadScopes() {
+  scopes = (await apiJson("/v1/key")).scopes;
+  document.body.dataset.scopes = scopes.join(" ");
+}
+
 async function main() {
-  await refreshModels();
-  followEvents();
-  followLog();
+  await loadScopes();
+  if (scopes.includes("read") || scopes.includes("inference")) await refreshModels();
+  if (scopes.includes("read")) followEvents();
+  if (scopes.includes("admin")) followLog();
+  refreshUsage();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});
   setInterval(() => {
     if (!document.hidden) refreshModels();
+    if (!document.hidden) refreshUsage();
     for (const entry of models.values()) renderProgress(entry);
   }, REFRESH_MS);
   setInterval(() => {

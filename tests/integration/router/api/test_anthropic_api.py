@@ -94,7 +94,8 @@ def test_messages_are_counted_in_metrics_with_their_tokens(router: ServiceProces
 
 
 def _bad_message(router: ServiceProcess, stream: bool) -> httpx.Response:
-    body = {"model": SMOLLM2_ID, "messages": HI, "max_tokens": "x", "stream": stream}
+    # top_k is not checked by the router (max_tokens is): llama-server refuses the string itself.
+    body = {"model": SMOLLM2_ID, "messages": HI, "max_tokens": 4, "top_k": "x", "stream": stream}
     return httpx.post(router.url + "/v1/messages", json=body, timeout=120)
 
 
@@ -110,7 +111,7 @@ def test_an_error_before_the_stream_starts_has_the_same_anthropic_body_as_unstre
 def test_the_sdk_raises_its_bad_request_error_for_a_stream_refused_before_it_starts(sdk: anthropic.Anthropic) -> None:
     with (
         pytest.raises(anthropic.BadRequestError) as caught,
-        sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, extra_body={"max_tokens": "x"}) as stream,
+        sdk.messages.stream(model=SMOLLM2_ID, messages=HI, max_tokens=4, extra_body={"top_k": "x"}) as stream,
     ):
         stream.until_done()
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -11,7 +12,8 @@ import pytest
 
 from inference_service.runtimes.llamacpp import API_KEY_ENV
 from tests.integration.router.conftest import StartRouter
-from tests.support.configs import SMOLLM2_ID, smollm2
+from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
+from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,23 @@ def test_get_never_loads_and_post_does(admin: httpx.Client) -> None:
 
 def test_an_unknown_model_is_404(admin: httpx.Client) -> None:
     assert admin.get("/upstream/no-such-model/props").status_code == 404
+
+
+def test_posts_through_upstream_wait_for_a_slot_and_count_in_flight(service: ServiceProcess) -> None:
+    """Six long /completion POSTs on a 2-slot model: two in flight and four queued, as the metrics say."""
+    body = {"prompt": "Count to a thousand:", "n_predict": 64, "ignore_eos": True, "temperature": 0}
+
+    def post() -> int:
+        with httpx.Client(base_url=service.url, timeout=300, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            return http.post(f"/upstream/{SMOLLM2_ID}/completion", json=body).status_code
+
+    def gauges() -> tuple[float | None, float | None]:
+        text = httpx.get(service.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).text
+        return sample(text, "inference_in_flight", model=SMOLLM2_ID), sample(
+            text, "inference_queue_depth", model=SMOLLM2_ID
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = [pool.submit(post) for _ in range(6)]
+        assert wait_until(lambda: gauges() == (2.0, 4.0), timeout_s=120)
+        assert [future.result() for future in statuses] == [200] * 6

@@ -17,8 +17,9 @@ from tests.support.service import ServiceProcess
 pytestmark = pytest.mark.integration
 
 COMPLETION_TOKENS = 20
-#: All of SmolLM2's 49,152-token vocabulary per generated token: a reply of ~90 MB.
+#: All of SmolLM2's 49,152-token vocabulary per generated token: a reply of ~90 MB (max_logprobs raised to allow it).
 LARGE_LOGPROBS = {"logprobs": True, "top_logprobs": 100_000}
+MAX_LOGPROBS = 100_000
 #: The cap of the router that refuses large replies, and logprobs that make a reply of ~2 MB.
 SMALL_MAX_REPLY_BYTES = 2**20
 TWO_MB_LOGPROBS = {"logprobs": True, "top_logprobs": 1_000}
@@ -53,7 +54,7 @@ def completion_tokens(service: ServiceProcess) -> float:
 @pytest.fixture(scope="module")
 def large_reply(start_router: StartRouter) -> LargeReply:
     """One non-streamed chat request with full-vocabulary logprobs through a router of its own (a fresh VmHWM)."""
-    router = start_router({SMOLLM2_ID: smollm2(preload=True)}, wait_ready=True)
+    router = start_router({SMOLLM2_ID: smollm2(preload=True)}, wait_ready=True, max_logprobs=MAX_LOGPROBS)
     tokens_before, peak_before = completion_tokens(router), peak_rss(router.pid)
     response = chat(router, **LARGE_LOGPROBS)
     assert response.status_code == 200, response.text[:500]
@@ -76,7 +77,12 @@ def test_the_usage_of_a_large_reply_is_counted(large_reply: LargeReply) -> None:
 
 @pytest.fixture(scope="module")
 def capped_router(start_router: StartRouter) -> ServiceProcess:
-    return start_router({SMOLLM2_ID: smollm2(preload=True)}, wait_ready=True, max_reply_bytes=SMALL_MAX_REPLY_BYTES)
+    return start_router(
+        {SMOLLM2_ID: smollm2(preload=True)},
+        wait_ready=True,
+        max_reply_bytes=SMALL_MAX_REPLY_BYTES,
+        max_logprobs=MAX_LOGPROBS,
+    )
 
 
 def test_a_reply_beyond_max_reply_bytes_is_a_502_reply_too_large(capped_router: ServiceProcess) -> None:

@@ -175,19 +175,27 @@ MALFORMED = {
     "chunked_and_content_length": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
     "bad_chunk_size": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
     "bad_request_line": b"GET /health HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    "no_host": b"GET /health HTTP/1.1\r\n\r\n",  # RFC 9112 section 3.2: exactly one Host
+    "two_hosts": b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
 }
+
+
+def _exchange(router: ServiceProcess, request_bytes: bytes) -> bytes:
+    """Send raw bytes, read the answer until the router closes the connection."""
+    host, port = router.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 @pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection_closes(
     router: ServiceProcess, request_bytes: bytes
 ) -> None:
-    host, port = router.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request_bytes)
-        answer = b""
-        while chunk := sock.recv(65536):  # the router closes the connection after its answer
-            answer += chunk
+    answer = _exchange(router, request_bytes)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), answer
     assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower()
@@ -197,3 +205,8 @@ def test_a_request_that_is_not_valid_http_gets_a_400_envelope_and_the_connection
         "param": None,
         "code": "invalid_http",
     }
+
+
+def test_an_http_1_0_request_needs_no_host_header(router: ServiceProcess) -> None:
+    answer = _exchange(router, b"GET /health HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer

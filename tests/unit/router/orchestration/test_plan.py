@@ -5,12 +5,14 @@ Built from real Settings, resolver and supervisor objects; nothing is started or
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from inference_service.config import Settings
+from inference_service.router.database import Database
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.orchestration.plan import MAX_PARALLEL_MODELS, Plan, build_plan
 from inference_service.router.proxy.dispatch import Dispatcher
@@ -19,6 +21,10 @@ from inference_service.router.proxy.schemas import ChatCompletionRequest, Orches
 from inference_service.router.proxy.upstream import UpstreamClient
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
+from inference_service.router.tenancy import keys
+from inference_service.router.tenancy.keys import Tenant
+from inference_service.router.tenancy.ledger import UsageLedger
+from inference_service.router.tenancy.registry import Tenancy
 from inference_service.runtimes.factory import runtime_factory
 from inference_service.supervisor import Supervisor
 
@@ -35,9 +41,9 @@ def _services(models: dict[str, list[str]], **settings: Any) -> Services:
     )
     supervisor = Supervisor(config, runtime_factory(config, Path("/nonexistent/llama-server")))
     metrics = Metrics()
-    return Services(
-        config, supervisor, Dispatcher(config, supervisor, UpstreamClient(), metrics), ModelResolver(config), metrics
-    )
+    dispatcher = Dispatcher(config, supervisor, UpstreamClient(), metrics)
+    ledger = UsageLedger(Database(Path("/nonexistent/usage.db")), metrics)  # nothing is called: never opened
+    return Services(config, supervisor, dispatcher, ModelResolver(config), metrics, Tenancy(config, ledger))
 
 
 def _plan(svc: Services, **request: Any) -> Plan:
@@ -140,3 +146,37 @@ def test_pick_never_returns_an_excluded_model_while_another_participant_exists()
 
 def test_pick_ignores_role_holders_that_are_not_participants() -> None:
     assert _bare_plan(["a", "b"], {"critic": ["z", "b"]}).pick("critic", exclude=("a",)) == "b"
+
+
+THREE_CHAT = {**TWO, "third": ["fast"]}
+
+
+def _as_key(models: list[str]) -> contextvars.Token[Tenant]:
+    """Act as a key limited to ``models`` (until the returned token is released)."""
+    return keys.act_as(Tenant("batch", frozenset({"inference"}), models=frozenset(models)))
+
+
+def test_a_key_drafts_only_the_models_it_may_use() -> None:
+    svc = _services(THREE_CHAT, default_model="small")
+    token = _as_key(["small", "third"])
+    try:
+        plan = _plan(svc, orchestration_mode="debate")
+    finally:
+        keys.release(token)
+    assert plan.participants == ["small", "third"]
+
+
+@pytest.mark.parametrize(
+    "request_fields",
+    [{"model": "big"}, {"orchestration": {"models": ["small", "big"]}}],
+    ids=["model", "orchestration.models"],
+)
+def test_a_model_the_client_names_outside_its_keys_models_is_403(request_fields: dict[str, Any]) -> None:
+    svc = _services(THREE_CHAT, default_model="small")
+    token = _as_key(["small", "third"])
+    try:
+        with pytest.raises(APIError) as refused:
+            _plan(svc, orchestration_mode="debate", **request_fields)
+    finally:
+        keys.release(token)
+    assert (refused.value.status, refused.value.code) == (403, "permission_denied") and "'big'" in refused.value.message

@@ -66,3 +66,14 @@ def test_an_error_the_supervisor_did_not_raise_passes_through_as_it_is() -> None
     with pytest.raises(ValueError) as raised, map_supervisor_errors():
         raise original
     assert raised.value is original
+
+
+LLAMA_TOOLS = 'Failed to parse tools: Missing tool type: {"x":1}; tools = [{"x": 1}]'
+LLAMA_RANGE = "vector::_M_range_check: __n (which is 18446744073709551615) >= this->size() (which is 49152)"
+LLAMA_JSON_TYPE = "Failed to parse tools: [json.exception.type_error.302] type must be string, but is number"
+
+
+@pytest.mark.parametrize("message", [LLAMA_TOOLS, LLAMA_RANGE, LLAMA_JSON_TYPE], ids=["tools", "range", "json-type"])
+def test_a_runtime_500_for_malformed_input_is_a_400_invalid_value(message: str) -> None:
+    error = upstream_error(500, {"error": {"code": 500, "message": message, "type": "server_error"}})
+    assert (error.status, error.type, error.code) == (400, "invalid_request_error", "invalid_value")

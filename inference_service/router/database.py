@@ -1,0 +1,100 @@
+"""The router's SQLite database: one file, one connection, one thread - the only code that opens it.
+
+Whatever the router keeps across restarts lives here (the usage ledger's table; a later
+table for activity history registers its schema the same way), so that there is one owner
+of the file, of its connection and of how failures are handled. ``sqlite3`` blocks, so every
+statement runs on the database's own thread, never on the event loop; callers hand over a
+function of the connection (:meth:`Database.run`), which runs as one transaction. The
+journal is WAL: readers do not block the writer.
+
+A database that cannot be opened or written - a corrupt file, a read-only directory, a full
+disk - never stops the router. The failure is logged once (one line saying what is lost) and
+raised to the caller as :class:`DatabaseUnavailable`, so it can count what it could not keep;
+each later call tries again (a repaired file is picked up without a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: How long a statement waits for another process's lock (two routers on one file) before failing.
+BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be opened, read or written; the message says why."""
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._schemas: list[str] = []
+        self._connection: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="database")
+        self._failing: str | None = None  # the failure last logged, until the database works again
+
+    def add_schema(self, statements: str) -> None:
+        """DDL a table's owner needs (``CREATE TABLE IF NOT EXISTS ...``), run whenever the file is opened."""
+        self._schemas.append(statements)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on the database thread, as one transaction; DatabaseUnavailable if it failed."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            connection = self._connect()
+            with connection:  # commits, or rolls back on an error
+                result = work(connection)
+        except (sqlite3.Error, OSError) as error:
+            self._disconnect()  # opened afresh next time: the file may have been repaired or replaced
+            self._fail(error)
+            raise DatabaseUnavailable(f"{self.path}: {error}") from error
+        if self._failing is not None:
+            logger.warning("database %s works again", self.path)
+            self._failing = None
+        return result
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+                for statements in self._schemas:
+                    connection.executescript(statements)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _fail(self, error: BaseException) -> None:
+        reason = f"{error.__class__.__name__}: {error}"
+        if reason != self._failing:
+            logger.error(
+                "database %s is unusable (%s): what cannot be written is dropped and counted "
+                "(inference_*_lost_* in /metrics); serving continues",
+                self.path,
+                reason,
+            )
+            self._failing = reason
