@@ -58,8 +58,8 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
     }
 
 
-def _model_id(svc: Services, name: str) -> str:
-    """The id of the model ``name`` names; 404 if none does, 403 if the key may not use it."""
+def named_model(svc: Services, name: str) -> str:
+    """The id of the model a path names (the ops endpoints); 404 if none does, 403 if the key may not use it."""
     try:
         model_id = svc.resolver.resolve(name)
     except APIError:
@@ -92,7 +92,7 @@ async def load(svc: Services, model_id: str) -> None:
 @requires("admin")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = _model_id(svc, name)
+    model_id = named_model(svc, name)
     await load(svc, model_id)
     return model_card(svc, model_id)
 
@@ -101,7 +101,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
 @requires("admin")
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = _model_id(svc, name)
+    model_id = named_model(svc, name)
     await svc.supervisor.unload(model_id)
     return model_card(svc, model_id)
 
@@ -110,4 +110,4 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
 @requires("inference", "read")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc, _model_id(svc, name))
+    return model_card(svc, named_model(svc, name))
