@@ -93,8 +93,9 @@ async def load(svc: Services, model_id: str) -> None:
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = named_model(svc, name)
-    await load(svc, model_id)
-    return model_card(svc, model_id)
+    with map_supervisor_errors():  # the card too: a reload may have removed the model meanwhile
+        await svc.supervisor.load(model_id)
+        return model_card(svc, model_id)
 
 
 @router.post("/v1/models/{name:path}/unload")
@@ -102,8 +103,9 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     model_id = named_model(svc, name)
-    await svc.supervisor.unload(model_id)
-    return model_card(svc, model_id)
+    with map_supervisor_errors():  # a reload may remove the model while it drains: a 404 like any unknown name
+        await svc.supervisor.unload(model_id)
+        return model_card(svc, model_id)
 
 
 @router.get("/v1/models/{name:path}")
