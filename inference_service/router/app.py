@@ -95,7 +95,7 @@ def create_app(
     """
     supervisor = Supervisor(settings, runtime_factory, events)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
-    metrics = Metrics()
+    metrics = Metrics(supervisor.events)
     database = Database(settings.usage_db)
     ledger = UsageLedger(database, metrics)
     traces = tracing.start(settings.tracing, supervisor.events, metrics.registry)
