@@ -68,7 +68,7 @@ class ModelActor(ModelLifecycle):
             restarts=self.restarts,
             loads=self.loads,
             generation=self.generation,
-            footprint_mb=self._footprint_mb or None,
+            footprint_mb=self.footprint.known_mb or None,
             loaded_at=self.loaded_at,
             last_used=self.leases.last_used,
             state_since=self.state_since,
@@ -108,7 +108,7 @@ class ModelActor(ModelLifecycle):
         ``failed_retry_s``. ``force`` (an explicit load) always tries again.
         """
         if self.runtime.local:
-            await self.measure_footprint()  # once, before the capacity decisions that read it
+            await self.footprint.measure()  # once, before the capacity decisions that read it
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if (endpoint := self._serving_endpoint) is not None:
