@@ -37,6 +37,7 @@ from inference_service.supervisor.messages import (
     Started,
     Stopped,
     Unload,
+    UseSettings,
     Wanted,
     Yield,
     answer,
@@ -185,6 +186,8 @@ class ModelLifecycle:
                 self._on_stopped(generation)
             case Reconfigure():
                 self._on_reconfigure(message)
+            case UseSettings(settings=settings):
+                self._settings = settings
 
     def _transition(
         self, expected: ModelState | frozenset[ModelState], target: ModelState, reason: str | None = None

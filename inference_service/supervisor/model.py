@@ -20,7 +20,15 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
-from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
+from inference_service.supervisor.messages import (
+    KeepAlive,
+    Message,
+    Reconfigure,
+    Shutdown,
+    Unload,
+    UseSettings,
+    Wanted,
+)
 from inference_service.supervisor.state import ModelState
 
 _S = ModelState
@@ -88,8 +96,8 @@ class ModelActor(ModelLifecycle):
         return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:
-        """Top-level limits from a config reload; read at each decision, so they apply from the next."""
-        self._settings = settings
+        """Top-level limits from a config reload: the actor takes them in turn, and they decide from then on."""
+        self._send(UseSettings(settings))
 
     # ----------------------------------------------------------------- messages in
 
