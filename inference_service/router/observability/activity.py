@@ -126,8 +126,9 @@ class ActivityMiddleware:
             if message["type"] == "http.response.start":
                 activity.status = message["status"]
                 for name, value in message.get("headers", ()):
-                    if name == b"x-request-id":
+                    if name == b"x-request-id":  # ahead of a limited key's x-ratelimit-* headers
                         activity.request_id = value.decode(errors="replace")
+                        break
             await send(message)
 
         try:
