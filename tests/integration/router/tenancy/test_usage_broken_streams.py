@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.busy import endless_chat
 from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, wait_until, write_config
 from tests.support.llama import LlamaServer
 from tests.support.service import ServiceProcess, running_service
@@ -29,13 +30,7 @@ KEYS = {
     "ops": {"key": "k-ops", "scopes": ["admin", "read"]},
 }
 #: Cannot end by itself before the test ends it (``ignore_eos``).
-ENDLESS = {
-    "model": REMOTE_ID,
-    "messages": [{"role": "user", "content": "Count to one thousand."}],
-    "max_tokens": 1500,
-    "ignore_eos": True,
-    "stream": True,
-}
+ENDLESS = endless_chat(REMOTE_ID)
 OPS = {"Authorization": "Bearer k-ops"}
 CHUNKS_BEFORE_THE_BREAK = 3
 TIMEOUT_S = 120.0
