@@ -124,7 +124,7 @@ class UsageLedger:
         self._flush_interval_s = flush_interval_s
         self._pending: dict[Row, Usage] = {}
         self._flusher: asyncio.Task[None] | None = None
-        database.add_schema(SCHEMA)
+        database.add_schema("usage", [SCHEMA])
 
     def pending(self, model: str) -> Usage:
         """The current key's row for ``model`` and this hour, not yet written."""
