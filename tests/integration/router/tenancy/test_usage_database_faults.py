@@ -1,5 +1,5 @@
-"""A usage database that is corrupt or cannot be written: one clear log line, serving goes on, and the
-usage that could not be kept is counted."""
+"""A router database that is corrupt or cannot be written: one clear log line, serving goes on, and the
+usage and activity records that could not be kept are counted."""
 
 from __future__ import annotations
 
@@ -65,3 +65,16 @@ def test_serving_goes_on_the_loss_is_counted_and_logged_once(service: tuple[Serv
     assert len(lines) == 1 and str(usage_db) in lines[0] and "serving continues" in lines[0]
     usage = httpx.get(router.url + "/v1/usage", headers=AUTH, timeout=30).json()
     assert usage["complete"] is False
+
+
+def test_the_activity_history_loses_its_records_the_same_way(service: tuple[ServiceProcess, Path]) -> None:
+    router, _ = service
+    body = {"model": REMOTE_ID, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(2):
+        answer = httpx.post(router.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert answer.status_code == 200, answer.text
+    history = httpx.get(router.url + "/v1/activity", headers=AUTH, timeout=30)
+    assert history.status_code == 200 and history.json()["complete"] is False and history.json()["data"] == []
+    metrics = httpx.get(router.url + "/metrics", headers=AUTH).text
+    assert sample(metrics, "inference_activity_lost_records_total") == 2
+    assert len([line for line in router.log().splitlines() if "is unusable" in line]) == 1
