@@ -19,6 +19,7 @@ each later call tries again (a repaired file is picked up without a restart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -125,3 +126,38 @@ class Database:
                 reason,
             )
             self._failing = reason
+
+
+class BatchWriter:
+    """What keeps its rows on the event loop and writes them through the database in batches: it
+    writes them (:meth:`flush`) every ``interval_s`` once started, and once more when closed - at
+    shutdown, so that nothing pending is lost to a restart."""
+
+    def __init__(self, interval_s: float, name: str) -> None:
+        self._interval_s = interval_s
+        self._name = name
+        self._timer: asyncio.Task[None] | None = None
+
+    async def flush(self) -> None:
+        """Write what is pending, in one transaction."""
+        raise NotImplementedError
+
+    async def on_interval(self) -> None:
+        """What is done every interval: a flush, and whatever else the writer keeps up on a timer."""
+        await self.flush()
+
+    async def start(self) -> None:
+        self._timer = asyncio.create_task(self._every_interval(), name=self._name)
+
+    async def close(self) -> None:
+        """Stop the timer and write what is left."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        await self.flush()
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.on_interval()

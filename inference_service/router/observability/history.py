@@ -18,7 +18,6 @@ to ``capture_max_bytes`` (its full size is recorded), a stream as the raw SSE th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -31,7 +30,7 @@ from prometheus_client import Counter
 from starlette.types import Message
 
 from inference_service.config import Settings
-from inference_service.router.database import Database, DatabaseUnavailable
+from inference_service.router.database import BatchWriter, Database, DatabaseUnavailable
 
 FLUSH_INTERVAL_S = 2.0
 PRUNE_INTERVAL_S = 60.0
@@ -126,19 +125,21 @@ class Page:
     complete: bool  # False when the database could not be read (then there are no records)
 
 
-class ActivityHistory:
+class ActivityHistory(BatchWriter):
+    """The records of requests to models and their captures: on the event loop, one append per request."""
+
     def __init__(
         self, database: Database, lost: Counter, settings: Settings, flush_interval_s: float = FLUSH_INTERVAL_S
     ) -> None:
         """``lost`` counts the records that could not be written (``inference_activity_lost_records``)."""
+        super().__init__(flush_interval_s, "activity-history")
         self._database = database
         self._lost = lost
-        self._flush_interval_s = flush_interval_s
         self._pending: list[tuple[int, dict[str, Any], Capture | None]] = []
         self._pending_capture_bytes = 0
         self._last_id = 0
         self._prune_due = True
-        self._flusher: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
         database.add_schema("activity", [SCHEMA])
         self.configure(settings)
 
@@ -170,43 +171,29 @@ class ActivityHistory:
         self._pending.append((record_id, summary, capture))
         return record_id
 
-    async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_every_interval(), name="activity-history")
-
-    async def close(self) -> None:
-        """Stop flushing on a timer and write what is left (at shutdown: the history survives a restart)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+    async def on_interval(self) -> None:
+        if self._prune_due or time.monotonic() - self._last_prune >= PRUNE_INTERVAL_S:
+            self._prune_due = False
+            self._last_prune = time.monotonic()
+            await self.prune()
         await self.flush()
-
-    async def _flush_every_interval(self) -> None:
-        last_prune = 0.0
-        while True:
-            if self._prune_due or time.monotonic() - last_prune >= PRUNE_INTERVAL_S:
-                self._prune_due = False
-                last_prune = time.monotonic()
-                await self.prune()
-            await self.flush()
-            await asyncio.sleep(self._flush_interval_s)
 
     async def flush(self) -> None:
         """Write the pending records in one transaction; if that fails, they are dropped and counted."""
         if not self._pending:
             return
         batch, self._pending, self._pending_capture_bytes = self._pending, [], 0
-        records = [
-            (record_id, summary["key"], summary["model"], summary["status"], json.dumps(summary))
-            for record_id, summary, _ in batch
-        ]
-        captures = [
-            (record_id, bytes(c.request.kept), c.request.size, bytes(c.response.kept), c.response.size)
-            for record_id, _, c in batch
-            if c is not None
-        ]
 
-        def write(connection: sqlite3.Connection) -> None:
+        def write(connection: sqlite3.Connection) -> None:  # on the database's thread, the JSON too
+            records = [
+                (record_id, summary["key"], summary["model"], summary["status"], json.dumps(summary, default=str))
+                for record_id, summary, _ in batch
+            ]
+            captures = [
+                (record_id, bytes(c.request.kept), c.request.size, bytes(c.response.kept), c.response.size)
+                for record_id, _, c in batch
+                if c is not None
+            ]
             connection.executemany(_INSERT, records)
             connection.executemany(_INSERT_CAPTURE, captures)
 
