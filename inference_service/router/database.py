@@ -5,10 +5,10 @@ history's), so that there is one owner of the file, of its connection and of how
 handled. Each owner of tables registers them as numbered migrations (:meth:`Database.add_schema`);
 the file records how far each owner's tables are (table ``schema_versions``), so a file written
 by an older router is brought up to date when it is opened, and one written by a newer router is
-refused rather than misread. ``sqlite3`` blocks, so every
-statement runs on the database's own thread, never on the event loop; callers hand over a
-function of the connection (:meth:`Database.run`), which runs as one transaction. The
-journal is WAL: readers do not block the writer.
+refused rather than misread. ``sqlite3`` blocks, so every statement runs on the database's own
+thread, never on the event loop; callers hand over a function of the connection
+(:meth:`Database.run`), which runs as one transaction, and keep what they write in batches
+(:class:`BatchWriter`). The journal is WAL: readers do not block the writer.
 
 A database that cannot be opened or written - a corrupt file, a read-only directory, a full
 disk - never stops the router. The failure is logged once (one line saying what is lost) and
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,7 +129,7 @@ class Database:
             self._failing = reason
 
 
-class BatchWriter:
+class BatchWriter(ABC):
     """What keeps its rows on the event loop and writes them through the database in batches: it
     writes them (:meth:`flush`) every ``interval_s`` once started, and once more when closed - at
     shutdown, so that nothing pending is lost to a restart."""
@@ -138,9 +139,9 @@ class BatchWriter:
         self._name = name
         self._timer: asyncio.Task[None] | None = None
 
+    @abstractmethod
     async def flush(self) -> None:
         """Write what is pending, in one transaction."""
-        raise NotImplementedError
 
     async def on_interval(self) -> None:
         """What is done every interval: a flush, and whatever else the writer keeps up on a timer."""

@@ -3,10 +3,10 @@
 The outermost middleware opens an :class:`Activity` for every request and, once the last
 byte of the response has gone out (streams included), logs one access line and - for
 inference requests - keeps the record in the activity history (with the request's bodies when
-its model or key is captured, :mod:`.history`) and publishes a ``request`` event on the bus. Code deeper down that
-learns something about the request (the model it resolved to, the first token, token
-usage, the orchestration mode) adds it with :func:`note`; it never needs to know who
-listens. The record travels in a context variable holding a mutable object, so tasks
+its model or key is captured, :mod:`.history`) and publishes a ``request`` event on the bus.
+Code deeper down that learns something about the request (the model it resolved to, the
+first token, token usage, the orchestration mode) adds it with :func:`note`; it never needs
+to know who listens. The record travels in a context variable holding a mutable object, so tasks
 spawned for the request (parallel orchestration stages, the response stream) fill in
 the same record.
 """
