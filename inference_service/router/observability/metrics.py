@@ -151,6 +151,11 @@ class Metrics:
             "Calls whose usage the ledger could not write (its database unusable): missing from /v1/usage",
             registry=self.registry,
         )
+        self.activity_lost = Counter(
+            "inference_activity_lost_records",
+            "Requests the activity history could not write (its database unusable): missing from /v1/activity",
+            registry=self.registry,
+        )
 
     def observe_event(self, event: Event) -> None:
         """Count loads, restarts and evictions from the supervisor's events (see EventBus.listen)."""
