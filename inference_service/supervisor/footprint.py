@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.gguf import GGUFError, Scalar, read_metadata
 
 _KV_BYTES_PER_ELEMENT = 2  # llama-server's default f16 KV cache
@@ -47,6 +48,12 @@ def estimate_mb(path: Path | None, ctx_size: int, cache_ram_mb: int = 0) -> int:
     return int((weights + kv) / 2**20) + cache_ram_mb + _OVERHEAD_MB
 
 
-async def measure_mb(path: Path | None, ctx_size: int, cache_ram_mb: int = 0) -> int:
-    """:func:`estimate_mb` in a worker thread, off the event loop (no thread for a model without a file)."""
-    return await asyncio.to_thread(estimate_mb, path, ctx_size, cache_ram_mb) if path is not None else 0
+def model_estimate_mb(settings: Settings, model: ModelConfig) -> int:
+    """:func:`estimate_mb` of a configured model: what the capacity scheduler counts for it (0 without a file)."""
+    path = settings.model_path(model) if model.path is not None else None
+    return estimate_mb(path, model.ctx_size, model.cache_ram_mb)
+
+
+async def measure_mb(settings: Settings, model: ModelConfig) -> int:
+    """:func:`model_estimate_mb` in a worker thread, off the event loop (no thread for a model without a file)."""
+    return await asyncio.to_thread(model_estimate_mb, settings, model) if model.path is not None else 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.events import EVICTION, LOAD_PROGRESS, MODEL_STATE, EventBus
@@ -23,7 +22,7 @@ from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.effects import RuntimeEffects
 from inference_service.supervisor.errors import ModelUnavailable
-from inference_service.supervisor.footprint import estimate_mb, measure_mb
+from inference_service.supervisor.footprint import measure_mb, model_estimate_mb
 from inference_service.supervisor.leases import LeaseBook
 from inference_service.supervisor.mailbox import Mailbox
 from inference_service.supervisor.messages import (
@@ -131,7 +130,7 @@ class ModelLifecycle:
         here, on the event loop, is the fallback for a reader that came first.
         """
         if self._footprint_mb is None:
-            self._footprint_mb = estimate_mb(self._model_file, self.config.ctx_size, self.config.cache_ram_mb)
+            self._footprint_mb = model_estimate_mb(self._settings, self.config)
         return self._footprint_mb
 
     async def measure_footprint(self) -> None:
@@ -141,13 +140,14 @@ class ModelLifecycle:
         """
         if self._footprint_mb is None:
             config = self.config
-            measured = await measure_mb(self._model_file, config.ctx_size, config.cache_ram_mb)
+            measured = await measure_mb(self._settings, config)
             if self.config is config and self._footprint_mb is None:
                 self._footprint_mb = measured
 
     @property
-    def _model_file(self) -> Path | None:
-        return self._settings.model_path(self.config) if self.config.path is not None else None
+    def pinned(self) -> bool:
+        """Never evicted for capacity or idle TTL (``pinned = true``): only an explicit unload stops it."""
+        return self.config.pinned
 
     def grant(self) -> None:
         self._send(Granted())
