@@ -10,15 +10,11 @@ import pytest
 
 from inference_service.config import ConfigError, RequestFilters, load_settings
 from tests.support.configs import smollm2, write_config
+from tests.unit.test_config import config_error
 
 
 def filters_error(tmp_path: Path, filters: dict[str, Any]) -> str:
-    path = write_config(tmp_path / "config.toml", {"tiny": smollm2(filters=filters)})
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
+    return config_error(write_config(tmp_path / "config.toml", {"tiny": smollm2(filters=filters)}))
 
 
 def test_the_three_rules_are_read_from_the_models_filters_table(tmp_path: Path) -> None:
