@@ -125,3 +125,15 @@ def test_pinned_models_over_the_memory_budget_are_named_with_the_schedulers_esti
     assert overflow == (
         f"models.*.pinned: the pinned models (p0, p1) need ~{2 * one_mb} MB, more than memory_budget_mb={2 * one_mb - 1}"
     )
+
+
+async def test_a_model_unpinned_by_a_reload_may_be_evicted_at_once(make_harness: MakeHarness) -> None:
+    harness = make_harness(["pinned", "a"], max_loaded_models=1, model_options=PINNED)
+    supervisor = harness.supervisor
+    await supervisor.load("pinned")
+    unpinned = harness.settings.models["pinned"].model_copy(update={"pinned": False})
+
+    await supervisor.replace_model(unpinned, restart=False)
+
+    assert (await asyncio.wait_for(supervisor.ensure_ready("a"), 5)).model_name == "a"
+    assert harness.state("pinned") == "unloaded"
