@@ -22,11 +22,13 @@ from inference_service.config import CAP_KEY, RequestFilters
 
 #: Generation paths -> for each field another API names otherwise, the names that path uses
 #: (the first is the one set when the request has none of them); other fields keep their names.
+#: llama-server reads its native ``n_predict`` on every path, before ``max_tokens``: a cap that
+#: left it alone could be stepped round.
 FIELD_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
-    "/v1/chat/completions": {"max_tokens": ("max_tokens", "max_completion_tokens")},
-    "/v1/completions": {},
-    "/v1/messages": {"stop": ("stop_sequences",)},
-    "/v1/responses": {"max_tokens": ("max_output_tokens",)},
+    "/v1/chat/completions": {"max_tokens": ("max_tokens", "max_completion_tokens", "n_predict")},
+    "/v1/completions": {"max_tokens": ("max_tokens", "n_predict")},
+    "/v1/messages": {"max_tokens": ("max_tokens", "n_predict"), "stop": ("stop_sequences",)},
+    "/v1/responses": {"max_tokens": ("max_output_tokens", "n_predict")},
     "/infill": {"max_tokens": ("n_predict", "max_tokens")},
 }
 

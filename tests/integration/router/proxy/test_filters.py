@@ -87,6 +87,7 @@ FAMILIES: dict[str, tuple[str, Any]] = {
         "/v1/chat/completions",
         lambda m: {"messages": messages(m), "max_tokens": 20, "stream": True, **STRIPPED},
     ),
+    "openai-chat-n_predict": ("/v1/chat/completions", lambda m: {"messages": messages(m), "n_predict": 20, **STRIPPED}),
     "openai-completions": ("/v1/completions", lambda m: {"prompt": f"Repeat {m}", "max_tokens": 20, **STRIPPED}),
     "anthropic-messages": ("/v1/messages", lambda m: {"messages": messages(m), "max_tokens": 20, **STRIPPED}),
     "responses": ("/v1/responses", lambda m: {"input": f"Repeat {m}", "max_output_tokens": 20, **STRIPPED}),
@@ -96,7 +97,7 @@ FAMILIES: dict[str, tuple[str, Any]] = {
     ),
 }
 #: The field each family's upstream body bounds its tokens with.
-TOKEN_FIELD = {"responses": "max_output_tokens"}
+TOKEN_FIELD = {"responses": "max_output_tokens", "openai-chat-n_predict": "n_predict"}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -67,6 +67,12 @@ def test_stripped_fields_are_removed_and_named() -> None:
     assert changes == ["-top_k", "-logit_bias"]
 
 
+@pytest.mark.parametrize("path", list(FIELD_NAMES))
+def test_llama_servers_own_n_predict_cannot_step_round_the_cap(path: str) -> None:
+    body, _ = filtered(path, {"n_predict": 100000, "temperature": 0})
+    assert body["n_predict"] == 2048
+
+
 def test_a_responses_request_is_capped_by_its_own_field() -> None:
     body, changes = filtered("/v1/responses", {"input": "hi", "max_output_tokens": 4096})
     assert body == {"input": "hi", "max_output_tokens": 2048, "temperature": 0.6}
