@@ -78,6 +78,9 @@ class ModelConfig(StrictTable):
     pinned: Annotated[bool, LIVE] = Field(
         default=False, description="never evicted for capacity or idle TTL; only an admin unload stops it"
     )
+    capture: Annotated[bool, LIVE] = Field(
+        default=False, description="keep its requests' bodies in the activity history (sensitive: admin only)"
+    )
     # llamacpp
     path: Annotated[Path | None, RESTART] = None
     source: Annotated[ModelSource | None, LIVE] = None

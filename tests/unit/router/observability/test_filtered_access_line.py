@@ -4,13 +4,18 @@ debug level only, the ``request`` event always, merged across the calls of one r
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from inference_service.config import Settings
 from inference_service.events import REQUEST, Event, EventBus
+from inference_service.router.database import Database
 from inference_service.router.observability import activity
 from inference_service.router.observability.activity import ActivityMiddleware
+from inference_service.router.observability.history import ActivityHistory
+from inference_service.router.observability.metrics import Metrics
 
 
 async def filtered_twice(scope: Scope, receive: Receive, send: Send) -> None:
@@ -25,7 +30,7 @@ async def filtered_twice(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"{}"})
 
 
-async def serve(level: int, caplog: pytest.LogCaptureFixture) -> tuple[str, list[Event]]:
+async def serve(level: int, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> tuple[str, list[Event]]:
     """One request through the activity middleware: its access line (captured at ``level``) and events."""
     events = EventBus()
     published: list[Event] = []
@@ -39,21 +44,24 @@ async def serve(level: int, caplog: pytest.LogCaptureFixture) -> tuple[str, list
 
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
     with caplog.at_level(level, logger="inference_service.access"):
-        await ActivityMiddleware(filtered_twice, events)(scope, receive, send)
+        history = ActivityHistory(Database(tmp_path / "router.db"), Metrics().activity_lost, Settings())
+        await ActivityMiddleware(filtered_twice, events, history)(scope, receive, send)
     (line,) = [record.getMessage() for record in caplog.records]
     return line, [event for event in published if event.type == REQUEST]
 
 
-async def test_the_debug_access_line_names_the_changes_by_model(caplog: pytest.LogCaptureFixture) -> None:
-    line, _ = await serve(logging.DEBUG, caplog)
+async def test_the_debug_access_line_names_the_changes_by_model(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    line, _ = await serve(logging.DEBUG, caplog, tmp_path)
     assert line.endswith(" filtered=a:temperature=0.6,-top_k,max_tokens=8 filtered=b:max_tokens=8")
 
 
-async def test_the_info_access_line_leaves_them_out(caplog: pytest.LogCaptureFixture) -> None:
-    line, _ = await serve(logging.INFO, caplog)
+async def test_the_info_access_line_leaves_them_out(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    line, _ = await serve(logging.INFO, caplog, tmp_path)
     assert "filtered" not in line
 
 
-async def test_the_request_event_carries_them_at_any_level(caplog: pytest.LogCaptureFixture) -> None:
-    _, (event,) = await serve(logging.INFO, caplog)
+async def test_the_request_event_carries_them_at_any_level(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    _, (event,) = await serve(logging.INFO, caplog, tmp_path)
     assert event.data["filtered"] == {"a": ["temperature=0.6", "-top_k", "max_tokens=8"], "b": ["max_tokens=8"]}
