@@ -203,6 +203,7 @@ class Supervisor:
         actor = self._get(config.id)
         if not restart:
             await actor.reconfigure(config, runtime=None)
+            self.capacity.poke()  # a model no longer pinned may be evicted for one waiting
             return
         was_up = actor.state in (ModelState.LOADING, ModelState.LOADED)
         await actor.reconfigure(config, self._runtime_factory(config))
