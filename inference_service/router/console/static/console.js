@@ -284,8 +284,8 @@ function addActivity(event) {
 // ------------------------------------------------------------------ in flight
 
 // The inference requests queued or running (GET /v1/requests, admin), each with a Cancel button
-// (POST /v1/requests/{id}/cancel). Rows are kept by request id: a row stays put while it runs.
-const IN_FLIGHT_MS = 1000;
+// (POST /v1/requests/{id}/cancel), refreshed with the models. Rows are kept by request id: a row
+// stays put while it runs.
 
 async function refreshInFlight() {
   let listing;
@@ -317,6 +317,11 @@ async function refreshInFlight() {
     row.append(action);
     body.append(row);
   }
+}
+
+function followInFlight() {
+  refreshInFlight();
+  setInterval(() => document.hidden || refreshInFlight(), REFRESH_MS);
 }
 
 async function cancelRequest(id, button) {
@@ -467,7 +472,7 @@ async function main() {
   if (scopes.includes("read") || scopes.includes("inference")) await refreshModels();
   if (scopes.includes("read")) followEvents();
   if (scopes.includes("admin")) followLog();
-  if (scopes.includes("admin")) setInterval(() => document.hidden || refreshInFlight(), IN_FLIGHT_MS);
+  if (scopes.includes("admin")) followInFlight();
   refreshUsage();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});
   setInterval(() => {
