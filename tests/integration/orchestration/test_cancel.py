@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.orchestration.conftest import QUESTION, wait_for_idle_children
-from tests.integration.orchestration.test_abandoned import GENERATION_TOKENS
+from tests.integration.orchestration.conftest import GENERATION_TOKENS, long_critique, wait_for_idle_children
 from tests.support.api import model_card
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, wait_until
 from tests.support.llama import tokens_predicted
@@ -22,16 +21,11 @@ pytestmark = pytest.mark.integration
 
 def cancelled_orchestration(router: ServiceProcess, stream: bool, request_id: str) -> list[str]:
     """The orchestration's answer, as its client got it: the lines of its body."""
-    body = {
-        "messages": QUESTION,
-        "orchestration_mode": "critique",
-        "max_tokens": GENERATION_TOKENS,
-        "ignore_eos": True,
-        "temperature": 0,
-        "stream": stream,
-    }
     response = httpx.post(
-        router.url + "/v1/chat/completions", json=body, headers={"X-Request-ID": request_id}, timeout=120
+        router.url + "/v1/chat/completions",
+        json=long_critique(stream),
+        headers={"X-Request-ID": request_id},
+        timeout=120,
     )
     return [f"HTTP {response.status_code}", *(line for line in response.text.splitlines() if line)]
 
