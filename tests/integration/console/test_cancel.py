@@ -16,17 +16,17 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.console.conftest import API_KEY, AUTH, chat_body
+from tests.integration.router.serving.test_cancel import ROUTER_RELEASE_S, SLOTS_POLL_S, TIMED_TOKENS
 from tests.support.cli import run_cli
 from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.service import ServiceProcess
-from tests.support.timing import Budget
+from tests.support.sse import longest_gap
+from tests.support.timing import Budget, measured
 
 pytestmark = pytest.mark.integration
 
 #: Within two of the dashboard's refreshes (every 5 s) and a slow answer.
 REFRESHED_MS = 15_000
-#: The router's share of freeing a cancelled stream's slot on an idle machine (stretched by the load).
-RELEASE_S = 1.0
 
 
 def busy_slots(api: httpx.Client) -> int:
@@ -61,11 +61,11 @@ def running_stream(console_router: ServiceProcess, api: httpx.Client) -> Iterato
     ) as answer:
         lines = answer.iter_lines()
         assert next(lines).startswith("data: {")  # generating
-        release = Budget(fixed_s=0, cpu_s=RELEASE_S)  # before the work: its own load must not loosen it
+        release = measured(ROUTER_RELEASE_S, longest_gap(lines, TIMED_TOKENS) + SLOTS_POLL_S)
 
         def finish() -> Cancelled:
             cancelled = time.monotonic()
-            wait_until(lambda: busy_slots(api) == 0, timeout_s=60, interval_s=0.02)
+            wait_until(lambda: busy_slots(api) == 0, timeout_s=60, interval_s=SLOTS_POLL_S)
             freed_s = time.monotonic() - cancelled
             return Cancelled([line for line in lines if line], freed_s, release)
 

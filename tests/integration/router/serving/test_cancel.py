@@ -22,15 +22,20 @@ from tests.integration.router.serving.test_abandoned_requests import (
     generating_slots,
     queue_depth,
 )
-from tests.support.configs import wait_until
+from tests.support.configs import SMOLLM2_ID, wait_until
 from tests.support.service import ServiceProcess
-from tests.support.timing import Budget
+from tests.support.sse import longest_gap
+from tests.support.timing import Budget, measured
 from tests.support.wiretap import Wiretap
 
 pytestmark = pytest.mark.integration
 
 #: Far longer than a cancel takes, however fast the machine generates.
 LONG_ANSWER = {"max_tokens": 1000, "ignore_eos": True}
+#: Tokens a stream is timed over before it is cancelled (see :func:`longest_gap`).
+TIMED_TOKENS = 8
+#: How often a test looks at llama-server's slots (each look is a task on its main loop, between tokens).
+SLOTS_POLL_S = 0.1
 
 
 @pytest.fixture
@@ -58,6 +63,27 @@ def assert_cancelled_envelope(response: httpx.Response) -> None:
     assert (error["type"], error["code"]) == ("request_cancelled", "request_cancelled"), error
 
 
+def test_a_request_in_flight_is_listed_with_its_id_model_and_endpoint(router: ServiceProcess) -> None:
+    request_id = f"listed-{uuid.uuid4().hex}"
+    body = chat_body(stream=True, **LONG_ANSWER)
+    headers = {"X-Request-ID": request_id}
+    with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, headers=headers, timeout=120) as answer:
+        lines = answer.iter_lines()  # kept referenced: a discarded iterator closes the stream
+        assert next(lines).startswith("data: {")  # generating
+
+        listed = {entry["id"]: entry for entry in httpx.get(router.url + "/v1/requests", timeout=30).json()["data"]}
+
+    assert listed[request_id] == {
+        "id": request_id,
+        "key": None,  # no keys configured
+        "model": SMOLLM2_ID,
+        "endpoint": "chat/completions",
+        "mode": None,
+        "started_at": pytest.approx(time.time(), abs=120),
+        "streaming": True,
+    }
+
+
 def test_a_cancelled_running_stream_ends_with_an_error_event_and_done_and_its_slot_is_freed(
     router: ServiceProcess,
 ) -> None:
@@ -68,12 +94,13 @@ def test_a_cancelled_running_stream_ends_with_an_error_event_and_done_and_its_sl
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, headers=headers, timeout=120) as answer:
         lines = answer.iter_lines()
         assert next(lines).startswith("data: {")  # generating
-        release = Budget(fixed_s=0, cpu_s=ROUTER_RELEASE_S)  # before the work: its own load must not loosen it
+        # llama-server's share, timed under the load of the moment: it notices at its next token.
+        release = measured(ROUTER_RELEASE_S, longest_gap(lines, TIMED_TOKENS) + SLOTS_POLL_S)
 
         assert cancel(router, request_id).status_code == 202
         cancelled = time.monotonic()
 
-        wait_until(lambda: busy_slots(router) == 0, timeout_s=60, interval_s=0.02)
+        wait_until(lambda: busy_slots(router) == 0, timeout_s=60, interval_s=SLOTS_POLL_S)
         freed_s = time.monotonic() - cancelled
         rest = [line for line in lines if line]
     assert rest[-1] == "data: [DONE]"
