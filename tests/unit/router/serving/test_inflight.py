@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference_service.config import Settings
 from inference_service.events import EventBus
+from inference_service.router.database import Database
 from inference_service.router.observability import activity
 from inference_service.router.observability.activity import ActivityMiddleware
+from inference_service.router.observability.history import ActivityHistory
+from inference_service.router.observability.metrics import Metrics
 from inference_service.router.serving.inflight import InFlight
 from inference_service.router.serving.middleware import request_id_var
 from tests.support.configs import eventually
@@ -58,8 +63,17 @@ async def failing(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("a bug")
 
 
-def start(registry: InFlight, app: App, request_id: str) -> tuple[asyncio.Task[None], Sent]:
-    """Run ``app`` as one request with ``request_id``, under the registry and an activity record."""
+Start = Callable[[InFlight, App, str], tuple[asyncio.Task[None], Sent]]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Start:
+    """Run an app as one request with a request id, under a registry and an activity record."""
+    history = ActivityHistory(Database(tmp_path / "router.db"), Metrics().activity_lost, Settings())
+    return lambda registry, app, request_id: _start(registry, app, request_id, history)
+
+
+def _start(registry: InFlight, app: App, request_id: str, history: ActivityHistory) -> tuple[asyncio.Task[None], Sent]:
     sent: Sent = []
 
     async def send(message: Message) -> None:
@@ -68,7 +82,7 @@ def start(registry: InFlight, app: App, request_id: str) -> tuple[asyncio.Task[N
     async def registered(scope: Scope, receive: Receive, send: Send) -> None:
         await registry.run(app, scope, receive, send)
 
-    outer: ASGIApp = ActivityMiddleware(registered, EventBus())
+    outer: ASGIApp = ActivityMiddleware(registered, EventBus(), history)
 
     async def request() -> None:
         request_id_var.set(request_id)
@@ -86,7 +100,7 @@ def status(sent: Sent) -> int:
     return next(m["status"] for m in sent if m["type"] == "http.response.start")
 
 
-async def test_a_cancelled_request_not_answered_yet_gets_a_499_request_cancelled_envelope() -> None:
+async def test_a_cancelled_request_not_answered_yet_gets_a_499_request_cancelled_envelope(start: Start) -> None:
     registry = InFlight()
     task, sent = start(registry, inference(waiting), "r-1")
     await eventually(lambda: len(registry) == 1)
@@ -99,7 +113,7 @@ async def test_a_cancelled_request_not_answered_yet_gets_a_499_request_cancelled
     assert (error["type"], error["code"]) == ("request_cancelled", "request_cancelled")
 
 
-async def test_a_cancelled_stream_ends_with_a_request_cancelled_event_and_done() -> None:
+async def test_a_cancelled_stream_ends_with_a_request_cancelled_event_and_done(start: Start) -> None:
     registry = InFlight()
     task, sent = start(registry, inference(streaming), "r-1")
     await eventually(lambda: b"data: 0" in body(sent))
@@ -113,7 +127,7 @@ async def test_a_cancelled_stream_ends_with_a_request_cancelled_event_and_done()
     assert not sent[-1]["more_body"]
 
 
-async def test_cancelling_again_while_it_is_being_cancelled_counts_it_and_answers_it_once() -> None:
+async def test_cancelling_again_while_it_is_being_cancelled_counts_it_and_answers_it_once(start: Start) -> None:
     registry = InFlight()
     task, sent = start(registry, inference(waiting), "r-1")
     await eventually(lambda: len(registry) == 1)
@@ -124,7 +138,7 @@ async def test_cancelling_again_while_it_is_being_cancelled_counts_it_and_answer
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
 
 
-async def test_cancel_cuts_off_only_the_request_with_that_id() -> None:
+async def test_cancel_cuts_off_only_the_request_with_that_id(start: Start) -> None:
     registry = InFlight()
     cancelled, _ = start(registry, inference(waiting), "r-1")
     other, other_sent = start(registry, inference(waiting), "r-2")
@@ -138,7 +152,7 @@ async def test_cancel_cuts_off_only_the_request_with_that_id() -> None:
     other.cancel()
 
 
-async def test_an_unknown_id_or_a_request_that_is_not_inference_is_not_cancelled() -> None:
+async def test_an_unknown_id_or_a_request_that_is_not_inference_is_not_cancelled(start: Start) -> None:
     registry = InFlight()
     not_inference, _ = start(registry, waiting, "r-1")  # a feed, a model load: no endpoint noted
     await eventually(lambda: len(registry) == 1)
@@ -149,7 +163,7 @@ async def test_an_unknown_id_or_a_request_that_is_not_inference_is_not_cancelled
     not_inference.cancel()
 
 
-async def test_a_finished_request_is_no_longer_cancellable() -> None:
+async def test_a_finished_request_is_no_longer_cancellable(start: Start) -> None:
     registry = InFlight()
     task, _ = start(registry, inference(answering), "r-1")
     await task
@@ -168,7 +182,7 @@ async def test_a_finished_request_is_no_longer_cancellable() -> None:
     ],
     ids=["answered", "raised", "cancelled-waiting", "cancelled-streaming", "server-cancelled"],
 )
-async def test_no_way_a_request_ends_leaves_its_entry_behind(app: App, end: str) -> None:
+async def test_no_way_a_request_ends_leaves_its_entry_behind(start: Start, app: App, end: str) -> None:
     registry = InFlight()
     task, _ = start(registry, inference(app), "r-1")
     await eventually(lambda: len(registry) == 1 or task.done())
