@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -20,6 +21,7 @@ from inference_service.config.fields import (
     Capability,
     OnReload,
     PoolingType,
+    ReplicaRouting,
     Role,
     RuntimeKind,
     StrictTable,
@@ -90,6 +92,14 @@ class ModelConfig(StrictTable):
         description="llama-server's in-RAM prompt cache (--cache-ram), counted in the memory estimate; 0 disables it",
     )
     extra_args: Annotated[list[str], RESTART] = []
+    # replicas (llamacpp): a reload that changes their number adds or drains replicas, the others untouched
+    replicas: Annotated[int, LIVE] = Field(default=1, ge=1, description="llama-server processes serving this id")
+    replica_devices: Annotated[list[list[int]] | None, RESTART] = Field(
+        default=None, description="GPUs of each replica (CUDA_VISIBLE_DEVICES), one list per replica"
+    )
+    replica_routing: Annotated[ReplicaRouting, LIVE] = Field(
+        default="affinity", description="how a request picks its replica: cache affinity with bounded load, or not"
+    )
     # ollama
     ollama_model: Annotated[str | None, RESTART] = None
     keep_alive: Annotated[str | None, RESTART] = None
@@ -98,6 +108,8 @@ class ModelConfig(StrictTable):
     api_key: Annotated[SecretStr | None, RESTART] = None
     health_path: Annotated[str, RESTART] = "/health"
     upstream_model: Annotated[str | None, RESTART] = None
+    #: Which replica of the model this config launches (set by :meth:`replica`), None: the model itself.
+    _replica: int | None = PrivateAttr(default=None)
 
     @field_validator("parallel")
     @classmethod
@@ -121,7 +133,40 @@ class ModelConfig(StrictTable):
             raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
+        if self.replicas > 1 and self.runtime != "llamacpp":
+            raise ValueError(f"'replicas' applies to llamacpp models, not runtime {self.runtime!r}")
+        if self.replica_devices is not None and len(self.replica_devices) != self.replicas:
+            raise ValueError(
+                f"'replica_devices' lists {len(self.replica_devices)} replicas, 'replicas' is {self.replicas}"
+            )
         return self
+
+    def replica(self, index: int) -> ModelConfig:
+        """This config as replica ``index`` launches it: the same model, its own process, devices and saved slots."""
+        copy = self.model_copy()
+        copy._replica = index
+        return copy
+
+    @property
+    def replica_index(self) -> int | None:
+        return self._replica
+
+    @property
+    def replica_name(self) -> str:
+        """The id, and the replica's index when the model has several: ``smol#1`` (logs, capacity, KV files)."""
+        return self.id if self._replica is None or self.replicas == 1 else f"{self.id}#{self._replica}"
+
+    @property
+    def replica_tag(self) -> dict[str, int]:
+        """``{"replica": index}`` for an event about one of several replicas, else nothing."""
+        return {"replica": self._replica or 0} if self.replicas > 1 else {}
+
+    @property
+    def devices(self) -> list[int] | None:
+        """The GPUs this replica is pinned to, None: not pinned."""
+        if self.replica_devices is None:
+            return None
+        return self.replica_devices[self._replica or 0]
 
     def launch_settings(self) -> dict[str, Any]:
         """What the model's process is started with: a reload that changes any of it restarts the model."""
@@ -139,6 +184,11 @@ class ModelConfig(StrictTable):
         if self.parallel is not None:
             return self.parallel
         return 1 if self.runtime == "llamacpp" else None
+
+    @property
+    def total_concurrency(self) -> int | None:
+        """Requests the router lets through to the whole model at once: each replica's :attr:`concurrency`."""
+        return None if self.concurrency is None else self.concurrency * self.replicas
 
     @property
     def served_capabilities(self) -> list[Capability]:

@@ -43,9 +43,9 @@ _EXACT_SEARCH_LIMIT = 12
 
 @dataclass(frozen=True)
 class Candidate:
-    """A resident model as eviction sees it."""
+    """A resident model (one replica of it) as eviction sees it."""
 
-    model_id: str
+    model_id: str  # the tenant's name: a model's id, ``id#i`` for one of its replicas
     footprint_mb: int
     idle_since: float
 
@@ -93,6 +93,7 @@ class Tenant(Protocol):
     """What the scheduler reads from, and asks of, one model's actor."""
 
     model_id: str
+    name: str  # unique among tenants: the model id, with the replica's index when it has several
     state: ModelState
     closed: bool
 
@@ -158,6 +159,10 @@ class CapacityScheduler:
         count_ok = self._max_models is None or len(tenants) <= self._max_models
         memory_ok = self._budget_mb is None or sum(t.footprint_mb for t in tenants) <= self._budget_mb
         return count_ok and memory_ok
+
+    def has_room(self, tenant: Tenant) -> bool:
+        """Whether ``tenant`` would be granted room at once, evicting nobody and passing nobody waiting."""
+        return not self.limited or (not self._pending and self._fits(tenant))
 
     def holds(self, tenant: Tenant) -> bool:
         return tenant in self._holders
@@ -246,7 +251,7 @@ class CapacityScheduler:
             "max_models": self._max_models,
             "budget_mb": self._budget_mb,
         }
-        by_id = {t.model_id: t for t in loaded}
+        by_id = {t.name: t for t in loaded}
         choice = choose_evictions([self._candidate(t) for t in idle], **limits)  # type: ignore[arg-type]
         if choice == []:
             return  # enough is leaving already
@@ -254,7 +259,7 @@ class CapacityScheduler:
             for candidate in choice:
                 victim = by_id[candidate.model_id]
                 self._evicting.add(victim)
-                logger.info("evicting %s to make room for %s", victim.model_id, head.model_id)
+                logger.info("evicting %s to make room for %s", victim.name, head.name)
                 victim.evict(f"capacity: making room for {head.model_id}")
             return
         busy = [t for t in loaded if t not in idle and not t.closed]
@@ -275,4 +280,4 @@ class CapacityScheduler:
 
     @staticmethod
     def _candidate(tenant: Tenant) -> Candidate:
-        return Candidate(tenant.model_id, tenant.footprint_mb, tenant.idle_since)
+        return Candidate(tenant.name, tenant.footprint_mb, tenant.idle_since)

@@ -108,8 +108,18 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         ({"tiny": {**MODEL, "ctx_size": "large"}}, {}, "models.tiny.ctx_size"),
         ({"tiny": {**MODEL, "path": "/nonexistent/tiny.gguf", "preload": True}}, {}, "models.tiny.path"),
         ({"tiny": MODEL}, {"colour": "blue"}, "colour"),
+        ({"tiny": {**MODEL, "replicas": 0}}, {}, "models.tiny.replicas"),
+        ({"tiny": {**MODEL, "replicas": 2, "replica_devices": [[0]]}}, {}, "models.tiny"),
     ],
-    ids=["unknown-runtime", "duplicate-alias", "bad-type", "missing-preload-file", "unknown-key"],
+    ids=[
+        "unknown-runtime",
+        "duplicate-alias",
+        "bad-type",
+        "missing-preload-file",
+        "unknown-key",
+        "no-replicas",
+        "replica-devices-mismatch",
+    ],
 )
 def test_serve_with_an_invalid_config_prints_one_error_line_and_exits_2(
     tmp_path: Path, models: dict[str, dict[str, object]], top_level: dict[str, object], named_key: str
