@@ -35,6 +35,11 @@ class Lease:
     endpoint: Endpoint | None = None
     closed: bool = False
 
+    @property
+    def replica(self) -> int | None:
+        """Which replica of its model the lease is on; None when the model has one."""
+        return self.actor.config.replica_index if self.actor.config.replicas > 1 else None
+
     def ready_now(self) -> Endpoint | None:
         """The endpoint at once if the model is serving (the common case: no waiting, no task), else None."""
         if self.endpoint is None:
