@@ -77,6 +77,7 @@ class ReplicaSet:
         return min(self.actors, key=lambda actor: _STANDING.index(actor.state))
 
     def status(self) -> ModelStatus:
+        """The model as its leading replica shows it (process, footprint: per process), its requests summed."""
         statuses = [actor.status() for actor in self.actors]
         standing = statuses[self.actors.index(self._standing)]
         replicas = tuple(ReplicaStatus.of(actor, status) for actor, status in zip(self.actors, statuses, strict=True))
@@ -86,7 +87,6 @@ class ReplicaSet:
             waiting=sum(s.waiting for s in statuses),
             restarts=sum(s.restarts for s in statuses),
             loads=sum(s.loads for s in statuses),
-            footprint_mb=sum(s.footprint_mb or 0 for s in statuses) or None,
             replicas=replicas,
         )
 
