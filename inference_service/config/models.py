@@ -105,6 +105,9 @@ class ModelConfig(StrictTable):
     keep_alive: Annotated[str | None, RESTART] = None
     # remote
     url: Annotated[str | None, RESTART] = None
+    urls: Annotated[list[str] | None, RESTART] = Field(
+        default=None, description="several hosts serving this one model: one replica each (instead of url)"
+    )
     api_key: Annotated[SecretStr | None, RESTART] = None
     health_path: Annotated[str, RESTART] = "/health"
     upstream_model: Annotated[str | None, RESTART] = None
@@ -129,21 +132,38 @@ class ModelConfig(StrictTable):
     def _runtime_fields(self) -> ModelConfig:
         if self.runtime == "llamacpp" and self.path is None:
             raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
-        if self.runtime == "remote" and not self.url:
+        if self.urls is not None:
+            self._check_urls()
+        elif self.runtime == "remote" and not self.url:
             raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
-        if self.replicas > 1 and self.runtime != "llamacpp":
-            raise ValueError(f"'replicas' applies to llamacpp models, not runtime {self.runtime!r}")
+        if self.replicas > 1 and self.runtime != "llamacpp" and self.urls is None:
+            raise ValueError(
+                f"'replicas' applies to llamacpp models (a remote one lists its 'urls'), not {self.runtime!r}"
+            )
         if self.replica_devices is not None and len(self.replica_devices) != self.replicas:
             raise ValueError(
                 f"'replica_devices' lists {len(self.replica_devices)} replicas, 'replicas' is {self.replicas}"
             )
         return self
 
+    def _check_urls(self) -> None:
+        """A remote model on several hosts: one replica per URL, so ``replicas`` follows the list."""
+        if self.runtime != "remote":
+            raise ValueError(f"'urls' applies to remote models, not runtime {self.runtime!r}")
+        if not self.urls:
+            raise ValueError("'urls' is empty: list the hosts' base URLs, or set 'url'")
+        if self.url:
+            raise ValueError("set 'url' or 'urls', not both")
+        if "replicas" in self.model_fields_set and self.replicas != len(self.urls):
+            raise ValueError(f"'replicas' is {self.replicas} but 'urls' lists {len(self.urls)} hosts")
+        self.replicas = len(self.urls)
+
     def replica(self, index: int) -> ModelConfig:
-        """This config as replica ``index`` launches it: the same model, its own process, devices and saved slots."""
-        copy = self.model_copy()
+        """This config as replica ``index`` launches it: the same model, its own process (or host, one of
+        ``urls``), devices and saved slots."""
+        copy = self.model_copy(update={"url": self.urls[index]} if self.urls else None)
         copy._replica = index
         return copy
 

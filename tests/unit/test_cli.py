@@ -110,6 +110,7 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         ({"tiny": MODEL}, {"colour": "blue"}, "colour"),
         ({"tiny": {**MODEL, "replicas": 0}}, {}, "models.tiny.replicas"),
         ({"tiny": {**MODEL, "replicas": 2, "replica_devices": [[0]]}}, {}, "models.tiny"),
+        ({"far": {"runtime": "remote", "urls": []}}, {}, "models.far"),
     ],
     ids=[
         "unknown-runtime",
@@ -119,6 +120,7 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         "unknown-key",
         "no-replicas",
         "replica-devices-mismatch",
+        "urls-empty",
     ],
 )
 def test_serve_with_an_invalid_config_prints_one_error_line_and_exits_2(

@@ -51,3 +51,30 @@ def test_each_replica_has_its_own_name_and_devices_and_the_model_admits_all_thei
 def test_a_single_replica_keeps_the_models_own_name(tmp_path: Path) -> None:
     model = load_settings(write_config(tmp_path / "config.toml", {"tiny": smollm2()})).models["tiny"]
     assert model.replicas == 1 and model.replica(0).replica_name == "tiny" and model.replica(0).devices is None
+
+
+def remote_error(tmp_path: Path, **model: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(tmp_path / "config.toml", {"far": {"runtime": "remote", **model}}))
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_empty_urls_are_reported(tmp_path: Path) -> None:
+    assert "models.far" in remote_error(tmp_path, urls=[]) and "'urls' is empty" in remote_error(tmp_path, urls=[])
+
+
+def test_url_and_urls_together_are_reported(tmp_path: Path) -> None:
+    assert "set 'url' or 'urls', not both" in remote_error(tmp_path, url="http://a:1", urls=["http://b:1"])
+
+
+def test_replicas_that_contradict_the_urls_are_reported(tmp_path: Path) -> None:
+    message = remote_error(tmp_path, urls=["http://a:1", "http://b:1"], replicas=3)
+    assert "'replicas' is 3 but 'urls' lists 2 hosts" in message
+
+
+def test_each_url_is_a_replica_of_the_remote_model(tmp_path: Path) -> None:
+    config = {"far": {"runtime": "remote", "urls": ["http://a:1", "http://b:1"]}}
+    model = load_settings(write_config(tmp_path / "config.toml", config)).models["far"]
+    assert model.replicas == 2 and [model.replica(i).url for i in range(2)] == ["http://a:1", "http://b:1"]

@@ -155,7 +155,7 @@ class ReplicaSet:
         """
         for actor in self.actors:
             idle = actor.state == _S.UNLOADED and actor.leases.leased == 0 and actor not in self._warming
-            if idle and self._capacity.has_room(actor):
+            if idle and (not actor.runtime.local or self._capacity.has_room(actor)):
                 task = asyncio.create_task(self._bring_up(actor, priority), name=f"replica:{actor.name}:warm-up")
                 self._warming[actor] = task
 

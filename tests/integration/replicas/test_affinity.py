@@ -19,13 +19,13 @@ from tests.support.conversation import Conversation, Turn
 
 #: Three conversations (odd, so round-robin sends each turn of one to the other replica than its last).
 CONVERSATIONS = 3
-FOLLOW_UPS = 3
-REPLICAS = {"replicas": 2, "parallel": 1, "ctx_size": 2048, "preload": True}
+FOLLOW_UPS = 2
+REPLICAS = {"replicas": 2, "parallel": 1, "ctx_size": 1024, "preload": True}
 
 
 def follow_ups(client: httpx.Client, model: str) -> list[Turn]:
     """Each conversation's first turn (cold), then its follow-ups interleaved with the others'."""
-    conversations = [Conversation(model, turns=4, seed=seed) for seed in range(CONVERSATIONS)]
+    conversations = [Conversation(model, turns=2, seed=seed) for seed in range(CONVERSATIONS)]
     for conversation in conversations:
         conversation.next_turn(client)
     return [conversation.next_turn(client) for _ in range(FOLLOW_UPS) for conversation in conversations]
