@@ -106,7 +106,8 @@ class ModelConfig(StrictTable):
     # remote
     url: Annotated[str | None, RESTART] = None
     urls: Annotated[list[str] | None, RESTART] = Field(
-        default=None, description="several hosts serving this one model: one replica each (instead of url)"
+        default=None,
+        description="hosts serving this one model, one replica each: remote (instead of url) or ollama servers",
     )
     api_key: Annotated[SecretStr | None, RESTART] = None
     health_path: Annotated[str, RESTART] = "/health"
@@ -139,9 +140,7 @@ class ModelConfig(StrictTable):
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         if self.replicas > 1 and self.runtime != "llamacpp" and self.urls is None:
-            raise ValueError(
-                f"'replicas' applies to llamacpp models (a remote one lists its 'urls'), not {self.runtime!r}"
-            )
+            raise ValueError(f"'replicas' applies to llamacpp models (a {self.runtime} one lists its hosts in 'urls')")
         if self.replica_devices is not None and len(self.replica_devices) != self.replicas:
             raise ValueError(
                 f"'replica_devices' lists {len(self.replica_devices)} replicas, 'replicas' is {self.replicas}"
@@ -149,9 +148,9 @@ class ModelConfig(StrictTable):
         return self
 
     def _check_urls(self) -> None:
-        """A remote model on several hosts: one replica per URL, so ``replicas`` follows the list."""
-        if self.runtime != "remote":
-            raise ValueError(f"'urls' applies to remote models, not runtime {self.runtime!r}")
+        """A remote or Ollama model on several hosts: one replica per URL, so ``replicas`` follows the list."""
+        if self.runtime == "llamacpp":
+            raise ValueError("'urls' applies to remote and ollama models: a llamacpp model sets 'replicas'")
         if not self.urls:
             raise ValueError("'urls' is empty: list the hosts' base URLs, or set 'url'")
         if self.url:

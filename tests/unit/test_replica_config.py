@@ -78,3 +78,13 @@ def test_each_url_is_a_replica_of_the_remote_model(tmp_path: Path) -> None:
     config = {"far": {"runtime": "remote", "urls": ["http://a:1", "http://b:1"]}}
     model = load_settings(write_config(tmp_path / "config.toml", config)).models["far"]
     assert model.replicas == 2 and [model.replica(i).url for i in range(2)] == ["http://a:1", "http://b:1"]
+
+
+def test_each_url_of_an_ollama_model_is_a_replica_on_its_own_host(tmp_path: Path) -> None:
+    config = {"gem": {"runtime": "ollama", "ollama_model": "gemma3", "urls": ["http://a:11434", "http://b:11434"]}}
+    model = load_settings(write_config(tmp_path / "config.toml", config)).models["gem"]
+    assert model.replicas == 2 and model.replica(1).url == "http://b:11434"
+
+
+def test_urls_on_a_llamacpp_model_are_reported(tmp_path: Path) -> None:
+    assert "'urls' applies to remote and ollama models" in config_error(tmp_path, urls=["http://a:1"])
