@@ -97,6 +97,12 @@ class ModelConfig(StrictTable):
     replica_devices: Annotated[list[list[int]] | None, RESTART] = Field(
         default=None, description="GPUs of each replica (CUDA_VISIBLE_DEVICES), one list per replica"
     )
+    min_replicas: Annotated[int | None, LIVE] = Field(
+        default=None, ge=1, description="replicas kept up; the others start when requests wait (unset: all)"
+    )
+    scale_up_wait_s: Annotated[float, LIVE] = Field(
+        default=5.0, gt=0, description="how long requests queue for busy replicas before one more starts"
+    )
     replica_routing: Annotated[ReplicaRouting, LIVE] = Field(
         default="affinity", description="how a request picks its replica: cache affinity with bounded load, or not"
     )
@@ -141,6 +147,8 @@ class ModelConfig(StrictTable):
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
         if self.replicas > 1 and self.runtime != "llamacpp" and self.urls is None:
             raise ValueError(f"'replicas' applies to llamacpp models (a {self.runtime} one lists its hosts in 'urls')")
+        if self.min_replicas is not None and self.min_replicas > self.replicas:
+            raise ValueError(f"'min_replicas' is {self.min_replicas}, more than 'replicas' ({self.replicas})")
         if self.replica_devices is not None and len(self.replica_devices) != self.replicas:
             raise ValueError(
                 f"'replica_devices' lists {len(self.replica_devices)} replicas, 'replicas' is {self.replicas}"
@@ -165,6 +173,11 @@ class ModelConfig(StrictTable):
         copy = self.model_copy(update={"url": self.urls[index]} if self.urls else None)
         copy._replica = index
         return copy
+
+    @property
+    def steady_replicas(self) -> int:
+        """Replicas brought up whenever the model is wanted; the rest (up to ``replicas``) only under a queue."""
+        return self.min_replicas or self.replicas
 
     @property
     def replica_index(self) -> int | None:

@@ -107,14 +107,14 @@ class Supervisor:
         return self._get(model_id).log_lines()
 
     async def load(self, model_id: str, priority: int = 2) -> Endpoint:
-        """Bring a model - every replica of it - to ``loaded`` (always trying again if it failed) and return
+        """Bring a model - every steady replica of it (see ``min_replicas``) - to ``loaded`` (always trying again if it failed) and return
         the first replica's endpoint.
 
         Waits for capacity like a request does, for at most the model's ``queue_timeout_s``.
         """
         replicas = self._get(model_id)
         timeout_s = replicas.config.queue_timeout_s or self._settings.queue_timeout_s
-        loads = asyncio.gather(*(actor.wait_ready(priority, force=True) for actor in replicas.actors))
+        loads = asyncio.gather(*(actor.wait_ready(priority, force=True) for actor in replicas.steady))
         try:
             return (await asyncio.wait_for(loads, timeout_s))[0]
         except TimeoutError:

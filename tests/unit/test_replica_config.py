@@ -88,3 +88,7 @@ def test_each_url_of_an_ollama_model_is_a_replica_on_its_own_host(tmp_path: Path
 
 def test_urls_on_a_llamacpp_model_are_reported(tmp_path: Path) -> None:
     assert "'urls' applies to remote and ollama models" in config_error(tmp_path, urls=["http://a:1"])
+
+
+def test_more_min_replicas_than_replicas_is_reported(tmp_path: Path) -> None:
+    assert "'min_replicas' is 3, more than 'replicas' (2)" in config_error(tmp_path, replicas=2, min_replicas=3)

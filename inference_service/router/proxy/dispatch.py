@@ -156,8 +156,6 @@ class Dispatcher:
             raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
         lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority, affinity))
-        if lease.replica is not None:
-            self.metrics.replica_requests.labels(model_id, str(lease.replica)).inc()
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
@@ -183,6 +181,8 @@ class Dispatcher:
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
         finally:
             depth.dec()
+        if lease.replica is not None:  # known once served: a queued request may have moved to another replica
+            self.metrics.replica_requests.labels(model_id, str(lease.replica)).inc()
         in_flight = self.metrics.in_flight.labels(model_id)
         in_flight.inc()
         stack.callback(in_flight.dec)

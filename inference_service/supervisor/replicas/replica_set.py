@@ -55,6 +55,12 @@ class ReplicaSet:
         self._index = PrefixIndex()
         self._turns = itertools.count()
         self._warming: dict[ModelActor, asyncio.Task[None]] = {}
+        self._scale_up_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def steady(self) -> list[ModelActor]:
+        """The replicas brought up whenever the model is wanted (``min_replicas``, else all)."""
+        return self.actors[: self.config.steady_replicas]
 
     @property
     def primary(self) -> ModelActor:
@@ -143,17 +149,62 @@ class ReplicaSet:
         every replica."""
         actor = self.choose(affinity)
         lease = actor.open_lease(priority)
+        if len(self.actors) > 1:
+            lease.rebalance = self._rebalance
         if actor.state == _S.LOADED:
-            self._warm_up(priority)
+            self._warm_up(self.steady, priority)
+            self._watch_queue()
         return lease
 
-    def _warm_up(self, priority: int) -> None:
+    def _rebalance(self, lease: Lease) -> None:
+        """When a request is let through (its admission slot granted), serve it elsewhere if its replica
+        cannot take it now: it is down (crashed, restarting) while another serves, or all its slots are
+        busy while another has one free (a replica started since, or one whose requests finished first).
+        The choice at arrival holds otherwise: its cache affinity was decided then."""
+        slots = self.config.concurrency or 1
+        serving = [a for a in self.actors if a.state == _S.LOADED and not a.closed]
+        current = lease.actor
+        if not serving or (current in serving and current.leases.in_flight < slots):
+            return
+        target = min(serving, key=lambda actor: actor.leases.in_flight)
+        if target is current or (current in serving and target.leases.in_flight >= slots):
+            return
+        current.leases.hand_over(lease, target.leases)
+        lease.actor = target
+        self._capacity.poke()
+
+    def _saturated(self) -> bool:
+        """Whether requests queue: every serving replica has more requests leased than it has slots."""
+        slots = self.config.concurrency or 1
+        serving = [a for a in self.actors if a.state == _S.LOADED and not a.closed]
+        return bool(serving) and all(actor.leases.leased > slots for actor in serving)
+
+    def _watch_queue(self) -> None:
+        """Elastic replicas (beyond ``min_replicas``): a queue that still waits ``scale_up_wait_s`` from
+        now starts one more replica. Each then stops like any replica, after its idle ``ttl_s``."""
+        if len(self.steady) == len(self.actors) or self._scale_up_timer is not None or not self._saturated():
+            return
+        loop = asyncio.get_running_loop()
+        self._scale_up_timer = loop.call_later(self.config.scale_up_wait_s, self._scale_up)
+
+    def _scale_up(self) -> None:
+        self._scale_up_timer = None
+        if not self._saturated():
+            return
+        spare = [a for a in self.actors[len(self.steady) :] if a.state == _S.UNLOADED and a not in self._warming]
+        if spare:
+            logger.info(
+                "model %s: requests waited %gs: starting %s", self.config.id, self.config.scale_up_wait_s, spare[0].name
+            )
+            self._warm_up(spare[:1], priority=2)
+
+    def _warm_up(self, actors: Sequence[ModelActor], priority: int) -> None:
         """Bring up, in the background, the replicas that are down - where there is room for them now.
 
         Only once a replica serves (the request's own replica comes first), and only into free
         capacity: a replica is more throughput, never a reason to evict or swap out another model.
         """
-        for actor in self.actors:
+        for actor in actors:
             idle = actor.state == _S.UNLOADED and actor.leases.leased == 0 and actor not in self._warming
             if idle and (not actor.runtime.local or self._capacity.has_room(actor)):
                 task = asyncio.create_task(self._bring_up(actor, priority), name=f"replica:{actor.name}:warm-up")
@@ -173,6 +224,8 @@ class ReplicaSet:
         await asyncio.gather(*(actor.unload() for actor in self.actors))
 
     async def shutdown(self) -> None:
+        if self._scale_up_timer is not None:
+            self._scale_up_timer.cancel()
         warming = list(self._warming.values())
         for task in warming:
             task.cancel()

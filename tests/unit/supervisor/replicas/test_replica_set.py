@@ -20,8 +20,8 @@ LOADED = ModelState.LOADED
 class Replicas:
     """A supervisor over one llamacpp model ``m`` whose replicas run fake runtimes, newest by replica name."""
 
-    def __init__(self, replicas: int, **top_level: Any) -> None:
-        model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": replicas}
+    def __init__(self, replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> None:
+        model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": replicas, **(model_keys or {})}
         self.settings = Settings(models={"m": model}, failed_retry_s=0, **top_level)
         self.runtimes: dict[str, FakeRuntime] = {}
         self.supervisor = Supervisor(self.settings, self._runtime)
@@ -41,8 +41,8 @@ class Replicas:
 async def make_replicas() -> AsyncIterator[Any]:
     made: list[Replicas] = []
 
-    def make(replicas: int, **top_level: Any) -> Replicas:
-        made.append(Replicas(replicas, **top_level))
+    def make(replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> Replicas:
+        made.append(Replicas(replicas, model_keys, **top_level))
         return made[-1]
 
     yield make
@@ -122,3 +122,60 @@ async def test_a_reload_removing_a_replica_stops_only_that_one(make_replicas: An
     runtimes = [harness.runtimes[f"m#{i}"] for i in range(3)]
     assert [runtime.running for runtime in runtimes] == [True, True, False]
     assert [runtime.stops for runtime in runtimes[:2]] == [0, 0]
+
+
+ELASTIC = {"min_replicas": 1, "scale_up_wait_s": 0.05, "parallel": 1}
+
+
+async def test_an_elastic_model_loads_only_its_min_replicas(make_replicas: Any) -> None:
+    harness = make_replicas(2, ELASTIC)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m") as lease:  # one request, one slot: nothing queues
+        await lease.ready()
+    assert harness.states() == [LOADED, ModelState.UNLOADED]
+
+
+async def test_a_queue_that_waits_past_scale_up_wait_s_starts_another_replica(make_replicas: Any) -> None:
+    harness = make_replicas(2, ELASTIC)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m") as queued:
+        assert queued.actor.name == "m#0"  # the only replica serving: the second request queues on it
+        await eventually(lambda: harness.states() == [LOADED, LOADED])
+
+
+async def test_the_extra_replica_stops_after_its_idle_ttl(make_replicas: Any) -> None:
+    harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
+        await eventually(lambda: harness.states()[1] == LOADED)
+    await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
+
+
+async def test_a_request_let_through_while_its_replica_is_busy_is_served_by_one_with_a_free_slot(
+    make_replicas: Any,
+) -> None:
+    harness = make_replicas(2, {"parallel": 1})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    conversation = Affinity(prefix=(5, 6))
+    async with harness.supervisor.lease("m", affinity=conversation) as first:
+        first.ready_now()
+        async with harness.supervisor.lease("m", affinity=conversation) as second:
+            assert second.actor is first.actor  # its prefix's replica, within the load bound
+            assert second.ready_now() is not None and second.actor is not first.actor
+    assert [r.in_flight + r.waiting for r in harness.supervisor.status("m").replicas] == [0, 0]
+
+
+async def test_a_request_queued_on_a_replica_that_crashed_is_served_by_another(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m") as lease:
+        dead = lease.actor.name
+        harness.runtimes[dead].gate = asyncio.Event()  # its restart hangs
+        harness.runtimes[dead].crash()
+        await eventually(lambda: ModelState.LOADING in harness.states())
+        assert lease.ready_now() is not None and lease.actor.name != dead
