@@ -20,30 +20,21 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import write_config
+from bench.harness import llama_setup, write_config
 from bench.scenarios import Result, Row, Target
-from inference_service.config import load_settings
-from inference_service.provisioning.llamacpp import configured_binary
 from tests.support.conversation import TURN_TIMEOUT_S, Conversation, Turn
 from tests.support.service import running_service
 
-CHAT_MODEL = "smollm2-135m-instruct"
 MODES = {"affine": "affinity", "spread": "round_robin"}
 CACHED_SHARE, PROCESSED_RATIO = 0.8, 1.5
 
 
 def _config(scratch: Path) -> Path:
-    settings = load_settings()
-    binary = configured_binary(settings)
-    if binary is None:
-        raise SystemExit("bench: no llama-server binary: run `make setup`")
-    model_path = settings.model_path(settings.models[CHAT_MODEL])
-    if not model_path.is_file():
-        raise SystemExit(f"bench: {model_path} missing: run `inference-service models pull {CHAT_MODEL}`")
-    shape = {"runtime": "llamacpp", "path": str(model_path), "ctx_size": 2048, "parallel": 1, "preload": True}
+    setup = llama_setup(parallel=1)
+    shape = {"runtime": "llamacpp", "path": str(setup.model_path), "ctx_size": 2048, "parallel": 1, "preload": True}
     models = {name: {**shape, "replicas": 2, "replica_routing": routing} for name, routing in MODES.items()}
     top_level = {"kv_cache_disk_mb": 0}
-    return write_config(scratch / "affinity.toml", models, queue_size=16, binary=binary, top_level=top_level)
+    return write_config(scratch / "affinity.toml", models, queue_size=16, binary=setup.binary, top_level=top_level)
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -13,6 +13,8 @@ from tests.support.configs import write_config
 from tests.support.service import ServiceProcess, running_service
 
 StartService = Callable[..., ServiceProcess]
+#: A llama-server (re)start on a contended 2-core machine: order, not speed.
+TIMEOUT_S = 180.0
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.replicas.conftest import StartService
-from tests.support.configs import smollm2
+from tests.integration.replicas.conftest import TIMEOUT_S, StartService
+from tests.support.configs import smollm2, wait_until
 
 MODEL = "smol"
 ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
@@ -20,13 +20,6 @@ ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "ma
 def replicas(client: httpx.Client) -> list[dict[str, Any]]:
     card = client.get(f"/v1/models/{MODEL}").json()
     return list(card["replicas"])
-
-
-def wait_for(condition: Any, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_two_llama_server_processes_serve_one_id(start_service: StartService) -> None:
@@ -56,11 +49,11 @@ def test_kill_9_of_one_replica_fails_no_request_sent_after_it(start_service: Sta
 
         with ThreadPoolExecutor(2) as pool:
             flows = [pool.submit(keep_asking) for _ in range(2)]
-            wait_for(lambda: len(outcomes) >= 4)
+            wait_until(lambda: len(outcomes) >= 4, TIMEOUT_S)
             os.kill(victim["pid"], signal.SIGKILL)
             killed = time.monotonic()
             restarted = lambda: (r := replicas(client)[0])["status"] == "loaded" and r["pid"] != victim["pid"]  # noqa: E731
-            wait_for(restarted)
+            wait_until(restarted, TIMEOUT_S)
             stop_at.append(time.monotonic() + 2.0)  # and a little while with both replicas back
             for flow in flows:
                 flow.result()
