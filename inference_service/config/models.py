@@ -73,6 +73,9 @@ class ModelConfig(StrictTable):
     capabilities: Annotated[list[Capability] | None, LIVE] = Field(
         default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
     )
+    capture: Annotated[bool, LIVE] = Field(
+        default=False, description="keep its requests' bodies in the activity history (sensitive: admin only)"
+    )
     # llamacpp
     path: Annotated[Path | None, RESTART] = None
     source: Annotated[ModelSource | None, LIVE] = None

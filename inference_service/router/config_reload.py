@@ -85,6 +85,8 @@ class ConfigReloader:
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
             svc.tenancy.configure(new)  # a removed key is refused from the next request on
+            if svc.activity is not None:
+                svc.activity.configure(new)  # retention, who is captured
             try:
                 failures = await model_reload.apply(svc.supervisor, new, changes)
             finally:

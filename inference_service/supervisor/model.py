@@ -20,7 +20,15 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
-from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
+from inference_service.supervisor.messages import (
+    KeepAlive,
+    Message,
+    Reconfigure,
+    Shutdown,
+    Unload,
+    UseSettings,
+    Wanted,
+)
 from inference_service.supervisor.state import ModelState
 
 _S = ModelState
@@ -99,7 +107,7 @@ class ModelActor(ModelLifecycle):
             restarts=self.restarts,
             loads=self.loads,
             generation=self.generation,
-            footprint_mb=self._footprint_mb or None,
+            footprint_mb=self.footprint.known_mb or None,
             loaded_at=self.loaded_at,
             last_used=self.leases.last_used,
             state_since=self.state_since,
@@ -119,8 +127,8 @@ class ModelActor(ModelLifecycle):
         return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:
-        """Top-level limits from a config reload; read at each decision, so they apply from the next."""
-        self._settings = settings
+        """Top-level limits from a config reload: the actor takes them in turn, and they decide from then on."""
+        self._send(UseSettings(settings))
 
     # ----------------------------------------------------------------- messages in
 
@@ -139,7 +147,7 @@ class ModelActor(ModelLifecycle):
         ``failed_retry_s``. ``force`` (an explicit load) always tries again.
         """
         if self.runtime.local:
-            await self.measure_footprint()  # once, before the capacity decisions that read it
+            await self.footprint.measure()  # once, before the capacity decisions that read it
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if (endpoint := self._serving_endpoint) is not None:

@@ -146,7 +146,7 @@ class Supervisor:
         """
         actors = [self._get(model_id).primary for model_id in dict.fromkeys(model_ids)]
         local = [a for a in actors if a.runtime.local]
-        await asyncio.gather(*(a.measure_footprint() for a in local))  # off the event loop
+        await asyncio.gather(*(a.footprint.measure() for a in local))  # off the event loop
         if not self.capacity.fit_together(local):
             return
         loads = asyncio.gather(

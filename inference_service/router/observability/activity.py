@@ -2,10 +2,11 @@
 
 The outermost middleware opens an :class:`Activity` for every request and, once the last
 byte of the response has gone out (streams included), logs one access line and - for
-inference requests - publishes a ``request`` event on the bus. Code deeper down that
-learns something about the request (the model it resolved to, the first token, token
-usage, the orchestration mode) adds it with :func:`note`; it never needs to know who
-listens. The record travels in a context variable holding a mutable object, so tasks
+inference requests - keeps the record in the activity history (with the request's bodies when
+its model or key is captured, :mod:`.history`) and publishes a ``request`` event on the bus.
+Code deeper down that learns something about the request (the model it resolved to, the
+first token, token usage, the orchestration mode) adds it with :func:`note`; it never needs
+to know who listens. The record travels in a context variable holding a mutable object, so tasks
 spawned for the request (parallel orchestration stages, the response stream) fill in
 the same record.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.events import REQUEST, EventBus
+from inference_service.router.observability.history import ActivityHistory, Capture
 
 access_logger = logging.getLogger("inference_service.access")
 
@@ -111,9 +113,10 @@ class ActivityMiddleware:
     request id is read from the ``X-Request-ID`` header the inner middleware echoes.
     """
 
-    def __init__(self, app: ASGIApp, events: EventBus) -> None:
+    def __init__(self, app: ASGIApp, events: EventBus, history: ActivityHistory) -> None:
         self.app = app
         self._events = events
+        self._history = history
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,13 +124,20 @@ class ActivityMiddleware:
             return
         activity = Activity(method=scope["method"], path=scope["path"])
         token = _current.set(activity)
+        # Whose model or key is captured is known only later: while any is, every body is kept (bounded).
+        capture = Capture(self._history.capture_max_bytes) if self._history.capturing else None
+        if capture is not None:
+            receive = capture.receiving(receive)
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 activity.status = message["status"]
                 for name, value in message.get("headers", ()):
-                    if name == b"x-request-id":
+                    if name == b"x-request-id":  # ahead of a limited key's x-ratelimit-* headers
                         activity.request_id = value.decode(errors="replace")
+                        break
+            elif capture is not None and message["type"] == "http.response.body":
+                capture.response.add(message.get("body", b""))
             await send(message)
 
         try:
@@ -138,11 +148,14 @@ class ActivityMiddleware:
             raise
         finally:
             _current.reset(token)
-            self._finish(activity)
+            self._finish(activity, capture)
 
-    def _finish(self, activity: Activity) -> None:
+    def _finish(self, activity: Activity, capture: Capture | None) -> None:
         summary = activity.summary(time.perf_counter())
         access_logger.info(_access_line(summary), extra={"access": summary, "request_id": activity.request_id})
         if activity.endpoint is not None:
+            if capture is not None and not self._history.wants_capture(activity.model, activity.key):
+                capture = None
+            record_id = self._history.add(summary, time.time(), capture)
             fields = {key: value for key, value in summary.items() if key != "model"}  # the event's own field
-            self._events.publish(REQUEST, activity.model, **fields)
+            self._events.publish(REQUEST, activity.model, activity_id=record_id, captured=capture is not None, **fields)

@@ -122,7 +122,7 @@ class Dispatcher:
             attempt = contextlib.AsyncExitStack()
             try:
                 with map_supervisor_errors():
-                    endpoint = await self._admit_one(attempt, candidate, priority, affinity)
+                    endpoint = await self._admit_one(attempt, candidate, priority, tenant, affinity)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -140,7 +140,12 @@ class Dispatcher:
         raise first_refusal
 
     async def _admit_one(
-        self, stack: contextlib.AsyncExitStack, model_id: str, priority: int, affinity: Affinity | None = None
+        self,
+        stack: contextlib.AsyncExitStack,
+        model_id: str,
+        priority: int,
+        tenant: keys.Tenant,
+        affinity: Affinity | None = None,
     ) -> Endpoint:
         """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
         becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
@@ -148,9 +153,10 @@ class Dispatcher:
         The lease comes first, so a request still queued for a slot already counts as
         demand for its model (it is not evicted from under its queue). Waiting for a slot
         and for the model (a load, or capacity held by other models) share one deadline:
-        the model's ``queue_timeout_s``.
+        the model's ``queue_timeout_s``. ``tenant``: the key the request acts for - which models it
+        may use, and its share of a busy model against other keys' requests.
         """
-        keys.check_model(model_id)  # before the lease: a model the key may not use is never woken
+        keys.check_model(model_id, tenant)  # before the lease: a model the key may not use is never woken
         queue = self.queues.get(model_id)
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
@@ -159,7 +165,6 @@ class Dispatcher:
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            tenant = keys.current()  # its share of a busy model, against other keys' requests
             with tracing.admission(model_id, priority, queue.waiting):
                 await stack.enter_async_context(
                     queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
@@ -197,7 +202,7 @@ class Dispatcher:
         (the ``/upstream`` pass-through), so it waits its turn and counts as in flight like any other."""
         async with contextlib.AsyncExitStack() as stack:
             with map_supervisor_errors():
-                endpoint = await self._admit_one(stack, model_id, priority)
+                endpoint = await self._admit_one(stack, model_id, priority, keys.current())
             yield endpoint
 
     def _retry_after(self, model_id: str) -> int:
