@@ -49,9 +49,15 @@ def estimate_mb(path: Path | None, ctx_size: int, cache_ram_mb: int = 0) -> int:
     return int((weights + kv) / 2**20) + cache_ram_mb + _OVERHEAD_MB
 
 
-async def measure_mb(path: Path | None, ctx_size: int, cache_ram_mb: int = 0) -> int:
-    """:func:`estimate_mb` in a worker thread, off the event loop (no thread for a model without a file)."""
-    return await asyncio.to_thread(estimate_mb, path, ctx_size, cache_ram_mb) if path is not None else 0
+def model_estimate_mb(settings: Settings, model: ModelConfig) -> int:
+    """:func:`estimate_mb` of a configured model: what the capacity scheduler counts for it (0 without a file)."""
+    path = settings.model_path(model) if model.path is not None else None
+    return estimate_mb(path, model.ctx_size, model.cache_ram_mb)
+
+
+async def measure_mb(settings: Settings, model: ModelConfig) -> int:
+    """:func:`model_estimate_mb` in a worker thread, off the event loop (no thread for a model without a file)."""
+    return await asyncio.to_thread(model_estimate_mb, settings, model) if model.path is not None else 0
 
 
 class Footprint:
@@ -71,15 +77,12 @@ class Footprint:
     def mb(self) -> int:
         """The estimate, 0 when unknown; read here, on the event loop, only by a reader that came before :meth:`measure`."""
         if self.known_mb is None:
-            self.known_mb = estimate_mb(self._model_file(), self._config.ctx_size, self._config.cache_ram_mb)
+            self.known_mb = model_estimate_mb(self._settings(), self._config)
         return self.known_mb
 
     async def measure(self) -> None:
         """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second."""
         if self.known_mb is None:
-            measured = await measure_mb(self._model_file(), self._config.ctx_size, self._config.cache_ram_mb)
+            measured = await measure_mb(self._settings(), self._config)
             if self.known_mb is None:
                 self.known_mb = measured
-
-    def _model_file(self) -> Path | None:
-        return self._settings().model_path(self._config) if self._config.path is not None else None

@@ -132,6 +132,11 @@ class ModelLifecycle:
         """Estimated memory (weights + KV cache + prompt cache), read from the GGUF header once; 0 when unknown."""
         return self.footprint.mb
 
+    @property
+    def pinned(self) -> bool:
+        """Never evicted for capacity or idle TTL (``pinned = true``): only an explicit unload stops it."""
+        return self.config.pinned
+
     def grant(self) -> None:
         self._send(Granted())
 

@@ -119,9 +119,12 @@ class ModelActor(ModelLifecycle):
     def idle_ttl_s(self) -> float | None:
         """How long the model may stay idle before the TTL reaper unloads it; None: for ever.
 
-        A request's keep_alive (0: unload once idle, ``inf``: never) holds until the model is
-        next unloaded; otherwise the configured ``ttl_s`` decides (unset or 0: never).
+        A pinned model: never. Otherwise a request's keep_alive (0: unload once idle, ``inf``:
+        never) holds until the model is next unloaded, else the configured ``ttl_s`` decides
+        (unset or 0: never).
         """
+        if self.pinned:
+            return None
         if self.keep_alive_s is not None:
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
         return self.config.ttl_s or None

@@ -223,6 +223,8 @@ class Supervisor:
         was_up = replicas.state in (ModelState.LOADING, ModelState.LOADED)
         added, removed = replicas.resize(config)
         await replicas.reconfigure(config, self._runtime_factory if restart else None)
+        if not restart:
+            self.capacity.poke()  # a model no longer pinned may be evicted for one waiting
         if was_up and (added or restart):
             await self.load(config.id)
         await self._retire(removed)

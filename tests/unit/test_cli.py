@@ -111,6 +111,13 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         ({"tiny": {**MODEL, "replicas": 0}}, {}, "models.tiny.replicas"),
         ({"tiny": {**MODEL, "replicas": 2, "replica_devices": [[0]]}}, {}, "models.tiny"),
         ({"far": {"runtime": "remote", "urls": []}}, {}, "models.far"),
+        ({"tiny": {**MODEL, "filters": {"strip": ["top_k"], "defaults": {"top_k": 1}}}}, {}, "models.tiny.filters"),
+        (
+            {"a": {**MODEL, "pinned": True}, "b": {**MODEL, "pinned": True}},
+            {"max_loaded_models": 1},
+            "exceed max_loaded_models=1",
+        ),
+        ({"tiny": {**MODEL, "pinned": True}}, {"memory_budget_mb": 10}, "memory_budget_mb=10"),
     ],
     ids=[
         "unknown-runtime",
@@ -121,6 +128,9 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         "no-replicas",
         "replica-devices-mismatch",
         "urls-empty",
+        "filter-stripped-and-set",
+        "pinned-over-max-loaded-models",
+        "pinned-over-memory-budget",
     ],
 )
 def test_serve_with_an_invalid_config_prints_one_error_line_and_exits_2(

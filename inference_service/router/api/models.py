@@ -55,6 +55,8 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "last_used": status.last_used,
         "ttl_s": ttl_s,
         "expires_at": expires_at(status),
+        "pinned": config.pinned if config else False,
+        "filters": config.filters.model_dump() if config else None,
         **replica_cards(status),
     }
 

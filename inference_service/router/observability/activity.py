@@ -43,6 +43,13 @@ class Activity:
     first_token_at: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: What each model's request filters changed (router/proxy/filters.py), by model: one entry per change.
+    filtered: dict[str, list[str]] | None = None
+
+    def add_filtered(self, model_id: str, changes: list[str]) -> None:
+        """Filters note each call: an orchestration calls several models, a model several times."""
+        noted = (self.filtered or {}).get(model_id, [])
+        self.filtered = {**(self.filtered or {}), model_id: list(dict.fromkeys([*noted, *changes]))}
 
     def add_usage(self, prompt: int | None, completion: int | None) -> None:
         """Usage adds up: an orchestrated request reports one usage per stage."""
@@ -79,6 +86,7 @@ class Activity:
             "tokens_per_s": tokens_per_s,
             "mode": self.mode,
             "orchestration": self.orchestration,
+            "filtered": self.filtered,
         }
 
 
@@ -103,6 +111,8 @@ def _access_line(summary: dict[str, Any]) -> str:
     for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
+    if summary["filtered"] and access_logger.isEnabledFor(logging.DEBUG):  # which rules fired: for debugging
+        parts += [f"filtered={model}:{','.join(changes)}" for model, changes in summary["filtered"].items()]
     return " ".join(parts)
 
 

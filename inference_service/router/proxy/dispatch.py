@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 
 from inference_service.config import Settings
-from inference_service.router.observability import tracing
+from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
 from inference_service.router.proxy.affinity import affinity_of
+from inference_service.router.proxy.filters import apply_filters
 from inference_service.router.proxy.upstream import (
     ReplyTooLarge,
     UpstreamClient,
@@ -79,6 +80,7 @@ class Dispatcher:
     def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
         at once (requests holding or awaiting a slot keep it) and removed models' queues go.
+        Routing (runtimes, fallbacks) and request filters take the new config at once too.
 
         A ``restarting`` model's queue keeps its limits until the next call, once its new process
         serves: raised now, they would send waiting requests to the old process being drained.
@@ -86,6 +88,7 @@ class Dispatcher:
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self._replicated = any(model.replicas > 1 for model in settings.models.values())
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
+        self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
         for model_id, model in settings.models.items():
             parallel = model.total_concurrency
             max_queue = model.queue_size if model.queue_size is not None else settings.queue_size
@@ -205,6 +208,20 @@ class Dispatcher:
                 endpoint = await self._admit_one(stack, model_id, priority, keys.current())
             yield endpoint
 
+    def _upstream_call(
+        self, model_id: str, endpoint: Endpoint, path: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], tracing.CallHandle]:
+        """The body as ``model_id``'s runtime gets it - its own name for the model, its filters applied -
+        and the call's span. What the filters changed is noted on the span and the request's activity
+        record (access line, ``request`` event). A model removed by a reload meanwhile has none."""
+        upstream = {**body, "model": endpoint.model_name}
+        filters = self._filters.get(model_id)
+        changed = apply_filters(filters, path, upstream).describe() if filters is not None else []
+        if changed and (record := activity.current()) is not None:
+            record.add_filtered(model_id, changed)
+        runtime = self._runtimes.get(model_id, "unknown")
+        return upstream, tracing.upstream_call(model_id, runtime, endpoint, path, upstream, changed)
+
     def _retry_after(self, model_id: str) -> int:
         """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""
         queue = self.queues[model_id]
@@ -220,10 +237,10 @@ class Dispatcher:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
-            call = tracing.upstream_call(model_id, self._runtimes.get(model_id, "unknown"), endpoint, path, body)
+            upstream, call = self._upstream_call(model_id, endpoint, path, body)
             with call:
                 try:
-                    reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
+                    reply = await self.upstream.post(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
                     raise service_unavailable(
                         f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
@@ -275,14 +292,11 @@ class Dispatcher:
         stack = contextlib.AsyncExitStack()
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
-            runtime = self._runtimes.get(model_id, "unknown")
-            call = tracing.upstream_call(model_id, runtime, endpoint, path, body)
+            upstream, call = self._upstream_call(model_id, endpoint, path, body)
             stack.callback(call.end)  # the CLIENT span lasts as long as the stream
             with call.current():
                 try:
-                    response = await self.upstream.open_stream(
-                        endpoint, path, {**body, "model": endpoint.model_name}, request_id
-                    )
+                    response = await self.upstream.open_stream(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
                     raise service_unavailable(
                         f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
@@ -299,7 +313,9 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(model_id, runtime, response, stack, self.metrics, call, self)
+        return UpstreamStream(
+            model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics, call, self
+        )
 
 
 class UpstreamStream:

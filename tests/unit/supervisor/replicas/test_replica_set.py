@@ -11,6 +11,7 @@ import pytest
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor.capacity import pinned_overflow
 from inference_service.supervisor.replicas.routing import Affinity
 from tests.unit.supervisor.fakes import FakeRuntime, eventually
 
@@ -179,3 +180,11 @@ async def test_a_request_queued_on_a_replica_that_crashed_is_served_by_another(m
         harness.runtimes[dead].crash()
         await eventually(lambda: ModelState.LOADING in harness.states())
         assert lease.ready_now() is not None and lease.actor.name != dead
+
+
+def test_a_pinned_model_counts_every_replica_against_max_loaded_models() -> None:
+    model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": 2, "pinned": True}
+    settings = Settings(models={"m": model}, max_loaded_models=1)
+    assert pinned_overflow(settings, lambda kind: kind == "llamacpp") == (
+        "models.*.pinned: 2 pinned models and replicas (m) exceed max_loaded_models=1"
+    )
