@@ -18,7 +18,7 @@ from inference_service.events import EVENT_TYPES, EventBus, Subscription
 from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.errors import APIError
-from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.serving.inflight import mark_feed
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
 

@@ -380,6 +380,59 @@ async function showCapture(record) {
   }
 }
 
+// ------------------------------------------------------------------ in flight
+
+// The inference requests queued or running (GET /v1/requests, admin), each with a Cancel button
+// (POST /v1/requests/{id}/cancel), refreshed with the models. Rows are kept by request id: a row
+// stays put while it runs.
+
+async function refreshInFlight() {
+  let listing;
+  try {
+    listing = await apiJson("/v1/requests");
+  } catch (error) {
+    console.warn("refreshing requests in flight failed", error);
+    return;
+  }
+  const body = $("#in-flight tbody");
+  const running = new Set(listing.data.map((request) => request.id));
+  for (const row of [...body.rows]) if (!running.has(row.dataset.request)) row.remove();
+  const shown = new Set([...body.rows].map((row) => row.dataset.request));
+  for (const request of listing.data.filter((request) => !shown.has(request.id))) {
+    const row = document.createElement("tr");
+    row.dataset.request = request.id;
+    const endpoint = request.mode ? `${request.endpoint} (${request.mode})` : request.endpoint;
+    for (const value of [fmt.time(request.started_at), request.id, request.key, request.model, endpoint]) {
+      const td = document.createElement("td");
+      td.textContent = fmt.or(value);
+      row.append(td);
+    }
+    const button = document.createElement("button");
+    button.dataset.action = "cancel";
+    button.textContent = "Cancel";
+    button.addEventListener("click", () => cancelRequest(request.id, button));
+    const action = document.createElement("td");
+    action.append(button);
+    row.append(action);
+    body.append(row);
+  }
+}
+
+function followInFlight() {
+  refreshInFlight();
+  setInterval(() => document.hidden || refreshInFlight(), REFRESH_MS);
+}
+
+async function cancelRequest(id, button) {
+  button.disabled = true;
+  try {
+    await apiJson(`/v1/requests/${encodeURIComponent(id)}/cancel`, {method: "POST"});
+  } catch (error) {
+    button.title = error.message; // it finished meanwhile (404)
+  }
+  refreshInFlight();
+}
+
 // ------------------------------------------------------------------ logs
 
 let logStream = null;
@@ -519,6 +572,7 @@ async function main() {
   if (scopes.includes("read")) followEvents(); // it loads the activity history once it listens: none is missed
   else if (scopes.includes("admin")) loadActivity(false);
   if (scopes.includes("admin")) followLog();
+  if (scopes.includes("admin")) followInFlight();
   refreshUsage();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});
   setInterval(() => {
