@@ -121,12 +121,14 @@ class ModelActor(ModelLifecycle):
 
         A pinned model: never. Otherwise a request's keep_alive (0: unload once idle, ``inf``:
         never) holds until the model is next unloaded, else the configured ``ttl_s`` decides
-        (unset or 0: never).
+        (unset or 0: never) - except for a replica of the ``min_replicas`` floor, which stays up.
         """
         if self.pinned:
             return None
         if self.keep_alive_s is not None:
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
+        if self.config.kept_up:
+            return None
         return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:

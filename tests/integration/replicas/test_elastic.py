@@ -1,5 +1,5 @@
 """Elastic replicas on real llama-servers: a queue that waits past ``scale_up_wait_s`` starts the second
-replica, which stops once idle for its ``ttl_s``."""
+replica, which stops once idle for its ``ttl_s`` while the ``min_replicas`` floor stays up."""
 
 from __future__ import annotations
 
@@ -32,3 +32,4 @@ def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_serv
         )
         assert served is not None and float(served.group(1)) >= 1  # the queue moved to it once it served
         wait_until(lambda: states(client)[1] == "unloaded", TIMEOUT_S)
+        assert states(client) == ["loaded", "unloaded"]  # the min_replicas floor stays up past its ttl_s

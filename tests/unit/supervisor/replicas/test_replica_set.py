@@ -155,6 +155,17 @@ async def test_the_extra_replica_stops_after_its_idle_ttl(make_replicas: Any) ->
     await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
 
 
+async def test_the_min_replicas_floor_stays_up_past_its_idle_ttl(make_replicas: Any) -> None:
+    harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
+        await eventually(lambda: harness.states()[1] == LOADED)
+    # both replicas went idle together: the reaper's pass that stops the extra one has seen the floor idle too
+    await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
+    assert harness.states()[0] == LOADED
+
+
 async def test_a_request_let_through_while_its_replica_is_busy_is_served_by_one_with_a_free_slot(
     make_replicas: Any,
 ) -> None:
