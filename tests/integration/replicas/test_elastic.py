@@ -10,6 +10,7 @@ import httpx
 
 from tests.integration.replicas.conftest import TIMEOUT_S, StartService
 from tests.support.configs import smollm2, wait_until
+from tests.support.events import listening
 
 ELASTIC = smollm2(replicas=2, min_replicas=1, parallel=1, scale_up_wait_s=0.5, ttl_s=20, preload=True)
 ASK = {"model": "smol", "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 16}
@@ -21,7 +22,10 @@ def states(client: httpx.Client) -> list[str]:
 
 def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_service: StartService) -> None:
     service = start_service({"smol": ELASTIC})
-    with httpx.Client(base_url=service.url, timeout=300) as client:
+    with (
+        httpx.Client(base_url=service.url, timeout=300) as client,
+        listening(f"{service.url}/v1/events?types=replica_scaled") as scaling,
+    ):
         assert states(client) == ["loaded", "unloaded"]
         with ThreadPoolExecutor(4) as pool:
             answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(4)]
@@ -33,3 +37,8 @@ def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_serv
         assert served is not None and float(served.group(1)) >= 1  # the queue moved to it once it served
         wait_until(lambda: states(client)[1] == "unloaded", TIMEOUT_S)
         assert states(client) == ["loaded", "unloaded"]  # the min_replicas floor stays up past its ttl_s
+        scaling.wait_for(lambda event: event["direction"] == "down", TIMEOUT_S)
+    assert [(e["model"], e["replica"], e["direction"], e["reason"]) for e in scaling.events] == [
+        ("smol", 1, "up", "queue"),
+        ("smol", 1, "down", "idle"),
+    ]
