@@ -104,6 +104,10 @@ class Supervisor:
         """Where a loaded model (one replica of it) serves, with the headers it wants (a child's own API key), else None."""
         return self._get(model_id).endpoint()
 
+    def endpoints(self, model_id: str) -> dict[int, Endpoint]:
+        """Where each loaded replica of a model serves, by replica index (one entry for a model of one process)."""
+        return self._get(model_id).endpoints()
+
     def logs(self, model_id: str) -> Sequence[str]:
         return self._get(model_id).log_lines()
 

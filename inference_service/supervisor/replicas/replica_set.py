@@ -87,12 +87,16 @@ class ReplicaSet:
         return min(self.actors, key=lambda actor: _STANDING.index(actor.state))
 
     def status(self) -> ModelStatus:
-        """The model as its leading replica shows it (process, footprint: per process), its requests summed."""
+        """The model as its leading replica shows it (state, process), its requests summed, and its footprint
+        the sum of its running replicas' (what it holds of the memory budget; none running: what loading one
+        takes). Each replica's own figures are in ``replicas``."""
         statuses = [actor.status() for actor in self.actors]
         standing = statuses[self.actors.index(self._standing)]
         replicas = tuple(ReplicaStatus.of(actor, status) for actor, status in zip(self.actors, statuses, strict=True))
+        running = [s for s in statuses if s.process is not None]
         return dataclasses.replace(
             standing,
+            footprint_mb=(sum(s.footprint_mb or 0 for s in running) or None) if running else standing.footprint_mb,
             in_flight=sum(s.in_flight for s in statuses),
             waiting=sum(s.waiting for s in statuses),
             restarts=sum(s.restarts for s in statuses),
@@ -101,7 +105,11 @@ class ReplicaSet:
         )
 
     def endpoint(self) -> Endpoint | None:
-        return next((a.endpoint for a in self.actors if a.state == _S.LOADED and a.endpoint is not None), None)
+        return next(iter(self.endpoints().values()), None)
+
+    def endpoints(self) -> dict[int, Endpoint]:
+        """Where each loaded replica serves, by replica index."""
+        return {i: a.endpoint for i, a in enumerate(self.actors) if a.state == _S.LOADED and a.endpoint is not None}
 
     def log_lines(self) -> Sequence[str]:
         if len(self.actors) == 1:

@@ -12,6 +12,7 @@ import httpx
 
 from tests.integration.replicas.conftest import TIMEOUT_S, StartService
 from tests.support.configs import smollm2, wait_until
+from tests.support.prometheus import sample
 
 MODEL = "smol"
 ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
@@ -60,3 +61,14 @@ def test_kill_9_of_one_replica_fails_no_request_sent_after_it(start_service: Sta
         after = [status for sent, status in outcomes if sent > killed]
         assert after and all(status == 200 for status in after), after
         assert replicas(client)[0]["restarts"] == 1 and replicas(client)[1]["restarts"] == 0
+
+
+def test_each_replicas_llamacpp_metrics_carry_its_replica_label(start_service: StartService) -> None:
+    service = start_service({MODEL: smollm2(replicas=2, parallel=1, preload=True)})
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+        assert [r["status"] for r in replicas(client)] == ["loaded", "loaded"]
+        text = client.get("/metrics").text
+        card = client.get(f"/v1/models/{MODEL}").json()
+    scraped = [sample(text, "llamacpp:prompt_tokens_total", model=MODEL, replica=index) for index in "01"]
+    assert None not in scraped  # each process scraped, not only the leading one
+    assert card["rss_mb"] == sum(r["rss_mb"] for r in card["replicas"])
