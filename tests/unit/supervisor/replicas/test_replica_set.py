@@ -147,16 +147,9 @@ async def test_a_queue_that_waits_past_scale_up_wait_s_starts_another_replica(ma
         await eventually(lambda: harness.states() == [LOADED, LOADED])
 
 
-async def test_the_extra_replica_stops_after_its_idle_ttl(make_replicas: Any) -> None:
-    harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
-    await harness.supervisor.start()
-    await harness.supervisor.load("m")
-    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
-        await eventually(lambda: harness.states()[1] == LOADED)
-    await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
-
-
-async def test_the_min_replicas_floor_stays_up_past_its_idle_ttl(make_replicas: Any) -> None:
+async def test_the_extra_replica_stops_after_its_idle_ttl_while_the_min_replicas_floor_stays_up(
+    make_replicas: Any,
+) -> None:
     harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
     await harness.supervisor.start()
     await harness.supervisor.load("m")
