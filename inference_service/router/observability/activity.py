@@ -41,6 +41,7 @@ class Activity:
     first_token_at: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume.py)
 
     def add_usage(self, prompt: int | None, completion: int | None) -> None:
         """Usage adds up: an orchestrated request reports one usage per stage."""
@@ -77,6 +78,7 @@ class Activity:
             "tokens_per_s": tokens_per_s,
             "mode": self.mode,
             "orchestration": self.orchestration,
+            "resumes": self.resumes,
         }
 
 
@@ -98,7 +100,7 @@ def note(**fields: Any) -> None:
 
 def _access_line(summary: dict[str, Any]) -> str:
     parts = [f"{summary['method']} {summary['path']} {summary['status']} {summary['duration_ms']:.1f}ms"]
-    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
+    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "resumes", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
     return " ".join(parts)

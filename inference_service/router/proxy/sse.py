@@ -120,30 +120,59 @@ LLAMACPP_NATIVE = StreamProtocol(
 )
 
 
+async def relay_events(
+    blocks: AsyncIterator[bytes],
+    protocol: StreamProtocol,
+    send: Callable[[bytes], Awaitable[None]],
+    sent: list[bytes] | None = None,
+) -> bool:
+    """Send runs of complete events on until the protocol's last event; whether it came.
+
+    Runs are sent as they came, one ``send`` each: the bytes are looked at (a substring
+    search), never taken apart - unless the protocol reframes them for its client
+    (``protocol.reframe``). ``sent`` collects each run as the upstream framed it, once it
+    went out: what a resumed stream continues from (one ``append`` per run, read only if
+    the upstream dies). An upstream that dies raises UpstreamUnreachable.
+    """
+    reframe = protocol.reframe
+    async for block in blocks:
+        end = protocol.end_of_last(block)
+        run = block[:end] if end >= 0 else block
+        out = reframe(run) if reframe is not None else run
+        if out:
+            await send(out)
+        if sent is not None:
+            sent.append(run)
+        if end >= 0:
+            return True
+    return False
+
+
 async def relay(
     blocks: AsyncIterator[bytes], protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]
 ) -> None:
-    """Send runs of complete events on until the protocol's last event, then stop.
+    """:func:`relay_events`, and whatever happens upstream, the client's stream ends the protocol's way.
 
-    Whatever happens upstream, the client's stream ends the protocol's way: a stream that
-    ends or breaks before its last event gets the protocol's error ending (for OpenAI an
-    error event and the one ``data: [DONE]``). Runs are sent as they came, one ``send``
-    each: the bytes are looked at (a substring search), never taken apart - unless the
-    protocol reframes them for its client (``protocol.reframe``).
+    A stream that ends or breaks before its last event gets the protocol's error ending (for
+    OpenAI an error event and the one ``data: [DONE]``).
     """
-    reframe = protocol.reframe
     try:
-        async for block in blocks:
-            end = protocol.end_of_last(block)
-            run = block[:end] if end >= 0 else block
-            if reframe is not None:
-                run = reframe(run)
-            if run:
-                await send(run)
-            if end >= 0:
-                return
-        logger.warning("upstream stream ended without its last event")
-        await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
+        if await relay_events(blocks, protocol, send):
+            return
+        await end_incomplete(protocol, send)
     except UpstreamUnreachable as error:
-        logger.warning("upstream died mid-stream: %s", error)
-        await send(protocol.error_ending(str(error), "upstream_died"))
+        await end_broken(protocol, send, error)
+
+
+async def end_incomplete(protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]) -> None:
+    """End a stream whose upstream ended without its last event."""
+    logger.warning("upstream stream ended without its last event")
+    await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
+
+
+async def end_broken(
+    protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]], error: UpstreamUnreachable
+) -> None:
+    """End a stream whose upstream died mid-way (and was not resumed): the error in the protocol's framing."""
+    logger.warning("upstream died mid-stream: %s", error)
+    await send(protocol.error_ending(str(error), "upstream_died"))
