@@ -74,8 +74,12 @@ class _Failed(Exception):
 async def relay_resuming(
     dispatcher: Dispatcher, call: ResumableCall, continuation: Continuation, protocol: StreamProtocol, emit: Emit
 ) -> None:
-    """Relay ``call``'s stream to its end, continuing it on a new upstream each time its runtime dies."""
-    sent: list[bytes] = []
+    """Relay ``call``'s stream to its end, continuing it on a new upstream each time its runtime dies.
+
+    A stream that could never be continued keeps no runs (its reason is kept for its end).
+    """
+    refusal = _refusal(dispatcher, call, continuation)
+    sent: list[bytes] | None = [] if refusal is None else None
     blocks: AsyncIterator[bytes] = call.upstream.blocks()
     resumes = 0
     while True:
@@ -87,19 +91,33 @@ async def relay_resuming(
             died = error
         outcome = "not_resumable"
         try:
+            if refusal is not None:
+                raise refusal
+            assert sent is not None  # kept whenever there is no refusal
             if resumes >= dispatcher.resume_max_attempts:
                 outcome = "failed"
                 raise _Failed(f"resumed {resumes} times already (resume_max_attempts)")
             blocks = await _resume(dispatcher, call, continuation, sent)
-        except (NotResumable, _Failed) as refusal:
-            logger.warning("stream of model %s not resumed: %s", call.model_id, refusal)
+        except (NotResumable, _Failed) as why:
+            logger.warning("stream of model %s not resumed: %s", call.model_id, why)
             dispatcher.metrics.stream_resumes.labels(call.model_id, outcome).inc()
-            await end_broken(protocol, emit, UpstreamUnreachable(f"{died}; not resumed: {refusal}"))
+            await end_broken(protocol, emit, UpstreamUnreachable(f"{died}; not resumed: {why}"))
             return
         resumes += 1
         dispatcher.metrics.stream_resumes.labels(call.model_id, "resumed").inc()
         activity.note(resumes=resumes)
         logger.warning("%s; resumed on model %s (resume %d)", died, call.upstream.model_id, resumes)
+
+
+def _refusal(dispatcher: Dispatcher, call: ResumableCall, continuation: Continuation) -> NotResumable | None:
+    """Why the stream could never be continued, known before its first event: its request, its model."""
+    if call.upstream.model_id not in dispatcher.prefilling:
+        return NotResumable(f"model {call.upstream.model_id!r} does not continue an assistant message")
+    try:
+        continuation.check(call.body)
+    except NotResumable as refusal:
+        return refusal
+    return None
 
 
 async def _resume(
@@ -110,9 +128,6 @@ async def _resume(
     NotResumable if the stream cannot be continued honestly, _Failed if nothing could continue it.
     """
     dead = call.upstream
-    if dead.model_id not in dispatcher.prefilling:
-        raise NotResumable(f"model {dead.model_id!r} does not continue an assistant message")
-    continuation.check(call.body)
     progress = progress_of(continuation, sent)
     body = continuation.request(call.body, progress)
     await dispatcher.until_replaced(dead.model_id, dead.endpoint)
