@@ -32,7 +32,7 @@ from bench.scenarios import Result, Row, Target
 from inference_service.config import load_settings
 from inference_service.provisioning.llamacpp import configured_binary
 from tests.support.conversation import LONG_CONTEXT, TURN_TIMEOUT_S, Conversation, Turn
-from tests.support.killed_streams import CHAT, ReadStream, kill_model, read_stream
+from tests.support.killed_streams import CHAT, ReadStream, kill_model, long_greedy_chat, read_stream
 from tests.support.service import ServiceProcess, running_service
 
 CHAT_MODEL, OTHER_MODEL = "smollm2-135m-instruct", "gemma-3-270m"
@@ -116,13 +116,7 @@ def continuity(rounds: int, scratch: Path) -> Result:
 def _killed_streams(service: ServiceProcess, streams: int) -> tuple[float, float]:
     """Greedy chat streams, each cut by a SIGKILL of the model's llama-server at a random token;
     the shares (0-1) completed without an error event, and equal to the uninterrupted answer."""
-    body = {
-        "model": CHAT_MODEL,
-        "messages": [{"role": "user", "content": "Write a long story about a cat who learns to sail."}],
-        "max_tokens": KILLED_TOKENS,
-        "temperature": 0,
-        "stream": True,
-    }
+    body = long_greedy_chat(CHAT_MODEL, KILLED_TOKENS)
     reference = read_stream(service, CHAT, body).text
     rng = random.Random(25)
     completed = equal = 0

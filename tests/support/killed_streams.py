@@ -27,6 +27,18 @@ RESPONSES = "/v1/responses"
 TIMEOUT_S = 300.0
 
 
+def long_greedy_chat(model_id: str, max_tokens: int) -> dict[str, Any]:
+    """A streamed chat request whose greedy answer runs to ``max_tokens``, so any point of it can be cut."""
+    return {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Write a long story about a cat who learns to sail."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
 def text_delta(path: str, name: str | None, payload: dict[str, Any]) -> str | None:
     """The answer text an event adds, for the API at ``path`` (None: not a text delta)."""
     if path == CHAT:

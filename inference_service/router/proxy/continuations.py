@@ -188,6 +188,19 @@ def _not_ending_with_assistant(messages: object) -> None:
         raise NotResumable("the request ends with an assistant message of its own (a prefill)")
 
 
+def _continuing(
+    body: dict[str, Any], progress: Progress, limit_keys: Iterable[str], key: str, items: list[Any], answer: object
+) -> dict[str, Any]:
+    """``body`` with ``answer`` (the text so far) after its ``items`` under ``key``, and the token limits left.
+
+    Nothing was said yet (the runtime died before its first text): the request as it was.
+    """
+    limits = progress.token_limit(body, limit_keys)
+    if not progress.text:
+        return {**body, **limits}
+    return {**body, **limits, key: [*items, answer]}
+
+
 def _finished(name: str | None) -> NotResumable:
     return NotResumable(f"the answer had finished ({name} was sent)")
 
@@ -222,10 +235,10 @@ class ChatContinuation:
                 progress.pieces.append(content)
 
     def request(self, body: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        limits = progress.token_limit(body, ("max_tokens", "max_completion_tokens"))
-        if not progress.text:
-            return {**body, **limits}
-        return {**body, **limits, "messages": [*body["messages"], {"role": "assistant", "content": progress.text}]}
+        answer = {"role": "assistant", "content": progress.text}
+        return _continuing(
+            body, progress, ("max_tokens", "max_completion_tokens"), "messages", body["messages"], answer
+        )
 
     def rewrite(self, name: str | None, payload: dict[str, Any], resumed: Resumed) -> dict[str, Any] | None:
         payload.update({key: value for key, value in resumed.progress.ids.items() if key in payload})
@@ -266,10 +279,8 @@ class MessagesContinuation:
             raise _finished(name)
 
     def request(self, body: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        limits = progress.token_limit(body, ("max_tokens",))
-        if not progress.text:
-            return {**body, **limits}
-        return {**body, **limits, "messages": [*body["messages"], {"role": "assistant", "content": progress.text}]}
+        answer = {"role": "assistant", "content": progress.text}
+        return _continuing(body, progress, ("max_tokens",), "messages", body["messages"], answer)
 
     def rewrite(self, name: str | None, payload: dict[str, Any], resumed: Resumed) -> dict[str, Any] | None:
         if name in resumed.progress.opened:
@@ -313,13 +324,10 @@ class ResponsesContinuation:
             raise _finished(name)
 
     def request(self, body: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        limits = progress.token_limit(body, ("max_output_tokens",))
-        if not progress.text:
-            return {**body, **limits}
         given = body.get("input")
         items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
         answer = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": progress.text}]}
-        return {**body, **limits, "input": [*items, answer]}
+        return _continuing(body, progress, ("max_output_tokens",), "input", items, answer)
 
     def rewrite(self, name: str | None, payload: dict[str, Any], resumed: Resumed) -> dict[str, Any] | None:
         if name in self._IDS:

@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.continuity.conftest import StartService
 from tests.support.configs import SMOLLM2_ID, smollm2, wait_until
-from tests.support.killed_streams import CHAT, TIMEOUT_S, ReadStream, kill_model, read_stream
+from tests.support.killed_streams import CHAT, TIMEOUT_S, ReadStream, kill_model, long_greedy_chat, read_stream
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,7 @@ STREAMS = 20
 MAX_TOKENS = 200
 MIN_EQUAL = 18
 SEED = 25  # fixed, so a failing run can be replayed: the number
-BODY = {
-    "model": SMOLLM2_ID,
-    "messages": [{"role": "user", "content": "Write a long story about a cat who learns to sail."}],
-    "max_tokens": MAX_TOKENS,
-    "temperature": 0,
-    "stream": True,
-    "stream_options": {"include_usage": True},
-}
+BODY = long_greedy_chat(SMOLLM2_ID, MAX_TOKENS)
 
 
 def complete(read: ReadStream) -> bool:
