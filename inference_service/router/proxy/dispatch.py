@@ -39,7 +39,7 @@ from inference_service.router.serving.errors import (
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor import ModelState, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
@@ -267,17 +267,24 @@ class Dispatcher:
         failed) the retry's own admission waits for it, or for a fallback, as any request does.
         Bounded by CRASH_NOTICE_S: a runtime that only dropped the connection keeps its endpoint.
         """
-        if self.supervisor.endpoint(model_id) != endpoint:
+        if not self._serves_at(model_id, endpoint):
             return
         subscription = self.supervisor.events.subscribe(models=[model_id], types=[MODEL_STATE])
         try:
             async with asyncio.timeout(CRASH_NOTICE_S):
-                while self.supervisor.endpoint(model_id) == endpoint:
+                while self._serves_at(model_id, endpoint):
                     await subscription.next()
         except TimeoutError:
             logger.info("model %s still serves at %s: retrying there", model_id, endpoint.base_url)
         finally:
             self.supervisor.events.unsubscribe(subscription)
+
+    def _serves_at(self, model_id: str, endpoint: Endpoint) -> bool:
+        """Whether the supervisor still hands out ``endpoint`` for ``model_id`` (a model removed meanwhile does not)."""
+        try:
+            return self.supervisor.endpoint(model_id) == endpoint
+        except UnknownModel:
+            return False
 
     def call_failed(self, model_id: str) -> None:
         """A call that ended badly without an exception through its admission (an error status; a
