@@ -131,6 +131,23 @@ def test_responses_stream_killed_mid_answer_is_one_complete_stream(
     assert item_ids == {read.payloads("response.output_item.added")[0]["item"]["id"]}
 
 
+def test_orchestrated_stream_whose_final_stage_is_killed_mid_answer_is_one_complete_stream(
+    service: ServiceProcess,
+) -> None:
+    request = body(CHAT, orchestration_mode="single")
+    reference = stream_killing_the_model(service, SMOLLM2_ID, CHAT, request, kill_after=None)
+    before = resumes(service, "resumed")
+
+    read = stream_killing_the_model(service, SMOLLM2_ID, CHAT, request, kill_after=KILL_AFTER)
+
+    assert read.killed_pid is not None
+    assert read.errors == []
+    assert read.text == reference.text
+    assert read.events[-1][1] == "[DONE]"
+    assert read.payloads()[-1]["usage"]["completion_tokens"] == MAX_TOKENS
+    assert resumes(service, "resumed") == before + 1
+
+
 def test_a_resumed_request_is_noted_in_its_access_line(service: ServiceProcess) -> None:
     read = killed_and_resumed(service, CHAT)
 
