@@ -76,10 +76,11 @@ def resumes(service: ServiceProcess, outcome: str, model_id: str = SMOLLM2_ID) -
 
 
 def killed_and_resumed(service: ServiceProcess, path: str) -> ReadStream:
-    """A stream of ``path`` killed after KILL_AFTER deltas, checked to have been resumed once."""
+    """A stream of ``path`` killed after KILL_AFTER deltas, checked to have no error event and to have been resumed once."""
     before = resumes(service, "resumed")
     read = stream_killing_the_model(service, SMOLLM2_ID, path, body(path), kill_after=KILL_AFTER)
     assert read.killed_pid is not None, "the answer ended before the kill"
+    assert read.errors == []
     assert resumes(service, "resumed") == before + 1
     return read
 
@@ -89,7 +90,6 @@ def test_chat_stream_killed_mid_answer_is_one_complete_stream(
 ) -> None:
     read = killed_and_resumed(service, CHAT)
 
-    assert read.errors == []
     assert [data for _, data in read.events].count("[DONE]") == 1 and read.events[-1][1] == "[DONE]"
     assert read.text == uninterrupted[CHAT]
     chunks = read.payloads()
@@ -105,7 +105,6 @@ def test_anthropic_stream_killed_mid_answer_is_one_complete_stream(
 ) -> None:
     read = killed_and_resumed(service, MESSAGES)
 
-    assert read.errors == []
     assert read.text == uninterrupted[MESSAGES]
     assert read.names.count("message_start") == 1 and read.names.count("content_block_start") == 1
     assert read.names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -119,7 +118,6 @@ def test_responses_stream_killed_mid_answer_is_one_complete_stream(
 ) -> None:
     read = killed_and_resumed(service, RESPONSES)
 
-    assert read.errors == []
     assert read.text == uninterrupted[RESPONSES]
     assert read.names.count("response.created") == 1 and read.names.count("response.output_item.added") == 1
     (completed,) = read.payloads("response.completed")
@@ -221,3 +219,17 @@ def test_stream_continues_on_the_fallback_when_its_model_is_given_up(
     assert model_card(service, SMOLLM2_ID)["status"] == "failed"
     assert model_card(service, fallback)["status"] == "loaded"  # loaded by the continuation: nothing else asked
     assert resumes(service, "resumed") == 1
+
+
+def test_with_resume_streams_off_a_killed_stream_ends_with_an_error_event_as_before(
+    start_service: StartService,
+) -> None:
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)}, resume_streams=False)
+
+    read = stream_killing_the_model(service, SMOLLM2_ID, CHAT, body(CHAT), kill_after=KILL_AFTER)
+
+    assert read.killed_pid is not None
+    (error,) = read.errors
+    assert "upstream_died" in error and "not resumed" not in error
+    assert read.events[-1][1] == "[DONE]"
+    assert resumes(service, "resumed") == resumes(service, "not_resumable") == 0
