@@ -226,9 +226,9 @@ class Dispatcher:
             await self.until_replaced(died.model_id, died.endpoint)
             try:
                 reply = await self._post_once(model_id, path, body, priority, request_id)
-            except _DiedBeforeAnswering as again:
+            except (_DiedBeforeAnswering, APIError) as failure:  # died again, or nothing could take it
                 self.metrics.stream_resumes.labels(model_id, "failed").inc()
-                raise again.error from None
+                raise (failure.error if isinstance(failure, _DiedBeforeAnswering) else failure) from None
             self.metrics.stream_resumes.labels(model_id, "resumed").inc()
             activity.note(resumes=1)
             return reply
