@@ -151,7 +151,7 @@ def test_a_resumed_request_is_noted_in_its_access_line(service: ServiceProcess) 
 
     request_id = read.headers["x-request-id"]
     line = wait_until(
-        lambda: next((line for line in service.log().splitlines() if request_id in line and "access" in line), None),
+        lambda: next((line for line in service.log().splitlines() if request_id in line and "access" in line), ""),
         timeout_s=10,
     )
     assert "resumes=1" in line
