@@ -37,6 +37,7 @@ from tests.support.service import ServiceProcess, running_service
 
 CHAT_MODEL, OTHER_MODEL = "smollm2-135m-instruct", "gemma-3-270m"
 TOKENS_RATIO, LATENCY_RATIO = 2.0, 1.5
+#: The issue asks 90 % of killed greedy streams to equal the uninterrupted answer; the test measured 65-70 %.
 KILLED_STREAMS_PER_ROUND, KILLED_TOKENS, EQUAL_SHARE = 3, 200, 0.9
 
 
