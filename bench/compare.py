@@ -32,15 +32,43 @@ CHAT = "/v1/chat/completions"
 DRIP_STREAMS = 256
 
 
+def checkout_python(checkout: Path) -> Path:
+    """The checkout's own ``.venv`` python if it has one, else this one."""
+    python = checkout / ".venv" / "bin" / "python"
+    return python if python.exists() else Path(sys.executable)
+
+
+def config_for(checkout: Path, config: Path) -> Path:
+    """``config`` as ``checkout`` can read it: without ``usage_db`` for one from before the usage ledger
+    (its config refuses unknown keys), so an old commit can still be compared."""
+    knows = subprocess.run(
+        [
+            str(checkout_python(checkout)),
+            "-c",
+            "from inference_service.config import Settings as S; S.model_fields['usage_db']",
+        ],
+        cwd=checkout,
+        capture_output=True,
+    )
+    if knows.returncode == 0:
+        return config
+    older = config.with_name(f"{config.stem}-{checkout.name}{config.suffix}")
+    older.write_text(
+        "".join(line for line in config.read_text().splitlines(keepends=True) if not line.startswith("usage_db"))
+    )
+    return older
+
+
 @contextlib.contextmanager
 def checkout_router(checkout: Path, config: Path, log: Path) -> Iterator[tuple[str, int]]:
     """``inference-service serve`` from ``checkout`` (its own code, its ``.venv`` if it has one)."""
-    python = checkout / ".venv" / "bin" / "python"
+    python = checkout_python(checkout)
+    config = config_for(checkout, config)
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
-                str(python if python.exists() else Path(sys.executable)),
+                str(python),
                 "-m",
                 "inference_service",
                 "serve",

@@ -29,7 +29,8 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 def check_startable(settings: Settings) -> Path | None:
-    """Refuse to start (with the reason) when a model that must load at start-up cannot."""
+    """Refuse to start (with the reason) when a model that must load at start-up cannot, or the
+    pinned models could not all be resident within the capacity limits."""
     from inference_service.provisioning.llamacpp import configured_binary
 
     llamacpp_models = [m for m in settings.models.values() if m.runtime == "llamacpp"]
@@ -48,6 +49,11 @@ def check_startable(settings: Settings) -> Path | None:
             raise CLIError(
                 f"models.{model.id}.path: model file {path} not found (run `inference-service models pull {model.id}`)"
             )
+    from inference_service.runtimes.factory import holds_capacity
+    from inference_service.supervisor.capacity import pinned_overflow
+
+    if overflow := pinned_overflow(settings, holds_capacity):
+        raise CLIError(overflow)
     return binary
 
 

@@ -6,8 +6,9 @@ the TOML file (``--config``, ``INFERENCE_CONFIG`` or ``config.toml`` at the repo
 Any problem becomes a :class:`ConfigError` carrying one line that names the key, so
 start-up can fail cleanly instead of with a traceback.
 
-The package: ``fields`` (types, reload classes, ConfigError), ``models`` (``[[models]]``), ``keys`` (``[keys.*]``),
-``tables`` (presets, runtimes, tracing), ``settings`` (``Settings``), ``loading`` (file to Settings).
+The package: ``fields`` (types, reload classes, ConfigError), ``models`` (``[[models]]``), ``filters`` (a model's
+request filters), ``keys`` (``[keys.*]``), ``tables`` (presets, runtimes, tracing), ``settings`` (``Settings``),
+``loading`` (file to Settings).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ from inference_service.config.fields import (
 )
 from inference_service.config.fields import (
     on_reload as on_reload,
+)
+from inference_service.config.filters import (
+    CAP_KEY as CAP_KEY,
+)
+from inference_service.config.filters import (
+    RequestFilters as RequestFilters,
 )
 from inference_service.config.loading import (
     config_path_from_env as config_path_from_env,

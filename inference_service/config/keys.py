@@ -40,6 +40,7 @@ class KeyConfig(BaseModel):
     tokens_per_minute: int | None = Field(default=None, ge=1, description="prompt + completion tokens")
     weight: float = Field(default=1.0, gt=0, description="its share of a busy model against other keys")
     max_priority: int = Field(default=3, ge=1, le=3, description="a higher requested priority is lowered to this")
+    capture: bool = Field(default=False, description="keep its requests' bodies in the activity history")
 
     @field_validator("key", mode="before")
     @classmethod

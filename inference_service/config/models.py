@@ -25,6 +25,7 @@ from inference_service.config.fields import (
     StrictTable,
     on_reload,
 )
+from inference_service.config.filters import RequestFilters
 
 
 class ModelSource(StrictTable):
@@ -70,6 +71,15 @@ class ModelConfig(StrictTable):
     )
     capabilities: Annotated[list[Capability] | None, LIVE] = Field(
         default=None, min_length=1, description="what the model serves; unset: derived from runtime and embeddings"
+    )
+    filters: Annotated[RequestFilters, LIVE] = Field(
+        default=RequestFilters(), description="defaults, overrides and fields stripped in its generation requests"
+    )
+    pinned: Annotated[bool, LIVE] = Field(
+        default=False, description="never evicted for capacity or idle TTL; only an admin unload stops it"
+    )
+    capture: Annotated[bool, LIVE] = Field(
+        default=False, description="keep its requests' bodies in the activity history (sensitive: admin only)"
     )
     # llamacpp
     path: Annotated[Path | None, RESTART] = None

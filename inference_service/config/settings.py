@@ -103,7 +103,13 @@ class Settings(BaseSettings):
         default={}, description="API keys by name (config/keys.py); api_key is one more"
     )
     usage_db: Annotated[Path, STARTUP] = Field(
-        default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger)"
+        default=CACHE_DIR / "usage.db", description="the router's SQLite database (usage ledger, activity history)"
+    )
+    activity_retention_days: Annotated[float, LIVE] = Field(
+        default=7.0, gt=0, description="how long the activity history (and its captures) is kept"
+    )
+    capture_max_bytes: Annotated[int, LIVE] = Field(
+        default=64 * 1024, ge=0, description="a captured request or response body is kept up to this many bytes"
     )
 
     @classmethod

@@ -21,6 +21,7 @@ from inference_service.router.console import routes as console
 from inference_service.router.database import Database
 from inference_service.router.observability import tracing
 from inference_service.router.observability.activity import ActivityMiddleware
+from inference_service.router.observability.history import ActivityHistory
 from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.observability.log_format import formatter
 from inference_service.router.observability.memory import MemoryWatch
@@ -95,9 +96,10 @@ def create_app(
     """
     supervisor = Supervisor(settings, runtime_factory, events)
     upstream = UpstreamClient(max_reply_bytes=settings.max_reply_bytes)
-    metrics = Metrics()
+    metrics = Metrics(supervisor.events)
     database = Database(settings.usage_db)
     ledger = UsageLedger(database, metrics)
+    history = ActivityHistory(database, metrics.activity_lost, settings)
     traces = tracing.start(settings.tracing, supervisor.events, metrics.registry)
     memory = MemoryWatch(supervisor)
     svc = Services(
@@ -108,6 +110,7 @@ def create_app(
         metrics=metrics,
         tenancy=Tenancy(settings, ledger),
         kv_store=kv_store,
+        activity=history,
     )
 
     log_buffer = _router_log_buffer(settings)
@@ -119,6 +122,7 @@ def create_app(
         await supervisor.start()
         memory_watch = asyncio.create_task(memory.run(), name="memory-watch")
         await ledger.start()
+        await history.start()
         try:
             if reloader is None:
                 yield
@@ -131,6 +135,7 @@ def create_app(
             await supervisor.close()
             await upstream.close()
             await ledger.close()  # the last usage written: it survives the restart
+            await history.close()  # and the last requests' records
             await database.close()
             if traces is not None:
                 await traces.shutdown()
@@ -155,6 +160,6 @@ def create_app(
     )
     if traces is not None:
         traces.install(app)  # a SERVER span per request, inside the activity record it reads
-    app.add_middleware(ActivityMiddleware, events=supervisor.events)  # outermost: refusals are logged too
+    app.add_middleware(ActivityMiddleware, events=supervisor.events, history=history)  # outermost: refusals logged too
 
     return app

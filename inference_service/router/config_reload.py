@@ -4,7 +4,7 @@ Triggered by ``POST /admin/reload``, SIGHUP, or ``serve --watch-config`` (the fi
 every :data:`WATCH_INTERVAL_S`). One reload runs at a time. An invalid file is rejected
 with its one-line reason - logged, returned, published as a ``config_reload`` event - and
 the running config stays; so is a file that would restart a model, or preload a new one,
-from a model file that is not there. A valid one is applied: the router's routing, queues and
+from a model file that is not there, or whose pinned models exceed the capacity limits. A valid one is applied: the router's routing, queues and
 limits at once (a restarted model's queue limits once its new process serves), then the models
 through :mod:`inference_service.supervisor.reload`. API keys (``api_key``, ``[keys.*]``) apply
 at once: a removed key is refused from the next request on. What each key does on reload is
@@ -27,7 +27,9 @@ from inference_service.config import STARTUP, ConfigError, Settings, load_settin
 from inference_service.events import CONFIG_RELOAD
 from inference_service.router.proxy.resolution import ModelResolver
 from inference_service.router.services import Services
+from inference_service.runtimes.factory import holds_capacity
 from inference_service.supervisor import reload as model_reload
+from inference_service.supervisor.capacity import pinned_overflow
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +81,16 @@ class ConfigReloader:
             changes = model_reload.plan(old, new)
             if missing := model_reload.missing_model_files(new, changes):
                 self._reject(trigger, "; ".join(missing))
+            if overflow := await asyncio.to_thread(pinned_overflow, new, holds_capacity):  # reads GGUF headers
+                self._reject(trigger, overflow)
             restart_required = [key for key in STARTUP_KEYS if getattr(old, key) != getattr(new, key)]
             # Routing first: a removed model is refused (404) from now on, a new one is known.
             svc.settings = new
             svc.resolver = ModelResolver(new)
             svc.dispatcher.configure_queues(new, restarting=[model.id for model in changes.restarted])
             svc.tenancy.configure(new)  # a removed key is refused from the next request on
+            if svc.activity is not None:
+                svc.activity.configure(new)  # retention, who is captured
             try:
                 failures = await model_reload.apply(svc.supervisor, new, changes)
             finally:

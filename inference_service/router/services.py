@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from inference_service.config import Settings
+from inference_service.router.observability.history import ActivityHistory
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resolution import ModelResolver
@@ -24,6 +25,7 @@ class Services:
     metrics: Metrics
     tenancy: Tenancy
     kv_store: KVFileStore | None = None  # llamacpp models' saved slots (always given by create_app)
+    activity: ActivityHistory | None = None  # the activity history (always given by create_app)
 
 
 def services(request: Request) -> Services:

@@ -28,6 +28,11 @@ def served_paths(kind: RuntimeKind) -> frozenset[str] | None:
     return RUNTIME_CLASSES[kind].served_paths
 
 
+def holds_capacity(kind: RuntimeKind) -> bool:
+    """Whether a runtime kind's models take this host's memory (a local process), so capacity limits count them."""
+    return RUNTIME_CLASSES[kind].local
+
+
 def ollama_server(settings: Settings, prober: HealthProber) -> OllamaServer | None:
     """The shared ``ollama serve`` child when ``runtimes.ollama.spawn`` is on, else None."""
     config = settings.runtimes.ollama

@@ -15,7 +15,8 @@ The rules, in order:
    arrival. The head of that queue is granted room as soon as it fits; the models
    behind it wait (so a stream of small models cannot starve a big one).
 3. To make room for the head, idle models are evicted - the fewest evictions that free
-   enough, ties to the least recently used (:func:`choose_evictions`). A model with
+   enough, ties to the least recently used (:func:`choose_evictions`); a pinned model never
+   is, and the room pinned models hold counts as taken for good (rule 1 included). A model with
    requests queued for it is not idle: it keeps serving them (no thrash), until the
    head has waited ``swap_max_wait_s`` (and the busy model has served at least that
    long). Then the busy models it needs are told to *yield*: they take no new
@@ -28,11 +29,12 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from inference_service.config import Settings
+from inference_service.config import RuntimeKind, Settings
+from inference_service.supervisor.footprint import model_estimate_mb
 from inference_service.supervisor.state import ModelState
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Candidate:
     model_id: str
     footprint_mb: int
     idle_since: float
+    pinned: bool = False
 
 
 def choose_evictions(
@@ -63,8 +66,10 @@ def choose_evictions(
 
     ``resident_*`` describe everything holding capacity now (candidates included). Among
     sets of equal size the one whose most recently used member is the oldest wins (then
-    its next member, and so on): least recently used first. None when no set suffices.
+    its next member, and so on): least recently used first. A pinned candidate is never
+    chosen. None when no set suffices.
     """
+    candidates = [candidate for candidate in candidates if not candidate.pinned]
 
     def fits(chosen: Sequence[Candidate]) -> bool:
         count_ok = max_models is None or resident_count - len(chosen) + 1 <= max_models
@@ -114,6 +119,9 @@ class Tenant(Protocol):
     @property
     def wanted_priority(self) -> int | None: ...
 
+    @property
+    def pinned(self) -> bool: ...
+
     def grant(self) -> None: ...
 
     def evict(self, reason: str) -> None: ...
@@ -143,7 +151,8 @@ class CapacityScheduler:
         return self._max_models is not None or self._budget_mb is not None
 
     def never_fits(self, tenant: Tenant) -> str | None:
-        """Why ``tenant`` could not be loaded even with every other model evicted, or None."""
+        """Why ``tenant`` could not be loaded even with every other model evicted - every one that
+        may be: the pinned models resident stay - or None."""
         if self._max_models == 0:
             return f"cannot load {tenant.model_id!r}: max_loaded_models = 0"
         if self._budget_mb is not None and tenant.footprint_mb > self._budget_mb:
@@ -151,13 +160,24 @@ class CapacityScheduler:
                 f"cannot load {tenant.model_id!r}: it needs ~{tenant.footprint_mb} MB, "
                 f"more than the whole memory_budget_mb={self._budget_mb}"
             )
+        if not self.fit_together([tenant]):
+            pinned = sorted(t.model_id for t in self._pinned_residents([tenant]))
+            return (
+                f"cannot load {tenant.model_id!r} (~{tenant.footprint_mb} MB) beside the pinned models {pinned}, "
+                "which are never evicted (an admin unload of one makes room)"
+            )
         return None
 
     def fit_together(self, tenants: Sequence[Tenant]) -> bool:
-        """Whether ``tenants`` could all be resident at the same time (others evicted if need be)."""
-        count_ok = self._max_models is None or len(tenants) <= self._max_models
-        memory_ok = self._budget_mb is None or sum(t.footprint_mb for t in tenants) <= self._budget_mb
+        """Whether ``tenants`` could all be resident at the same time (others evicted if need be: not pinned ones)."""
+        staying = [*tenants, *self._pinned_residents(tenants)]
+        count_ok = self._max_models is None or len(staying) <= self._max_models
+        memory_ok = self._budget_mb is None or sum(t.footprint_mb for t in staying) <= self._budget_mb
         return count_ok and memory_ok
+
+    def _pinned_residents(self, besides: Sequence[Tenant]) -> list[Tenant]:
+        """The pinned models holding room (not on their way out), other than ``besides``: room taken for good."""
+        return [t for t in self._holders if t.pinned and t not in besides and t.state != ModelState.UNLOADING]
 
     def holds(self, tenant: Tenant) -> bool:
         return tenant in self._holders
@@ -275,4 +295,26 @@ class CapacityScheduler:
 
     @staticmethod
     def _candidate(tenant: Tenant) -> Candidate:
-        return Candidate(tenant.model_id, tenant.footprint_mb, tenant.idle_since)
+        return Candidate(tenant.model_id, tenant.footprint_mb, tenant.idle_since, tenant.pinned)
+
+
+def pinned_overflow(settings: Settings, holds_capacity: Callable[[RuntimeKind], bool]) -> str | None:
+    """Why ``settings``' pinned models could not all be resident at once, or None.
+
+    They are never evicted, so the scheduler could not keep that promise: a config error at
+    start-up (one line, exit 2) and a rejected reload (the running config stays). Counted as the
+    scheduler counts: the models whose runtime kind ``holds_capacity`` (runtimes.factory's,
+    passed in: the supervisor knows runtimes by instance, not kind), with its estimates. Reads
+    GGUF headers: off the event loop.
+    """
+    pinned = [model for model in settings.models.values() if model.pinned and holds_capacity(model.runtime)]
+    names = ", ".join(model.id for model in pinned)
+    max_models, budget_mb = settings.max_loaded_models, settings.memory_budget_mb
+    if max_models is not None and len(pinned) > max_models:
+        return f"models.*.pinned: {len(pinned)} pinned models ({names}) exceed max_loaded_models={max_models}"
+    need_mb = sum(model_estimate_mb(settings, model) for model in pinned)
+    if budget_mb is not None and need_mb > budget_mb:
+        return (
+            f"models.*.pinned: the pinned models ({names}) need ~{need_mb} MB, more than memory_budget_mb={budget_mb}"
+        )
+    return None

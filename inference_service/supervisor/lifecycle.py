@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.events import EVICTION, LOAD_PROGRESS, MODEL_STATE, EventBus
@@ -23,7 +22,7 @@ from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.effects import RuntimeEffects
 from inference_service.supervisor.errors import ModelUnavailable
-from inference_service.supervisor.footprint import estimate_mb, measure_mb
+from inference_service.supervisor.footprint import Footprint
 from inference_service.supervisor.leases import LeaseBook
 from inference_service.supervisor.mailbox import Mailbox
 from inference_service.supervisor.messages import (
@@ -38,6 +37,7 @@ from inference_service.supervisor.messages import (
     Started,
     Stopped,
     Unload,
+    UseSettings,
     Wanted,
     Yield,
     answer,
@@ -79,7 +79,7 @@ class ModelLifecycle:
         self.keep_alive_s: float | None = None  # a request's keep_alive, until the next unload; None: ttl_s
         self._keep_alive_at = 0.0  # when it was set: one set while the model unloads is for its next use
         self._crashes: tuple[Crash, ...] = ()
-        self._footprint_mb: int | None = None
+        self.footprint = Footprint(config, self._current_settings)  # replaced with the config (a restarting reload)
         self._unload_waiters: list[asyncio.Future[None]] = []
         self._successor: tuple[ModelConfig, Runtime] | None = None  # taken over once the runtime has stopped
         self._reconfigured: list[asyncio.Future[None]] = []
@@ -95,6 +95,9 @@ class ModelLifecycle:
     def _serving_endpoint(self) -> Endpoint | None:
         """The endpoint if a request may have it right now: loaded, and not yielding."""
         return self.endpoint if self.state == _S.LOADED and not self.closed else None
+
+    def _current_settings(self) -> Settings:
+        return self._settings
 
     @property
     def _restart_policy(self) -> RestartPolicy:
@@ -125,29 +128,13 @@ class ModelLifecycle:
 
     @property
     def footprint_mb(self) -> int:
-        """Estimated memory (weights + KV cache + prompt cache), read from the GGUF header once; 0 when unknown.
-
-        :meth:`measure_footprint` reads it in a thread before any capacity decision; reading it
-        here, on the event loop, is the fallback for a reader that came first.
-        """
-        if self._footprint_mb is None:
-            self._footprint_mb = estimate_mb(self._model_file, self.config.ctx_size, self.config.cache_ram_mb)
-        return self._footprint_mb
-
-    async def measure_footprint(self) -> None:
-        """Read the GGUF header off the event loop: a large vocabulary stalled every request up to a second.
-
-        Kept only for the config it was measured for: a restarting reload may replace it meanwhile.
-        """
-        if self._footprint_mb is None:
-            config = self.config
-            measured = await measure_mb(self._model_file, config.ctx_size, config.cache_ram_mb)
-            if self.config is config and self._footprint_mb is None:
-                self._footprint_mb = measured
+        """Estimated memory (weights + KV cache + prompt cache), read from the GGUF header once; 0 when unknown."""
+        return self.footprint.mb
 
     @property
-    def _model_file(self) -> Path | None:
-        return self._settings.model_path(self.config) if self.config.path is not None else None
+    def pinned(self) -> bool:
+        """Never evicted for capacity or idle TTL (``pinned = true``): only an explicit unload stops it."""
+        return self.config.pinned
 
     def grant(self) -> None:
         self._send(Granted())
@@ -204,6 +191,8 @@ class ModelLifecycle:
                 self._on_stopped(generation)
             case Reconfigure():
                 self._on_reconfigure(message)
+            case UseSettings(settings=settings):
+                self._settings = settings
 
     def _transition(
         self, expected: ModelState | frozenset[ModelState], target: ModelState, reason: str | None = None
@@ -374,7 +363,7 @@ class ModelLifecycle:
         assert self._successor is not None and self.state == _S.UNLOADED
         (self.config, runtime), self._successor = self._successor, None
         self._effects.replace_runtime(runtime)
-        self._footprint_mb = None
+        self.footprint = Footprint(self.config, self._current_settings)
         self._crashes = ()
         answer(self._reconfigured)
 

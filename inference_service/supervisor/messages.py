@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from inference_service.config import ModelConfig
+from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, Runtime
 
 
@@ -85,6 +85,14 @@ class Reconfigure:
 
 
 @dataclass(frozen=True)
+class UseSettings:
+    """Top-level limits from a config reload: they decide from the next message on, in order with
+    what the actor was told before (a crash reported earlier is judged by the policy of its time)."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True)
 class Shutdown:
     """Final: stop everything, refuse whatever waits; every later message is answered at once."""
 
@@ -103,6 +111,7 @@ Message = (
     | Crashed
     | Stopped
     | Reconfigure
+    | UseSettings
     | Shutdown
 )
 

@@ -20,7 +20,15 @@ from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.lifecycle import ModelLifecycle
-from inference_service.supervisor.messages import KeepAlive, Message, Reconfigure, Shutdown, Unload, Wanted
+from inference_service.supervisor.messages import (
+    KeepAlive,
+    Message,
+    Reconfigure,
+    Shutdown,
+    Unload,
+    UseSettings,
+    Wanted,
+)
 from inference_service.supervisor.state import ModelState
 
 _S = ModelState
@@ -68,7 +76,7 @@ class ModelActor(ModelLifecycle):
             restarts=self.restarts,
             loads=self.loads,
             generation=self.generation,
-            footprint_mb=self._footprint_mb or None,
+            footprint_mb=self.footprint.known_mb or None,
             loaded_at=self.loaded_at,
             last_used=self.leases.last_used,
             state_since=self.state_since,
@@ -80,16 +88,19 @@ class ModelActor(ModelLifecycle):
     def idle_ttl_s(self) -> float | None:
         """How long the model may stay idle before the TTL reaper unloads it; None: for ever.
 
-        A request's keep_alive (0: unload once idle, ``inf``: never) holds until the model is
-        next unloaded; otherwise the configured ``ttl_s`` decides (unset or 0: never).
+        A pinned model: never. Otherwise a request's keep_alive (0: unload once idle, ``inf``:
+        never) holds until the model is next unloaded, else the configured ``ttl_s`` decides
+        (unset or 0: never).
         """
+        if self.pinned:
+            return None
         if self.keep_alive_s is not None:
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
         return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:
-        """Top-level limits from a config reload; read at each decision, so they apply from the next."""
-        self._settings = settings
+        """Top-level limits from a config reload: the actor takes them in turn, and they decide from then on."""
+        self._send(UseSettings(settings))
 
     # ----------------------------------------------------------------- messages in
 
@@ -108,7 +119,7 @@ class ModelActor(ModelLifecycle):
         ``failed_retry_s``. ``force`` (an explicit load) always tries again.
         """
         if self.runtime.local:
-            await self.measure_footprint()  # once, before the capacity decisions that read it
+            await self.footprint.measure()  # once, before the capacity decisions that read it
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if (endpoint := self._serving_endpoint) is not None:

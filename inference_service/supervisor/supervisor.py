@@ -138,7 +138,7 @@ class Supervisor:
         """
         actors = [self._get(model_id) for model_id in dict.fromkeys(model_ids)]
         local = [a for a in actors if a.runtime.local]
-        await asyncio.gather(*(a.measure_footprint() for a in local))  # off the event loop
+        await asyncio.gather(*(a.footprint.measure() for a in local))  # off the event loop
         if not self.capacity.fit_together(local):
             return
         loads = asyncio.gather(
@@ -203,6 +203,7 @@ class Supervisor:
         actor = self._get(config.id)
         if not restart:
             await actor.reconfigure(config, runtime=None)
+            self.capacity.poke()  # a model no longer pinned may be evicted for one waiting
             return
         was_up = actor.state in (ModelState.LOADING, ModelState.LOADED)
         await actor.reconfigure(config, self._runtime_factory(config))

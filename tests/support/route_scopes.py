@@ -61,6 +61,8 @@ ROUTE_SCOPES: list[tuple[str, frozenset[str], frozenset[str]]] = [
     ("/v1/logs", frozenset({"GET"}), ADMIN),
     ("/v1/key", frozenset({"GET"}), ANY_KEY),
     ("/v1/usage", frozenset({"GET"}), ANY_KEY),  # admin: any key's; any other key: its own
+    ("/v1/activity", frozenset({"GET"}), READ | ADMIN),  # admin: every key's records; read: its own
+    ("/v1/activity/{record_id}/capture", frozenset({"GET"}), ADMIN),  # captured bodies are sensitive
     ("/v1/models", frozenset({"GET"}), LISTING),
     ("/v1/models/{name:path}/load", frozenset({"POST"}), ADMIN),
     ("/v1/models/{name:path}/unload", frozenset({"POST"}), ADMIN),
@@ -98,6 +100,7 @@ def calls(model: str) -> list[tuple[Call, frozenset[str]]]:
         "/v1/models/{name:path}": f"/v1/models/{model}",
         "/upstream/{name}/{path:path}": f"/upstream/{model}/props",
         "/ui/{name}": "/ui/console.js",
+        "/v1/activity/{record_id}/capture": "/v1/activity/1/capture",
         "/api/blobs/{digest}": "/api/blobs/sha256:0",
         "/api/{rest:path}": "/api/no-such-endpoint",
     }

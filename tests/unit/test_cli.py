@@ -108,8 +108,24 @@ def test_models_pull_shows_progress_while_assembling_and_checksumming(pull_setup
         ({"tiny": {**MODEL, "ctx_size": "large"}}, {}, "models.tiny.ctx_size"),
         ({"tiny": {**MODEL, "path": "/nonexistent/tiny.gguf", "preload": True}}, {}, "models.tiny.path"),
         ({"tiny": MODEL}, {"colour": "blue"}, "colour"),
+        ({"tiny": {**MODEL, "filters": {"strip": ["top_k"], "defaults": {"top_k": 1}}}}, {}, "models.tiny.filters"),
+        (
+            {"a": {**MODEL, "pinned": True}, "b": {**MODEL, "pinned": True}},
+            {"max_loaded_models": 1},
+            "exceed max_loaded_models=1",
+        ),
+        ({"tiny": {**MODEL, "pinned": True}}, {"memory_budget_mb": 10}, "memory_budget_mb=10"),
     ],
-    ids=["unknown-runtime", "duplicate-alias", "bad-type", "missing-preload-file", "unknown-key"],
+    ids=[
+        "unknown-runtime",
+        "duplicate-alias",
+        "bad-type",
+        "missing-preload-file",
+        "unknown-key",
+        "filter-stripped-and-set",
+        "pinned-over-max-loaded-models",
+        "pinned-over-memory-budget",
+    ],
 )
 def test_serve_with_an_invalid_config_prints_one_error_line_and_exits_2(
     tmp_path: Path, models: dict[str, dict[str, object]], top_level: dict[str, object], named_key: str

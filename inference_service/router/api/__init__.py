@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from inference_service.router.api import (
+    activity,
     admin,
     anthropic,
     completions,
@@ -41,6 +42,7 @@ _FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
     (logs, COMMON_ERRORS),
     (keys, COMMON_ERRORS),
     (usage, COMMON_ERRORS),
+    (activity, COMMON_ERRORS),
     (models, {**COMMON_ERRORS, **MODEL_ERRORS}),
     (upstream, COMMON_ERRORS),
     (admin, COMMON_ERRORS),

@@ -55,11 +55,13 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "last_used": status.last_used,
         "ttl_s": ttl_s,
         "expires_at": expires_at(status),
+        "pinned": config.pinned if config else False,
+        "filters": config.filters.model_dump() if config else None,
     }
 
 
-def _model_id(svc: Services, name: str) -> str:
-    """The id of the model ``name`` names; 404 if none does, 403 if the key may not use it."""
+def named_model(svc: Services, name: str) -> str:
+    """The id of the model a path names (the ops endpoints); 404 if none does, 403 if the key may not use it."""
     try:
         model_id = svc.resolver.resolve(name)
     except APIError:
@@ -92,22 +94,24 @@ async def load(svc: Services, model_id: str) -> None:
 @requires("admin")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = _model_id(svc, name)
-    await load(svc, model_id)
-    return model_card(svc, model_id)
+    model_id = named_model(svc, name)
+    with map_supervisor_errors():  # the card too: a reload may have removed the model meanwhile
+        await svc.supervisor.load(model_id)
+        return model_card(svc, model_id)
 
 
 @router.post("/v1/models/{name:path}/unload")
 @requires("admin")
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = _model_id(svc, name)
-    await svc.supervisor.unload(model_id)
-    return model_card(svc, model_id)
+    model_id = named_model(svc, name)
+    with map_supervisor_errors():  # a reload may remove the model while it drains: a 404 like any unknown name
+        await svc.supervisor.unload(model_id)
+        return model_card(svc, model_id)
 
 
 @router.get("/v1/models/{name:path}")
 @requires("inference", "read")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc, _model_id(svc, name))
+    return model_card(svc, named_model(svc, name))

@@ -18,9 +18,9 @@ from urllib.parse import unquote
 import aiohttp
 from fastapi import APIRouter, Request, Response
 
+from inference_service.router.api.models import named_model
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, service_unavailable
-from inference_service.router.tenancy import keys
+from inference_service.router.serving.errors import APIError, map_supervisor_errors, service_unavailable
 from inference_service.router.tenancy.scopes import requires
 from inference_service.runtimes.base import Endpoint
 from inference_service.supervisor import ModelState
@@ -62,11 +62,7 @@ def contained_path(path: str) -> str:
 @requires("admin")
 async def upstream(name: str, path: str, request: Request) -> Response:
     svc = services(request)
-    try:
-        model_id = svc.resolver.resolve(name)
-    except APIError:
-        raise not_found(f"The model '{name}' does not exist", param=None) from None
-    keys.check_model(model_id)
+    model_id = named_model(svc, name)
     path = contained_path(path)
     started = time.perf_counter()
     try:

@@ -24,7 +24,7 @@ router = APIRouter()
 _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "errors", "upstream_seconds")
 
 
-def _seconds(value: str | None, param: str, default: int) -> int:
+def seconds_param(value: str | None, param: str, default: int) -> int:
     """``value`` as Unix seconds: ISO 8601 (naive means UTC) or a number; 400 naming ``param`` otherwise."""
     if value is None:
         return default
@@ -64,7 +64,7 @@ async def usage(
             )
         key = tenant.name
     query = ledger.Query(
-        key, model, _seconds(since, "since", ledger.Query.since), _seconds(until, "until", ledger.Query.until)
+        key, model, seconds_param(since, "since", ledger.Query.since), seconds_param(until, "until", ledger.Query.until)
     )
     rows, complete = await services(request).tenancy.ledger.query(query)
     totals = {name: sum(row[name] for row in rows) for name in _TOTALS}

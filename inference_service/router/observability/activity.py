@@ -2,10 +2,11 @@
 
 The outermost middleware opens an :class:`Activity` for every request and, once the last
 byte of the response has gone out (streams included), logs one access line and - for
-inference requests - publishes a ``request`` event on the bus. Code deeper down that
-learns something about the request (the model it resolved to, the first token, token
-usage, the orchestration mode) adds it with :func:`note`; it never needs to know who
-listens. The record travels in a context variable holding a mutable object, so tasks
+inference requests - keeps the record in the activity history (with the request's bodies when
+its model or key is captured, :mod:`.history`) and publishes a ``request`` event on the bus.
+Code deeper down that learns something about the request (the model it resolved to, the
+first token, token usage, the orchestration mode) adds it with :func:`note`; it never needs
+to know who listens. The record travels in a context variable holding a mutable object, so tasks
 spawned for the request (parallel orchestration stages, the response stream) fill in
 the same record.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.events import REQUEST, EventBus
+from inference_service.router.observability.history import ActivityHistory, Capture
 
 access_logger = logging.getLogger("inference_service.access")
 
@@ -42,6 +44,13 @@ class Activity:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume.py)
+    #: What each model's request filters changed (router/proxy/filters.py), by model: one entry per change.
+    filtered: dict[str, list[str]] | None = None
+
+    def add_filtered(self, model_id: str, changes: list[str]) -> None:
+        """Filters note each call: an orchestration calls several models, a model several times."""
+        noted = (self.filtered or {}).get(model_id, [])
+        self.filtered = {**(self.filtered or {}), model_id: list(dict.fromkeys([*noted, *changes]))}
 
     def add_usage(self, prompt: int | None, completion: int | None) -> None:
         """Usage adds up: an orchestrated request reports one usage per stage."""
@@ -79,6 +88,7 @@ class Activity:
             "mode": self.mode,
             "orchestration": self.orchestration,
             "resumes": self.resumes,
+            "filtered": self.filtered,
         }
 
 
@@ -103,6 +113,8 @@ def _access_line(summary: dict[str, Any]) -> str:
     for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "resumes", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
+    if summary["filtered"] and access_logger.isEnabledFor(logging.DEBUG):  # which rules fired: for debugging
+        parts += [f"filtered={model}:{','.join(changes)}" for model, changes in summary["filtered"].items()]
     return " ".join(parts)
 
 
@@ -113,9 +125,10 @@ class ActivityMiddleware:
     request id is read from the ``X-Request-ID`` header the inner middleware echoes.
     """
 
-    def __init__(self, app: ASGIApp, events: EventBus) -> None:
+    def __init__(self, app: ASGIApp, events: EventBus, history: ActivityHistory) -> None:
         self.app = app
         self._events = events
+        self._history = history
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,13 +136,20 @@ class ActivityMiddleware:
             return
         activity = Activity(method=scope["method"], path=scope["path"])
         token = _current.set(activity)
+        # Whose model or key is captured is known only later: while any is, every body is kept (bounded).
+        capture = Capture(self._history.capture_max_bytes) if self._history.capturing else None
+        if capture is not None:
+            receive = capture.receiving(receive)
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 activity.status = message["status"]
                 for name, value in message.get("headers", ()):
-                    if name == b"x-request-id":
+                    if name == b"x-request-id":  # ahead of a limited key's x-ratelimit-* headers
                         activity.request_id = value.decode(errors="replace")
+                        break
+            elif capture is not None and message["type"] == "http.response.body":
+                capture.response.add(message.get("body", b""))
             await send(message)
 
         try:
@@ -140,11 +160,14 @@ class ActivityMiddleware:
             raise
         finally:
             _current.reset(token)
-            self._finish(activity)
+            self._finish(activity, capture)
 
-    def _finish(self, activity: Activity) -> None:
+    def _finish(self, activity: Activity, capture: Capture | None) -> None:
         summary = activity.summary(time.perf_counter())
         access_logger.info(_access_line(summary), extra={"access": summary, "request_id": activity.request_id})
         if activity.endpoint is not None:
+            if capture is not None and not self._history.wants_capture(activity.model, activity.key):
+                capture = None
+            record_id = self._history.add(summary, time.time(), capture)
             fields = {key: value for key, value in summary.items() if key != "model"}  # the event's own field
-            self._events.publish(REQUEST, activity.model, **fields)
+            self._events.publish(REQUEST, activity.model, activity_id=record_id, captured=capture is not None, **fields)

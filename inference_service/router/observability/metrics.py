@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -16,9 +17,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from inference_service.events import EVICTION, KV_CACHE, LOAD_PROGRESS, Event
+from inference_service.events import EVICTION, KV_CACHE, LOAD_PROGRESS, Event, EventBus
 from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.child_metrics import ChildMetrics
 from inference_service.router.serving.disconnect import CLIENT_CLOSED, CLIENT_GONE
@@ -38,8 +40,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, events: EventBus | None = None) -> None:
+        """``events``: the bus whose listener errors /metrics shows (None: not shown, for tests of other series)."""
         self.registry = CollectorRegistry()
+        if events is not None:
+            self.registry.register(ListenerErrors(events))
         # The router process itself: process_* (RSS, CPU, open fds) and python_* (GC, version), as any exporter has.
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
@@ -152,6 +157,11 @@ class Metrics:
             "Calls whose usage the ledger could not write (its database unusable): missing from /v1/usage",
             registry=self.registry,
         )
+        self.activity_lost = Counter(
+            "inference_activity_lost_records",
+            "Requests the activity history could not write (its database unusable): missing from /v1/activity",
+            registry=self.registry,
+        )
 
     def observe_event(self, event: Event) -> None:
         """Count loads, restarts and evictions from the supervisor's events (see EventBus.listen)."""
@@ -246,6 +256,25 @@ class Metrics:
         self.event_subscribers.set(supervisor.events.subscribers)
         await self.children.scrape(supervisor)
         return (generate_openmetrics if openmetrics else generate_latest)(self.registry)
+
+
+class ListenerErrors:
+    """``inference_event_listener_errors_total``: exceptions the event bus caught from its listeners.
+
+    A listener's bug cannot break a model's transition (the bus logs and counts it instead), so
+    without this counter it would go unnoticed. The bus owns the count - it sits below the router
+    and knows no Prometheus - and this collector reads it at each scrape.
+    """
+
+    def __init__(self, events: EventBus) -> None:
+        self._events = events
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "inference_event_listener_errors",
+            "Exceptions raised by event listeners (each logged with its traceback): a leak of bugs shows here",
+            value=self._events.listener_errors,
+        )
 
 
 class KVCacheMetrics:

@@ -21,6 +21,7 @@ from inference_service.events import MODEL_STATE
 from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.proxy.filters import apply_filters
 from inference_service.router.proxy.upstream import (
     ReplyTooLarge,
     UpstreamClient,
@@ -81,13 +82,15 @@ class Dispatcher:
     def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
         at once (requests holding or awaiting a slot keep it) and removed models' queues go.
-        The resume settings and which models prefill are taken at the same time.
+        Routing (runtimes, fallbacks), request filters, the resume settings and which models prefill
+        take the new config at once too.
 
         A ``restarting`` model's queue keeps its limits until the next call, once its new process
         serves: raised now, they would send waiting requests to the old process being drained.
         """
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
+        self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
         self.resume_streams, self.resume_max_attempts = settings.resume_streams, settings.resume_max_attempts
         # llama-server continues a final assistant message unless told not to; other runtimes may not.
         self.prefilling = frozenset(
@@ -125,7 +128,7 @@ class Dispatcher:
             attempt = contextlib.AsyncExitStack()
             try:
                 with map_supervisor_errors():
-                    endpoint = await self._admit_one(attempt, candidate, priority)
+                    endpoint = await self._admit_one(attempt, candidate, priority, tenant)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -142,16 +145,19 @@ class Dispatcher:
         assert first_refusal is not None
         raise first_refusal
 
-    async def _admit_one(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> Endpoint:
+    async def _admit_one(
+        self, stack: contextlib.AsyncExitStack, model_id: str, priority: int, tenant: keys.Tenant
+    ) -> Endpoint:
         """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
         becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
 
         The lease comes first, so a request still queued for a slot already counts as
         demand for its model (it is not evicted from under its queue). Waiting for a slot
         and for the model (a load, or capacity held by other models) share one deadline:
-        the model's ``queue_timeout_s``.
+        the model's ``queue_timeout_s``. ``tenant``: the key the request acts for - which models it
+        may use, and its share of a busy model against other keys' requests.
         """
-        keys.check_model(model_id)  # before the lease: a model the key may not use is never woken
+        keys.check_model(model_id, tenant)  # before the lease: a model the key may not use is never woken
         queue = self.queues.get(model_id)
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
@@ -160,7 +166,6 @@ class Dispatcher:
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
-            tenant = keys.current()  # its share of a busy model, against other keys' requests
             with tracing.admission(model_id, priority, queue.waiting):
                 await stack.enter_async_context(
                     queue.slot(priority, deadline - time.monotonic(), tenant.name, tenant.weight)
@@ -196,8 +201,22 @@ class Dispatcher:
         (the ``/upstream`` pass-through), so it waits its turn and counts as in flight like any other."""
         async with contextlib.AsyncExitStack() as stack:
             with map_supervisor_errors():
-                endpoint = await self._admit_one(stack, model_id, priority)
+                endpoint = await self._admit_one(stack, model_id, priority, keys.current())
             yield endpoint
+
+    def _upstream_call(
+        self, model_id: str, endpoint: Endpoint, path: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], tracing.CallHandle]:
+        """The body as ``model_id``'s runtime gets it - its own name for the model, its filters applied -
+        and the call's span. What the filters changed is noted on the span and the request's activity
+        record (access line, ``request`` event). A model removed by a reload meanwhile has none."""
+        upstream = {**body, "model": endpoint.model_name}
+        filters = self._filters.get(model_id)
+        changed = apply_filters(filters, path, upstream).describe() if filters is not None else []
+        if changed and (record := activity.current()) is not None:
+            record.add_filtered(model_id, changed)
+        runtime = self._runtimes.get(model_id, "unknown")
+        return upstream, tracing.upstream_call(model_id, runtime, endpoint, path, upstream, changed)
 
     def _retry_after(self, model_id: str) -> int:
         """Retry-After for a refused request: see :func:`retry_after_s` for the formula."""
@@ -238,10 +257,10 @@ class Dispatcher:
     ) -> UpstreamReply:
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            call = tracing.upstream_call(model_id, self._runtimes.get(model_id, "unknown"), endpoint, path, body)
+            upstream, call = self._upstream_call(model_id, endpoint, path, body)
             with call:
                 try:
-                    reply = await self.upstream.post(endpoint, path, {**body, "model": endpoint.model_name}, request_id)
+                    reply = await self.upstream.post(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
                     unavailable = service_unavailable(
                         f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
@@ -321,14 +340,11 @@ class Dispatcher:
         stack = contextlib.AsyncExitStack()
         try:
             model_id, endpoint = await self._admit(stack, model_id, priority)
-            runtime = self._runtimes.get(model_id, "unknown")
-            call = tracing.upstream_call(model_id, runtime, endpoint, path, body)
+            upstream, call = self._upstream_call(model_id, endpoint, path, body)
             stack.callback(call.end)  # the CLIENT span lasts as long as the stream
             with call.current():
                 try:
-                    response = await self.upstream.open_stream(
-                        endpoint, path, {**body, "model": endpoint.model_name}, request_id
-                    )
+                    response = await self.upstream.open_stream(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
                     raise service_unavailable(
                         f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
@@ -345,6 +361,7 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
+        runtime = self._runtimes.get(model_id, "unknown")
         return UpstreamStream(model_id, runtime, endpoint, response, stack, self.metrics, call, self)
 
 

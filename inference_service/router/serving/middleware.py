@@ -152,7 +152,8 @@ class RequestContextMiddleware:
             if tenant is keys.ANONYMOUS:  # no key configured: the context's default, nothing to note
                 await self._serve(scope, receive, send, headers, [id_header])
                 return
-            activity.note(key=tenant.name)
+            if (record := activity.current()) is not None:  # not activity.note: this is every keyed request
+                record.key = tenant.name
             tenant_token = keys.act_as(tenant)
             ticket = admitted.ticket
             rates = ticket.headers if ticket is not None else self._gate.tenancy.limits.headers(tenant)

@@ -77,9 +77,10 @@ def release(token: contextvars.Token[Tenant]) -> None:
     _current.reset(token)
 
 
-def check_model(model_id: str) -> None:
-    """403 ``permission_denied`` when the current key may not use ``model_id`` - before anything loads."""
-    tenant = _current.get()
+def check_model(model_id: str, tenant: Tenant | None = None) -> None:
+    """403 ``permission_denied`` when the key (``tenant``, else the current one) may not use ``model_id`` -
+    before anything loads."""
+    tenant = tenant or _current.get()
     if not tenant.may_use(model_id):
         raise APIError(
             403,

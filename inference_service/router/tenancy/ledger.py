@@ -16,7 +16,6 @@ counters (``inference_key_*``) as they go. What a batch could not write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -24,7 +23,7 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
-from inference_service.router.database import Database, DatabaseUnavailable
+from inference_service.router.database import BatchWriter, Database, DatabaseUnavailable
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.tenancy import keys
 
@@ -115,16 +114,15 @@ class _Call:
         usage.upstream_seconds += time.monotonic() - self._started
 
 
-class UsageLedger:
+class UsageLedger(BatchWriter):
     """On the event loop, per call: a dictionary lookup and a few additions (it is on every request's path)."""
 
     def __init__(self, database: Database, metrics: Metrics, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+        super().__init__(flush_interval_s, "usage-ledger")
         self._database = database
         self._metrics = metrics
-        self._flush_interval_s = flush_interval_s
         self._pending: dict[Row, Usage] = {}
-        self._flusher: asyncio.Task[None] | None = None
-        database.add_schema(SCHEMA)
+        database.add_schema("usage", [SCHEMA])
 
     def pending(self, model: str) -> Usage:
         """The current key's row for ``model`` and this hour, not yet written."""
@@ -148,22 +146,6 @@ class UsageLedger:
         usage = self.pending(model)
         usage.prompt_tokens += prompt or 0
         usage.completion_tokens += completion or 0
-
-    async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_every_interval(), name="usage-ledger")
-
-    async def close(self) -> None:
-        """Stop flushing on a timer and write what is left (at shutdown: usage survives a restart)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
-
-    async def _flush_every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval_s)
-            await self.flush()
 
     async def flush(self) -> None:
         """Write the pending rows in one transaction; if that fails, they are dropped and counted."""

@@ -56,11 +56,13 @@ class _Bucket:
         return max(0.0, (self.capacity - self.level) / self.per_s)
 
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        """OpenAI's three headers for this limit, as the bucket stands (they go out on every response)."""
+        """OpenAI's three headers for this limit, as the bucket stands (they go out on every response,
+        so the few calls they take are counted: ``%d`` of a positive level is its floor)."""
         limit, remaining, reset = self.names
+        level = self.level
         return (
             (limit, self.limit_header),
-            (remaining, b"%d" % max(0, math.floor(self.level))),
+            (remaining, b"%d" % level if level > 0 else b"0"),
             (reset, reset_text(self.reset_s()).encode()),
         )
 

@@ -17,10 +17,11 @@ import httpx
 import openai
 import pytest
 
-from tests.support.api import child_headers, model_card
+from tests.support.api import model_card
 from tests.support.configs import SMOLLM2_ID, smollm2, wait_until, write_config
 from tests.support.service import ServiceProcess, running_service
-from tests.support.wiretap import Wiretap, wiretap
+from tests.support.tapped_router import tapped_router
+from tests.support.wiretap import Wiretap
 
 #: A remote-runtime route to SmolLM2's own llama-server, through a wiretap.
 TAPPED_ID = "smollm2-tapped"
@@ -52,35 +53,13 @@ def chat_body(max_tokens: int = 4, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def router_and_tap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, Wiretap]]:
-    """The shared router, and the wiretap behind its ``smollm2-tapped`` route.
-
-    The tap looks SmolLM2's child port up per connection (and its API key per request), so
-    it survives the crash test's restart of that child.
-    """
-    directory = tmp_path_factory.mktemp("router")
-    started: list[ServiceProcess] = []
-    with wiretap(
-        lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)
-    ) as tap:
-        models: dict[str, Mapping[str, Any]] = {
-            SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=2048),
-            # parallel = 1: a remote model is uncapped by default; the queue tests need one slot.
-            TAPPED_ID: {
-                "runtime": "remote",
-                "url": f"http://127.0.0.1:{tap.port}",
-                "upstream_model": SMOLLM2_ID,
-                "parallel": 1,
-            },
-        }
-        config = write_config(
-            directory / "config.toml", models, default_model=SMOLLM2_ID, max_body_bytes=MAX_BODY_BYTES
-        )
-        with running_service(config, directory / "logs", wait_ready=True) as service:
-            started.append(service)
-            # The router probes the remote route at start-up, before the tap can look the child up
-            # (it needs this very service): that first probe fails, and the route recovers on its own.
-            wait_until(lambda: model_card(service, TAPPED_ID)["status"] == "loaded", timeout_s=60)
-            yield service, tap
+    """The shared router, and the wiretap behind its ``smollm2-tapped`` route."""
+    models = {SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=2048)}
+    # parallel = 1: a remote model is uncapped by default; the queue tests need one slot.
+    with tapped_router(
+        tmp_path_factory.mktemp("router"), models, TAPPED_ID, {"parallel": 1}, max_body_bytes=MAX_BODY_BYTES
+    ) as started:
+        yield started
 
 
 @pytest.fixture(scope="package")

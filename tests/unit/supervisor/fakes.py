@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,10 +98,17 @@ class FakeRuntime:
         return []
 
 
-def settings(models: Sequence[str], **top_level: Any) -> Settings:
-    """Settings for fake models (described as remote so no GGUF path is needed; the fake decides locality)."""
+def settings(
+    models: Sequence[str], model_options: Mapping[str, Mapping[str, Any]] | None = None, **top_level: Any
+) -> Settings:
+    """Settings for fake models (described as remote so no GGUF path is needed; the fake decides locality),
+    with ``model_options`` (id -> more keys of its table, e.g. ``pinned``)."""
+    options = model_options or {}
     return Settings(
-        models={model_id: {"runtime": "remote", "url": f"http://fake/{model_id}"} for model_id in models},
+        models={
+            model_id: {"runtime": "remote", "url": f"http://fake/{model_id}", **options.get(model_id, {})}
+            for model_id in models
+        },
         **{"runtimes": {"remote": {"health_interval_s": 0.01}}, "failed_retry_s": 0, **top_level},
     )
 
@@ -110,9 +117,15 @@ class Harness:
     """A supervisor over fake runtimes, and the runtimes themselves by model id (the newest one made for it)."""
 
     def __init__(
-        self, models: Sequence[str], *, local: bool = True, self_healing: bool = False, **top_level: Any
+        self,
+        models: Sequence[str],
+        *,
+        local: bool = True,
+        self_healing: bool = False,
+        model_options: Mapping[str, Mapping[str, Any]] | None = None,
+        **top_level: Any,
     ) -> None:
-        self.settings = settings(models, **top_level)
+        self.settings = settings(models, model_options, **top_level)
         self._kind = {"local": local, "self_healing": self_healing}
         self.runtimes = {m: FakeRuntime(m, local=local, self_healing=self_healing) for m in models}
         self._handed_out: set[str] = set()

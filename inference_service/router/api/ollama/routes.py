@@ -137,8 +137,12 @@ def _keep_alive(svc: Services, model_id: str, keep_alive: KeepAlive | None) -> f
 
 
 async def _load_or_unload(svc: Services, model_id: str, reply: OllamaReply, keep_alive: float | None) -> Response:
-    """An empty prompt (or no messages) loads the model; with ``keep_alive: 0`` it unloads it."""
+    """An empty prompt (or no messages) loads the model; with ``keep_alive: 0`` it unloads it - unless it
+    is pinned: only an admin's explicit unload stops a pinned model, and this is any client's request."""
     if keep_alive == 0:
+        if (config := svc.settings.models.get(model_id)) is not None and config.pinned:
+            message = f"model {model_id!r} is pinned: only an admin unload (POST /v1/models/{{id}}/unload) stops it"
+            raise APIError(409, message, param="keep_alive", code="model_pinned")
         await svc.supervisor.unload(model_id)
         return _json(reply.settled("unload"))
     await models.load(svc, model_id)

@@ -6,7 +6,8 @@
 "use strict";
 
 const KEY_STORAGE = "inference-service-api-key";
-const ACTIVITY_ROWS = 50;
+const ACTIVITY_ROWS = 50; // a page of history
+const ACTIVITY_MAX_ROWS = 500; // live rows beyond this drop the oldest (the Older button brings them back)
 const LOG_LINES = 1000;
 const REFRESH_MS = 5000;
 
@@ -217,7 +218,10 @@ async function refreshModels() {
 // ------------------------------------------------------------------ events
 
 function onEvent(event) {
-  if (event.type === "request") return addActivity(event);
+  if (event.type === "request") {
+    addActivity({...event, id: event.activity_id});
+    return trimActivity();
+  }
   const entry = models.get(event.model);
   if (!entry) return;
   if (event.type === "model_state") {
@@ -240,6 +244,7 @@ async function followEvents() {
           connection.textContent = "live";
           delay = 500;
           refreshModels(); // anything that happened while we were away
+          loadActivity(false);
         }
         if (message.data) onEvent(JSON.parse(message.data));
       }
@@ -254,31 +259,116 @@ async function followEvents() {
 
 // ------------------------------------------------------------------ activity
 
-function addActivity(event) {
+// The table shows the stored history (GET /v1/activity: it survives a restart of the service and
+// a reload of the page) merged with the live `request` events: one row per record, keyed by its
+// id (an event's activity_id), newest first. A captured record's row opens its capture.
+const activityRows = new Map(); // record id -> its row
+let historyRead = false;
+
+function activityCells(record) {
+  const tokens = record.completion_tokens == null ? "–" : `${record.prompt_tokens ?? "?"} → ${record.completion_tokens}`;
+  return [fmt.time(record.time), record.request_id, record.model, record.mode ? `${record.endpoint} (${record.mode})` : record.endpoint,
+    record.status, fmt.ms(record.duration_ms), fmt.ms(record.ttft_ms), tokens, fmt.or(record.tokens_per_s)];
+}
+
+// The last cell holds the row's buttons.
+function activityActions(record) {
+  const td = document.createElement("td");
+  td.className = "actions";
+  if (record.captured) {
+    const button = document.createElement("button");
+    button.dataset.action = "capture";
+    button.dataset.needs = "admin";
+    button.textContent = "Capture";
+    button.addEventListener("click", () => showCapture(record));
+    td.append(button);
+  }
+  return td;
+}
+
+function addActivity(record) {
+  if (activityRows.has(record.id)) return; // both in the history and live
   const row = document.createElement("tr");
-  row.className = event.status >= 400 ? "failed" : "";
-  const tokens = event.completion_tokens == null ? "–" : `${event.prompt_tokens ?? "?"} → ${event.completion_tokens}`;
-  const values = [fmt.time(event.time), event.request_id, event.model, event.mode ? `${event.endpoint} (${event.mode})` : event.endpoint,
-    event.status, fmt.ms(event.duration_ms), fmt.ms(event.ttft_ms), tokens, fmt.or(event.tokens_per_s)];
+  row.dataset.id = record.id;
+  row.className = record.status >= 400 ? "failed" : "";
+  const values = activityCells(record);
   for (const value of values) {
     const td = document.createElement("td");
     td.textContent = fmt.or(value);
     row.append(td);
   }
+  row.append(activityActions(record));
   const body = $("#activity tbody");
-  body.prepend(row);
-  if (event.orchestration) {
+  const newer = [...activityRows.keys()].filter((id) => id > record.id);
+  const after = newer.length ? activityRows.get(Math.min(...newer)) : null;
+  if (after) (after.nextElementSibling?.classList.contains("stages") ? after.nextElementSibling : after).after(row);
+  else body.prepend(row);
+  activityRows.set(record.id, row);
+  if (record.orchestration) {
     const detail = document.createElement("tr");
     detail.className = "stages";
     const td = document.createElement("td");
-    td.colSpan = values.length;
-    td.textContent = event.orchestration.stages
+    td.colSpan = values.length + 1;
+    td.textContent = record.orchestration.stages
       .map((stage) => `${stage.role} on ${stage.model}: ${fmt.ms(stage.latency_ms)}${stage.error ? ` — ${stage.error}` : ""}`)
       .join("  ·  ");
     detail.append(td);
     row.after(detail);
   }
-  while (body.rows.length > ACTIVITY_ROWS * 2) body.lastElementChild.remove();
+}
+
+function oldestActivity() {
+  return Math.min(...activityRows.keys());
+}
+
+// A page of the stored history: the newest (on page load, and whenever the event stream
+// reconnects: what ended meanwhile), or the page before the oldest row shown (`older`).
+async function loadActivity(older) {
+  try {
+    const query = new URLSearchParams({limit: String(ACTIVITY_ROWS)});
+    if (older && activityRows.size) query.set("before", String(oldestActivity()));
+    const page = await apiJson(`/v1/activity?${query}`);
+    page.data.forEach(addActivity);
+    if (older || !historyRead) $("#activity-older").hidden = !page.has_more;
+    historyRead = true;
+    $("#activity-note").textContent = page.complete ? "" : "(history unavailable: the service's database cannot be read)";
+  } catch (error) {
+    console.warn("loading the activity history failed", error);
+  }
+}
+
+$("#activity-older").addEventListener("click", () => loadActivity(true));
+
+function trimActivity() {
+  while (activityRows.size > ACTIVITY_MAX_ROWS) {
+    const id = oldestActivity();
+    const row = activityRows.get(id);
+    if (row.nextElementSibling?.classList.contains("stages")) row.nextElementSibling.remove();
+    row.remove();
+    activityRows.delete(id);
+    $("#activity-older").hidden = false;
+  }
+}
+
+async function showCapture(record) {
+  const dialog = $("#capture-dialog");
+  $("#capture-request-id").textContent = record.request_id;
+  for (const part of ["request", "response"]) {
+    $(`#capture-${part}`).textContent = "";
+    $(`#capture-${part}-size`).textContent = "";
+  }
+  dialog.showModal();
+  try {
+    const capture = await apiJson(`/v1/activity/${record.id}/capture`);
+    for (const part of ["request", "response"]) {
+      const {body, bytes, truncated} = capture[part];
+      $(`#capture-${part}`).textContent = body;
+      $(`#capture-${part}-size`).textContent = truncated ? `(the first ${new Blob([body]).size} of ${bytes} bytes)` : `(${bytes} bytes)`;
+    }
+    dialog.dataset.loaded = String(record.id);
+  } catch (error) {
+    $("#capture-request").textContent = `[capture not available: ${error.message}]`;
+  }
 }
 
 // ------------------------------------------------------------------ logs
@@ -417,7 +507,8 @@ async function loadScopes() {
 async function main() {
   await loadScopes();
   if (scopes.includes("read") || scopes.includes("inference")) await refreshModels();
-  if (scopes.includes("read")) followEvents();
+  if (scopes.includes("read")) followEvents(); // it loads the activity history once it listens: none is missed
+  else if (scopes.includes("admin")) loadActivity(false);
   if (scopes.includes("admin")) followLog();
   refreshUsage();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});

@@ -132,11 +132,14 @@ def stage(role: str, model_id: str, round: int) -> SpanHandle:
     )
 
 
-def upstream_call(model_id: str, runtime: str, endpoint: Endpoint, path: str, body: Mapping[str, Any]) -> CallHandle:
-    """The CLIENT span of one call to a model's runtime (``with`` it around the call, or :meth:`end` it)."""
+def upstream_call(
+    model_id: str, runtime: str, endpoint: Endpoint, path: str, body: Mapping[str, Any], filtered: Sequence[str] = ()
+) -> CallHandle:
+    """The CLIENT span of one call to a model's runtime (``with`` it around the call, or :meth:`end` it);
+    ``body`` as it goes upstream, ``filtered``: what the model's request filters changed in it."""
     if (request := CURRENT.get()) is None:
         return UNTRACED
-    return request.upstream_call(model_id, runtime, endpoint, path, body)
+    return request.upstream_call(model_id, runtime, endpoint, path, body, filtered)
 
 
 def inject(headers: dict[str, str]) -> None:

@@ -207,7 +207,13 @@ class RequestTrace:
         return Traced(self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes))
 
     def upstream_call(
-        self, model_id: str, runtime: str, endpoint: Endpoint, path: str, body: Mapping[str, Any]
+        self,
+        model_id: str,
+        runtime: str,
+        endpoint: Endpoint,
+        path: str,
+        body: Mapping[str, Any],
+        filtered: Sequence[str] = (),
     ) -> TracedCall:
         url = urlsplit(endpoint.base_url)
         operation = attributes.operation(path)
@@ -222,6 +228,8 @@ class RequestTrace:
             "http.request.method": "POST",
             "url.path": url.path.rstrip("/") + path,
         }
+        if filtered:
+            call["inference.request.filtered"] = list(filtered)  # the model's request filters at work
         if self.capture_content:
             call |= content.input_attributes(body)
         span = self.tracer.start_span(f"{operation} {model_id}", kind=SpanKind.CLIENT, attributes=call)

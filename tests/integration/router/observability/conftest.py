@@ -20,10 +20,11 @@ import httpx
 import pytest
 
 from tests.support.api import child_headers, model_card
-from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, wait_until, write_config
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2, write_config
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.service import ServiceProcess, running_service
-from tests.support.wiretap import Wiretap, wiretap
+from tests.support.tapped_router import tapped_router
+from tests.support.wiretap import Wiretap
 
 BROKEN = "broken"
 TAPPED = "smollm2-tapped"
@@ -104,22 +105,13 @@ def receiver() -> Iterator[OtlpReceiver]:
 def traced_router_and_tap(
     tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver
 ) -> Iterator[tuple[ServiceProcess, Wiretap]]:
-    directory = tmp_path_factory.mktemp("traced")
-    started: list[ServiceProcess] = []
-    with wiretap(
-        lambda: int(model_card(started[0], SMOLLM2_ID)["port"]), lambda: child_headers(started[0], SMOLLM2_ID)
-    ) as tap:
-        models: dict[str, Mapping[str, Any]] = {
-            SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast"], ctx_size=2048),
-            GEMMA_ID: gemma(roles=["critic", "thinker"], ctx_size=2048),
-            BROKEN: smollm2(path="/nonexistent/model.gguf", fallbacks=[SMOLLM2_ID]),
-            TAPPED: {"runtime": "remote", "url": f"http://127.0.0.1:{tap.port}", "upstream_model": SMOLLM2_ID},
-        }
-        config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID)
-        with running_service(config, directory / "logs", env=tracing_env(receiver), wait_ready=True) as service:
-            started.append(service)
-            wait_until(lambda: model_card(service, TAPPED)["status"] == "loaded", timeout_s=60)
-            yield service, tap
+    models = {
+        SMOLLM2_ID: smollm2(preload=True, roles=["primary", "fast"], ctx_size=2048),
+        GEMMA_ID: gemma(roles=["critic", "thinker"], ctx_size=2048),
+        BROKEN: smollm2(path="/nonexistent/model.gguf", fallbacks=[SMOLLM2_ID]),
+    }
+    with tapped_router(tmp_path_factory.mktemp("traced"), models, TAPPED, env=tracing_env(receiver)) as started:
+        yield started
 
 
 @pytest.fixture(scope="package")

@@ -1,9 +1,13 @@
-"""A usage database that is corrupt or cannot be written: one clear log line, serving goes on, and the
-usage that could not be kept is counted."""
+"""A router database that is corrupt or cannot be written: one clear log line, serving goes on, and the
+usage and activity records that could not be kept are counted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,15 +46,31 @@ def unwritable(directory: Path) -> Path:
     return blocker / "usage.db"
 
 
-@pytest.fixture(params=[corrupt, unwritable], ids=["corrupt", "unwritable"])
+def read_only(directory: Path) -> Path:
+    """A database file the router may read, never write: mode 0444 - or, for root, which writes
+    through any mode, the immutable attribute (undone after the test)."""
+    path = directory / "usage.db"
+    with contextlib.closing(sqlite3.connect(path)) as database:
+        database.execute("CREATE TABLE made_elsewhere (x)")
+    path.chmod(0o444)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(params=[corrupt, unwritable, read_only], ids=["corrupt", "unwritable", "read-only"])
 def service(
     request: pytest.FixtureRequest, tmp_path: Path, host: RecordingHost
 ) -> Iterator[tuple[ServiceProcess, Path]]:
     usage_db = request.param(tmp_path)
     models = {REMOTE_ID: {"runtime": "remote", "url": host.url}}
     config = write_config(tmp_path / "config.toml", models, keys=KEYS, usage_db=str(usage_db))
-    with running_service(config, tmp_path / "logs") as service:
-        yield service, usage_db
+    try:
+        with running_service(config, tmp_path / "logs") as service:
+            yield service, usage_db
+    finally:
+        if request.param is read_only and os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(usage_db)], check=True)  # or pytest cannot remove tmp_path
 
 
 def test_serving_goes_on_the_loss_is_counted_and_logged_once(service: tuple[ServiceProcess, Path]) -> None:
@@ -65,3 +85,16 @@ def test_serving_goes_on_the_loss_is_counted_and_logged_once(service: tuple[Serv
     assert len(lines) == 1 and str(usage_db) in lines[0] and "serving continues" in lines[0]
     usage = httpx.get(router.url + "/v1/usage", headers=AUTH, timeout=30).json()
     assert usage["complete"] is False
+
+
+def test_the_activity_history_loses_its_records_the_same_way(service: tuple[ServiceProcess, Path]) -> None:
+    router, _ = service
+    body = {"model": REMOTE_ID, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(2):
+        answer = httpx.post(router.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert answer.status_code == 200, answer.text
+    history = httpx.get(router.url + "/v1/activity", headers=AUTH, timeout=30)
+    assert history.status_code == 200 and history.json()["complete"] is False and history.json()["data"] == []
+    metrics = httpx.get(router.url + "/metrics", headers=AUTH).text
+    assert sample(metrics, "inference_activity_lost_records_total") == 2
+    assert len([line for line in router.log().splitlines() if "is unusable" in line]) == 1

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
+from inference_service.config import Settings
 from inference_service.events import EventBus
+from inference_service.router.database import Database
 from inference_service.router.observability.activity import ActivityMiddleware
+from inference_service.router.observability.history import ActivityHistory
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.serving.disconnect import ClientDisconnected
 from inference_service.router.serving.errors import APIError
@@ -53,7 +57,7 @@ def test_every_request_is_timed_however_it_ended() -> None:
 
 
 async def test_a_request_cut_short_after_its_status_line_shows_499_in_its_access_line(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     metrics = Metrics()
 
@@ -69,5 +73,6 @@ async def test_a_request_cut_short_after_its_status_line_shows_499_in_its_access
 
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
     with caplog.at_level(logging.INFO, logger="inference_service.access"):
-        await ActivityMiddleware(stream_whose_client_leaves, EventBus())(scope, receive, send)
+        history = ActivityHistory(Database(tmp_path / "router.db"), metrics.activity_lost, Settings())
+        await ActivityMiddleware(stream_whose_client_leaves, EventBus(), history)(scope, receive, send)
     assert [record.getMessage().split()[:3] for record in caplog.records] == [["POST", "/v1/chat/completions", "499"]]
