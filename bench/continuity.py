@@ -14,7 +14,7 @@ tokens are llama-server's own ``timings.prompt_n``. Medians over the rounds; tar
 either stop, at most 2x the warm turn's tokens and 1.5x its latency.
 
 Then **streams killed mid-answer**: greedy 200-token chat streams, each cut by a SIGKILL of
-SmolLM2's llama-server at a random point (proxy/resume.py continues them on the restarted
+SmolLM2's llama-server at a random point (proxy/resume/ continues them on the restarted
 child): the share completed without an error event (target: all), and - reported, not a target:
 tokenisation and numerics at the cut may turn greedy decoding another way - the share whose
 text equals the uninterrupted greedy answer.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from inference_service import __version__
 from inference_service.cli.client import (
+    cmd_cancel,
     cmd_events,
     cmd_logs,
     cmd_models_list,
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", help="ISO 8601 time or Unix seconds: hours starting at or after it")
     usage.add_argument("--until", help="ISO 8601 time or Unix seconds: hours starting before it")
     usage.set_defaults(handler=cmd_usage)
+    cancel = commands.add_parser(
+        "cancel", parents=[remote_parent], help="cancel a request in flight (POST /v1/requests/{id}/cancel)"
+    )
+    cancel.add_argument("id", metavar="ID", help="the request's id (its X-Request-ID, as in the access log)")
+    cancel.set_defaults(handler=cmd_cancel)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Commands that talk to a running service over HTTP: ``ps``, ``models list|load|unload``, ``logs``, ``reload``, ``events``."""
+"""Commands that talk to a running service over HTTP: ``ps``, ``models list|load|unload``, ``logs``, ``reload``,
+``events``, ``usage``, ``cancel``."""
 
 from __future__ import annotations
 
@@ -165,6 +166,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
             print(f"{key}: {', '.join(result[key])}")
     print(f"config reloaded in {result['duration_ms']:.0f} ms" if result["ok"] else "config reloaded with failures")
     return 0 if result["ok"] else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel an inference request in flight by its id (POST /v1/requests/{id}/cancel)."""
+    service_call(args, "POST", f"/v1/requests/{quote(args.id, safe='')}/cancel")
+    print(f"cancelled {args.id}")
+    return 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from inference_service.router.proxy.upstream import UpstreamClient
 from inference_service.router.services import Services
 from inference_service.router.serving import exception_handlers
 from inference_service.router.serving.hot_routes import HotRoutes
+from inference_service.router.serving.inflight import InFlight
 from inference_service.router.serving.middleware import RequestContextMiddleware, RequestIdLogFilter
 from inference_service.router.serving.shutdown import Shutdown, ShutdownMiddleware
 from inference_service.router.tenancy.gate import Gate
@@ -150,7 +151,8 @@ def create_app(
     app.include_router(console.router)
     openapi.install(app)
     # Inside RequestContextMiddleware (added later = outermost): refusals carry the request id.
-    app.state.shutdown = Shutdown(lambda: svc.settings.shutdown_grace_s)  # the one in force (reloadable)
+    app.state.in_flight = InFlight()  # the requests running: what the shutdown drains and a cancel cuts off
+    app.state.shutdown = Shutdown(lambda: svc.settings.shutdown_grace_s, app.state.in_flight)  # grace: reloadable
     app.add_middleware(HotRoutes, routes=api.HOT_ROUTES)  # innermost: under every guard below
     app.add_middleware(ShutdownMiddleware, shutdown=app.state.shutdown)
     app.add_middleware(

@@ -4,13 +4,17 @@
 
 The router serves SmolLM2 (captured) and gemma, plus a remote model whose host is down (a
 failed row). A few requests are made, the router is restarted - the activity table then shows
-them from the history - and the playground streams one more answer before the picture is taken.
+them from the history - and the playground streams one more answer; the picture is taken while a
+long stream runs (its In flight row, with its Cancel button).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,29 @@ from tests.support.service import REPO_ROOT, running_service
 
 CHROMIUM = "/usr/bin/chromium"
 QUESTIONS = ["Say hi.", "Name three colours.", "What is 2 + 2?"]
+LONG_STREAM_ID = "3f9c2e7d1a6b4c08b5e2d9f4a7c61e30"
+
+
+@contextmanager
+def long_stream(url: str, request_id: str) -> Iterator[None]:
+    """A long answer streaming to a client in a thread while the block runs; the client hangs up after it."""
+    done = threading.Event()
+    body = {"model": GEMMA_ID, "prompt": "Once upon a time", "max_tokens": 900, "ignore_eos": True, "stream": True}
+
+    def read() -> None:
+        headers = {"X-Request-ID": request_id}
+        with httpx.stream("POST", url + "/v1/completions", json=body, headers=headers, timeout=300) as answer:
+            for _ in answer.iter_lines():
+                if done.is_set():
+                    return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reader.join()
 
 
 def take(path: Path) -> None:
@@ -48,7 +75,10 @@ def take(path: Path) -> None:
             page.click("#pg-send")
             expect(page.locator("#pg-output")).to_have_attribute("data-done", "true", timeout=300_000)
             expect(page.locator("#activity tbody tr[data-id]")).to_have_count(len(QUESTIONS) + 2)
-            page.screenshot(path=str(path), full_page=True)
+            with long_stream(service.url, LONG_STREAM_ID):
+                expect(page.locator(f'#in-flight tr[data-request="{LONG_STREAM_ID}"]')).to_be_visible(timeout=30_000)
+                expect(page.locator("#in-flight tbody tr")).to_have_count(1, timeout=30_000)  # the playground's gone
+                page.screenshot(path=str(path), full_page=True)
             browser.close()
 
 

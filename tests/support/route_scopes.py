@@ -69,6 +69,8 @@ ROUTE_SCOPES: list[tuple[str, frozenset[str], frozenset[str]]] = [
     ("/v1/models/{name:path}", frozenset({"GET"}), LISTING),
     ("/upstream/{name}/{path:path}", frozenset({"GET", "POST"}), ADMIN),
     ("/admin/reload", frozenset({"POST"}), ADMIN),
+    ("/v1/requests", frozenset({"GET"}), ADMIN),  # every key's requests in flight
+    ("/v1/requests/{request_id}/cancel", frozenset({"POST"}), ADMIN),
     ("/ui", frozenset({"GET"}), PUBLIC),
     ("/ui/{name}", frozenset({"GET"}), PUBLIC),
 ]
@@ -99,6 +101,7 @@ def calls(model: str) -> list[tuple[Call, frozenset[str]]]:
         "/v1/models/{name:path}/unload": f"/v1/models/{model}/unload",
         "/v1/models/{name:path}": f"/v1/models/{model}",
         "/upstream/{name}/{path:path}": f"/upstream/{model}/props",
+        "/v1/requests/{request_id}/cancel": "/v1/requests/no-such-request/cancel",
         "/ui/{name}": "/ui/console.js",
         "/v1/activity/{record_id}/capture": "/v1/activity/1/capture",
         "/api/blobs/{digest}": "/api/blobs/sha256:0",

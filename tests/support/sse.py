@@ -7,6 +7,7 @@ The router and orchestration tests assert on the wire format itself (comments, o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,3 +63,20 @@ def post_sse(
         for kind, text in sse_lines(response):
             (stream.data if kind == "data" else stream.comments).append(text)
     return stream
+
+
+def longest_gap(lines: Iterator[str], events: int) -> float:
+    """Read ``events`` more ``data:`` lines of a running stream; the longest wait for one of them.
+
+    A token's time under the load of the moment: how long a runtime generating it may take to
+    notice that its client closed the stream (it notices when it next writes).
+    """
+    longest, last = 0.0, time.monotonic()
+    for line in lines:
+        if line.startswith("data: "):
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+            events -= 1
+            if not events:
+                break
+    return longest

@@ -22,6 +22,7 @@ from inference_service.router.api import (
     logs,
     models,
     ops,
+    requests,
     responses,
     upstream,
     usage,
@@ -46,6 +47,7 @@ _FAMILIES: tuple[tuple[Any, dict[int | str, dict[str, Any]]], ...] = (
     (models, {**COMMON_ERRORS, **MODEL_ERRORS}),
     (upstream, COMMON_ERRORS),
     (admin, COMMON_ERRORS),
+    (requests, COMMON_ERRORS),
 )
 
 HOT_ROUTES = completions.HOT_ROUTES

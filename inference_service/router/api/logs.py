@@ -19,7 +19,7 @@ from inference_service.router.observability.log_buffer import LogBuffer
 from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
-from inference_service.router.serving.shutdown import mark_feed
+from inference_service.router.serving.inflight import mark_feed
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
 

@@ -43,7 +43,7 @@ class Activity:
     first_token_at: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume.py)
+    resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume/)
     #: What each model's request filters changed (router/proxy/filters.py), by model: one entry per change.
     filtered: dict[str, list[str]] | None = None
 

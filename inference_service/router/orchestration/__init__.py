@@ -291,7 +291,7 @@ class OrchestratedStream:
         orchestration object goes on it). APIError if it is refused before its first token.
 
         The call is a proxied stream like a client's, so a runtime that dies mid-answer is
-        continued (proxy/resume.py); one that cannot be raises UpstreamUnreachable.
+        continued (proxy/resume/); one that cannot be raises UpstreamUnreachable.
         """
         started = time.time()
         stage = Stage(call.role, call.model, started, started)

@@ -58,7 +58,7 @@ class UpstreamStream:
         self._first_token_seen = False
 
     def mark_resumed(self) -> None:
-        """This call continues a stream (proxy/resume.py): its first token is not the request's, and the
+        """This call continues a stream (proxy/resume/): its first token is not the request's, and the
         usage it reports is counted by the resume, rewritten for the whole answer."""
         self._first_token_seen = True
         self._counts_usage = False

@@ -60,6 +60,24 @@ def service_unavailable(message: str, type: str = "service_unavailable", retry_a
     return APIError(503, message, type=type, code=type, headers=headers)
 
 
+#: The status of a request cancelled by ``POST /v1/requests/{id}/cancel``. 499 is not IANA's: it is
+#: nginx's "client closed request", and the HTTP status Google's APIs give the gRPC code
+#: ``CANCELLED`` - the nearest convention for "someone called this off". A 4xx, because the
+#: request is not the server's failure, and one that SDKs do not retry (the OpenAI SDK retries
+#: 408, 409, 429 and 5xx): re-sending what an operator cancelled would undo the cancel.
+REQUEST_CANCELLED_STATUS = 499
+
+
+def request_cancelled() -> APIError:
+    """The answer of a request cancelled before its response began (a stream begun gets an error event)."""
+    return APIError(
+        REQUEST_CANCELLED_STATUS,
+        "the request was cancelled (POST /v1/requests/{id}/cancel) before it was answered",
+        type="request_cancelled",
+        code="request_cancelled",
+    )
+
+
 #: Seconds a client is told to wait (``Retry-After``) before asking a model that was unavailable again.
 MODEL_UNAVAILABLE_RETRY_S = 5
 

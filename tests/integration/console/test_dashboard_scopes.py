@@ -64,6 +64,8 @@ def ops(browser: Browser, router: ServiceProcess) -> Iterator[Page]:
 def test_a_read_only_key_sees_the_models_but_no_action_logs_or_playground(viewer: Page) -> None:
     expect(viewer.locator(f'#models tr[data-model="{MODEL_ID}"] [data-action="load"]')).to_be_hidden()
     expect(viewer.locator("#logs-section")).to_be_hidden()
+    expect(viewer.locator("#in-flight-box")).to_be_attached()  # on the page, not offered: requests to cancel
+    expect(viewer.locator("#in-flight-box")).to_be_hidden()
     expect(viewer.locator("#playground-section")).to_be_hidden()
     expect(viewer.locator("#connection")).to_have_text("live")  # events need only `read`
 
@@ -71,6 +73,7 @@ def test_a_read_only_key_sees_the_models_but_no_action_logs_or_playground(viewer
 def test_a_key_with_every_scope_sees_everything(ops: Page) -> None:
     expect(ops.locator(f'#models tr[data-model="{MODEL_ID}"] [data-action="load"]')).to_be_visible()
     expect(ops.locator("#logs-section")).to_be_visible()
+    expect(ops.locator("#in-flight-box")).to_be_visible()
     expect(ops.locator("#playground-section")).to_be_visible()
 
 

@@ -54,6 +54,23 @@ def orchestrated(client: httpx.Client, mode: str, **fields: Any) -> httpx.Respon
     )
 
 
+#: The generator stage's answer in :func:`long_critique`: far longer than the router's release plus
+#: llama-server's one-second poll for a hung-up non-streamed request, however fast the machine generates.
+GENERATION_TOKENS = 1000
+
+
+def long_critique(stream: bool) -> dict[str, Any]:
+    """A critique whose generator stage runs long: a request to cut short while that stage runs."""
+    return {
+        "messages": QUESTION,
+        "orchestration_mode": "critique",
+        "max_tokens": GENERATION_TOKENS,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": stream,
+    }
+
+
 def child_metrics(router: ServiceProcess, model_id: str) -> str:
     """The model's own llama-server ``/metrics`` (started with ``--metrics``)."""
     port = model_card(router, model_id)["port"]

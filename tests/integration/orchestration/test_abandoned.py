@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.orchestration.conftest import QUESTION, wait_for_idle_children
+from tests.integration.orchestration.conftest import GENERATION_TOKENS, long_critique, wait_for_idle_children
 from tests.support.api import abandoned_post, model_card
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, wait_until
 from tests.support.llama import tokens_predicted
@@ -14,10 +14,6 @@ from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
-
-#: The generator stage's answer: far longer than the router's release plus llama-server's
-#: one-second poll for a hung-up non-streamed request, however fast the machine generates.
-GENERATION_TOKENS = 1000
 
 
 def orchestrated_closed(router: ServiceProcess) -> float:
@@ -37,15 +33,7 @@ def test_an_abandoned_orchestration_cancels_its_stage_and_starts_no_other(router
     generator_tokens = tokens_predicted(f"{router.url}/upstream/{SMOLLM2_ID}")
     critic_tokens = tokens_predicted(f"{router.url}/upstream/{GEMMA_ID}")
     closed_before = orchestrated_closed(router)
-    body = {
-        "messages": QUESTION,
-        "orchestration_mode": "critique",
-        "max_tokens": GENERATION_TOKENS,
-        "ignore_eos": True,
-        "temperature": 0,
-        "stream": stream,
-    }
-    with abandoned_post(router.url, body):
+    with abandoned_post(router.url, long_critique(stream)):
         wait_until(
             lambda: model_card(router, SMOLLM2_ID)["in_flight"] == 1, timeout_s=60, interval_s=0.02
         )  # the generator stage

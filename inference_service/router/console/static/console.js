@@ -115,7 +115,8 @@ function modelRow(id) {
   row.innerHTML = `
     <td data-field="id"></td><td data-field="runtime"></td>
     <td><span data-field="status" class="badge"></span><div class="progress" hidden><div></div></div>
-        <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div></td>
+        <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div>
+        <div data-field="replicas" class="muted"></div></td>
     <td data-field="pid"></td><td data-field="port"></td><td data-field="rss"></td><td data-field="cpu"></td>
     <td data-field="in_flight"></td><td data-field="queue"></td><td data-field="since"></td><td data-field="until"></td>
     <td data-needs="admin"><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
@@ -185,8 +186,14 @@ function applyCard(card) {
   entry.card = card;
   const row = entry.row;
   cell(row, "runtime").textContent = card.runtime;
-  cell(row, "pid").textContent = fmt.or(card.pid);
-  cell(row, "port").textContent = fmt.or(card.port);
+  // A model with replicas: each one's pid and port, and its state and requests under the badge.
+  const replicas = card.replicas || [];
+  const each = (field) => replicas.map((r) => `#${r.replica} ${fmt.or(r[field])}`).join(" ");
+  cell(row, "pid").textContent = replicas.length ? each("pid") : fmt.or(card.pid);
+  cell(row, "port").textContent = replicas.length ? each("port") : fmt.or(card.port);
+  cell(row, "replicas").textContent = replicas
+    .map((r) => `#${r.replica} ${r.status}${r.devices ? ` gpu ${r.devices.join(",")}` : ""} ${r.in_flight}+${r.queue}`)
+    .join(" · ");
   cell(row, "rss").textContent = fmt.mb(card.rss_mb);
   cell(row, "cpu").textContent = fmt.pct(card.cpu_percent);
   cell(row, "in_flight").textContent = fmt.or(card.in_flight);
@@ -224,7 +231,9 @@ function onEvent(event) {
   }
   const entry = models.get(event.model);
   if (!entry) return;
-  if (event.type === "model_state") {
+  if (event.type === "model_state" && event.replica !== undefined) {
+    refreshModels(); // one replica's state: the model's own (the best of its replicas) comes with its card
+  } else if (event.type === "model_state") {
     entry.eventTime = event.time;
     setState(entry, event.state, event.reason, event.time, true);
     refreshModels(); // pid, port, loaded-since change with the state
@@ -371,6 +380,59 @@ async function showCapture(record) {
   }
 }
 
+// ------------------------------------------------------------------ in flight
+
+// The inference requests queued or running (GET /v1/requests, admin), each with a Cancel button
+// (POST /v1/requests/{id}/cancel), refreshed with the models. Rows are kept by request id: a row
+// stays put while it runs.
+
+async function refreshInFlight() {
+  let listing;
+  try {
+    listing = await apiJson("/v1/requests");
+  } catch (error) {
+    console.warn("refreshing requests in flight failed", error);
+    return;
+  }
+  const body = $("#in-flight tbody");
+  const running = new Set(listing.data.map((request) => request.id));
+  for (const row of [...body.rows]) if (!running.has(row.dataset.request)) row.remove();
+  const shown = new Set([...body.rows].map((row) => row.dataset.request));
+  for (const request of listing.data.filter((request) => !shown.has(request.id))) {
+    const row = document.createElement("tr");
+    row.dataset.request = request.id;
+    const endpoint = request.mode ? `${request.endpoint} (${request.mode})` : request.endpoint;
+    for (const value of [fmt.time(request.started_at), request.id, request.key, request.model, endpoint]) {
+      const td = document.createElement("td");
+      td.textContent = fmt.or(value);
+      row.append(td);
+    }
+    const button = document.createElement("button");
+    button.dataset.action = "cancel";
+    button.textContent = "Cancel";
+    button.addEventListener("click", () => cancelRequest(request.id, button));
+    const action = document.createElement("td");
+    action.append(button);
+    row.append(action);
+    body.append(row);
+  }
+}
+
+function followInFlight() {
+  refreshInFlight();
+  setInterval(() => document.hidden || refreshInFlight(), REFRESH_MS);
+}
+
+async function cancelRequest(id, button) {
+  button.disabled = true;
+  try {
+    await apiJson(`/v1/requests/${encodeURIComponent(id)}/cancel`, {method: "POST"});
+  } catch (error) {
+    button.title = error.message; // it finished meanwhile (404)
+  }
+  refreshInFlight();
+}
+
 // ------------------------------------------------------------------ logs
 
 let logStream = null;
@@ -510,6 +572,7 @@ async function main() {
   if (scopes.includes("read")) followEvents(); // it loads the activity history once it listens: none is missed
   else if (scopes.includes("admin")) loadActivity(false);
   if (scopes.includes("admin")) followLog();
+  if (scopes.includes("admin")) followInFlight();
   refreshUsage();
   apiJson("/openapi.json").then((spec) => ($("#version").textContent = `v${spec.info.version}`)).catch(() => {});
   setInterval(() => {

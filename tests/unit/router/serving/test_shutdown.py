@@ -10,7 +10,8 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from inference_service.router.proxy.sse import OPENAI, STREAM_PROTOCOL_SCOPE_KEY, StreamProtocol
-from inference_service.router.serving.shutdown import FEED_CLOSED, Phase, Shutdown, ShutdownMiddleware, mark_feed
+from inference_service.router.serving.inflight import FEED_CLOSED, mark_feed
+from inference_service.router.serving.shutdown import Phase, Shutdown, ShutdownMiddleware
 
 Sent = list[Message]
 #: A long grace, and how long a step that must not wait for it may take on a busy machine.

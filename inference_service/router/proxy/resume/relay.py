@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from inference_service.router.observability import activity
-from inference_service.router.proxy.continuations import (
+from inference_service.router.proxy.dispatch import Dispatcher
+from inference_service.router.proxy.resume.continuations import (
     CONTINUATIONS,
     Continuation,
     Echo,
@@ -32,7 +33,6 @@ from inference_service.router.proxy.continuations import (
     progress_of,
     rewritten,
 )
-from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.sse import StreamProtocol, end_broken, end_incomplete, relay_events
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.proxy.upstream_stream import UpstreamStream

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from inference_service.router.proxy.continuations import (
+from inference_service.router.proxy.resume.continuations import (
     ChatContinuation,
     Echo,
     MessagesContinuation,
