@@ -1,0 +1,140 @@
+"""Errors answered before a route runs - the key check (401, 403, 429) and the body cap (413) -
+reach Anthropic's and Ollama's clients in their own API's envelope, read by their official SDKs.
+
+The router's one remote model answers at once (a recording host): nothing here needs a runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import ollama
+import pytest
+
+from tests.support.configs import write_config
+from tests.support.recording_host import recording_host
+from tests.support.service import ServiceProcess, running_service
+
+pytestmark = pytest.mark.integration
+
+REMOTE_ID = "remote1"
+MAX_BODY_BYTES = 4096
+KEYS = {
+    "reader": {"key": "k-reader", "scopes": ["read"]},
+    "caller": {"key": "k-caller", "scopes": ["inference"]},
+    "anthropic-once": {"key": "k-anthropic-once", "scopes": ["inference"], "requests_per_minute": 1},
+    "ollama-once": {"key": "k-ollama-once", "scopes": ["inference"], "requests_per_minute": 1},
+}
+NO_KEY_MESSAGE = "Missing or invalid API key: send 'Authorization: Bearer <key>'"
+HI = [{"role": "user", "content": "hi"}]
+#: The remote model's answer: an Anthropic message and an OpenAI completion at once, so either API reads it.
+REPLY = {
+    "id": "x",
+    "type": "message",
+    "role": "assistant",
+    "model": REMOTE_ID,
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 1, "output_tokens": 1, "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+}
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    directory = tmp_path_factory.mktemp("envelopes")
+    with recording_host() as host:
+        host.reply = json.dumps(REPLY).encode()
+        models = {REMOTE_ID: {"runtime": "remote", "url": host.url}}
+        config = write_config(directory / "config.toml", models, keys=KEYS, max_body_bytes=MAX_BODY_BYTES)
+        with running_service(config, directory / "logs") as service:
+            yield service
+
+
+def anthropic_client(router: ServiceProcess, key: str) -> anthropic.Anthropic:
+    """The official SDK, sending ``key`` as the router takes it (``Authorization: Bearer``)."""
+    return anthropic.Anthropic(base_url=router.url, api_key=None, auth_token=key, max_retries=0, timeout=60)
+
+
+def ollama_client(router: ServiceProcess, key: str | None) -> ollama.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return ollama.Client(host=router.url, headers=headers, timeout=60)
+
+
+def assert_anthropic_error(error: anthropic.APIStatusError, type_: str, message: str) -> None:
+    """Anthropic's documented shape: a top-level ``"type": "error"`` around the error's type and message."""
+    assert isinstance(error.body, dict) and error.body["type"] == "error", error.body
+    assert (error.type, error.api_message) == (type_, message)
+
+
+def test_the_anthropic_sdk_raises_authentication_error_in_anthropics_envelope_for_an_unknown_key(
+    router: ServiceProcess,
+) -> None:
+    with anthropic_client(router, "k-nobody") as client, pytest.raises(anthropic.AuthenticationError) as raised:
+        client.messages.create(model=REMOTE_ID, messages=HI, max_tokens=4)  # type: ignore[arg-type]
+    assert_anthropic_error(raised.value, "authentication_error", NO_KEY_MESSAGE)
+
+
+def test_the_anthropic_sdk_raises_permission_denied_in_anthropics_envelope_for_a_key_without_the_scope(
+    router: ServiceProcess,
+) -> None:
+    with anthropic_client(router, "k-reader") as client, pytest.raises(anthropic.PermissionDeniedError) as raised:
+        client.messages.count_tokens(model=REMOTE_ID, messages=HI)  # type: ignore[arg-type]
+    needed = "the key 'reader' lacks the 'inference' scope that POST /v1/messages/count_tokens needs"
+    assert_anthropic_error(raised.value, "permission_error", needed)
+    assert raised.value.response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+
+
+def test_the_anthropic_sdk_raises_rate_limit_error_in_anthropics_envelope_with_retry_after(
+    router: ServiceProcess,
+) -> None:
+    with anthropic_client(router, "k-anthropic-once") as client:
+        client.messages.create(model=REMOTE_ID, messages=HI, max_tokens=4)  # type: ignore[arg-type]
+        with pytest.raises(anthropic.RateLimitError) as raised:
+            client.messages.create(model=REMOTE_ID, messages=HI, max_tokens=4)  # type: ignore[arg-type]
+    assert raised.value.api_message is not None and "requests per minute" in raised.value.api_message
+    assert_anthropic_error(raised.value, "rate_limit_error", raised.value.api_message)
+    headers = raised.value.response.headers
+    assert int(headers["retry-after"]) > 0 and headers["x-ratelimit-limit-requests"] == "1"
+
+
+def test_a_body_over_the_cap_on_the_messages_api_is_a_413_in_anthropics_envelope(router: ServiceProcess) -> None:
+    body = {"model": REMOTE_ID, "max_tokens": 4, "messages": [{"role": "user", "content": "x" * MAX_BODY_BYTES}]}
+    answer = httpx.post(router.url + "/v1/messages", json=body, headers={"Authorization": "Bearer k-caller"})
+    assert answer.status_code == 413
+    assert answer.json()["type"] == "error" and answer.json()["error"]["code"] == "request_too_large"
+
+
+def test_the_ollama_sdk_response_error_carries_the_message_without_a_key(router: ServiceProcess) -> None:
+    with ollama_client(router, None) as client, pytest.raises(ollama.ResponseError) as raised:
+        client.chat(model=REMOTE_ID, messages=HI)
+    assert (raised.value.status_code, raised.value.error) == (401, NO_KEY_MESSAGE)
+
+
+def test_the_ollama_sdk_response_error_carries_the_message_for_a_key_without_the_scope(
+    router: ServiceProcess,
+) -> None:
+    with ollama_client(router, "k-reader") as client, pytest.raises(ollama.ResponseError) as raised:
+        client.generate(model=REMOTE_ID, prompt="hi")
+    needed = "the key 'reader' lacks the 'inference' scope that POST /api/generate needs"
+    assert (raised.value.status_code, raised.value.error) == (403, needed)
+
+
+def test_the_ollama_sdk_response_error_carries_the_message_past_a_keys_rate_limit(router: ServiceProcess) -> None:
+    with ollama_client(router, "k-ollama-once") as client:
+        client.chat(model=REMOTE_ID, messages=HI)
+        with pytest.raises(ollama.ResponseError) as raised:
+            client.chat(model=REMOTE_ID, messages=HI)
+    assert raised.value.status_code == 429
+    assert isinstance(raised.value.error, str) and "requests per minute" in raised.value.error
+
+
+def test_a_body_over_the_cap_on_the_ollama_api_is_a_413_in_ollamas_envelope(router: ServiceProcess) -> None:
+    body = {"model": REMOTE_ID, "prompt": "x" * MAX_BODY_BYTES, "stream": False}
+    answer = httpx.post(router.url + "/api/generate", json=body, headers={"Authorization": "Bearer k-caller"})
+    assert answer.status_code == 413
+    assert answer.json() == {"error": f"Request body of {len(answer.request.content)} bytes exceeds the limit of 4096"}
