@@ -1,21 +1,24 @@
-"""Errors answered before a route runs - the key check (401, 403, 429) and the body cap (413) -
-reach Anthropic's and Ollama's clients in their own API's envelope, read by their official SDKs.
+"""Errors answered outside a route - the key check (401, 403, 429), the body cap (413), a cancel
+(499) - reach Anthropic's and Ollama's clients in their own API's envelope, read by their official SDKs.
 
-The router's one remote model answers at once (a recording host): nothing here needs a runtime.
+The router's one remote model answers at once (a recording host), or holds its answers while a
+test cancels: nothing here needs a runtime.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
 import ollama
 import pytest
 
-from tests.support.configs import write_config
-from tests.support.recording_host import recording_host
+from tests.support.configs import wait_until, write_config
+from tests.support.recording_host import RecordingHost, recording_host
 from tests.support.service import ServiceProcess, running_service
 
 pytestmark = pytest.mark.integration
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.integration
 REMOTE_ID = "remote1"
 MAX_BODY_BYTES = 4096
 KEYS = {
+    "operator": {"key": "k-operator", "scopes": ["admin"]},
     "reader": {"key": "k-reader", "scopes": ["read"]},
     "caller": {"key": "k-caller", "scopes": ["inference"]},
     "anthropic-once": {"key": "k-anthropic-once", "scopes": ["inference"], "requests_per_minute": 1},
@@ -45,14 +49,42 @@ REPLY = {
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def host() -> Iterator[RecordingHost]:
+    with recording_host() as recorder:
+        recorder.reply = json.dumps(REPLY).encode()
+        yield recorder
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory, host: RecordingHost) -> Iterator[ServiceProcess]:
     directory = tmp_path_factory.mktemp("envelopes")
-    with recording_host() as host:
-        host.reply = json.dumps(REPLY).encode()
-        models = {REMOTE_ID: {"runtime": "remote", "url": host.url}}
-        config = write_config(directory / "config.toml", models, keys=KEYS, max_body_bytes=MAX_BODY_BYTES)
-        with running_service(config, directory / "logs") as service:
-            yield service
+    models = {REMOTE_ID: {"runtime": "remote", "url": host.url}}
+    config = write_config(directory / "config.toml", models, keys=KEYS, max_body_bytes=MAX_BODY_BYTES)
+    with running_service(config, directory / "logs") as service:
+        yield service
+
+
+@pytest.fixture
+def held(host: RecordingHost) -> Iterator[None]:
+    """The remote model holds its answers (a request stays in flight) until the test ends."""
+    host.hold.clear()
+    yield
+    host.hold.set()
+
+
+@pytest.fixture
+def background() -> Iterator[ThreadPoolExecutor]:
+    """Where a test's client waits for its answer while the test cancels it."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def cancelled(router: ServiceProcess, request_id: str) -> bool:
+    """Whether a cancel of ``request_id`` found it in flight (202; 404 until it is)."""
+    answer = httpx.post(
+        f"{router.url}/v1/requests/{request_id}/cancel", headers={"Authorization": "Bearer k-operator"}, timeout=30
+    )
+    return answer.status_code == 202
 
 
 def anthropic_client(router: ServiceProcess, key: str) -> anthropic.Anthropic:
@@ -60,8 +92,11 @@ def anthropic_client(router: ServiceProcess, key: str) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=router.url, api_key=None, auth_token=key, max_retries=0, timeout=60)
 
 
-def ollama_client(router: ServiceProcess, key: str | None) -> ollama.Client:
+def ollama_client(router: ServiceProcess, key: str | None, request_id: str | None = None) -> ollama.Client:
+    """The official library, sending ``key`` as a bearer token and ``request_id`` as ``X-Request-ID``."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if request_id:
+        headers["X-Request-ID"] = request_id
     return ollama.Client(host=router.url, headers=headers, timeout=60)
 
 
@@ -138,3 +173,38 @@ def test_a_body_over_the_cap_on_the_ollama_api_is_a_413_in_ollamas_envelope(rout
     answer = httpx.post(router.url + "/api/generate", json=body, headers={"Authorization": "Bearer k-caller"})
     assert answer.status_code == 413
     assert answer.json() == {"error": f"Request body of {len(answer.request.content)} bytes exceeds the limit of 4096"}
+
+
+@pytest.mark.usefixtures("held")
+def test_a_cancelled_messages_request_gets_its_499_in_anthropics_envelope(
+    router: ServiceProcess, background: ThreadPoolExecutor
+) -> None:
+    request_id = f"cancel-anthropic-{uuid.uuid4().hex}"
+    with anthropic_client(router, "k-caller") as client:
+        answer = background.submit(
+            client.messages.create,
+            model=REMOTE_ID,
+            messages=HI,  # type: ignore[arg-type]
+            max_tokens=4,
+            extra_headers={"X-Request-ID": request_id},
+        )
+        wait_until(lambda: cancelled(router, request_id), timeout_s=30)
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            answer.result(timeout=30)
+    assert raised.value.status_code == 499
+    assert raised.value.api_message is not None
+    assert_anthropic_error(raised.value, "request_cancelled", raised.value.api_message)
+
+
+@pytest.mark.usefixtures("held")
+def test_a_cancelled_ollama_request_gets_its_499_in_ollamas_envelope(
+    router: ServiceProcess, background: ThreadPoolExecutor
+) -> None:
+    request_id = f"cancel-ollama-{uuid.uuid4().hex}"
+    with ollama_client(router, "k-caller", request_id) as client:
+        answer = background.submit(client.chat, model=REMOTE_ID, messages=HI)
+        wait_until(lambda: cancelled(router, request_id), timeout_s=30)
+        with pytest.raises(ollama.ResponseError) as raised:
+            answer.result(timeout=30)
+    assert raised.value.status_code == 499
+    assert isinstance(raised.value.error, str) and "was cancelled" in raised.value.error
