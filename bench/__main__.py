@@ -14,6 +14,8 @@ Two phases, each with its own router process so neither's traffic colours the ot
    fake hosts.
 4. continuity (``bench.continuity``): a conversation's next turn warm and after its model was
    stopped (unload + load, a swap).
+5. affinity (``bench.affinity``): interleaved conversations over two replicas, cache-affine vs
+   round-robin.
 
 Exit status 1 when a target fails, so a script can gate on it.
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench import continuity, report, scale, scenarios, swap, tenants, tracing
+from bench import affinity, continuity, report, scale, scenarios, swap, tenants, tracing
 from bench.harness import (
     LLM_ID,
     bare_relay,
@@ -160,6 +162,7 @@ SCENARIOS = (
     "tenants",
     "two_models",
     "continuity",
+    "affinity",
     "scale",
     "many_models",
 )
@@ -212,6 +215,9 @@ def main() -> int:
         if "continuity" in only:
             print("bench: continuity (a conversation across its model's stops) ...", flush=True)
             results.append(continuity.continuity(plan.continuity_rounds, Path(scratch)))
+        if "affinity" in only:
+            print("bench: affinity (conversations over two replicas, affine vs round-robin) ...", flush=True)
+            results.append(affinity.affinity(plan.affinity_conversations, plan.affinity_turns, Path(scratch)))
         if only & {"scale", "many_models"}:
             results += asyncio.run(scale_phase(plan, Path(scratch), only))
     info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]

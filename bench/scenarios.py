@@ -48,6 +48,8 @@ class Plan:
     proxy_concurrency: tuple[int, ...] = (1, 16, 64)
     swap_requests: int = 100  # "two models, one slot"
     continuity_rounds: int = 3  # each: a warm turn, one after unload + load, one after a swap
+    affinity_conversations: int = 8  # interleaved, over two replicas
+    affinity_turns: int = 6  # per conversation: the first is cold, the rest are measured
     scale_chunks: int = 50  # per drip stream
     scale_gap_ms: float = 20.0  # between a drip stream's chunks
     scale_concurrency: tuple[int, ...] = (256, 1000)
@@ -70,6 +72,8 @@ class Plan:
             cold_start_reps=3,
             swap_requests=40,
             continuity_rounds=2,
+            affinity_conversations=4,
+            affinity_turns=3,
             scale_rounds=1,
             many_idle_window_s=6.0,
         )

@@ -21,6 +21,8 @@ CACHE_DIR = Path(os.environ.get("INFERENCE_CACHE_DIR", Path.home() / ".cache" / 
 RuntimeKind = Literal["llamacpp", "ollama", "remote"]
 PoolingType = Literal["none", "mean", "cls", "last", "rank"]
 Capability = Literal["chat", "completion", "embeddings", "rerank"]
+#: How a request picks one of a model's replicas (see supervisor/routing.py).
+ReplicaRouting = Literal["affinity", "least_loaded", "round_robin"]
 MAX_LLAMACPP_SLOTS = 256
 Role = str
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -20,6 +21,7 @@ from inference_service.config.fields import (
     Capability,
     OnReload,
     PoolingType,
+    ReplicaRouting,
     Role,
     RuntimeKind,
     StrictTable,
@@ -100,14 +102,34 @@ class ModelConfig(StrictTable):
         description="llama-server's in-RAM prompt cache (--cache-ram), counted in the memory estimate; 0 disables it",
     )
     extra_args: Annotated[list[str], RESTART] = []
+    # replicas (llamacpp): a reload that changes their number adds or drains replicas, the others untouched
+    replicas: Annotated[int, LIVE] = Field(default=1, ge=1, description="llama-server processes serving this id")
+    replica_devices: Annotated[list[list[int]] | None, RESTART] = Field(
+        default=None, description="GPUs of each replica (CUDA_VISIBLE_DEVICES), one list per replica"
+    )
+    min_replicas: Annotated[int | None, LIVE] = Field(
+        default=None, ge=1, description="replicas kept up; the others start when requests wait (unset: all)"
+    )
+    scale_up_wait_s: Annotated[float, LIVE] = Field(
+        default=5.0, gt=0, description="how long requests queue for busy replicas before one more starts"
+    )
+    replica_routing: Annotated[ReplicaRouting, LIVE] = Field(
+        default="affinity", description="how a request picks its replica: cache affinity with bounded load, or not"
+    )
     # ollama
     ollama_model: Annotated[str | None, RESTART] = None
     keep_alive: Annotated[str | None, RESTART] = None
     # remote
     url: Annotated[str | None, RESTART] = None
+    urls: Annotated[list[str] | None, RESTART] = Field(
+        default=None,
+        description="hosts serving this one model, one replica each: remote (instead of url) or ollama servers",
+    )
     api_key: Annotated[SecretStr | None, RESTART] = None
     health_path: Annotated[str, RESTART] = "/health"
     upstream_model: Annotated[str | None, RESTART] = None
+    #: Which replica of the model this config launches (set by :meth:`replica`), None: the model itself.
+    _replica: int | None = PrivateAttr(default=None)
 
     @field_validator("parallel")
     @classmethod
@@ -127,11 +149,66 @@ class ModelConfig(StrictTable):
     def _runtime_fields(self) -> ModelConfig:
         if self.runtime == "llamacpp" and self.path is None:
             raise ValueError("runtime 'llamacpp' needs 'path' (the GGUF file)")
-        if self.runtime == "remote" and not self.url:
+        if self.urls is not None:
+            self._check_urls()
+        elif self.runtime == "remote" and not self.url:
             raise ValueError("runtime 'remote' needs 'url' (the server's base URL)")
         if self.pooling is not None and not self.embeddings:
             raise ValueError("'pooling' applies to embeddings: set embeddings = true as well")
+        if self.replicas > 1 and self.runtime != "llamacpp" and self.urls is None:
+            raise ValueError(f"'replicas' applies to llamacpp models (a {self.runtime} one lists its hosts in 'urls')")
+        if self.min_replicas is not None and self.min_replicas > self.replicas:
+            raise ValueError(f"'min_replicas' is {self.min_replicas}, more than 'replicas' ({self.replicas})")
+        if self.replica_devices is not None and len(self.replica_devices) != self.replicas:
+            raise ValueError(
+                f"'replica_devices' lists {len(self.replica_devices)} replicas, 'replicas' is {self.replicas}"
+            )
         return self
+
+    def _check_urls(self) -> None:
+        """A remote or Ollama model on several hosts: one replica per URL, so ``replicas`` follows the list."""
+        if self.runtime == "llamacpp":
+            raise ValueError("'urls' applies to remote and ollama models: a llamacpp model sets 'replicas'")
+        if not self.urls:
+            raise ValueError("'urls' is empty: list the hosts' base URLs, or set 'url'")
+        if self.url:
+            raise ValueError("set 'url' or 'urls', not both")
+        if "replicas" in self.model_fields_set and self.replicas != len(self.urls):
+            raise ValueError(f"'replicas' is {self.replicas} but 'urls' lists {len(self.urls)} hosts")
+        self.replicas = len(self.urls)
+
+    def replica(self, index: int) -> ModelConfig:
+        """This config as replica ``index`` launches it: the same model, its own process (or host, one of
+        ``urls``), devices and saved slots."""
+        copy = self.model_copy(update={"url": self.urls[index]} if self.urls else None)
+        copy._replica = index
+        return copy
+
+    @property
+    def steady_replicas(self) -> int:
+        """Replicas brought up whenever the model is wanted; the rest (up to ``replicas``) only under a queue."""
+        return self.min_replicas or self.replicas
+
+    @property
+    def replica_index(self) -> int | None:
+        return self._replica
+
+    @property
+    def replica_name(self) -> str:
+        """The id, and the replica's index when the model has several: ``smol#1`` (logs, capacity, KV files)."""
+        return self.id if self._replica is None or self.replicas == 1 else f"{self.id}#{self._replica}"
+
+    @property
+    def replica_tag(self) -> dict[str, int]:
+        """``{"replica": index}`` for an event about one of several replicas, else nothing."""
+        return {"replica": self._replica or 0} if self.replicas > 1 else {}
+
+    @property
+    def devices(self) -> list[int] | None:
+        """The GPUs this replica is pinned to, None: not pinned."""
+        if self.replica_devices is None:
+            return None
+        return self.replica_devices[self._replica or 0]
 
     def launch_settings(self) -> dict[str, Any]:
         """What the model's process is started with: a reload that changes any of it restarts the model."""
@@ -149,6 +226,11 @@ class ModelConfig(StrictTable):
         if self.parallel is not None:
             return self.parallel
         return 1 if self.runtime == "llamacpp" else None
+
+    @property
+    def total_concurrency(self) -> int | None:
+        """Requests the router lets through to the whole model at once: each replica's :attr:`concurrency`."""
+        return None if self.concurrency is None else self.concurrency * self.replicas
 
     @property
     def served_capabilities(self) -> list[Capability]:

@@ -89,12 +89,12 @@ def runtime_factory(
                 slot_keeper=slot_keeper(model, settings, kv_store, events),
             )
         if model.runtime == "ollama":
-            return OllamaRuntime(
+            return OllamaRuntime(  # a replica of a model on several Ollama hosts: its own host, never spawned
                 model,
-                url=settings.runtimes.ollama.url,
+                url=model.url if model.urls and model.url else settings.runtimes.ollama.url,
                 health_interval_s=settings.runtimes.remote.health_interval_s,
                 load_timeout_s=settings.health_timeout_s,
-                server=shared_ollama,
+                server=None if model.urls else shared_ollama,
                 prober=prober,
             )
         if model.runtime == "remote":

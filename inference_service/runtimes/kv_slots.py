@@ -64,6 +64,7 @@ class SlotKeeper:
 
     def __init__(self, model: ModelConfig, store: KVFileStore, timeout_s: float, events: EventBus | None) -> None:
         self._model = model
+        self._files = model.replica_name  # each replica its own files: slots belong to one process
         self._store = store
         self._timeout_s = timeout_s
         self._events = events
@@ -76,7 +77,7 @@ class SlotKeeper:
         A directory that cannot be created costs the continuity of this run, never the load.
         """
         try:
-            directory = await self._store.prepare(self._model.id)
+            directory = await self._store.prepare(self._files)
             self._fingerprint = await asyncio.to_thread(process_fingerprint, binary, model_path, self._model)
         except OSError as error:
             logger.warning("model %s: its slots will not be kept across stops: %s", self._model.id, error)
@@ -90,7 +91,7 @@ class SlotKeeper:
             return
         try:
             async with asyncio.timeout(self._timeout_s):
-                files, rejected = await self._store.restorable(self._model.id, fingerprint, self._slots)
+                files, rejected = await self._store.restorable(self._files, fingerprint, self._slots)
                 for problem in rejected:
                     self._skipped(child, "restore", problem.reason, f"{problem.name} skipped: {problem.detail}")
                 for slot, file in enumerate(files):
@@ -138,13 +139,13 @@ class SlotKeeper:
     async def _save_slot(self, client: httpx.AsyncClient, child: ChildProcess, slot: int, fingerprint: str) -> None:
         assert child.pid is not None
         started = time.monotonic()
-        partial = self._store.partial_name(self._model.id, slot, child.pid)
+        partial = self._store.partial_name(self._files, slot, child.pid)
         response = await client.post(f"/slots/{slot}", params={"action": "save"}, json={"filename": partial})
         if response.status_code != 200:
             self._skipped(child, "save", "refused", f"slot {slot} not saved: llama-server said {_error(response)}")
             return
         tokens = int(response.json().get("n_saved", 0))
-        saved = await self._store.commit(self._model.id, slot, partial, tokens, fingerprint, keep=self._slots)
+        saved = await self._store.commit(self._files, slot, partial, tokens, fingerprint, keep=self._slots)
         self._report(
             child,
             "saved",
@@ -158,13 +159,13 @@ class SlotKeeper:
     async def discard_partials(self, child: ChildProcess) -> None:
         """After the process is gone: remove what an abandoned save left half-written."""
         if child.pid is not None:
-            await self._store.discard_partials(self._model.id, child.pid)
+            await self._store.discard_partials(self._files, child.pid)
 
     def _report(self, child: ChildProcess, action: str, line: str, **fields: Any) -> None:
         child.note(line)
         logger.info("model %s: %s", self._model.id, line)
         if self._events is not None:
-            stored = self._store.saved_bytes(self._model.id)
+            stored = self._store.saved_bytes(self._files)
             self._events.publish(KV_CACHE, self._model.id, action=action, stored_bytes=stored, **fields)
 
     def _skipped(self, child: ChildProcess, operation: str, reason: str, line: str) -> None:

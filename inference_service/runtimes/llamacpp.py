@@ -57,8 +57,8 @@ def build_argv(binary: Path, model: ModelConfig, model_path: Path, port: int, po
     ]
     if model.n_gpu_layers is not None:
         argv += ["--n-gpu-layers", str(model.n_gpu_layers)]
-    if model.main_gpu is not None:
-        argv += ["--main-gpu", str(model.main_gpu)]
+    if model.main_gpu is not None or model.devices is not None:  # a pinned replica: its first visible GPU
+        argv += ["--main-gpu", str(model.main_gpu or 0)]
     if model.tensor_split:
         argv += ["--tensor-split", ",".join(f"{share:g}" for share in model.tensor_split)]
     if model.flash_attn is not None:
@@ -87,6 +87,14 @@ def embedding_pooling(model: ModelConfig, model_path: Path) -> str | None:
 
 #: The environment variable llama-server reads ``--api-key`` from (common/arg.cpp).
 API_KEY_ENV = "LLAMA_API_KEY"
+
+
+def device_environment(model: ModelConfig) -> dict[str, str]:
+    """The GPUs a pinned replica may see (``replica_devices``): the CUDA runtime hides the others, so the
+    replica's ``--main-gpu``, ``--tensor-split`` and device indices count within its own list."""
+    if model.devices is None:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(device) for device in model.devices)}
 
 
 def free_port() -> int:
@@ -156,9 +164,9 @@ class LlamaCppRuntime:
             argv += await self._slot_keeper.prepare(self._binary, self._model_path)
         self._child = ChildProcess(
             argv,
-            name=f"llama-server[{self._model.id}]",
+            name=f"llama-server[{self._model.replica_name}]",
             log_lines=self._log_buffer_lines,
-            env={**os.environ, API_KEY_ENV: api_key},
+            env={**os.environ, **device_environment(self._model), API_KEY_ENV: api_key},
         )
         try:
             await self._child.spawn()

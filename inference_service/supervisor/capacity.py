@@ -45,9 +45,9 @@ _EXACT_SEARCH_LIMIT = 12
 
 @dataclass(frozen=True)
 class Candidate:
-    """A resident model as eviction sees it."""
+    """A resident model (one replica of it) as eviction sees it."""
 
-    model_id: str
+    model_id: str  # the tenant's name: a model's id, ``id#i`` for one of its replicas
     footprint_mb: int
     idle_since: float
     pinned: bool = False
@@ -98,6 +98,7 @@ class Tenant(Protocol):
     """What the scheduler reads from, and asks of, one model's actor."""
 
     model_id: str
+    name: str  # unique among tenants: the model id, with the replica's index when it has several
     state: ModelState
     closed: bool
 
@@ -161,7 +162,7 @@ class CapacityScheduler:
                 f"more than the whole memory_budget_mb={self._budget_mb}"
             )
         if not self.fit_together([tenant]):
-            pinned = sorted(t.model_id for t in self._pinned_residents([tenant]))
+            pinned = sorted(t.name for t in self._pinned_residents([tenant]))
             return (
                 f"cannot load {tenant.model_id!r} (~{tenant.footprint_mb} MB) beside the pinned models {pinned}, "
                 "which are never evicted (an admin unload of one makes room)"
@@ -174,6 +175,10 @@ class CapacityScheduler:
         count_ok = self._max_models is None or len(staying) <= self._max_models
         memory_ok = self._budget_mb is None or sum(t.footprint_mb for t in staying) <= self._budget_mb
         return count_ok and memory_ok
+
+    def has_room(self, tenant: Tenant) -> bool:
+        """Whether ``tenant`` would be granted room at once, evicting nobody and passing nobody waiting."""
+        return not self.limited or (not self._pending and self._fits(tenant))
 
     def _pinned_residents(self, besides: Sequence[Tenant]) -> list[Tenant]:
         """The pinned models holding room (not on their way out), other than ``besides``: room taken for good."""
@@ -266,7 +271,7 @@ class CapacityScheduler:
             "max_models": self._max_models,
             "budget_mb": self._budget_mb,
         }
-        by_id = {t.model_id: t for t in loaded}
+        by_id = {t.name: t for t in loaded}
         choice = choose_evictions([self._candidate(t) for t in idle], **limits)  # type: ignore[arg-type]
         if choice == []:
             return  # enough is leaving already
@@ -274,7 +279,7 @@ class CapacityScheduler:
             for candidate in choice:
                 victim = by_id[candidate.model_id]
                 self._evicting.add(victim)
-                logger.info("evicting %s to make room for %s", victim.model_id, head.model_id)
+                logger.info("evicting %s to make room for %s", victim.name, head.name)
                 victim.evict(f"capacity: making room for {head.model_id}")
             return
         busy = [t for t in loaded if t not in idle and not t.closed]
@@ -295,7 +300,7 @@ class CapacityScheduler:
 
     @staticmethod
     def _candidate(tenant: Tenant) -> Candidate:
-        return Candidate(tenant.model_id, tenant.footprint_mb, tenant.idle_since, tenant.pinned)
+        return Candidate(tenant.name, tenant.footprint_mb, tenant.idle_since, tenant.pinned)
 
 
 def pinned_overflow(settings: Settings, holds_capacity: Callable[[RuntimeKind], bool]) -> str | None:
@@ -303,16 +308,18 @@ def pinned_overflow(settings: Settings, holds_capacity: Callable[[RuntimeKind], 
 
     They are never evicted, so the scheduler could not keep that promise: a config error at
     start-up (one line, exit 2) and a rejected reload (the running config stays). Counted as the
-    scheduler counts: the models whose runtime kind ``holds_capacity`` (runtimes.factory's,
+    scheduler counts: every replica of the models whose runtime kind ``holds_capacity`` (runtimes.factory's,
     passed in: the supervisor knows runtimes by instance, not kind), with its estimates. Reads
     GGUF headers: off the event loop.
     """
     pinned = [model for model in settings.models.values() if model.pinned and holds_capacity(model.runtime)]
     names = ", ".join(model.id for model in pinned)
     max_models, budget_mb = settings.max_loaded_models, settings.memory_budget_mb
-    if max_models is not None and len(pinned) > max_models:
-        return f"models.*.pinned: {len(pinned)} pinned models ({names}) exceed max_loaded_models={max_models}"
-    need_mb = sum(model_estimate_mb(settings, model) for model in pinned)
+    count = sum(model.replicas for model in pinned)
+    if max_models is not None and count > max_models:
+        counted = f"{count} pinned models" + (" and replicas" if count > len(pinned) else "")
+        return f"models.*.pinned: {counted} ({names}) exceed max_loaded_models={max_models}"
+    need_mb = sum(model_estimate_mb(settings, model) * model.replicas for model in pinned)
     if budget_mb is not None and need_mb > budget_mb:
         return (
             f"models.*.pinned: the pinned models ({names}) need ~{need_mb} MB, more than memory_budget_mb={budget_mb}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,16 +35,27 @@ class Lease:
     priority: int
     endpoint: Endpoint | None = None
     closed: bool = False
+    #: Called just before the lease is served: a model with replicas may move it to another (see replicas/).
+    rebalance: Callable[[Lease], None] | None = None
+
+    @property
+    def replica(self) -> int | None:
+        """Which replica of its model the lease is on; None when the model has one."""
+        return self.actor.config.replica_index if self.actor.config.replicas > 1 else None
 
     def ready_now(self) -> Endpoint | None:
         """The endpoint at once if the model is serving (the common case: no waiting, no task), else None."""
         if self.endpoint is None:
+            if self.rebalance is not None:
+                self.rebalance(self)
             self.actor.serve_if_loaded(self)
         return self.endpoint
 
     async def ready(self) -> Endpoint:
         """The model's endpoint, loading it (or waiting for capacity) if needed; counts as in flight from then."""
         if self.endpoint is None:
+            if self.rebalance is not None:
+                self.rebalance(self)
             self.endpoint = await self.actor.wait_ready(self.priority, lease=self)
         return self.endpoint
 
@@ -101,6 +113,12 @@ class LeaseBook:
     def open(self, actor: ModelActor, priority: int) -> Lease:
         self._leased += 1
         return Lease(actor, priority)
+
+    def hand_over(self, lease: Lease, to: LeaseBook) -> None:
+        """Move a lease not yet served to another book (another replica of its model)."""
+        assert lease.endpoint is None and not lease.closed
+        self._leased -= 1
+        to._leased += 1
 
     def serve(self, lease: Lease | None, endpoint: Endpoint) -> Endpoint:
         """Hand out ``endpoint``; a lease counts as in flight from this instant (not from when its caller resumes)."""

@@ -60,6 +60,7 @@ class ModelLifecycle:
     ) -> None:
         self.config = config
         self.model_id = config.id
+        self.name = config.replica_name  # the model's id, and its replica's index when it has several
         self._settings = settings
         self._events = events
         self._capacity = capacity
@@ -199,7 +200,7 @@ class ModelLifecycle:
     ) -> None:
         compare_and_swap(self.state, expected, target)
         logger.info(
-            "model %s: %s -> %s%s", self.model_id, self.state, target, f" ({reason.splitlines()[0]})" if reason else ""
+            "model %s: %s -> %s%s", self.name, self.state, target, f" ({reason.splitlines()[0]})" if reason else ""
         )
         self.state, self.state_since, self.reason = target, time.time(), reason
         if target == _S.LOADING:
@@ -207,7 +208,10 @@ class ModelLifecycle:
             self.closed = False
         if target != _S.LOADED:
             self.endpoint = None
-        self._events.publish(MODEL_STATE, self.model_id, state=str(target), reason=reason, generation=self.generation)
+        tag = self.config.replica_tag
+        self._events.publish(
+            MODEL_STATE, self.model_id, state=str(target), reason=reason, generation=self.generation, **tag
+        )
         self._capacity.poke()
 
     # -- loading

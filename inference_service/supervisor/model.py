@@ -57,6 +57,37 @@ class ModelStatus:
     last_load_s: float | None
     #: Idle seconds before the TTL reaper unloads it (a request's keep_alive, else ttl_s); None: never.
     idle_ttl_s: float | None = None
+    #: Each process serving the model (one unless it has ``replicas``); the fields above sum or lead them.
+    replicas: tuple[ReplicaStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One replica of a model: its process, its GPUs, its requests."""
+
+    index: int
+    state: ModelState
+    pid: int | None
+    port: int | None
+    devices: list[int] | None
+    in_flight: int
+    waiting: int
+    restarts: int
+    generation: int
+
+    @staticmethod
+    def of(actor: ModelActor, status: ModelStatus) -> ReplicaStatus:
+        return ReplicaStatus(
+            index=actor.config.replica_index or 0,
+            state=status.state,
+            pid=status.process.pid if status.process else None,
+            port=status.process.port if status.process else None,
+            devices=actor.config.devices,
+            in_flight=status.in_flight,
+            waiting=status.waiting,
+            restarts=status.restarts,
+            generation=status.generation,
+        )
 
 
 class ModelActor(ModelLifecycle):

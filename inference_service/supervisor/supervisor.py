@@ -21,6 +21,8 @@ from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.errors import ModelUnavailable, SupervisorError, UnknownModel
 from inference_service.supervisor.leases import Lease
 from inference_service.supervisor.model import ModelActor, ModelStatus
+from inference_service.supervisor.replicas.replica_set import ReplicaSet
+from inference_service.supervisor.replicas.routing import Affinity
 from inference_service.supervisor.signals import being_cancelled, cancelled_by_stop_signals
 from inference_service.supervisor.state import ModelState
 
@@ -40,8 +42,7 @@ class Supervisor:
         self.events = events or EventBus()
         self.capacity = CapacityScheduler(settings)
         self._models = {
-            model_id: ModelActor(cfg, runtime_factory(cfg), settings, self.events, self.capacity)
-            for model_id, cfg in settings.models.items()
+            model_id: ReplicaSet(cfg, self._actor_for, self.capacity) for model_id, cfg in settings.models.items()
         }
         self._retiring: set[ModelActor] = set()  # removed by a reload, still draining: close() stops them too
         self._reaper: asyncio.Task[None] | None = None
@@ -53,8 +54,8 @@ class Supervisor:
 
         Failures are recorded as the model's state (``failed`` with the reason), not raised.
         """
-        for actor in self._models.values():
-            actor.start()
+        for replicas in self._models.values():
+            replicas.start()
         self._reaper = asyncio.create_task(self._reap_idle(), name="supervisor:ttl")
         preloading = asyncio.create_task(self._preload(), name="supervisor:preload")
         # The server only acts on SIGTERM/SIGINT once start-up is over, and a preload can take up to
@@ -70,7 +71,7 @@ class Supervisor:
     async def _preload(self) -> None:
         # A remote backend costs nothing to "load" (one health probe): do it now, so its state is
         # known from the start instead of `unloaded` until its first request.
-        chosen = [m for m, a in self._models.items() if a.config.preload or a.config.runtime == "remote"]
+        chosen = [m for m, r in self._models.items() if r.config.preload or r.config.runtime == "remote"]
         results = await asyncio.gather(*(self.load(model_id) for model_id in chosen), return_exceptions=True)
         for model_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BaseException):
@@ -81,8 +82,12 @@ class Supervisor:
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
-        actors = [*self._models.values(), *self._retiring]
-        await asyncio.gather(*(actor.shutdown() for actor in actors), return_exceptions=True)
+        models, retiring = list(self._models.values()), list(self._retiring)
+        await asyncio.gather(
+            *(replicas.shutdown() for replicas in models),
+            *(actor.shutdown() for actor in retiring),
+            return_exceptions=True,
+        )
         logger.info("supervisor stopped all runtimes")
 
     # ----------------------------------------------------------------- public API
@@ -95,39 +100,42 @@ class Supervisor:
         return self._get(model_id).status()
 
     def endpoint(self, model_id: str) -> Endpoint | None:
-        """Where a loaded model serves, with the headers it wants (a child's own API key), else None."""
-        actor = self._get(model_id)
-        return actor.endpoint if actor.state == ModelState.LOADED else None
+        """Where a loaded model (one replica of it) serves, with the headers it wants (a child's own API key), else None."""
+        return self._get(model_id).endpoint()
 
     def logs(self, model_id: str) -> Sequence[str]:
-        return self._get(model_id).runtime.log_lines()
+        return self._get(model_id).log_lines()
 
     async def load(self, model_id: str, priority: int = 2) -> Endpoint:
-        """Bring a model to ``loaded`` (always trying again if it failed) and return its endpoint.
+        """Bring a model - every steady replica of it (see ``min_replicas``) - to ``loaded`` (always trying again if it failed) and return
+        the first replica's endpoint.
 
         Waits for capacity like a request does, for at most the model's ``queue_timeout_s``.
         """
-        actor = self._get(model_id)
-        timeout_s = actor.config.queue_timeout_s or self._settings.queue_timeout_s
+        replicas = self._get(model_id)
+        timeout_s = replicas.config.queue_timeout_s or self._settings.queue_timeout_s
+        loads = asyncio.gather(*(actor.wait_ready(priority, force=True) for actor in replicas.steady))
         try:
-            return await asyncio.wait_for(actor.wait_ready(priority, force=True), timeout_s)
+            return (await asyncio.wait_for(loads, timeout_s))[0]
         except TimeoutError:
             raise ModelUnavailable(f"model {model_id!r} did not get capacity to load within {timeout_s:g}s") from None
 
     async def ensure_ready(self, model_id: str, priority: int = 2) -> Endpoint:
         """The endpoint of a serving model, loading it on demand; a failed model answers with its reason."""
-        return await self._get(model_id).wait_ready(priority)
+        return await self._get(model_id).choose(None).wait_ready(priority)
 
     @contextlib.asynccontextmanager
-    async def lease(self, model_id: str, priority: int = 2) -> AsyncIterator[Lease]:
+    async def lease(self, model_id: str, priority: int = 2, affinity: Affinity | None = None) -> AsyncIterator[Lease]:
         """Claim a model for one request: counted from now (it protects the model from eviction and
-        tells the scheduler a request is queued for it); ``await lease.ready()`` for the endpoint."""
-        actor = self._get(model_id)
-        lease = actor.open_lease(priority)
+        tells the scheduler a request is queued for it); ``await lease.ready()`` for the endpoint.
+
+        A model with replicas gives the lease to one of them, chosen by ``affinity`` (the
+        request's prefix and session, see :mod:`.routing`)."""
+        lease = self._get(model_id).open_lease(priority, affinity)
         try:
             yield lease
         finally:
-            actor.close_lease(lease)
+            lease.actor.close_lease(lease)
 
     async def prepare(self, model_ids: Sequence[str]) -> None:
         """Load the models one job needs (an orchestration) together, before it starts - if they fit together.
@@ -136,7 +144,7 @@ class Supervisor:
         then take their turns, each waiting for its model. Failures are left for the
         stages to report.
         """
-        actors = [self._get(model_id) for model_id in dict.fromkeys(model_ids)]
+        actors = [self._get(model_id).primary for model_id in dict.fromkeys(model_ids)]
         local = [a for a in actors if a.runtime.local]
         await asyncio.gather(*(a.footprint.measure() for a in local))  # off the event loop
         if not self.capacity.fit_together(local):
@@ -151,7 +159,8 @@ class Supervisor:
         """How long the model stays loaded once idle, until it is next unloaded (Ollama's
         ``keep_alive``): seconds, 0 to unload it as soon as it is idle, ``inf`` for ever; None
         gives the decision back to its ``ttl_s``."""
-        self._get(model_id).keep_alive(ttl_s)
+        for actor in self._get(model_id).actors:
+            actor.keep_alive(ttl_s)
 
     async def unload(self, model_id: str) -> None:
         """Unload a model, letting in-flight requests finish first (up to ``drain_timeout_s``)."""
@@ -167,7 +176,7 @@ class Supervisor:
         """
         self._settings = settings
         self.capacity.configure(settings)
-        for actor in self._models.values():
+        for actor in self._actors():
             actor.use_settings(settings)
         self.capacity.poke()  # a raised limit may let a waiting model in
 
@@ -175,7 +184,8 @@ class Supervisor:
         """Start managing a new model, ``unloaded`` (the caller loads it if it wants it preloaded)."""
         if config.id in self._models:
             raise SupervisorError(f"model {config.id!r} already exists")
-        self._models[config.id] = self._new_actor(config)
+        replicas = self._models[config.id] = ReplicaSet(config, self._actor_for, self.capacity)
+        replicas.start()
 
     async def remove_model(self, model_id: str) -> None:
         """Stop managing a model: unknown to new requests at once; in-flight ones drain, then it stops.
@@ -183,8 +193,14 @@ class Supervisor:
         Until it has stopped it is *retiring*: should this call be cancelled (a reload called
         off), :meth:`close` still shuts it down - nothing the supervisor started outlives it.
         """
-        actor = self._models.pop(model_id)
-        self._retiring.add(actor)
+        await self._retire(self._models.pop(model_id).actors)
+
+    async def _retire(self, actors: Sequence[ModelActor]) -> None:
+        """Drain and stop ``actors``, already out of the map (a removed model, or replicas a reload dropped)."""
+        self._retiring.update(actors)
+        await asyncio.gather(*(self._drain_and_stop(actor) for actor in actors))
+
+    async def _drain_and_stop(self, actor: ModelActor) -> None:
         await actor.unload()
         await actor.shutdown()
         self._retiring.discard(actor)
@@ -199,25 +215,30 @@ class Supervisor:
         and are served by the new process. If the model was up, it is loaded again. No
         request is refused. The actor does the whole change itself: a caller cancelled
         meanwhile leaves no half-done state behind.
+
+        A changed ``replicas`` adds replicas (loaded if the model is up) or drains and stops
+        the last ones; the other replicas are not touched.
         """
-        actor = self._get(config.id)
+        replicas = self._get(config.id)
+        was_up = replicas.state in (ModelState.LOADING, ModelState.LOADED)
+        added, removed = replicas.resize(config)
+        await replicas.reconfigure(config, self._runtime_factory if restart else None)
         if not restart:
-            await actor.reconfigure(config, runtime=None)
             self.capacity.poke()  # a model no longer pinned may be evicted for one waiting
-            return
-        was_up = actor.state in (ModelState.LOADING, ModelState.LOADED)
-        await actor.reconfigure(config, self._runtime_factory(config))
-        if was_up:
+        if was_up and (added or restart):
             await self.load(config.id)
+        await self._retire(removed)
 
     # ----------------------------------------------------------------- internals
 
-    def _new_actor(self, config: ModelConfig) -> ModelActor:
-        actor = ModelActor(config, self._runtime_factory(config), self._settings, self.events, self.capacity)
-        actor.start()
-        return actor
+    def _actor_for(self, config: ModelConfig) -> ModelActor:
+        """The actor of one replica (``config`` is that replica's), not started yet."""
+        return ModelActor(config, self._runtime_factory(config), self._settings, self.events, self.capacity)
 
-    def _get(self, model_id: str) -> ModelActor:
+    def _actors(self) -> list[ModelActor]:
+        return [actor for replicas in self._models.values() for actor in replicas.actors]
+
+    def _get(self, model_id: str) -> ReplicaSet:
         try:
             return self._models[model_id]
         except KeyError:
@@ -229,11 +250,11 @@ class Supervisor:
         while True:
             await asyncio.sleep(_REAPER_INTERVAL_S)
             now = time.time()
-            for model_id, actor in self._models.items():
+            for actor in self._actors():
                 ttl = actor.idle_ttl_s
                 if ttl is None or actor.state != ModelState.LOADED or actor.in_flight or actor.waiting:
                     continue
                 idle_s = now - actor.idle_since
                 if idle_s >= ttl:
-                    logger.info("model %s idle for %.0fs (ttl %gs): unloading", model_id, idle_s, ttl)
+                    logger.info("model %s idle for %.0fs (ttl %gs): unloading", actor.name, idle_s, ttl)
                     actor.evict(f"ttl: idle for {idle_s:.0f}s (idle ttl {ttl:g}s)", idle_only=True)

@@ -38,7 +38,10 @@ async def _stream(bus: EventBus, subscription: Subscription) -> AsyncGenerator[b
         yield b": subscribed\n\n"  # headers and a first byte at once: the client knows it is listening
         while True:
             try:
-                event, dropped = await asyncio.wait_for(subscription.next(), timeout=KEEPALIVE_S)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+                # the event does (returning the event), and the hang-up's cancellation is then lost.
+                async with asyncio.timeout(KEEPALIVE_S):
+                    event, dropped = await subscription.next()
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue

@@ -57,6 +57,29 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "expires_at": expires_at(status),
         "pinned": config.pinned if config else False,
         "filters": config.filters.model_dump() if config else None,
+        **replica_cards(status),
+    }
+
+
+def replica_cards(status: ModelStatus) -> dict[str, Any]:
+    """A model with several replicas lists each: its process, GPUs, state and requests (``queue``: leased,
+    not yet served)."""
+    if len(status.replicas) < 2:
+        return {}
+    return {
+        "replicas": [
+            {
+                "replica": replica.index,
+                "status": replica.state.value,
+                "pid": replica.pid,
+                "port": replica.port,
+                "devices": replica.devices,
+                "in_flight": replica.in_flight,
+                "queue": replica.waiting,
+                "restarts": replica.restarts,
+            }
+            for replica in status.replicas
+        ]
     }
 
 

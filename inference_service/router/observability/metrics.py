@@ -80,6 +80,12 @@ class Metrics:
         self.in_flight = Gauge(
             "inference_in_flight", "Requests being served upstream", ["model"], registry=self.registry
         )
+        self.replica_requests = Counter(
+            "inference_replica_requests",
+            "Requests given to each replica of a model with several (replica: its index, bounded by replicas)",
+            ["model", "replica"],
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "inference_rejected", "Requests refused by admission", ["model", "reason"], registry=self.registry
         )

@@ -22,6 +22,7 @@ from inference_service.config import Settings
 from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
+from inference_service.router.proxy.affinity import affinity_of
 from inference_service.router.proxy.filters import apply_filters
 from inference_service.router.proxy.upstream import (
     ReplyTooLarge,
@@ -41,7 +42,7 @@ from inference_service.router.serving.errors import (
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor import Affinity, ModelState, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +86,11 @@ class Dispatcher:
         serves: raised now, they would send waiting requests to the old process being drained.
         """
         self._runtimes = {model_id: model.runtime for model_id, model in settings.models.items()}
+        self._replicated = any(model.replicas > 1 for model in settings.models.values())
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
         for model_id, model in settings.models.items():
-            parallel = model.concurrency
+            parallel = model.total_concurrency
             max_queue = model.queue_size if model.queue_size is not None else settings.queue_size
             timeout_s = model.queue_timeout_s or settings.queue_timeout_s
             queue = self.queues.get(model_id)
@@ -99,7 +101,13 @@ class Dispatcher:
         for model_id in set(self.queues) - set(settings.models):
             del self.queues[model_id]
 
-    async def _admit(self, stack: contextlib.AsyncExitStack, model_id: str, priority: int) -> tuple[str, Endpoint]:
+    def _affinity(self, body: dict[str, Any]) -> Affinity | None:
+        """What chooses the replica of a model that has several (nothing to compute when none has)."""
+        return affinity_of(body) if self._replicated else None
+
+    async def _admit(
+        self, stack: contextlib.AsyncExitStack, model_id: str, priority: int, affinity: Affinity | None = None
+    ) -> tuple[str, Endpoint]:
         """Admit the request to ``model_id`` or, if that model cannot take it, to its first fallback that can.
 
         A fallback steps in only when the model itself refuses - it is ``failed``, can never
@@ -117,7 +125,7 @@ class Dispatcher:
             attempt = contextlib.AsyncExitStack()
             try:
                 with map_supervisor_errors():
-                    endpoint = await self._admit_one(attempt, candidate, priority, tenant)
+                    endpoint = await self._admit_one(attempt, candidate, priority, tenant, affinity)
             except APIError as error:
                 await attempt.aclose()
                 if error.code not in FALLBACK_REASONS:
@@ -135,7 +143,12 @@ class Dispatcher:
         raise first_refusal
 
     async def _admit_one(
-        self, stack: contextlib.AsyncExitStack, model_id: str, priority: int, tenant: keys.Tenant
+        self,
+        stack: contextlib.AsyncExitStack,
+        model_id: str,
+        priority: int,
+        tenant: keys.Tenant,
+        affinity: Affinity | None = None,
     ) -> Endpoint:
         """Claim the model, wait for a slot, then for the model to be ready; a full queue or a timeout
         becomes an API error (the supervisor's refusals pass on, for :func:`map_supervisor_errors`).
@@ -151,7 +164,7 @@ class Dispatcher:
         if queue is None:  # removed by a config reload after the request was resolved
             raise not_found(f"The model '{model_id}' does not exist")
         deadline = time.monotonic() + queue.timeout_s
-        lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority))
+        lease = await stack.enter_async_context(self.supervisor.lease(model_id, priority, affinity))
         depth = self.metrics.queue_depth.labels(model_id)
         depth.inc()
         try:
@@ -176,6 +189,8 @@ class Dispatcher:
             raise service_unavailable(message, "queue_timeout", self._retry_after(model_id)) from None
         finally:
             depth.dec()
+        if lease.replica is not None:  # known once served: a queued request may have moved to another replica
+            self.metrics.replica_requests.labels(model_id, str(lease.replica)).inc()
         in_flight = self.metrics.in_flight.labels(model_id)
         in_flight.inc()
         stack.callback(in_flight.dec)
@@ -221,7 +236,7 @@ class Dispatcher:
     ) -> UpstreamReply:
         """A non-streaming call; upstream error statuses are returned, not raised."""
         async with contextlib.AsyncExitStack() as stack:
-            model_id, endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
             upstream, call = self._upstream_call(model_id, endpoint, path, body)
             with call:
                 try:
@@ -276,7 +291,7 @@ class Dispatcher:
         stream holds the admission slot and the model's lease until it is closed (``async with``)."""
         stack = contextlib.AsyncExitStack()
         try:
-            model_id, endpoint = await self._admit(stack, model_id, priority)
+            model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
             upstream, call = self._upstream_call(model_id, endpoint, path, body)
             stack.callback(call.end)  # the CLIENT span lasts as long as the stream
             with call.current():

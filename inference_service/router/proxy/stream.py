@@ -15,7 +15,10 @@ One policy for a client that goes wrong, whatever the stream:
 
 - one that hangs up is caught by one parked task, as for non-streamed requests: the
   stream's coroutine is cancelled, so its upstream call or running orchestration stage ends
-  at once and the slot is free before the response returns;
+  at once and the slot is free before the response returns. Should the source lose that
+  one cancellation (Python 3.11's ``asyncio.wait_for`` swallows one that arrives as its
+  result does), its next send raises ClientDisconnected: uvicorn drops sends to a
+  connection that is gone without an error, so nothing else would ever end the stream;
 - one that accepts nothing for ``send_timeout_s`` (a full socket buffer) has its stream
   cancelled the same way by one watchdog per stream, and is counted as a slow reader.
 
@@ -108,6 +111,7 @@ class EventStream(Response):
         self._counted = counted
         self._sending_since: float | None = None  # when the send in progress began (the watchdog's clue)
         self._slow_reader = False
+        self._client_gone = False  # the disconnect watch saw the hang-up
         self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -126,7 +130,7 @@ class EventStream(Response):
             self._watchdog = loop.call_later(self._send_timeout_s, self._check_sending, loop, task)
         outcome: str | BaseException
         try:
-            outcome = await unless_disconnected(receive, self._open_and_relay(scope, receive, send))
+            outcome = await unless_disconnected(receive, self._open_and_relay(scope, receive, send), self._client_left)
         except ClientDisconnected as gone:
             outcome = gone  # nothing to answer: the server drops the connection
         except asyncio.CancelledError as cancelled:
@@ -145,6 +149,9 @@ class EventStream(Response):
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._record(outcome)
+
+    def _client_left(self) -> None:
+        self._client_gone = True
 
     def _record(self, outcome: str | BaseException) -> None:
         """A counted stream is recorded - counted, timed, its status decided - by ``record_request``,
@@ -165,6 +172,8 @@ class EventStream(Response):
         loop_time = asyncio.get_running_loop().time
 
         async def emit(data: bytes, more_body: bool = True) -> None:
+            if self._client_gone:  # its cancellation was lost: see the module's docstring
+                raise ClientDisconnected
             self._sending_since = loop_time()
             await send({"type": "http.response.body", "body": data, "more_body": more_body})
             self._sending_since = None

@@ -8,7 +8,7 @@ queue and its llama-server slot until the model finished an answer nobody will r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import ClientDisconnect
@@ -29,14 +29,16 @@ class ClientDisconnected(Exception):
 CLIENT_GONE: tuple[type[Exception], ...] = (ClientDisconnected, ClientDisconnect)
 
 
-async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+async def unless_disconnected(
+    receive: Receive, work: Awaitable[T], on_disconnect: Callable[[], None] | None = None
+) -> T:
     """Await ``work`` in this task while a watcher waits for ``http.disconnect``.
 
-    On a disconnect the watcher cancels this task: a queued request leaves the queue, a
-    running upstream call is closed (llama-server then frees the slot), and
-    ClientDisconnected is raised. The body must already have been read. The watcher is
-    one parked task per request, woken only by the disconnect or cancelled when ``work``
-    is done: nothing on the hot path polls.
+    On a disconnect the watcher calls ``on_disconnect`` and cancels this task: a queued
+    request leaves the queue, a running upstream call is closed (llama-server then frees
+    the slot), and ClientDisconnected is raised. The body must already have been read. The
+    watcher is one parked task per request, woken only by the disconnect or cancelled when
+    ``work`` is done: nothing on the hot path polls.
     """
     task = asyncio.current_task()
     assert task is not None
@@ -47,6 +49,8 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
         while (await receive())["type"] != "http.disconnect":
             pass
         disconnected = True
+        if on_disconnect is not None:
+            on_disconnect()
         task.cancel()
 
     watcher = asyncio.create_task(watch())

@@ -14,6 +14,8 @@ from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.gate import Gate, Headers, Refusal
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+#: The request's ``X-Session-Id``: a conversation's key for choosing a model's replica (router/proxy/affinity.py).
+session_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
 
 
 class BodyTooLarge(Exception):
@@ -111,6 +113,8 @@ class RequestContextMiddleware:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:128] or _new_request_id()
         token = request_id_var.set(request_id)
+        session = headers.get(b"x-session-id")
+        session_token = session_id_var.set(session.decode(errors="replace")[:256] if session else None)
         id_header = (b"x-request-id", request_id.encode())
         try:
             if _host_header_invalid(scope, headers):
@@ -145,6 +149,7 @@ class RequestContextMiddleware:
                     ticket.close(_tokens_used())
         finally:
             request_id_var.reset(token)
+            session_id_var.reset(session_token)
 
     async def _serve(
         self,

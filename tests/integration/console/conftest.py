@@ -2,6 +2,7 @@
 
 - SmolLM2 is preloaded (requests, streaming, a child to kill);
 - gemma is configured but not loaded (the dashboard's Load button);
+- ``pair`` is SmolLM2 on two replicas, not loaded (the replicas in the models table);
 - ``offline`` is a remote model whose host is down: requests to it fail at once, which
   makes request events cheap to produce.
 """
@@ -23,6 +24,7 @@ from tests.support.service import ServiceProcess, free_port, running_service
 API_KEY = "console-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 OFFLINE_ID = "offline"
+PAIR_ID = "pair"
 
 
 @pytest.fixture(scope="package")
@@ -31,6 +33,7 @@ def console_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     models: dict[str, dict[str, Any]] = {
         SMOLLM2_ID: smollm2(preload=True, aliases=["smol"], roles=["primary", "fast"], ctx_size=1024),
         GEMMA_ID: gemma(roles=["critic"]),
+        PAIR_ID: smollm2(replicas=2, parallel=1, ctx_size=512),
         OFFLINE_ID: {"runtime": "remote", "url": f"http://127.0.0.1:{free_port()}"},
     }
     config = write_config(directory / "config.toml", models, api_key=API_KEY, default_model=SMOLLM2_ID)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from inference_service.cli.client import LOAD_EVENT_GRACE_S
-from tests.integration.console.conftest import API_KEY, OFFLINE_ID
+from tests.integration.console.conftest import API_KEY, OFFLINE_ID, PAIR_ID
 from tests.support.cli import CLI, run_cli
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
 from tests.support.service import REPO_ROOT, ServiceProcess
@@ -43,7 +43,7 @@ def test_ps_prints_a_table_of_every_model(console_router: ServiceProcess) -> Non
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["MODEL", "RUNTIME", "STATUS", "PID", "RSS", "CPU", "IN-FLIGHT", "UNTIL"]
     by_model = {row.split()[0]: row.split() for row in rows}
-    assert set(by_model) == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID}
+    assert set(by_model) == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID, PAIR_ID}
     smol = by_model[SMOLLM2_ID]
     assert smol[1:3] == ["llamacpp", "loaded"] and smol[3].isdigit() and smol[-1] == "forever"
 
@@ -51,7 +51,7 @@ def test_ps_prints_a_table_of_every_model(console_router: ServiceProcess) -> Non
 def test_ps_json_is_the_model_cards(console_router: ServiceProcess) -> None:
     result = run_cli(*remote(console_router, "ps", "--json"))
     cards = json.loads(result.stdout)
-    assert {card["id"] for card in cards} == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID}
+    assert {card["id"] for card in cards} == {SMOLLM2_ID, GEMMA_ID, OFFLINE_ID, PAIR_ID}
     assert all({"status", "pid", "rss_mb", "in_flight", "expires_at"} <= card.keys() for card in cards)
 
 

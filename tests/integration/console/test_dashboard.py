@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.integration.console.conftest import API_KEY, OFFLINE_ID
+from tests.integration.console.conftest import API_KEY, OFFLINE_ID, PAIR_ID
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID
 from tests.support.service import ServiceProcess
 
@@ -49,6 +49,15 @@ def test_models_table_shows_every_model_with_its_process(dashboard: Page, api: h
     expect(row.locator('[data-field="rss"]')).to_have_text(re.compile(r"\d+ MB"))
     expect(_row(dashboard, GEMMA_ID).locator('[data-field="runtime"]')).to_have_text("llamacpp")
     expect(_row(dashboard, OFFLINE_ID).locator('[data-field="runtime"]')).to_have_text("remote")
+
+
+def test_a_model_with_replicas_shows_each_replicas_process_and_state(dashboard: Page, api: httpx.Client) -> None:
+    card = api.post(f"/v1/models/{PAIR_ID}/load").json()
+    pids = " ".join(f"#{r['replica']} {r['pid']}" for r in card["replicas"])
+    row = _row(dashboard, PAIR_ID)
+    expect(row.locator('[data-field="pid"]')).to_have_text(pids)
+    expect(row.locator('[data-field="replicas"]')).to_have_text("#0 loaded 0+0 · #1 loaded 0+0")
+    expect(_status(dashboard, PAIR_ID)).to_have_text("loaded")
 
 
 def test_load_button_turns_an_unloaded_model_loaded(dashboard: Page, api: httpx.Client) -> None:

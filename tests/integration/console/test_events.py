@@ -154,6 +154,18 @@ def test_a_stalled_subscriber_does_not_slow_requests(console_router: ServiceProc
     )
 
 
+def test_a_stalled_subscriber_that_hangs_up_is_released(console_router: ServiceProcess, api: httpx.Client) -> None:
+    """It hangs up with its socket buffers full, its stream waiting for them to drain and
+    events queued behind: its subscription goes all the same (the hang-up's cancellation
+    was once lost there, and the stream lived on, writing into a connection that was gone)."""
+    before = event_subscribers(api)
+    with stalled_subscriber(console_router):
+        wait_until(lambda: event_subscribers(api) == before + 1, timeout_s=10)
+        for _ in range(3):  # ~450 KB of events: far past the socket buffers and the server's own
+            quick_requests_s(api)
+    wait_until(lambda: event_subscribers(api) == before, timeout_s=10)
+
+
 def test_a_closed_stream_releases_its_subscription(console_router: ServiceProcess, api: httpx.Client) -> None:
     before = event_subscribers(api)
     host, port = console_router.url.removeprefix("http://").split(":")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inference_service.config import ModelConfig
-from inference_service.runtimes.llamacpp import build_argv, embedding_pooling
+from inference_service.runtimes.llamacpp import build_argv, device_environment, embedding_pooling
 from tests.support.gguf import write_gguf
 
 BINARY = Path("/opt/llama/bin/llama-server")
@@ -102,3 +102,18 @@ def test_a_gguf_declaring_pooling_keeps_its_own(tmp_path: Path) -> None:
 def test_a_chat_model_gets_no_pooling(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "chat.gguf", {})
     assert embedding_pooling(ModelConfig(id="chat", path=path), path) is None
+
+
+def test_a_pinned_replica_sees_only_its_gpus_and_makes_the_first_its_main_one() -> None:
+    model = ModelConfig(id="qwen-7b", path=GGUF, n_gpu_layers=99, replicas=2, replica_devices=[[0], [2, 3]])
+    second = model.replica(1)
+    argv = build_argv(BINARY, second, GGUF, 41002)
+    assert argv[argv.index("--main-gpu") + 1] == "0"
+    assert device_environment(second) == {"CUDA_VISIBLE_DEVICES": "2,3"}
+    assert device_environment(model.replica(0)) == {"CUDA_VISIBLE_DEVICES": "0"}
+
+
+def test_replicas_without_devices_are_not_pinned() -> None:
+    model = ModelConfig(id="qwen-7b", path=GGUF, replicas=2).replica(1)
+    assert "--main-gpu" not in build_argv(BINARY, model, GGUF, 41002)
+    assert device_environment(model) == {}

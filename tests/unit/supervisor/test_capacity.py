@@ -118,7 +118,7 @@ async def test_the_waiting_model_gets_its_turn_after_swap_max_wait_s_even_if_the
             await asyncio.sleep(0.05)
 
     requests = [asyncio.create_task(request_a())]
-    await eventually(lambda: supervisor._get("a").in_flight == 1)
+    await eventually(lambda: supervisor._get("a").primary.in_flight == 1)
     waited = asyncio.get_running_loop().time()
     b_ready = asyncio.create_task(supervisor.ensure_ready("b"))
     while not b_ready.done() and len(requests) < 200:  # a new request for a every 20 ms: a is never idle by itself
@@ -180,7 +180,7 @@ async def test_a_yielding_model_serves_again_when_the_model_it_yielded_to_no_lon
     async with supervisor.lease("a") as busy:
         await busy.ready()
         b_waiting = asyncio.create_task(supervisor.ensure_ready("b"))
-        await eventually(lambda: supervisor._get("a").closed)  # a yields at once (swap_max_wait_s = 0)
+        await eventually(lambda: supervisor._get("a").primary.closed)  # a yields at once (swap_max_wait_s = 0)
         async with supervisor.lease("a") as queued:
             assert queued.ready_now() is None
             b_waiting.cancel()  # ... but b's only request gives up
@@ -202,7 +202,7 @@ async def test_a_model_that_took_long_to_load_still_gets_its_turn_before_yieldin
         await asyncio.sleep(0.5)  # a's load takes far longer than swap_max_wait_s
         harness.runtimes["a"].gate.set()
         await asyncio.wait_for(a_ready, 5)
-        a_actor = supervisor._get("a")
+        a_actor = supervisor._get("a").primary
         await eventually(lambda: a_actor.closed)  # it yields in the end ...
         # ... but only after a turn of its own, although b had waited longer than that before a was ready.
         assert time.monotonic() - a_actor.serving_since >= 0.2
@@ -221,7 +221,7 @@ async def test_a_yielding_model_that_crashes_gets_no_fresh_turn(make_harness: Ma
             await busy.ready()
             b_ready = asyncio.create_task(supervisor.ensure_ready("b"))
             b_ready.add_done_callback(lambda _: served.append("b"))
-            await eventually(lambda: supervisor._get("a").closed)  # a yields at once (swap_max_wait_s = 0)
+            await eventually(lambda: supervisor._get("a").primary.closed)  # a yields at once (swap_max_wait_s = 0)
             a_ready = asyncio.create_task(queued.ready())
             a_ready.add_done_callback(lambda _: served.append("a"))
             harness.runtimes["a"].crash()

@@ -70,8 +70,8 @@ async def test_a_busy_pinned_model_never_yields_to_a_waiting_one(make_harness: M
         async with supervisor.lease("a") as a_request:
             await a_request.ready()
             b_ready = asyncio.create_task(supervisor.ensure_ready("b"))
-            await eventually(lambda: supervisor._get("a").closed)  # a yields at once (swap_max_wait_s = 0)
-            assert not supervisor._get("pinned").closed
+            await eventually(lambda: supervisor._get("a").primary.closed)  # a yields at once (swap_max_wait_s = 0)
+            assert not supervisor._get("pinned").primary.closed
         assert (await asyncio.wait_for(b_ready, 5)).model_name == "b"
     assert (harness.state("pinned"), harness.state("a")) == ("loaded", "unloaded")
 

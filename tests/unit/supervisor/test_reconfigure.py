@@ -29,7 +29,7 @@ def changed(harness: Harness, model_id: str, **overrides: object) -> ModelConfig
 
 
 def actor(harness: Harness, model_id: str) -> ModelActor:
-    return harness.supervisor._get(model_id)
+    return harness.supervisor._get(model_id).primary
 
 
 async def next_state(states: Subscription, state: str) -> None:

@@ -115,7 +115,8 @@ function modelRow(id) {
   row.innerHTML = `
     <td data-field="id"></td><td data-field="runtime"></td>
     <td><span data-field="status" class="badge"></span><div class="progress" hidden><div></div></div>
-        <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div></td>
+        <div data-field="progress-text" class="muted"></div><div data-field="reason" class="error"></div>
+        <div data-field="replicas" class="muted"></div></td>
     <td data-field="pid"></td><td data-field="port"></td><td data-field="rss"></td><td data-field="cpu"></td>
     <td data-field="in_flight"></td><td data-field="queue"></td><td data-field="since"></td><td data-field="until"></td>
     <td data-needs="admin"><button data-action="load">Load</button> <button data-action="unload">Unload</button></td>`;
@@ -185,8 +186,14 @@ function applyCard(card) {
   entry.card = card;
   const row = entry.row;
   cell(row, "runtime").textContent = card.runtime;
-  cell(row, "pid").textContent = fmt.or(card.pid);
-  cell(row, "port").textContent = fmt.or(card.port);
+  // A model with replicas: each one's pid and port, and its state and requests under the badge.
+  const replicas = card.replicas || [];
+  const each = (field) => replicas.map((r) => `#${r.replica} ${fmt.or(r[field])}`).join(" ");
+  cell(row, "pid").textContent = replicas.length ? each("pid") : fmt.or(card.pid);
+  cell(row, "port").textContent = replicas.length ? each("port") : fmt.or(card.port);
+  cell(row, "replicas").textContent = replicas
+    .map((r) => `#${r.replica} ${r.status}${r.devices ? ` gpu ${r.devices.join(",")}` : ""} ${r.in_flight}+${r.queue}`)
+    .join(" · ");
   cell(row, "rss").textContent = fmt.mb(card.rss_mb);
   cell(row, "cpu").textContent = fmt.pct(card.cpu_percent);
   cell(row, "in_flight").textContent = fmt.or(card.in_flight);
@@ -224,7 +231,9 @@ function onEvent(event) {
   }
   const entry = models.get(event.model);
   if (!entry) return;
-  if (event.type === "model_state") {
+  if (event.type === "model_state" && event.replica !== undefined) {
+    refreshModels(); // one replica's state: the model's own (the best of its replicas) comes with its card
+  } else if (event.type === "model_state") {
     entry.eventTime = event.time;
     setState(entry, event.state, event.reason, event.time, true);
     refreshModels(); // pid, port, loaded-since change with the state

@@ -32,7 +32,7 @@ SERVED_AFTER_TIMEOUT_S = 5.0
 def router(start_router: StartRouter) -> ServiceProcess:
     """Two slots, a queue in which the third client can wait, and a short send timeout."""
     model = smollm2(preload=True, parallel=2, ctx_size=4096, queue_size=4, stream_send_timeout_s=SEND_TIMEOUT_S)
-    return start_router({SMOLLM2_ID: model}, wait_ready=True, queue_timeout_s=60, max_logprobs=500)
+    return start_router({SMOLLM2_ID: model}, wait_ready=True, queue_timeout_s=60, max_logprobs=5000)
 
 
 def router_send_queue(sock: socket.socket) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -10,6 +11,8 @@ import pytest
 
 from inference_service.events import MODEL_STATE, REQUEST, EventBus, Subscription
 from inference_service.router.api.events import _stream
+from inference_service.router.proxy.stream import EventStream, Feed
+from tests.unit.router.proxy.test_stream import Client, ends, serving
 
 OpenStream = Callable[[EventBus, Subscription], AsyncGenerator[bytes, None]]
 
@@ -71,3 +74,20 @@ async def test_closing_the_stream_unsubscribes() -> None:
     with contextlib.suppress(StopAsyncIteration):
         await frames.aclose()
     assert bus.subscribers == 0
+
+
+async def test_a_subscriber_that_hangs_up_as_an_event_arrives_is_unsubscribed() -> None:
+    """The hang-up's cancellation reaches the stream while an event is ready for it (a busy
+    bus): were it lost, the stream would live on writing into the void - the server drops
+    sends to a connection that is gone - and the subscription would never be released."""
+    bus, client = EventBus(), Client()
+    async with serving(EventStream(Feed(_stream(bus, bus.subscribe()))), client) as running:
+        while not client.bodies:
+            await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the stream settles into waiting for its next event
+        bus.publish(REQUEST, "a")
+        client.hung_up.set()  # in the same turn of the event loop
+
+        assert await ends(running, within_s=5)
+        assert bus.subscribers == 0

@@ -10,8 +10,9 @@ tests/integration/router/proxy/test_slow_readers.py shows the effect on a real r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.types import Message
 
@@ -45,6 +46,25 @@ class Client:
     @property
     def bodies(self) -> list[bytes]:
         return [message["body"] for message in self.sent if message["type"] == "http.response.body"]
+
+
+@contextlib.asynccontextmanager
+async def serving(response: EventStream, client: Client) -> AsyncIterator[asyncio.Task[None]]:
+    """``response`` run by the server for ``client``, in a task of its own: cancelled on exit if still running."""
+    task = asyncio.create_task(response({"type": "http"}, client.receive, client.send))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def ends(task: asyncio.Task[None], within_s: float) -> bool:
+    """Whether ``task`` ends by itself within ``within_s`` (unlike ``asyncio.wait_for``, which
+    would end it with a cancellation - one the stream takes as the client's hang-up)."""
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    return task in done
 
 
 async def endless(closed: asyncio.Event) -> AsyncGenerator[bytes, None]:
@@ -124,6 +144,37 @@ async def test_a_client_that_hangs_up_has_its_source_closed_at_once_and_is_count
     assert closed.is_set()
     assert counted_in(metrics, "inference_requests_total", model=MODEL, endpoint=ENDPOINT, status="499") == 1
     assert counted_in(metrics, "inference_slow_reader_cancellations_total", model=MODEL) == 0
+
+
+async def test_a_stream_whose_source_lost_the_hang_ups_cancellation_ends_at_its_next_send() -> None:
+    """A source may swallow the one cancellation the disconnect watch sends (Python 3.11's
+    ``asyncio.wait_for`` does when its result is ready at that moment); the server's sends
+    to a connection that is gone are then no-ops, so only the next send can end the stream."""
+    closed, metrics, client = asyncio.Event(), Metrics(), Client()
+
+    async def deaf_to_one_cancellation(closed: asyncio.Event) -> AsyncGenerator[bytes, None]:
+        try:
+            yield b": subscribed\n\n"
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(0.01)
+                yield b": keepalive\n\n"
+        finally:
+            closed.set()
+
+    source = Feed(deaf_to_one_cancellation(closed))
+    response = EventStream(source, None, Counted(metrics, MODEL, ENDPOINT, time.perf_counter()))
+    async with serving(response, client) as running:
+        while not client.bodies:
+            await asyncio.sleep(0)
+        client.hung_up.set()
+
+        assert await ends(running, within_s=5)
+
+    assert closed.is_set()
+    assert client.bodies == [b": subscribed\n\n"]
+    assert counted_in(metrics, "inference_requests_total", model=MODEL, endpoint=ENDPOINT, status="499") == 1
 
 
 async def test_a_slow_reader_of_a_streamed_orchestration_is_cut_off_and_counted_like_a_proxied_stream() -> None:

@@ -1,0 +1,34 @@
+"""Elastic replicas on real llama-servers: a queue that waits past ``scale_up_wait_s`` starts the second
+replica, which stops once idle for its ``ttl_s``."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.integration.replicas.conftest import TIMEOUT_S, StartService
+from tests.support.configs import smollm2, wait_until
+
+ELASTIC = smollm2(replicas=2, min_replicas=1, parallel=1, scale_up_wait_s=0.5, ttl_s=20, preload=True)
+ASK = {"model": "smol", "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 16}
+
+
+def states(client: httpx.Client) -> list[str]:
+    return [replica["status"] for replica in client.get("/v1/models/smol").json()["replicas"]]
+
+
+def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_service: StartService) -> None:
+    service = start_service({"smol": ELASTIC})
+    with httpx.Client(base_url=service.url, timeout=300) as client:
+        assert states(client) == ["loaded", "unloaded"]
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(4)]
+            wait_until(lambda: states(client)[1] == "loaded", TIMEOUT_S)
+            assert [answer.result().status_code for answer in answers] == [200] * 4
+        served = re.search(
+            r'inference_replica_requests_total\{model="smol",replica="1"\} (\S+)', client.get("/metrics").text
+        )
+        assert served is not None and float(served.group(1)) >= 1  # the queue moved to it once it served
+        wait_until(lambda: states(client)[1] == "unloaded", TIMEOUT_S)

@@ -1,0 +1,190 @@
+"""A model with replicas, driven through the supervisor with scriptable runtimes (tests/integration/replicas
+proves the same with real llama-server processes; these control when a replica starts or crashes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from inference_service.config import ModelConfig, Settings
+from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor.capacity import pinned_overflow
+from inference_service.supervisor.replicas.routing import Affinity
+from tests.unit.supervisor.fakes import FakeRuntime, eventually
+
+LOADED = ModelState.LOADED
+
+
+class Replicas:
+    """A supervisor over one llamacpp model ``m`` whose replicas run fake runtimes, newest by replica name."""
+
+    def __init__(self, replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> None:
+        model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": replicas, **(model_keys or {})}
+        self.settings = Settings(models={"m": model}, failed_retry_s=0, **top_level)
+        self.runtimes: dict[str, FakeRuntime] = {}
+        self.supervisor = Supervisor(self.settings, self._runtime)
+
+    def _runtime(self, config: ModelConfig) -> FakeRuntime:
+        self.runtimes[config.replica_name] = FakeRuntime(config.replica_name)
+        return self.runtimes[config.replica_name]
+
+    def states(self) -> list[ModelState]:
+        return [replica.state for replica in self.supervisor.status("m").replicas]
+
+    def config(self, **overrides: Any) -> ModelConfig:
+        return self.settings.models["m"].model_copy(update=overrides)
+
+
+@pytest.fixture
+async def make_replicas() -> AsyncIterator[Any]:
+    made: list[Replicas] = []
+
+    def make(replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> Replicas:
+        made.append(Replicas(replicas, model_keys, **top_level))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        await harness.supervisor.close()
+
+
+async def test_a_model_that_serves_and_is_wanted_again_brings_up_every_replica(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    for _ in range(2):
+        async with harness.supervisor.lease("m") as lease:
+            await lease.ready()
+    await eventually(lambda: harness.states() == [LOADED, LOADED])
+
+
+async def test_concurrent_requests_without_a_shared_prefix_go_to_the_least_loaded_replica(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m") as first, harness.supervisor.lease("m") as second:
+        assert {first.actor.name, second.actor.name} == {"m#0", "m#1"}
+
+
+async def test_a_conversation_returns_to_the_replica_that_served_its_prefix(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    # replica 0 busy: the first turn goes to replica 1
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m", affinity=Affinity(prefix=(11, 12))) as turn:
+        first_turn = turn.actor.name
+    async with harness.supervisor.lease("m", affinity=Affinity(prefix=(11, 12, 13))) as turn:
+        assert turn.actor.name == first_turn == "m#1"
+
+
+async def test_a_crashed_replica_is_restarted_while_the_other_serves_at_once(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    gate = harness.runtimes["m#0"].gate = asyncio.Event()  # its restart hangs until released
+    harness.runtimes["m#0"].crash()
+    await eventually(lambda: harness.states() == [ModelState.LOADING, LOADED])
+    async with harness.supervisor.lease("m") as lease:
+        assert lease.actor.name == "m#1" and lease.ready_now() is not None
+    gate.set()
+    await eventually(lambda: harness.states() == [LOADED, LOADED])
+    assert harness.supervisor.status("m").restarts == 1
+
+
+async def test_each_replica_counts_against_max_loaded_models_and_none_displaces_another(make_replicas: Any) -> None:
+    harness = make_replicas(2, max_loaded_models=1)
+    await harness.supervisor.start()
+    for _ in range(3):
+        async with harness.supervisor.lease("m") as lease:
+            await lease.ready()
+            assert lease.actor.name == "m#0"
+    assert harness.states() == [LOADED, ModelState.UNLOADED]
+    assert harness.runtimes["m#0"].stops == 0
+
+
+async def test_a_reload_adding_a_replica_leaves_the_running_ones_untouched(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    before = dict(harness.runtimes)
+    await harness.supervisor.replace_model(harness.config(replicas=3), restart=False)
+    assert harness.states() == [LOADED, LOADED, LOADED]
+    assert all(harness.runtimes[name] is runtime and runtime.stops == 0 for name, runtime in before.items())
+
+
+async def test_a_reload_removing_a_replica_stops_only_that_one(make_replicas: Any) -> None:
+    harness = make_replicas(3)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    await harness.supervisor.replace_model(harness.config(replicas=2), restart=False)
+    assert harness.states() == [LOADED, LOADED]
+    runtimes = [harness.runtimes[f"m#{i}"] for i in range(3)]
+    assert [runtime.running for runtime in runtimes] == [True, True, False]
+    assert [runtime.stops for runtime in runtimes[:2]] == [0, 0]
+
+
+ELASTIC = {"min_replicas": 1, "scale_up_wait_s": 0.05, "parallel": 1}
+
+
+async def test_an_elastic_model_loads_only_its_min_replicas(make_replicas: Any) -> None:
+    harness = make_replicas(2, ELASTIC)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m") as lease:  # one request, one slot: nothing queues
+        await lease.ready()
+    assert harness.states() == [LOADED, ModelState.UNLOADED]
+
+
+async def test_a_queue_that_waits_past_scale_up_wait_s_starts_another_replica(make_replicas: Any) -> None:
+    harness = make_replicas(2, ELASTIC)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m") as queued:
+        assert queued.actor.name == "m#0"  # the only replica serving: the second request queues on it
+        await eventually(lambda: harness.states() == [LOADED, LOADED])
+
+
+async def test_the_extra_replica_stops_after_its_idle_ttl(make_replicas: Any) -> None:
+    harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
+        await eventually(lambda: harness.states()[1] == LOADED)
+    await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
+
+
+async def test_a_request_let_through_while_its_replica_is_busy_is_served_by_one_with_a_free_slot(
+    make_replicas: Any,
+) -> None:
+    harness = make_replicas(2, {"parallel": 1})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    conversation = Affinity(prefix=(5, 6))
+    async with harness.supervisor.lease("m", affinity=conversation) as first:
+        first.ready_now()
+        async with harness.supervisor.lease("m", affinity=conversation) as second:
+            assert second.actor is first.actor  # its prefix's replica, within the load bound
+            assert second.ready_now() is not None and second.actor is not first.actor
+    assert [r.in_flight + r.waiting for r in harness.supervisor.status("m").replicas] == [0, 0]
+
+
+async def test_a_request_queued_on_a_replica_that_crashed_is_served_by_another(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    async with harness.supervisor.lease("m") as lease:
+        dead = lease.actor.name
+        harness.runtimes[dead].gate = asyncio.Event()  # its restart hangs
+        harness.runtimes[dead].crash()
+        await eventually(lambda: ModelState.LOADING in harness.states())
+        assert lease.ready_now() is not None and lease.actor.name != dead
+
+
+def test_a_pinned_model_counts_every_replica_against_max_loaded_models() -> None:
+    model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": 2, "pinned": True}
+    settings = Settings(models={"m": model}, max_loaded_models=1)
+    assert pinned_overflow(settings, lambda kind: kind == "llamacpp") == (
+        "models.*.pinned: 2 pinned models and replicas (m) exceed max_loaded_models=1"
+    )
