@@ -1,5 +1,5 @@
 """Errors answered outside a route - the key check (401, 403, 429), the body cap (413), a cancel
-(499) - reach Anthropic's and Ollama's clients in their own API's envelope, read by their official SDKs.
+(499), the shutdown (503) - reach Anthropic's and Ollama's clients in their own API's envelope, read by their official SDKs.
 
 The router's one remote model answers at once (a recording host), or holds its answers while a
 test cancels: nothing here needs a runtime.
@@ -8,9 +8,11 @@ test cancels: nothing here needs a runtime.
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -77,6 +79,37 @@ def background() -> Iterator[ThreadPoolExecutor]:
     """Where a test's client waits for its answer while the test cancels it."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         yield pool
+
+
+def in_flight(router: ServiceProcess) -> int | None:
+    """The requests in flight; None once the router refuses new requests (it is shutting down)."""
+    listed = httpx.get(router.url + "/v1/requests", headers={"Authorization": "Bearer k-operator"}, timeout=30)
+    if listed.status_code == 503:
+        return None
+    listed.raise_for_status()
+    return len(listed.json()["data"])
+
+
+@pytest.fixture
+def draining(tmp_path: Path, host: RecordingHost, background: ThreadPoolExecutor) -> Iterator[ServiceProcess]:
+    """A router told to stop (SIGTERM), kept draining by a request its model holds: new requests are refused."""
+    host.hold.clear()
+    models = {REMOTE_ID: {"runtime": "remote", "url": host.url}}
+    config = write_config(tmp_path / "config.toml", models, keys=KEYS, shutdown_grace_s=120)
+    with running_service(config, tmp_path / "logs") as service:
+        held = background.submit(
+            httpx.post,
+            service.url + "/v1/chat/completions",
+            json={"model": REMOTE_ID, "messages": HI},
+            headers={"Authorization": "Bearer k-caller"},
+            timeout=120,
+        )
+        wait_until(lambda: in_flight(service) == 1, timeout_s=30)
+        service.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: in_flight(service) is None, timeout_s=30)
+        yield service
+        host.hold.set()
+        held.result(timeout=60)
 
 
 def cancelled(router: ServiceProcess, request_id: str) -> bool:
@@ -208,3 +241,33 @@ def test_a_cancelled_ollama_request_gets_its_499_in_ollamas_envelope(
             answer.result(timeout=30)
     assert raised.value.status_code == 499
     assert isinstance(raised.value.error, str) and "was cancelled" in raised.value.error
+
+
+def test_a_messages_request_to_a_router_shutting_down_gets_the_503_in_anthropics_envelope(
+    draining: ServiceProcess,
+) -> None:
+    with anthropic_client(draining, "k-caller") as client, pytest.raises(anthropic.APIStatusError) as raised:
+        client.messages.create(model=REMOTE_ID, messages=HI, max_tokens=4)  # type: ignore[arg-type]
+    assert raised.value.status_code == 503 and raised.value.response.headers["retry-after"] == "1"
+    assert_anthropic_error(raised.value, "shutting_down", "the server is shutting down: retry on another instance")
+
+
+def test_an_ollama_request_to_a_router_shutting_down_gets_the_503_in_ollamas_envelope(
+    draining: ServiceProcess,
+) -> None:
+    with ollama_client(draining, "k-caller") as client, pytest.raises(ollama.ResponseError) as raised:
+        client.chat(model=REMOTE_ID, messages=HI)
+    assert (raised.value.status_code, raised.value.error) == (
+        503,
+        "the server is shutting down: retry on another instance",
+    )
+
+
+def test_a_method_the_messages_api_does_not_take_is_a_405_in_anthropics_envelope(router: ServiceProcess) -> None:
+    """Starlette's own HTTP error, answered by the exception handlers rather than the route."""
+    answer = httpx.get(router.url + "/v1/messages", headers={"Authorization": "Bearer k-caller"}, timeout=30)
+    assert answer.status_code == 405
+    assert answer.json() == {
+        "type": "error",
+        "error": {"message": "Method Not Allowed", "type": "invalid_request_error", "param": None, "code": None},
+    }
