@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference_service.router.proxy.upstream import UpstreamUnreachable
-from inference_service.router.serving.errors import APIError, envelope
+from inference_service.router.serving.errors import envelope
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ class StreamProtocol:
     end_of_last: Callable[[bytes], int]
     #: (message, code) -> the bytes that end a stream broken before its last event.
     error_ending: Callable[[str, str], bytes]
-    #: An error answered before the stream starts -> its JSON body, as the API's non-streamed errors.
-    error_body: Callable[[APIError], dict[str, Any]] = APIError.body
     #: The client's framing of the events, when it is not the upstream's own: each run of complete
     #: upstream events -> the bytes to send (Ollama's NDJSON lines). Stateful, so one per stream;
     #: None relays the events as they are. ``error_ending`` is in the client's framing already.
@@ -88,14 +86,12 @@ def _event_name(event: bytes) -> bytes | None:
 def _named_events(
     terminal: set[bytes],
     error: Callable[[str, str], dict[str, Any]],
-    error_body: Callable[[APIError], dict[str, Any]] = APIError.body,
 ) -> StreamProtocol:
     return StreamProtocol(
         end_of_last=_end_of_first(lambda event: _event_name(event) in terminal | {b"error"}),
         error_ending=lambda message, code: (
             b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n"
         ),
-        error_body=error_body,
     )
 
 
@@ -106,7 +102,6 @@ OPENAI = StreamProtocol(
 ANTHROPIC = _named_events(
     {b"message_stop"},
     lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}},
-    APIError.anthropic_body,
 )
 OPENAI_RESPONSES = _named_events(
     {b"response.completed", b"response.failed", b"response.incomplete"},

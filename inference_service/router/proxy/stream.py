@@ -97,7 +97,7 @@ class EventStream(Response):
     coroutine from admission to release.
 
     Errors before the first byte are JSON envelopes in the shape of the stream's API
-    (``protocol.error_body``); after it, they are the source's to tell in-band.
+    (``APIError.response_for``); after it, they are the source's to tell in-band.
     """
 
     media_type = "text/event-stream"
@@ -169,8 +169,7 @@ class EventStream(Response):
         try:
             added_headers = await source.open()
         except APIError as error:
-            body = source.protocol.error_body(error) if source.protocol is not None else None
-            await error.response(body)(scope, receive, send)
+            await error.response_for(scope["path"])(scope, receive, send)
             return str(error.status)
         loop_time = asyncio.get_running_loop().time
 
