@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="on SIGTERM, how long running requests may finish before they are cut off"
     )
     restart_max_attempts: Annotated[int, LIVE] = Field(default=5, ge=0)
+    resume_streams: Annotated[bool, LIVE] = Field(
+        default=True, description="continue a stream whose runtime died mid-answer on the restarted model or a fallback"
+    )
+    resume_max_attempts: Annotated[int, LIVE] = Field(
+        default=2, ge=0, description="how many times one stream is resumed; a non-streamed request is retried once"
+    )
     failed_retry_s: Annotated[float, LIVE] = Field(
         default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"
     )

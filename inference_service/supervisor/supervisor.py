@@ -108,6 +108,10 @@ class Supervisor:
         """Where each loaded replica of a model serves, by replica index (one entry for a model of one process)."""
         return self._get(model_id).endpoints()
 
+    def serves_at(self, model_id: str, endpoint: Endpoint) -> bool:
+        """Whether one of the model's replicas is loaded at ``endpoint`` (the router's retry waits until not)."""
+        return self._get(model_id).serves_at(endpoint)
+
     def logs(self, model_id: str) -> Sequence[str]:
         return self._get(model_id).log_lines()
 

@@ -2,7 +2,8 @@
 
 Streams are Anthropic's ``event:``/``data:`` pairs, relayed intact and ended by
 ``message_stop`` (never an OpenAI ``[DONE]``). Errors keep the router's envelope and add
-Anthropic's top-level ``"type": "error"``, so both SDKs read them.
+Anthropic's top-level ``"type": "error"``, so both SDKs read them: the exception handlers
+answer every error on these paths so (``APIError.response_for``).
 """
 
 from __future__ import annotations
@@ -26,15 +27,12 @@ COUNT_TOKENS = "/v1/messages/count_tokens"
 
 async def _proxy(request: Request, path: str, streamable: bool) -> Response:
     svc = services(request)
-    try:
-        body, raw = await parse_body(request, ProxiedRequest)
-        if body.stream and not streamable:
-            raise APIError(400, f"{path} cannot be streamed", param="stream")
-        model_id = svc.resolver.resolve(body.model)
-        require(svc, model_id, path, raw)
-        return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
-    except APIError as error:
-        return error.response(error.anthropic_body())
+    body, raw = await parse_body(request, ProxiedRequest)
+    if body.stream and not streamable:
+        raise APIError(400, f"{path} cannot be streamed", param="stream")
+    model_id = svc.resolver.resolve(body.model)
+    require(svc, model_id, path, raw)
+    return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
 
 
 @router.post(MESSAGES)

@@ -43,6 +43,7 @@ class Activity:
     first_token_at: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume/)
     #: What each model's request filters changed (router/proxy/filters.py), by model: one entry per change.
     filtered: dict[str, list[str]] | None = None
 
@@ -86,6 +87,7 @@ class Activity:
             "tokens_per_s": tokens_per_s,
             "mode": self.mode,
             "orchestration": self.orchestration,
+            "resumes": self.resumes,
             "filtered": self.filtered,
         }
 
@@ -108,7 +110,7 @@ def note(**fields: Any) -> None:
 
 def _access_line(summary: dict[str, Any]) -> str:
     parts = [f"{summary['method']} {summary['path']} {summary['status']} {summary['duration_ms']:.1f}ms"]
-    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "trace_id"):
+    for key in ("key", "model", "mode", "ttft_ms", "prompt_tokens", "completion_tokens", "resumes", "trace_id"):
         if summary[key] is not None:
             parts.append(f"{key}={summary[key]}")
     if summary["filtered"] and access_logger.isEnabledFor(logging.DEBUG):  # which rules fired: for debugging

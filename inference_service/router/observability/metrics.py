@@ -142,6 +142,12 @@ class Metrics:
             ["model", "fallback", "reason"],
             registry=self.registry,
         )
+        self.stream_resumes = Counter(
+            "inference_stream_resumes",
+            "Calls whose runtime died mid-answer, by outcome: resumed (continued or sent again), failed, not_resumable",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
         # Per key: label values are key names and model ids from the config only (bounded).
         self.key_requests = Counter(
             "inference_key_requests",

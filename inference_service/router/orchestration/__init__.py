@@ -34,7 +34,7 @@ from inference_service.router.orchestration.runner import (
 )
 from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode
 from inference_service.router.proxy.sse import DONE, OPENAI, error_event
-from inference_service.router.proxy.stream import Emit, EventStream, Headers
+from inference_service.router.proxy.stream import Emit, EventStream, Headers, ProxiedStream
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import unless_disconnected
@@ -288,45 +288,56 @@ class OrchestratedStream:
 
     async def _stream_final(self, call: FinalCall, emit: Emit) -> dict[str, Any] | None:
         """Stream the final call's chunks as ours, all but its last, which is returned (the
-        orchestration object goes on it). APIError if it is refused before its first token."""
+        orchestration object goes on it). APIError if it is refused before its first token.
+
+        The call is a proxied stream like a client's, so a runtime that dies mid-answer is
+        continued (proxy/resume/); one that cannot be raises UpstreamUnreachable.
+        """
         started = time.time()
         stage = Stage(call.role, call.model, started, started)
         body = {**self._runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
         span = self._runner.stage_span(call.role, call.model)  # ends with the relay; current only while opening
+        dispatcher = self._svc.dispatcher
+        stream = ProxiedStream(dispatcher, call.model, CHAT_PATH, body, self._priority, self._request_id, OPENAI)
         try:
             with span.current():
-                stream = await self._svc.dispatcher.open_stream(
-                    call.model, CHAT_PATH, body, self._priority, self._request_id
-                )
+                await stream.open()
         except APIError as error:
             span.end()
             stage.error, stage.finished_at = error.message, time.time()
             self._runner.record(stage)
             raise
         last: dict[str, Any] | None = None
+
+        async def take(run: bytes) -> None:
+            nonlocal last
+            for event in run.split(b"\n\n"):
+                if not event.startswith(b"data: {"):
+                    continue
+                chunk = json.loads(event[6:])
+                if isinstance(error := chunk.get("error"), dict):  # the stream's own ending: broken, not resumed
+                    raise UpstreamUnreachable(str(error.get("message")))
+                usage = chunk.pop("usage", None)
+                if isinstance(usage, dict):  # the stage's own usage: reported in the total only
+                    stage.usage = {
+                        k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                    }
+                if not chunk.get("choices"):
+                    continue
+                for choice in chunk["choices"]:
+                    stage.text += (choice.get("delta") or {}).get("content") or ""
+                    stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
+                if last is not None:
+                    await emit(_frame(last))
+                last = {**chunk, "id": self._completion_id, "created": self._created, "model": self._plan.primary}
+
         try:
-            async with stream:
-                async for event in stream.events():
-                    if not event.startswith(b"data: {"):
-                        continue
-                    chunk = json.loads(event[6:])
-                    usage = chunk.pop("usage", None)
-                    if isinstance(usage, dict):  # the stage's own usage: reported in the total only
-                        stage.usage = {
-                            k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                        }
-                    if not chunk.get("choices"):
-                        continue
-                    for choice in chunk["choices"]:
-                        stage.text += (choice.get("delta") or {}).get("content") or ""
-                        stage.finish_reason = choice.get("finish_reason") or stage.finish_reason
-                    if last is not None:
-                        await emit(_frame(last))
-                    last = {**chunk, "id": self._completion_id, "created": self._created, "model": self._plan.primary}
+            await stream.relay(take)
         except UpstreamUnreachable as error:  # told in-band by the caller
             span.record(error)
             raise
         finally:
+            await stream.aclose()
             span.end()
         stage.finished_at = time.time()
         self._runner.record(stage)

@@ -13,12 +13,11 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-import aiohttp
-
 from inference_service.config import Settings
+from inference_service.events import MODEL_STATE
 from inference_service.router.observability import activity, tracing
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.admission import AdmissionQueue, QueueFull, QueueTimeout, retry_after_s
@@ -29,8 +28,8 @@ from inference_service.router.proxy.upstream import (
     UpstreamClient,
     UpstreamReply,
     UpstreamUnreachable,
-    sse_blocks,
 )
+from inference_service.router.proxy.upstream_stream import UpstreamStream
 from inference_service.router.proxy.usage import usage_of
 from inference_service.router.serving.errors import (
     APIError,
@@ -42,12 +41,16 @@ from inference_service.router.serving.errors import (
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
-from inference_service.supervisor import Affinity, ModelState, Supervisor
+from inference_service.supervisor import Affinity, ModelState, Supervisor, UnknownModel
 
 logger = logging.getLogger(__name__)
 
 #: Refusals a fallback model may answer instead: the model failed, can never fit, or its queue is full.
 FALLBACK_REASONS = frozenset({"model_unavailable", "insufficient_capacity", "queue_full"})
+#: How long a runtime that dropped a call may take to be seen as down by the supervisor (its
+#: process's exit is noticed within milliseconds); past it the retry goes out anyway - to a
+#: runtime that only dropped the connection and still serves.
+CRASH_NOTICE_S = 5.0
 #: The model that took the current request (a fallback's id when one stepped in); the routes send it as a header.
 served_model_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_model", default=None)
 SERVED_MODEL_HEADER = "X-Inference-Model"
@@ -80,7 +83,8 @@ class Dispatcher:
     def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
         at once (requests holding or awaiting a slot keep it) and removed models' queues go.
-        Routing (runtimes, fallbacks) and request filters take the new config at once too.
+        Routing (runtimes, fallbacks), request filters, the resume settings and which models prefill
+        take the new config at once too.
 
         A ``restarting`` model's queue keeps its limits until the next call, once its new process
         serves: raised now, they would send waiting requests to the old process being drained.
@@ -89,6 +93,13 @@ class Dispatcher:
         self._replicated = any(model.replicas > 1 for model in settings.models.values())
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
+        self.resume_streams, self.resume_max_attempts = settings.resume_streams, settings.resume_max_attempts
+        # llama-server continues a final assistant message unless told not to; other runtimes may not.
+        self.prefilling = frozenset(
+            model_id
+            for model_id, model in settings.models.items()
+            if model.runtime == "llamacpp" and "--no-prefill-assistant" not in model.extra_args
+        )
         for model_id, model in settings.models.items():
             parallel = model.total_concurrency
             max_queue = model.queue_size if model.queue_size is not None else settings.queue_size
@@ -234,7 +245,31 @@ class Dispatcher:
     async def post(
         self, model_id: str, path: str, body: dict[str, Any], priority: int = 2, request_id: str | None = None
     ) -> UpstreamReply:
-        """A non-streaming call; upstream error statuses are returned, not raised."""
+        """A non-streaming call; upstream error statuses are returned, not raised.
+
+        A runtime that died before answering gets the call once more (``resume_streams``):
+        generation is stateless, so the restarted model - or a fallback, if it is given up -
+        answers it afresh, and the client sees one answer.
+        """
+        try:
+            return await self._post_once(model_id, path, body, priority, request_id)
+        except _DiedBeforeAnswering as died:
+            if not self.resume_streams or self.resume_max_attempts < 1:
+                raise died.error from None
+            logger.warning("%s; sending the call again", died.error.message)
+            await self.until_replaced(died.model_id, died.endpoint)
+            try:
+                reply = await self._post_once(model_id, path, body, priority, request_id)
+            except (_DiedBeforeAnswering, APIError) as failure:  # died again, or nothing could take it
+                self.metrics.stream_resumes.labels(model_id, "failed").inc()
+                raise (failure.error if isinstance(failure, _DiedBeforeAnswering) else failure) from None
+            self.metrics.stream_resumes.labels(model_id, "resumed").inc()
+            activity.note(resumes=1)
+            return reply
+
+    async def _post_once(
+        self, model_id: str, path: str, body: dict[str, Any], priority: int, request_id: str | None
+    ) -> UpstreamReply:
         async with contextlib.AsyncExitStack() as stack:
             model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
             upstream, call = self._upstream_call(model_id, endpoint, path, body)
@@ -242,9 +277,10 @@ class Dispatcher:
                 try:
                     reply = await self.upstream.post(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
-                    raise service_unavailable(
+                    unavailable = service_unavailable(
                         f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                    ) from None
+                    )
+                    raise _DiedBeforeAnswering(unavailable, model_id, endpoint) from None
                 except ReplyTooLarge as error:
                     message = (
                         f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
@@ -256,6 +292,33 @@ class Dispatcher:
         else:
             self.call_failed(model_id)
         return reply
+
+    async def until_replaced(self, model_id: str, endpoint: Endpoint) -> None:
+        """Wait until the supervisor no longer hands out ``endpoint``, a runtime that dropped a call.
+
+        The router can see a connection drop before the supervisor sees its process exit; a
+        retry sent meanwhile would go to the dead port. Once the model is restarting (or
+        failed) the retry's own admission waits for it, or for a fallback, as any request does.
+        Bounded by CRASH_NOTICE_S: a runtime that only dropped the connection keeps its endpoint.
+        """
+        if not self._serves_at(model_id, endpoint):
+            return
+        subscription = self.supervisor.events.subscribe(models=[model_id], types=[MODEL_STATE])
+        try:
+            async with asyncio.timeout(CRASH_NOTICE_S):
+                while self._serves_at(model_id, endpoint):
+                    await subscription.next()
+        except TimeoutError:
+            logger.info("model %s still serves at %s: retrying there", model_id, endpoint.base_url)
+        finally:
+            self.supervisor.events.unsubscribe(subscription)
+
+    def _serves_at(self, model_id: str, endpoint: Endpoint) -> bool:
+        """Whether a replica of ``model_id`` still serves at ``endpoint`` (a model removed meanwhile does not)."""
+        try:
+            return self.supervisor.serves_at(model_id, endpoint)
+        except UnknownModel:
+            return False
 
     def call_failed(self, model_id: str) -> None:
         """A call that ended badly without an exception through its admission (an error status; a
@@ -313,80 +376,13 @@ class Dispatcher:
         except BaseException:
             await stack.aclose()
             raise
-        return UpstreamStream(
-            model_id, self._runtimes.get(model_id, "unknown"), response, stack, self.metrics, call, self
-        )
+        runtime = self._runtimes.get(model_id, "unknown")
+        return UpstreamStream(model_id, runtime, endpoint, response, stack, self.metrics, call, self)
 
 
-class UpstreamStream:
-    """One admitted streaming call: the upstream response, and the slot and lease it holds.
+class _DiedBeforeAnswering(Exception):
+    """A non-streamed call's runtime dropped it: the 503 to answer, unless a retry answers instead."""
 
-    Whoever opened it closes it with ``async with`` - nothing is left for a generator's
-    ``finally`` or the garbage collector to release. Reading observes the stream for
-    metrics on the way: time to the first token, and token usage (usually in the last
-    event, so only a run of events that mentions it is parsed).
-    """
-
-    def __init__(
-        self,
-        model_id: str,
-        runtime: str,
-        response: aiohttp.ClientResponse,
-        stack: contextlib.AsyncExitStack,
-        metrics: Metrics,
-        call: tracing.CallHandle,
-        accounting: Dispatcher,
-    ) -> None:
-        """``accounting``: what counts the call's usage and failure for its key (the dispatcher)."""
-        self.model_id = model_id
-        self._accounting = accounting
-        self._runtime = runtime
-        self._response = response
-        self._stack = stack
-        self._metrics = metrics
-        self._call = call
-        self._started = time.perf_counter()
-        self._first_token_seen = False
-
-    async def __aenter__(self) -> UpstreamStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the upstream connection (llama-server frees the slot), then the admission slot and lease."""
-        await self._stack.aclose()
-
-    async def blocks(self) -> AsyncGenerator[bytes, None]:
-        """Runs of complete SSE events as they arrive (see :func:`sse_blocks`).
-
-        Raises UpstreamUnreachable, naming the model and its runtime, if the runtime dies mid-stream.
-        """
-        try:
-            async for block in self._call.observe(sse_blocks(self._response.content.iter_any())):
-                if not self._first_token_seen and (b"data: {" in block or b"event: " in block):
-                    self._first_token_seen = True  # OpenAI chunks; Anthropic/Responses events
-                    self._metrics.observe_ttft(self.model_id, time.perf_counter() - self._started)
-                if b'"usage":{' in block:
-                    self._record_usage(block)
-                yield block
-        except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
-            self._accounting.call_failed(self.model_id)
-            raise UpstreamUnreachable(
-                f"model {self.model_id!r} ({self._runtime} runtime) stopped mid-stream: {error}; "
-                "the runtime process crashed, was stopped or dropped the connection"
-            ) from None
-
-    async def events(self) -> AsyncGenerator[bytes, None]:
-        """Each SSE event on its own, without its blank line (for callers that read the events)."""
-        async for block in self.blocks():
-            for event in block.split(b"\n\n"):
-                if event.strip():
-                    yield event
-
-    def _record_usage(self, block: bytes) -> None:
-        for event in block.split(b"\n\n"):
-            if b'"usage":{' in event and event.startswith(b"data: "):
-                with contextlib.suppress(ValueError, AttributeError):
-                    self._accounting.record_usage(self.model_id, json.loads(event[6:]).get("usage"))
+    def __init__(self, error: APIError, model_id: str, endpoint: Endpoint) -> None:
+        super().__init__(error.message)
+        self.error, self.model_id, self.endpoint = error, model_id, endpoint

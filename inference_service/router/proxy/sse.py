@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference_service.router.proxy.upstream import UpstreamUnreachable
-from inference_service.router.serving.errors import APIError, envelope
+from inference_service.router.serving.errors import envelope
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ class StreamProtocol:
     end_of_last: Callable[[bytes], int]
     #: (message, code) -> the bytes that end a stream broken before its last event.
     error_ending: Callable[[str, str], bytes]
-    #: An error answered before the stream starts -> its JSON body, as the API's non-streamed errors.
-    error_body: Callable[[APIError], dict[str, Any]] = APIError.body
     #: The client's framing of the events, when it is not the upstream's own: each run of complete
     #: upstream events -> the bytes to send (Ollama's NDJSON lines). Stateful, so one per stream;
     #: None relays the events as they are. ``error_ending`` is in the client's framing already.
@@ -88,14 +86,12 @@ def _event_name(event: bytes) -> bytes | None:
 def _named_events(
     terminal: set[bytes],
     error: Callable[[str, str], dict[str, Any]],
-    error_body: Callable[[APIError], dict[str, Any]] = APIError.body,
 ) -> StreamProtocol:
     return StreamProtocol(
         end_of_last=_end_of_first(lambda event: _event_name(event) in terminal | {b"error"}),
         error_ending=lambda message, code: (
             b"event: error\ndata: " + json.dumps(error(message, code)).encode() + b"\n\n"
         ),
-        error_body=error_body,
     )
 
 
@@ -106,7 +102,6 @@ OPENAI = StreamProtocol(
 ANTHROPIC = _named_events(
     {b"message_stop"},
     lambda message, code: {"type": "error", "error": {"type": "api_error", "message": message}},
-    APIError.anthropic_body,
 )
 OPENAI_RESPONSES = _named_events(
     {b"response.completed", b"response.failed", b"response.incomplete"},
@@ -120,30 +115,59 @@ LLAMACPP_NATIVE = StreamProtocol(
 )
 
 
+async def relay_events(
+    blocks: AsyncIterator[bytes],
+    protocol: StreamProtocol,
+    send: Callable[[bytes], Awaitable[None]],
+    sent: list[bytes] | None = None,
+) -> bool:
+    """Send runs of complete events on until the protocol's last event; whether it came.
+
+    Runs are sent as they came, one ``send`` each: the bytes are looked at (a substring
+    search), never taken apart - unless the protocol reframes them for its client
+    (``protocol.reframe``). ``sent`` collects each run as the upstream framed it, once it
+    went out: what a resumed stream continues from (one ``append`` per run, read only if
+    the upstream dies). An upstream that dies raises UpstreamUnreachable.
+    """
+    reframe = protocol.reframe
+    async for block in blocks:
+        end = protocol.end_of_last(block)
+        run = block[:end] if end >= 0 else block
+        out = reframe(run) if reframe is not None else run
+        if out:
+            await send(out)
+        if sent is not None:
+            sent.append(run)
+        if end >= 0:
+            return True
+    return False
+
+
 async def relay(
     blocks: AsyncIterator[bytes], protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]
 ) -> None:
-    """Send runs of complete events on until the protocol's last event, then stop.
+    """:func:`relay_events`, and whatever happens upstream, the client's stream ends the protocol's way.
 
-    Whatever happens upstream, the client's stream ends the protocol's way: a stream that
-    ends or breaks before its last event gets the protocol's error ending (for OpenAI an
-    error event and the one ``data: [DONE]``). Runs are sent as they came, one ``send``
-    each: the bytes are looked at (a substring search), never taken apart - unless the
-    protocol reframes them for its client (``protocol.reframe``).
+    A stream that ends or breaks before its last event gets the protocol's error ending (for
+    OpenAI an error event and the one ``data: [DONE]``).
     """
-    reframe = protocol.reframe
     try:
-        async for block in blocks:
-            end = protocol.end_of_last(block)
-            run = block[:end] if end >= 0 else block
-            if reframe is not None:
-                run = reframe(run)
-            if run:
-                await send(run)
-            if end >= 0:
-                return
-        logger.warning("upstream stream ended without its last event")
-        await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
+        if await relay_events(blocks, protocol, send):
+            return
+        await end_incomplete(protocol, send)
     except UpstreamUnreachable as error:
-        logger.warning("upstream died mid-stream: %s", error)
-        await send(protocol.error_ending(str(error), "upstream_died"))
+        await end_broken(protocol, send, error)
+
+
+async def end_incomplete(protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]]) -> None:
+    """End a stream whose upstream ended without its last event."""
+    logger.warning("upstream stream ended without its last event")
+    await send(protocol.error_ending("the model's stream ended unexpectedly", "stream_incomplete"))
+
+
+async def end_broken(
+    protocol: StreamProtocol, send: Callable[[bytes], Awaitable[None]], error: UpstreamUnreachable
+) -> None:
+    """End a stream whose upstream died mid-way (and was not resumed): the error in the protocol's framing."""
+    logger.warning("upstream died mid-stream: %s", error)
+    await send(protocol.error_ending(str(error), "upstream_died"))

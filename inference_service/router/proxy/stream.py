@@ -39,7 +39,8 @@ from starlette.types import Receive, Scope, Send
 
 from inference_service.router.observability import activity
 from inference_service.router.observability.metrics import Metrics
-from inference_service.router.proxy.dispatch import Dispatcher, UpstreamStream, served_model_headers
+from inference_service.router.proxy.dispatch import Dispatcher, served_model_headers
+from inference_service.router.proxy.resume.relay import continuation_for, relay_resuming
 from inference_service.router.proxy.sse import (
     SSE_CONTENT_TYPE,
     SSE_HEADERS,
@@ -47,6 +48,7 @@ from inference_service.router.proxy.sse import (
     StreamProtocol,
     relay,
 )
+from inference_service.router.proxy.upstream_stream import UpstreamStream
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import CLIENT_CLOSED, ClientDisconnected, unless_disconnected
 from inference_service.router.serving.errors import APIError
@@ -95,7 +97,7 @@ class EventStream(Response):
     coroutine from admission to release.
 
     Errors before the first byte are JSON envelopes in the shape of the stream's API
-    (``protocol.error_body``); after it, they are the source's to tell in-band.
+    (``APIError.response_for``); after it, they are the source's to tell in-band.
     """
 
     media_type = "text/event-stream"
@@ -167,8 +169,7 @@ class EventStream(Response):
         try:
             added_headers = await source.open()
         except APIError as error:
-            body = source.protocol.error_body(error) if source.protocol is not None else None
-            await error.response(body)(scope, receive, send)
+            await error.response_for(scope["path"])(scope, receive, send)
             return str(error.status)
         loop_time = asyncio.get_running_loop().time
 
@@ -225,23 +226,41 @@ class ProxiedStream:
         protocol: StreamProtocol,
     ) -> None:
         self._dispatcher = dispatcher
-        self._model_id = model_id
+        self.model_id = model_id
         self._path = path
-        self._body = body
+        self.body = body
         self._priority = priority
         self._request_id = request_id
         self.protocol = protocol
         self._upstream: UpstreamStream | None = None
 
+    @property
+    def upstream(self) -> UpstreamStream:
+        assert self._upstream is not None
+        return self._upstream
+
     async def open(self) -> Headers:
-        self._upstream = await self._dispatcher.open_stream(
-            self._model_id, self._path, self._body, self._priority, self._request_id
-        )
+        self._upstream = await self._open(self.body)
         return [(name.lower().encode(), value.encode()) for name, value in served_model_headers().items()]
 
+    async def _open(self, body: dict[str, Any]) -> UpstreamStream:
+        return await self._dispatcher.open_stream(self.model_id, self._path, body, self._priority, self._request_id)
+
     async def relay(self, emit: Emit) -> None:
-        assert self._upstream is not None
-        await relay(self._upstream.blocks(), self.protocol, emit)
+        continuation = continuation_for(self._dispatcher, self._path)
+        if continuation is None:
+            await relay(self.upstream.blocks(), self.protocol, emit)
+        else:
+            await relay_resuming(self._dispatcher, self, continuation, self.protocol, emit)
+
+    async def reopen(self, body: dict[str, Any]) -> UpstreamStream:
+        """Replace the upstream (its runtime died): the dead call's slot and lease go first, so the
+        continuation queues like any request and never holds two slots."""
+        dead, self._upstream = self._upstream, None
+        if dead is not None:
+            await dead.aclose()
+        self._upstream = await self._open(body)
+        return self._upstream
 
     async def aclose(self) -> None:
         if self._upstream is not None:

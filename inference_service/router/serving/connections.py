@@ -28,38 +28,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from inference_service.router.serving.errors import envelope
+from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
-_TOO_MANY = json.dumps(
-    envelope(
-        "the server has too many open connections: retry shortly", "too_many_connections", None, "too_many_connections"
-    )
-).encode()
+_TOO_MANY = APIError(
+    503,
+    "the server has too many open connections: retry shortly",
+    "too_many_connections",
+    code="too_many_connections",
+    headers={"Retry-After": "1", "Connection": "close"},
+)
 
 
 async def _too_many_connections(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_TOO_MANY)).encode()),
-                (b"retry-after", b"1"),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _TOO_MANY})
+    await _TOO_MANY.response_for(scope["path"])(scope, receive, send)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -140,18 +130,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # Written past the app, which is waiting for the body: once the connection is
             # lost its ``receive`` returns ``http.disconnect`` and whatever it sends is dropped.
             message = f"the request body did not arrive within {self.body_timeout_s:g}s of its headers (body_timeout_s)"
-            self.transport.write(self._closing_error(b"408 Request Timeout", message, "body_timeout"))
+            timed_out = APIError(408, message, code="body_timeout")
+            self.transport.write(self._closing_error(timed_out, self.scope["path"]))
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes it cannot parse as HTTP/1.1 - in the envelope, not plain text."""
         message = "the request is not valid HTTP/1.1 (its request line, headers or chunked framing)"
-        self.transport.write(self._closing_error(b"400 Bad Request", message, "invalid_http"))
+        # No path to go by: the request line itself may be what could not be parsed.
+        invalid = APIError(400, message, code="invalid_http")
+        self.transport.write(self._closing_error(invalid, ""))
         self.transport.close()
 
-    def _closing_error(self, status: bytes, message: str, code: str) -> bytes:
-        """A whole error response, written on the transport itself (no app is answering), ending the connection."""
-        body = json.dumps(envelope(message, "invalid_request_error", None, code)).encode()
+    def _closing_error(self, error: APIError, path: str) -> bytes:
+        """A whole error response, written on the transport itself (no app is answering), ending the connection:
+        ``error`` in the envelope of the API ``path`` belongs to."""
+        response = error.response_for(path)
+        body = bytes(response.body)
+        status = f"{response.status_code} {HTTPStatus(response.status_code).phrase}".encode()
         headers = [
             *self.server_state.default_headers,
             (b"content-type", b"application/json"),

@@ -1,17 +1,41 @@
-"""OpenAI-style error envelopes: ``{"error": {"message", "type", "param", "code"}}``.
+"""The router's errors, answered in the envelope of the API that was called.
 
-Clients (the OpenAI SDK above all) pick their exception class from the status code and
-show ``message``; every error the router produces goes through :class:`APIError`.
+OpenAI's ``{"error": {"message", "type", "param", "code"}}`` everywhere but on two APIs with
+shapes of their own: Anthropic's Messages (``/v1/messages*``: the same envelope plus the
+top-level ``"type": "error"`` Anthropic's SDK reads) and Ollama's (``/api/*``: ``{"error":
+"<message>"}``). Clients pick their exception class from the status code and show the
+message; every error the router produces goes through :class:`APIError`, and every answer
+of one - a route's, an exception handler's, the key check's, the body cap's, the
+shutdown's, a cancel's - through :meth:`APIError.response_for`, so none answers a client
+in another API's shape.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from types import TracebackType
 from typing import Any
 
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
+
+
+class ApiFamily(enum.Enum):
+    """The API whose error envelope a request is answered in."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    OLLAMA = "ollama"
+
+
+def api_family(path: str) -> ApiFamily:
+    """The API a request path belongs to: a few prefix checks, made only when an error is answered."""
+    if path.startswith("/api/"):
+        return ApiFamily.OLLAMA
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return ApiFamily.ANTHROPIC
+    return ApiFamily.OPENAI
 
 
 class APIError(Exception):
@@ -45,6 +69,24 @@ class APIError(Exception):
     def anthropic_body(self) -> dict[str, Any]:
         """The envelope with Anthropic's top-level ``"type": "error"``, so both SDKs read it."""
         return {"type": "error", **self.body()}
+
+    def ollama_body(self) -> dict[str, Any]:
+        """Ollama's error shape: ``{"error": "<message>"}`` (its client shows the string)."""
+        return {"error": self.message}
+
+    def response_for(self, path: str) -> EscapedJSONResponse:
+        """The error's answer in the envelope of the API ``path`` belongs to (:func:`api_family`).
+
+        Ollama answers a request it cannot read with 400, never with the 422 of the router's
+        own validation (FastAPI's convention): an Ollama client sees Ollama's status.
+        """
+        family = api_family(path)
+        if family is ApiFamily.OPENAI:
+            return self.response()
+        if family is ApiFamily.ANTHROPIC:
+            return self.response(self.anthropic_body())
+        status = 400 if self.status == 422 else self.status
+        return EscapedJSONResponse(self.ollama_body(), status_code=status, headers=self.headers)
 
 
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,8 @@ The app installs :data:`EXCEPTION_HANDLERS` as its exception handlers (:func:`in
 outside FastAPI, finds the same handler with :func:`handler_for`. An exception is answered
 by the handler of the first class in its ``__mro__`` that the table names, as Starlette
 looks its handlers up (``starlette/_exception_handler.py``), so one raised anywhere gets
-one answer.
+one answer - in the envelope of the API the request called (``APIError.response_for``), so a
+route of Anthropic's or Ollama's API needs no handler of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inference_service.router.serving.disconnect import CLIENT_CLOSED, CLIENT_GONE
-from inference_service.router.serving.errors import APIError, envelope
-from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.serving.errors import APIError
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ _HTTP_ERROR_TYPES = {
 }
 
 
-async def _api_error(_: Request, error: APIError) -> Response:
-    return error.response()
+async def _api_error(request: Request, error: APIError) -> Response:
+    return error.response_for(request.scope["path"])
 
 
 async def _client_gone(_: Request, __: Exception) -> Response:
@@ -47,32 +47,27 @@ async def _client_gone(_: Request, __: Exception) -> Response:
     return Response(status_code=CLIENT_CLOSED)
 
 
-async def _invalid_request(_: Request, error: RequestValidationError) -> Response:
+async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
     first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first["loc"]) or None
-    return EscapedJSONResponse(
-        envelope(f"Invalid request: {first['msg']}", "invalid_request_error", param), status_code=422
-    )
+    return APIError(422, f"Invalid request: {first['msg']}", param=param).response_for(request.scope["path"])
 
 
-async def _http_error(_: Request, error: HTTPException) -> Response:
+async def _http_error(request: Request, error: HTTPException) -> Response:
     message = error.detail if isinstance(error.detail, str) else "request failed"
-    return EscapedJSONResponse(
-        envelope(message, _HTTP_ERROR_TYPES.get(error.status_code, "invalid_request_error")),
-        status_code=error.status_code,
-        headers=error.headers,
-    )
+    type_ = _HTTP_ERROR_TYPES.get(error.status_code, "invalid_request_error")
+    answer = APIError(error.status_code, message, type_, headers=dict(error.headers or {}))
+    return answer.response_for(request.scope["path"])
 
 
-async def _unexpected(_: Request, error: Exception) -> Response:
+async def _unexpected(request: Request, error: Exception) -> Response:
     logger.exception("unhandled error")
     # The server drops the connection after an unhandled exception: say so, or a pooling
     # client would send its next request down a dead socket.
-    return EscapedJSONResponse(
-        envelope(f"internal error: {error.__class__.__name__}", "internal_error"),
-        status_code=500,
-        headers={"Connection": "close"},
+    answer = APIError(
+        500, f"internal error: {error.__class__.__name__}", "internal_error", headers={"Connection": "close"}
     )
+    return answer.response_for(request.scope["path"])
 
 
 #: Every exception class the router answers, and how. ``Exception`` - the catch-all - is

@@ -163,7 +163,7 @@ class InFlightRequest:
             return
         with anyio.move_on_after(ANSWER_TIMEOUT_S), contextlib.suppress(OSError):
             if not self.started:
-                await self.cut.answer().response()(scope, _no_body, self._send)
+                await self.cut.answer().response_for(scope["path"])(scope, _no_body, self._send)
             elif self.streaming:
                 if ending := self._stream_ending(self.cut):
                     await self._send({"type": "http.response.body", "body": ending, "more_body": True})

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.router.observability import activity
-from inference_service.router.serving.errors import envelope
+from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
-from inference_service.router.tenancy.gate import Gate, Refusal
+from inference_service.router.tenancy.gate import Gate, Headers, Refusal
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 #: The request's ``X-Session-Id``: a conversation's key for choosing a model's replica (router/proxy/affinity.py).
@@ -65,23 +64,16 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-async def _send_error(
-    send: Send, status: int, message: str, type: str, code: str, headers: list[tuple[bytes, bytes]]
-) -> None:
-    body = json.dumps(envelope(message, type, None, code)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(scope: Scope, receive: Receive, send: Send, error: APIError, added: Headers) -> None:
+    """Answer ``error`` in the envelope of the API called, ``added`` (request id, rate headers) on it."""
+    response = error.response_for(scope["path"])
+    response.raw_headers.extend(added)
+    await response(scope, receive, send)
 
 
-async def _send_too_large(send: Send, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+def _too_large(message: str) -> APIError:
     """The answer to a body over ``max_body_bytes``, whether its declared length or its bytes told."""
-    await _send_error(send, 413, message, "invalid_request_error", "request_too_large", headers)
+    return APIError(413, message, code="request_too_large")
 
 
 class RequestContextMiddleware:
@@ -126,14 +118,8 @@ class RequestContextMiddleware:
         id_header = (b"x-request-id", request_id.encode())
         try:
             if _host_header_invalid(scope, headers):
-                await _send_error(
-                    send,
-                    400,
-                    "an HTTP/1.1 request needs exactly one Host header",
-                    "invalid_request_error",
-                    "invalid_http",
-                    [id_header, (b"connection", b"close")],
-                )
+                invalid = APIError(400, "an HTTP/1.1 request needs exactly one Host header", code="invalid_http")
+                await _send_error(scope, receive, send, invalid, [id_header, (b"connection", b"close")])
                 return
             declared = headers.get(b"content-length", b"")
             admitted = self._gate.admit(
@@ -143,14 +129,8 @@ class RequestContextMiddleware:
                 int(declared) if declared.isdigit() else 0,
             )
             if isinstance(admitted, Refusal):
-                await _send_error(
-                    send,
-                    admitted.status,
-                    admitted.message,
-                    admitted.type,
-                    admitted.code,
-                    [id_header, *admitted.headers],
-                )
+                refused = APIError(admitted.status, admitted.message, admitted.type, code=admitted.code)
+                await _send_error(scope, receive, send, refused, [id_header, *admitted.headers])
                 return
             tenant = admitted.tenant
             if tenant is keys.ANONYMOUS:  # no key configured: the context's default, nothing to note
@@ -183,7 +163,7 @@ class RequestContextMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
             reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
-            await _send_too_large(send, reason, added)
+            await _send_error(scope, receive, send, _too_large(reason), added)
             return
 
         started = False
@@ -201,4 +181,4 @@ class RequestContextMiddleware:
             if started:
                 raise
             # The rest of the body is never read: close the connection rather than leave it unusable.
-            await _send_too_large(send, str(error), [*added, (b"connection", b"close")])
+            await _send_error(scope, receive, send, _too_large(str(error)), [*added, (b"connection", b"close")])

@@ -123,7 +123,7 @@ class Shutdown:
                 "the server is shutting down: retry on another instance", SHUTTING_DOWN, retry_after_s=1
             )
             error.headers["Connection"] = "close"
-            await error.response()(scope, receive, send)
+            await error.response_for(scope["path"])(scope, receive, send)
             return
         await self.requests.run(app, scope, receive, send)
 

@@ -111,6 +111,10 @@ class ReplicaSet:
         """Where each loaded replica serves, by replica index."""
         return {i: a.endpoint for i, a in enumerate(self.actors) if a.state == _S.LOADED and a.endpoint is not None}
 
+    def serves_at(self, endpoint: Endpoint) -> bool:
+        """Whether a replica still serves at ``endpoint`` (one that dropped a call may be down)."""
+        return endpoint in self.endpoints().values()
+
     def log_lines(self) -> Sequence[str]:
         if len(self.actors) == 1:
             return self.primary.runtime.log_lines()

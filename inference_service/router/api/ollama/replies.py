@@ -18,7 +18,6 @@ from typing import Any
 
 from inference_service.router.api.ollama.requests import Source
 from inference_service.router.proxy.sse import StreamProtocol
-from inference_service.router.serving.errors import APIError
 
 NDJSON = b"application/x-ndjson"
 
@@ -26,11 +25,6 @@ NDJSON = b"application/x-ndjson"
 def created_at() -> str:
     """Now, as Ollama writes it: RFC 3339 in UTC."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def error_body(error: APIError) -> dict[str, Any]:
-    """Ollama's error shape: ``{"error": "<message>"}``."""
-    return {"error": error.message}
 
 
 def error_line(message: str) -> bytes:
@@ -250,7 +244,6 @@ def ndjson_protocol(upstream: StreamProtocol, reply: OllamaReply) -> StreamProto
     return StreamProtocol(
         end_of_last=upstream.end_of_last,
         error_ending=lambda message, _code: error_line(message),
-        error_body=error_body,
         reframe=NDJSONFrames(reply),
         content_type=NDJSON,
     )

@@ -11,7 +11,6 @@ those endpoints answer 403 saying so, rather than 404.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_service.router.api import models
 from inference_service.router.api.ollama import catalog
-from inference_service.router.api.ollama.replies import NDJSON, OllamaReply, error_body, ndjson_protocol
+from inference_service.router.api.ollama.replies import NDJSON, OllamaReply, ndjson_protocol
 from inference_service.router.api.ollama.requests import (
     Source,
     UpstreamCall,
@@ -108,20 +107,6 @@ router = APIRouter()
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _ollama_errors(handler: Handler) -> Handler:
-    """Answer the handler's API errors in Ollama's shape, with 400 for the router's 422."""
-
-    @functools.wraps(handler)
-    async def answer(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except APIError as error:
-            status = 400 if error.status == 422 else error.status
-            return EscapedJSONResponse(error_body(error), status_code=status, headers=error.headers)
-
-    return answer
-
-
 def _json(payload: dict[str, Any], upstream: Response | None = None) -> Response:
     """An Ollama object (escaped: it echoes the client's model name), with the served model's header."""
     served = upstream.headers.get(SERVED_MODEL_HEADER) if upstream is not None else None
@@ -202,7 +187,6 @@ async def _orchestrated(request: Request, svc: Services, body: OllamaChatRequest
 
 @router.post("/api/chat", openapi_extra=json_request(OllamaChatRequest), responses={**_STREAMED, **MODEL_ERRORS})
 @requires("inference")
-@_ollama_errors
 async def chat(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
@@ -222,7 +206,6 @@ async def chat(request: Request) -> Response:
     "/api/generate", openapi_extra=json_request(OllamaGenerateRequest), responses={**_STREAMED, **MODEL_ERRORS}
 )
 @requires("inference")
-@_ollama_errors
 async def generate(request: Request) -> Response:
     started = time.perf_counter()
     svc = services(request)
@@ -265,7 +248,6 @@ async def _embeddings(
 
 @router.post("/api/embed", openapi_extra=json_request(OllamaEmbedRequest), responses=MODEL_ERRORS)
 @requires("inference")
-@_ollama_errors
 async def embed(request: Request) -> Response:
     answer, response = await _embeddings(request, OllamaEmbedRequest, "api/embed")
     return _json(answer, response)
@@ -273,7 +255,6 @@ async def embed(request: Request) -> Response:
 
 @router.post("/api/embeddings", openapi_extra=json_request(OllamaEmbeddingsRequest), responses=MODEL_ERRORS)
 @requires("inference")
-@_ollama_errors
 async def embeddings(request: Request) -> Response:
     """The legacy form: one ``prompt``, one ``embedding``."""
     answer, response = await _embeddings(request, OllamaEmbeddingsRequest, "api/embeddings")
@@ -294,7 +275,6 @@ async def running(request: Request) -> Response:
 
 @router.post("/api/show", openapi_extra=json_request(OllamaShowRequest), responses=ERRORS)
 @requires("inference", "read")
-@_ollama_errors
 async def show(request: Request) -> Response:
     svc = services(request)
     body, _ = await parse_body(request, OllamaShowRequest)

@@ -143,6 +143,31 @@ def test_past_max_connections_a_request_gets_503_with_the_envelope(router: Servi
     wait_until(lambda: httpx.get(router.url + "/health", timeout=10).status_code == 200, timeout_s=10)
 
 
+@pytest.fixture
+def every_connection_taken(router: ServiceProcess) -> Iterator[None]:
+    """``max_connections`` idle connections open; once they close, the router admits again."""
+    with open_sockets(router, MAX_CONNECTIONS, b""):
+        yield
+    wait_until(lambda: httpx.get(router.url + "/health", timeout=10).status_code == 200, timeout_s=10)
+
+
+@pytest.mark.usefixtures("every_connection_taken")
+def test_past_max_connections_an_ollama_request_gets_the_503_in_ollamas_envelope(router: ServiceProcess) -> None:
+    response = httpx.get(router.url + "/api/tags", timeout=10)
+    assert response.status_code == 503
+    assert response.json() == {"error": "the server has too many open connections: retry shortly"}
+
+
+def test_a_stalled_messages_body_gets_the_408_in_anthropics_envelope(router: ServiceProcess) -> None:
+    messages = CHAT.replace(b"/v1/chat/completions", b"/v1/messages")
+    with open_sockets(router, 1, messages + STALLED_BODY) as (sock,):
+        answer = read_until_closed(sock, time.monotonic() + BODY_TIMEOUT_S + 60)
+    assert answer is not None, "the stalled body was never answered"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout")
+    assert json.loads(body)["type"] == "error" and json.loads(body)["error"]["code"] == "body_timeout"
+
+
 def test_stalled_bodies_get_408_at_the_body_timeout_and_free_their_connections(router: ServiceProcess) -> None:
     """The reported attack: every slot held by a body declared at 100000 bytes that stops after 11."""
     stalled = CHAT + STALLED_BODY

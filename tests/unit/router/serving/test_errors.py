@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found, upstream_error
+from inference_service.router.serving.errors import (
+    APIError,
+    ApiFamily,
+    api_family,
+    map_supervisor_errors,
+    not_found,
+    upstream_error,
+)
 from inference_service.supervisor import InsufficientCapacity, ModelUnavailable, UnknownModel
 
 LLAMA_IMAGE = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
@@ -77,3 +84,38 @@ LLAMA_JSON_TYPE = "Failed to parse tools: [json.exception.type_error.302] type m
 def test_a_runtime_500_for_malformed_input_is_a_400_invalid_value(message: str) -> None:
     error = upstream_error(500, {"error": {"code": 500, "message": message, "type": "server_error"}})
     assert (error.status, error.type, error.code) == (400, "invalid_request_error", "invalid_value")
+
+
+@pytest.mark.parametrize(
+    ("path", "family"),
+    [
+        ("/v1/chat/completions", ApiFamily.OPENAI),
+        ("/v1/messages", ApiFamily.ANTHROPIC),
+        ("/v1/messages/count_tokens", ApiFamily.ANTHROPIC),
+        ("/v1/messagesx", ApiFamily.OPENAI),
+        ("/api/chat", ApiFamily.OLLAMA),
+        ("/apix", ApiFamily.OPENAI),
+    ],
+)
+def test_a_path_belongs_to_the_api_whose_prefix_it_has(path: str, family: ApiFamily) -> None:
+    assert api_family(path) is family
+
+
+def test_an_error_on_the_messages_api_is_answered_in_anthropics_envelope() -> None:
+    body = json.loads(APIError(401, "no key", "authentication_error").response_for("/v1/messages").body)
+    assert body == {
+        "type": "error",
+        "error": {"message": "no key", "type": "authentication_error", "param": None, "code": None},
+    }
+
+
+def test_an_error_on_the_ollama_api_is_its_message_alone_and_a_422_becomes_ollamas_400() -> None:
+    response = APIError(422, "'model' is a required property", param="model").response_for("/api/chat")
+    assert (response.status_code, json.loads(response.body)) == (400, {"error": "'model' is a required property"})
+
+
+def test_an_error_keeps_its_headers_in_every_envelope() -> None:
+    error = APIError(429, "slow down", "rate_limit_error", headers={"Retry-After": "3"})
+    assert {
+        error.response_for(path).headers["retry-after"] for path in ("/v1/models", "/v1/messages", "/api/tags")
+    } == {"3"}
