@@ -13,7 +13,15 @@ from tests.support.configs import smollm2, wait_until
 from tests.support.events import listening
 
 ELASTIC = smollm2(replicas=2, min_replicas=1, parallel=1, scale_up_wait_s=0.5, ttl_s=20, preload=True)
-ASK = {"model": "smol", "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 16}
+#: Six answers of 64 tokens one after another: a queue that outlasts the second replica's start (~1-2 s
+#: on an idle CPU, where one 16-token answer takes a fraction of a second), so that replica serves some.
+QUEUED = 6
+ASK = {
+    "model": "smol",
+    "messages": [{"role": "user", "content": "Tell a story."}],
+    "max_tokens": 64,
+    "ignore_eos": True,
+}
 
 
 def states(client: httpx.Client) -> list[str]:
@@ -27,10 +35,10 @@ def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_serv
         listening(f"{service.url}/v1/events?types=replica_scaled") as scaling,
     ):
         assert states(client) == ["loaded", "unloaded"]
-        with ThreadPoolExecutor(4) as pool:
-            answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(4)]
+        with ThreadPoolExecutor(QUEUED) as pool:
+            answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(QUEUED)]
             wait_until(lambda: states(client)[1] == "loaded", TIMEOUT_S)
-            assert [answer.result().status_code for answer in answers] == [200] * 4
+            assert [answer.result().status_code for answer in answers] == [200] * QUEUED
         served = re.search(
             r'inference_replica_requests_total\{model="smol",replica="1"\} (\S+)', client.get("/metrics").text
         )
