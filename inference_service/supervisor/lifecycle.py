@@ -71,6 +71,8 @@ class ModelLifecycle:
         self.reason: str | None = None
         self.generation = 0
         self.endpoint: Endpoint | None = None
+        #: Where the latest runtime served (kept after it stops): a call it dropped is matched to its stop.
+        self.last_endpoint: Endpoint | None = None
         self.closed = False  # yielding its capacity: no new requests until it has been unloaded
         self.loaded_at: float | None = None
         self.serving_since = 0.0  # monotonic: when its current instance began serving
@@ -262,7 +264,7 @@ class ModelLifecycle:
         self._transition(_S.LOADING if not recovered else _S.FAILED, _S.LOADED)
         if recovered:
             self.generation += 1  # a new instance of the backend: its own watcher, its own generation
-        self.endpoint = message.endpoint
+        self.endpoint = self.last_endpoint = message.endpoint
         self.loaded_at = time.time()
         self.serving_since = time.monotonic()
         if not recovered:

@@ -112,6 +112,11 @@ class Supervisor:
         """Whether one of the model's replicas is loaded at ``endpoint`` (the router's retry waits until not)."""
         return self._get(model_id).serves_at(endpoint)
 
+    def stopped_at(self, model_id: str, endpoint: Endpoint) -> bool:
+        """Whether the runtime of ``model_id`` at ``endpoint`` was stopped on purpose, not crashed
+        (the router sends again only what a crash cut: a retry would bring back what a stop took away)."""
+        return self._get(model_id).stopped_at(endpoint)
+
     def logs(self, model_id: str) -> Sequence[str]:
         return self._get(model_id).log_lines()
 

@@ -256,8 +256,9 @@ class Dispatcher:
         except _DiedBeforeAnswering as died:
             if not self.resume_streams or self.resume_max_attempts < 1:
                 raise died.error from None
+            if not await self.until_replaced(died.model_id, died.endpoint):
+                raise died.error from None
             logger.warning("%s; sending the call again", died.error.message)
-            await self.until_replaced(died.model_id, died.endpoint)
             try:
                 reply = await self._post_once(model_id, path, body, priority, request_id)
             except (_DiedBeforeAnswering, APIError) as failure:  # died again, or nothing could take it
@@ -293,16 +294,18 @@ class Dispatcher:
             self.call_failed(model_id)
         return reply
 
-    async def until_replaced(self, model_id: str, endpoint: Endpoint) -> None:
+    async def until_replaced(self, model_id: str, endpoint: Endpoint) -> bool:
         """Wait until the supervisor no longer hands out ``endpoint``, a runtime that dropped a call.
 
-        The router can see a connection drop before the supervisor sees its process exit; a
-        retry sent meanwhile would go to the dead port. Once the model is restarting (or
-        failed) the retry's own admission waits for it, or for a fallback, as any request does.
-        Bounded by CRASH_NOTICE_S: a runtime that only dropped the connection keeps its endpoint.
+        False at once if the supervisor stopped that runtime on purpose (a drain the call outlasted):
+        a retry would load again what the stop took away. Else the router may see the drop before the
+        supervisor sees the exit, and a retry sent meanwhile would go to the dead port; once the model
+        restarts (or fails) the retry's admission waits for it or a fallback. Bounded by CRASH_NOTICE_S.
         """
+        if self._stopped_at(model_id, endpoint):
+            return False
         if not self._serves_at(model_id, endpoint):
-            return
+            return True
         subscription = self.supervisor.events.subscribe(models=[model_id], types=[MODEL_STATE])
         try:
             async with asyncio.timeout(CRASH_NOTICE_S):
@@ -312,6 +315,13 @@ class Dispatcher:
             logger.info("model %s still serves at %s: retrying there", model_id, endpoint.base_url)
         finally:
             self.supervisor.events.unsubscribe(subscription)
+        return True
+
+    def _stopped_at(self, model_id: str, endpoint: Endpoint) -> bool:
+        try:
+            return self.supervisor.stopped_at(model_id, endpoint)
+        except UnknownModel:  # removed by a reload: stopped on purpose
+            return True
 
     def _serves_at(self, model_id: str, endpoint: Endpoint) -> bool:
         """Whether a replica of ``model_id`` still serves at ``endpoint`` (a model removed meanwhile does not)."""

@@ -39,6 +39,8 @@ from inference_service.supervisor.state import ModelState
 logger = logging.getLogger(__name__)
 
 _S = ModelState
+#: Where a replica the supervisor stops on purpose is, from the decision on (a crash goes to loading or failed).
+_STOPPED = frozenset({_S.UNLOADING, _S.UNLOADED, _S.SHUTDOWN})
 #: The order in which a replica's state stands for the whole model's: the best one wins.
 _STANDING = (_S.LOADED, _S.LOADING, _S.UNLOADING, _S.UNLOADED, _S.FAILED, _S.SHUTDOWN)
 
@@ -114,6 +116,13 @@ class ReplicaSet:
     def serves_at(self, endpoint: Endpoint) -> bool:
         """Whether a replica still serves at ``endpoint`` (one that dropped a call may be down)."""
         return endpoint in self.endpoints().values()
+
+    def stopped_at(self, endpoint: Endpoint) -> bool:
+        """Whether the replica that served at ``endpoint`` is being (or was) stopped by the supervisor -
+        an unload, eviction, idle TTL, swap, reload or shutdown - rather than having died: the stop is
+        decided (the state leaves ``loaded``) before the runtime is stopped, so a call the stop cut is
+        always seen after it."""
+        return any(actor.last_endpoint == endpoint and actor.state in _STOPPED for actor in self.actors)
 
     def log_lines(self) -> Sequence[str]:
         if len(self.actors) == 1:

@@ -130,7 +130,10 @@ async def _resume(
     dead = call.upstream
     progress = progress_of(continuation, sent)
     body = continuation.request(call.body, progress)
-    await dispatcher.until_replaced(dead.model_id, dead.endpoint)
+    if not await dispatcher.until_replaced(dead.model_id, dead.endpoint):
+        raise NotResumable(
+            f"model {dead.model_id!r} was stopped (unload, eviction, idle TTL, swap, reload or shutdown)"
+        )
     try:
         upstream = await call.reopen(body)
     except APIError as error:
