@@ -15,7 +15,7 @@ Two phases, each with its own router process so neither's traffic colours the ot
 4. continuity (``bench.continuity``): a conversation's next turn warm and after its model was
    stopped (unload + load, a swap).
 5. affinity (``bench.affinity``): interleaved conversations over two replicas, cache-affine vs
-   round-robin.
+   round-robin; then throughput under c8, one replica vs two.
 
 Exit status 1 when a target fails, so a script can gate on it.
 """
@@ -216,8 +216,13 @@ def main() -> int:
             print("bench: continuity (a conversation across its model's stops) ...", flush=True)
             results.append(continuity.continuity(plan.continuity_rounds, Path(scratch)))
         if "affinity" in only:
-            print("bench: affinity (conversations over two replicas, affine vs round-robin) ...", flush=True)
-            results.append(affinity.affinity(plan.affinity_conversations, plan.affinity_turns, Path(scratch)))
+            print(
+                "bench: affinity (conversations over two replicas, affine vs round-robin; 1 vs 2 replicas) ...",
+                flush=True,
+            )
+            results += affinity.affinity(
+                plan.affinity_conversations, plan.affinity_turns, plan.affinity_throughput_rounds, Path(scratch)
+            )
         if only & {"scale", "many_models"}:
             results += asyncio.run(scale_phase(plan, Path(scratch), only))
     info["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]

@@ -50,6 +50,7 @@ class Plan:
     continuity_rounds: int = 3  # each: a warm turn, one after unload + load, one after a swap
     affinity_conversations: int = 8  # interleaved, over two replicas
     affinity_turns: int = 6  # per conversation: the first is cold, the rest are measured
+    affinity_throughput_rounds: int = 4  # c8 rounds per side, 1 replica vs 2, alternating
     scale_chunks: int = 50  # per drip stream
     scale_gap_ms: float = 20.0  # between a drip stream's chunks
     scale_concurrency: tuple[int, ...] = (256, 1000)
@@ -74,6 +75,7 @@ class Plan:
             continuity_rounds=2,
             affinity_conversations=4,
             affinity_turns=3,
+            affinity_throughput_rounds=2,
             scale_rounds=1,
             many_idle_window_s=6.0,
         )

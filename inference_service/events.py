@@ -34,7 +34,11 @@ REQUEST = "request"
 KV_CACHE = "kv_cache"
 #: A child's resident memory went past its estimate by more than the margin (router's memory watch).
 MEMORY_WARNING = "memory_warning"
-EVENT_TYPES = frozenset({MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST, KV_CACHE, MEMORY_WARNING})
+#: A replica set grew or shrank (``replica``, ``direction``, ``reason``, ``detail``), by the supervisor.
+REPLICA_SCALED = "replica_scaled"
+EVENT_TYPES = frozenset(
+    {MODEL_STATE, LOAD_PROGRESS, EVICTION, CONFIG_RELOAD, REQUEST, KV_CACHE, MEMORY_WARNING, REPLICA_SCALED}
+)
 
 DEFAULT_SUBSCRIBER_BUFFER = 1000
 

@@ -194,6 +194,12 @@ class ModelConfig(StrictTable):
         return self._replica
 
     @property
+    def kept_up(self) -> bool:
+        """Whether this replica is one of an elastic set's ``min_replicas`` floor: once up, it does not stop
+        on ``ttl_s`` (only the replicas above the floor idle out), so the set keeps its minimum serving."""
+        return self.min_replicas is not None and (self._replica or 0) < self.min_replicas
+
+    @property
     def replica_name(self) -> str:
         """The id, and the replica's index when the model has several: ``smol#1`` (logs, capacity, KV files)."""
         return self.id if self._replica is None or self.replicas == 1 else f"{self.id}#{self._replica}"

@@ -60,6 +60,14 @@ class ModelStatus:
     #: Each process serving the model (one unless it has ``replicas``); the fields above sum or lead them.
     replicas: tuple[ReplicaStatus, ...] = ()
 
+    @property
+    def rss_mb(self) -> float | None:
+        """Resident memory of every process serving the model, summed over its replicas; None: none is known."""
+        if not self.replicas:
+            return self.process.rss_mb if self.process else None
+        measured = [replica.rss_mb for replica in self.replicas if replica.rss_mb is not None]
+        return sum(measured) if measured else None
+
 
 @dataclass(frozen=True)
 class ReplicaStatus:
@@ -74,14 +82,22 @@ class ReplicaStatus:
     waiting: int
     restarts: int
     generation: int
+    rss_mb: float | None
+    cpu_percent: float | None
+    #: This process's memory estimate (what the capacity scheduler counts for it).
+    footprint_mb: int | None
 
     @staticmethod
     def of(actor: ModelActor, status: ModelStatus) -> ReplicaStatus:
+        process = status.process
         return ReplicaStatus(
             index=actor.config.replica_index or 0,
             state=status.state,
-            pid=status.process.pid if status.process else None,
-            port=status.process.port if status.process else None,
+            pid=process.pid if process else None,
+            port=process.port if process else None,
+            rss_mb=process.rss_mb if process else None,
+            cpu_percent=process.cpu_percent if process else None,
+            footprint_mb=status.footprint_mb,
             devices=actor.config.devices,
             in_flight=status.in_flight,
             waiting=status.waiting,
@@ -121,12 +137,14 @@ class ModelActor(ModelLifecycle):
 
         A pinned model: never. Otherwise a request's keep_alive (0: unload once idle, ``inf``:
         never) holds until the model is next unloaded, else the configured ``ttl_s`` decides
-        (unset or 0: never).
+        (unset or 0: never) - except for a replica of the ``min_replicas`` floor, which stays up.
         """
         if self.pinned:
             return None
         if self.keep_alive_s is not None:
             return None if math.isinf(self.keep_alive_s) else self.keep_alive_s
+        if self.config.kept_up:
+            return None
         return self.config.ttl_s or None
 
     def use_settings(self, settings: Settings) -> None:

@@ -42,7 +42,8 @@ class Supervisor:
         self.events = events or EventBus()
         self.capacity = CapacityScheduler(settings)
         self._models = {
-            model_id: ReplicaSet(cfg, self._actor_for, self.capacity) for model_id, cfg in settings.models.items()
+            model_id: ReplicaSet(cfg, self._actor_for, self.capacity, self.events)
+            for model_id, cfg in settings.models.items()
         }
         self._retiring: set[ModelActor] = set()  # removed by a reload, still draining: close() stops them too
         self._reaper: asyncio.Task[None] | None = None
@@ -102,6 +103,10 @@ class Supervisor:
     def endpoint(self, model_id: str) -> Endpoint | None:
         """Where a loaded model (one replica of it) serves, with the headers it wants (a child's own API key), else None."""
         return self._get(model_id).endpoint()
+
+    def endpoints(self, model_id: str) -> dict[int, Endpoint]:
+        """Where each loaded replica of a model serves, by replica index (one entry for a model of one process)."""
+        return self._get(model_id).endpoints()
 
     def serves_at(self, model_id: str, endpoint: Endpoint) -> bool:
         """Whether one of the model's replicas is loaded at ``endpoint`` (the router's retry waits until not)."""
@@ -188,7 +193,7 @@ class Supervisor:
         """Start managing a new model, ``unloaded`` (the caller loads it if it wants it preloaded)."""
         if config.id in self._models:
             raise SupervisorError(f"model {config.id!r} already exists")
-        replicas = self._models[config.id] = ReplicaSet(config, self._actor_for, self.capacity)
+        replicas = self._models[config.id] = ReplicaSet(config, self._actor_for, self.capacity, self.events)
         replicas.start()
 
     async def remove_model(self, model_id: str) -> None:
@@ -254,11 +259,10 @@ class Supervisor:
         while True:
             await asyncio.sleep(_REAPER_INTERVAL_S)
             now = time.time()
-            for actor in self._actors():
-                ttl = actor.idle_ttl_s
-                if ttl is None or actor.state != ModelState.LOADED or actor.in_flight or actor.waiting:
-                    continue
-                idle_s = now - actor.idle_since
-                if idle_s >= ttl:
-                    logger.info("model %s idle for %.0fs (ttl %gs): unloading", actor.name, idle_s, ttl)
-                    actor.evict(f"ttl: idle for {idle_s:.0f}s (idle ttl {ttl:g}s)", idle_only=True)
+            for replicas in list(self._models.values()):
+                for actor in replicas.actors:
+                    ttl = actor.idle_ttl_s
+                    if ttl is None or actor.state != ModelState.LOADED or actor.in_flight or actor.waiting:
+                        continue
+                    if (idle_s := now - actor.idle_since) >= ttl:
+                        replicas.stop_idle(actor, idle_s, ttl)

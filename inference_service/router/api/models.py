@@ -41,7 +41,7 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
         "capabilities": config.served_capabilities if config else [],
         "pid": process.pid if process else None,
         "port": process.port if process else None,
-        "rss_mb": process.rss_mb if process else None,
+        "rss_mb": status.rss_mb,
         "cpu_percent": process.cpu_percent if process else None,
         "in_flight": status.in_flight,
         "queue_depth": queue.waiting if queue else 0,
@@ -62,8 +62,8 @@ def model_card(svc: Services, model_id: str) -> dict[str, Any]:
 
 
 def replica_cards(status: ModelStatus) -> dict[str, Any]:
-    """A model with several replicas lists each: its process, GPUs, state and requests (``queue``: leased,
-    not yet served)."""
+    """A model with several replicas lists each: its process, GPUs, state, requests (``queue``: leased, not
+    yet served) and memory (the card's own ``rss_mb`` and ``footprint_mb`` are their sums)."""
     if len(status.replicas) < 2:
         return {}
     return {
@@ -77,6 +77,9 @@ def replica_cards(status: ModelStatus) -> dict[str, Any]:
                 "in_flight": replica.in_flight,
                 "queue": replica.waiting,
                 "restarts": replica.restarts,
+                "rss_mb": replica.rss_mb,
+                "cpu_percent": replica.cpu_percent,
+                "footprint_mb": replica.footprint_mb,
             }
             for replica in status.replicas
         ]

@@ -1,4 +1,4 @@
-"""Each llamacpp child's resident memory held against its estimate.
+"""Each llamacpp child's resident memory held against its estimate (every replica's process on its own).
 
 The capacity scheduler trusts the estimate (weights + KV cache + ``cache_ram_mb`` + a fixed
 overhead: ``supervisor/footprint.py``, measured before the model's first load). A child that
@@ -15,7 +15,7 @@ import asyncio
 import logging
 
 from inference_service.events import MEMORY_WARNING
-from inference_service.supervisor import Supervisor
+from inference_service.supervisor import ReplicaStatus, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ def margin_mb(estimate: int) -> int:
 
 
 class MemoryWatch:
-    """The periodic check of every llamacpp child's RSS against its model's estimate."""
+    """The periodic check of every llamacpp child's RSS against its estimate: each replica's process on its own."""
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
-        self._warned: dict[str, int] = {}  # model id -> the pid already reported
+        self._warned: dict[tuple[str, int], int] = {}  # (model id, replica index) -> the pid already reported
 
     async def run(self) -> None:
         """Check every :data:`WATCH_INTERVAL_S` until cancelled."""
@@ -45,26 +45,29 @@ class MemoryWatch:
     def check(self) -> None:
         for model_id in self._supervisor.model_ids:
             status = self._supervisor.status(model_id)
-            process, estimate = status.process, status.footprint_mb
-            if status.runtime != "llamacpp" or not estimate or process is None or process.rss_mb is None:
+            if status.runtime != "llamacpp":
                 continue
-            over = process.rss_mb - estimate
-            if over <= margin_mb(estimate) or self._warned.get(model_id) == process.pid:
-                continue
-            self._warned[model_id] = process.pid
-            logger.warning(
-                "model %s: llama-server pid %d uses %.0f MiB, %.0f MiB over its estimate of %d MiB",
-                model_id,
-                process.pid,
-                process.rss_mb,
-                over,
-                estimate,
-            )
-            self._supervisor.events.publish(
-                MEMORY_WARNING,
-                model_id,
-                pid=process.pid,
-                rss_mb=process.rss_mb,
-                estimate_mb=estimate,
-                margin_mb=margin_mb(estimate),
-            )
+            for replica in status.replicas:
+                tag = {"replica": replica.index} if len(status.replicas) > 1 else {}
+                self._check(model_id, replica, tag)
+
+    def _check(self, model_id: str, replica: ReplicaStatus, tag: dict[str, int]) -> None:
+        estimate, pid, rss_mb = replica.footprint_mb, replica.pid, replica.rss_mb
+        if not estimate or pid is None or rss_mb is None:
+            return
+        over = rss_mb - estimate
+        if over <= margin_mb(estimate) or self._warned.get((model_id, replica.index)) == pid:
+            return
+        self._warned[(model_id, replica.index)] = pid
+        name = f"{model_id}#{replica.index}" if tag else model_id
+        logger.warning(
+            "model %s: llama-server pid %d uses %.0f MiB, %.0f MiB over its estimate of %d MiB",
+            name,
+            pid,
+            rss_mb,
+            over,
+            estimate,
+        )
+        self._supervisor.events.publish(
+            MEMORY_WARNING, model_id, **tag, pid=pid, rss_mb=rss_mb, estimate_mb=estimate, margin_mb=margin_mb(estimate)
+        )

@@ -102,7 +102,10 @@ class Metrics:
             "inference_event_subscribers", "Open /v1/events streams (a leak shows here)", registry=self.registry
         )
         self.process_rss = Gauge(
-            "inference_process_rss_bytes", "Resident memory of the model's process", ["model"], registry=self.registry
+            "inference_process_rss_bytes",
+            "Resident memory of the model's processes (its replicas summed)",
+            ["model"],
+            registry=self.registry,
         )
         self.memory_estimate = Gauge(
             "inference_model_memory_estimate_bytes",
@@ -249,7 +252,7 @@ class Metrics:
             status = supervisor.status(model_id)
             for state in ModelState:
                 self.model_state.labels(model_id, state.value).set(1 if status.state == state else 0)
-            rss_mb = status.process.rss_mb if status.process else None
+            rss_mb = status.rss_mb  # every replica's process, summed
             if rss_mb is None:
                 with contextlib.suppress(KeyError):  # no process, no series: a 0 would read as "uses no memory"
                     self.process_rss.remove(model_id)

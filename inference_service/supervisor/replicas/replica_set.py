@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from inference_service.config import ModelConfig
+from inference_service.events import REPLICA_SCALED, EventBus
 from inference_service.runtimes.base import Endpoint, Runtime
 from inference_service.supervisor.capacity import CapacityScheduler
 from inference_service.supervisor.errors import SupervisorError
@@ -47,10 +48,13 @@ ActorFactory = Callable[[ModelConfig], ModelActor]
 class ReplicaSet:
     """The replicas of one model id, and which of them serves each request."""
 
-    def __init__(self, config: ModelConfig, new_actor: ActorFactory, capacity: CapacityScheduler) -> None:
+    def __init__(
+        self, config: ModelConfig, new_actor: ActorFactory, capacity: CapacityScheduler, events: EventBus
+    ) -> None:
         self.config = config
         self._new_actor = new_actor
         self._capacity = capacity
+        self._events = events
         self.actors: list[ModelActor] = [new_actor(config.replica(i)) for i in range(config.replicas)]
         self._index = PrefixIndex()
         self._turns = itertools.count()
@@ -83,12 +87,16 @@ class ReplicaSet:
         return min(self.actors, key=lambda actor: _STANDING.index(actor.state))
 
     def status(self) -> ModelStatus:
-        """The model as its leading replica shows it (process, footprint: per process), its requests summed."""
+        """The model as its leading replica shows it (state, process), its requests summed, and its footprint
+        the sum of its running replicas' (what it holds of the memory budget; none running: what loading one
+        takes). Each replica's own figures are in ``replicas``."""
         statuses = [actor.status() for actor in self.actors]
         standing = statuses[self.actors.index(self._standing)]
         replicas = tuple(ReplicaStatus.of(actor, status) for actor, status in zip(self.actors, statuses, strict=True))
+        running = [s for s in statuses if s.process is not None]
         return dataclasses.replace(
             standing,
+            footprint_mb=(sum(s.footprint_mb or 0 for s in running) or None) if running else standing.footprint_mb,
             in_flight=sum(s.in_flight for s in statuses),
             waiting=sum(s.waiting for s in statuses),
             restarts=sum(s.restarts for s in statuses),
@@ -97,11 +105,15 @@ class ReplicaSet:
         )
 
     def endpoint(self) -> Endpoint | None:
-        return next((a.endpoint for a in self.actors if a.state == _S.LOADED and a.endpoint is not None), None)
+        return next(iter(self.endpoints().values()), None)
+
+    def endpoints(self) -> dict[int, Endpoint]:
+        """Where each loaded replica serves, by replica index."""
+        return {i: a.endpoint for i, a in enumerate(self.actors) if a.state == _S.LOADED and a.endpoint is not None}
 
     def serves_at(self, endpoint: Endpoint) -> bool:
         """Whether a replica still serves at ``endpoint`` (one that dropped a call may be down)."""
-        return any(actor.state == _S.LOADED and actor.endpoint == endpoint for actor in self.actors)
+        return endpoint in self.endpoints().values()
 
     def log_lines(self) -> Sequence[str]:
         if len(self.actors) == 1:
@@ -197,10 +209,26 @@ class ReplicaSet:
             return
         spare = [a for a in self.actors[len(self.steady) :] if a.state == _S.UNLOADED and a not in self._warming]
         if spare:
-            logger.info(
-                "model %s: requests waited %gs: starting %s", self.config.id, self.config.scale_up_wait_s, spare[0].name
-            )
+            self._scaled(spare[0], "up", "queue", f"requests waited {self.config.scale_up_wait_s:g}s on every replica")
             self._warm_up(spare[:1], priority=2)
+
+    def stop_idle(self, actor: ModelActor, idle_s: float, ttl_s: float) -> None:
+        """The TTL reaper found ``actor`` idle past its TTL: stop it (if still idle when its turn comes) - a
+        scale-down when it is an elastic replica above ``min_replicas``, else the model idling out."""
+        detail = f"idle for {idle_s:.0f}s (idle ttl {ttl_s:g}s)"
+        if actor in self.actors[len(self.steady) :]:
+            self._scaled(actor, "down", "idle", detail)
+        else:
+            logger.info("model %s %s: unloading", actor.name, detail)
+        actor.evict(f"ttl: {detail}", idle_only=True)
+
+    def _scaled(self, actor: ModelActor, direction: str, reason: str, detail: str) -> None:
+        """Tell the logs and ``/v1/events`` that the set starts (``up``) or stops (``down``) a replica, and why."""
+        logger.info("model %s: scaling %s: %s %s (%s)", self.config.id, direction, reason, actor.name, detail)
+        index = actor.config.replica_index or 0
+        self._events.publish(
+            REPLICA_SCALED, self.config.id, replica=index, direction=direction, reason=reason, detail=detail
+        )
 
     def _warm_up(self, actors: Sequence[ModelActor], priority: int) -> None:
         """Bring up, in the background, the replicas that are down - where there is room for them now.
@@ -258,6 +286,6 @@ class ReplicaSet:
             actor.start()
         self.actors += added
         self.config = config
-        if added or removed:
-            logger.info("model %s: %d replicas (+%d, -%d)", config.id, count, len(added), len(removed))
+        for actor, direction in [*((a, "up") for a in added), *((a, "down") for a in removed)]:
+            self._scaled(actor, direction, "reload", f"replicas = {count}")
         return added, removed

@@ -1,5 +1,5 @@
 """Elastic replicas on real llama-servers: a queue that waits past ``scale_up_wait_s`` starts the second
-replica, which stops once idle for its ``ttl_s``."""
+replica, which stops once idle for its ``ttl_s`` while the ``min_replicas`` floor stays up."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ import httpx
 
 from tests.integration.replicas.conftest import TIMEOUT_S, StartService
 from tests.support.configs import smollm2, wait_until
+from tests.support.events import listening
 
 ELASTIC = smollm2(replicas=2, min_replicas=1, parallel=1, scale_up_wait_s=0.5, ttl_s=20, preload=True)
-ASK = {"model": "smol", "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 16}
+#: Six answers of 64 tokens one after another: a queue that outlasts the second replica's start (~1-2 s
+#: on an idle CPU, where one 16-token answer takes a fraction of a second), so that replica serves some.
+QUEUED = 6
+ASK = {
+    "model": "smol",
+    "messages": [{"role": "user", "content": "Tell a story."}],
+    "max_tokens": 64,
+    "ignore_eos": True,
+}
 
 
 def states(client: httpx.Client) -> list[str]:
@@ -21,14 +30,23 @@ def states(client: httpx.Client) -> list[str]:
 
 def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_service: StartService) -> None:
     service = start_service({"smol": ELASTIC})
-    with httpx.Client(base_url=service.url, timeout=300) as client:
+    with (
+        httpx.Client(base_url=service.url, timeout=300) as client,
+        listening(f"{service.url}/v1/events?types=replica_scaled") as scaling,
+    ):
         assert states(client) == ["loaded", "unloaded"]
-        with ThreadPoolExecutor(4) as pool:
-            answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(4)]
+        with ThreadPoolExecutor(QUEUED) as pool:
+            answers = [pool.submit(client.post, "/v1/chat/completions", json=ASK) for _ in range(QUEUED)]
             wait_until(lambda: states(client)[1] == "loaded", TIMEOUT_S)
-            assert [answer.result().status_code for answer in answers] == [200] * 4
+            assert [answer.result().status_code for answer in answers] == [200] * QUEUED
         served = re.search(
             r'inference_replica_requests_total\{model="smol",replica="1"\} (\S+)', client.get("/metrics").text
         )
         assert served is not None and float(served.group(1)) >= 1  # the queue moved to it once it served
         wait_until(lambda: states(client)[1] == "unloaded", TIMEOUT_S)
+        assert states(client) == ["loaded", "unloaded"]  # the min_replicas floor stays up past its ttl_s
+        scaling.wait_for(lambda event: event["direction"] == "down", TIMEOUT_S)
+    assert [(e["model"], e["replica"], e["direction"], e["reason"]) for e in scaling.events] == [
+        ("smol", 1, "up", "queue"),
+        ("smol", 1, "down", "idle"),
+    ]

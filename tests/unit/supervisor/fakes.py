@@ -40,6 +40,9 @@ class FakeRuntime:
         self.max_watchers = 0
         self.stops = 0
         self.running = False
+        #: Set both to show a process while running (pid, resident MiB), as a llama-server child does.
+        self.pid: int | None = None
+        self.rss_mb: float | None = None
         self._down: asyncio.Future[str] | None = None
 
     async def start(self) -> Endpoint:
@@ -92,7 +95,9 @@ class FakeRuntime:
         self.running = False
 
     def process_info(self) -> ProcessInfo | None:
-        return None
+        if not self.running or self.pid is None:
+            return None
+        return ProcessInfo(pid=self.pid, port=None, rss_mb=self.rss_mb, cpu_percent=None)
 
     def log_lines(self) -> Sequence[str]:
         return []

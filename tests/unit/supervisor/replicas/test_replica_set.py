@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from inference_service.config import ModelConfig, Settings
+from inference_service.events import REPLICA_SCALED, Subscription
 from inference_service.supervisor import ModelState, Supervisor
 from inference_service.supervisor.capacity import pinned_overflow
 from inference_service.supervisor.replicas.routing import Affinity
@@ -146,13 +147,64 @@ async def test_a_queue_that_waits_past_scale_up_wait_s_starts_another_replica(ma
         await eventually(lambda: harness.states() == [LOADED, LOADED])
 
 
-async def test_the_extra_replica_stops_after_its_idle_ttl(make_replicas: Any) -> None:
+async def test_the_extra_replica_stops_after_its_idle_ttl_while_the_min_replicas_floor_stays_up(
+    make_replicas: Any,
+) -> None:
     harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
     await harness.supervisor.start()
     await harness.supervisor.load("m")
     async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
         await eventually(lambda: harness.states()[1] == LOADED)
+    # both replicas went idle together: the reaper's pass that stops the extra one has seen the floor idle too
     await eventually(lambda: harness.states()[1] == ModelState.UNLOADED, timeout_s=5.0)
+    assert harness.states()[0] == LOADED
+
+
+async def scaling(subscription: Subscription) -> dict[str, Any]:
+    """The next ``replica_scaled`` event, as ``/v1/events`` sends it, less its sequence number and time."""
+    event, _ = await asyncio.wait_for(subscription.next(), timeout=5.0)
+    return {k: v for k, v in event.as_dict().items() if k not in ("seq", "time")}
+
+
+async def test_a_scale_up_for_a_waiting_queue_is_published(make_replicas: Any) -> None:
+    harness = make_replicas(2, ELASTIC)
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    subscription = harness.supervisor.events.subscribe(types=[REPLICA_SCALED])
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
+        assert await scaling(subscription) == {
+            "type": "replica_scaled",
+            "model": "m",
+            "replica": 1,
+            "direction": "up",
+            "reason": "queue",
+            "detail": "requests waited 0.05s on every replica",
+        }
+
+
+async def test_an_extra_replica_idling_out_is_published_as_a_scale_down(make_replicas: Any) -> None:
+    harness = make_replicas(2, {**ELASTIC, "ttl_s": 0.5})
+    await harness.supervisor.start()
+    await harness.supervisor.load("m")
+    subscription = harness.supervisor.events.subscribe(types=[REPLICA_SCALED])
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m"):
+        assert (await scaling(subscription))["direction"] == "up"
+    down = await scaling(subscription)
+    assert (down["replica"], down["direction"], down["reason"]) == (1, "down", "idle")
+
+
+async def test_a_reload_changing_replicas_publishes_each_replica_added_and_removed(make_replicas: Any) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    subscription = harness.supervisor.events.subscribe(types=[REPLICA_SCALED])
+    await harness.supervisor.replace_model(harness.config(replicas=3), restart=False)
+    await harness.supervisor.replace_model(harness.config(replicas=1), restart=False)
+    published = [await scaling(subscription) for _ in range(3)]
+    assert [(e["replica"], e["direction"], e["reason"], e["detail"]) for e in published] == [
+        (2, "up", "reload", "replicas = 3"),
+        (1, "down", "reload", "replicas = 1"),
+        (2, "down", "reload", "replicas = 1"),
+    ]
 
 
 async def test_a_request_let_through_while_its_replica_is_busy_is_served_by_one_with_a_free_slot(
