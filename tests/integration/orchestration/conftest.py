@@ -36,7 +36,11 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
             "roles": {"generator": "coder", "critic": "primary"},
         }
     }
-    config = write_config(directory / "config.toml", models, default_model=SMOLLM2_ID, presets=presets)
+    # resume_streams off: a stage whose runtime dies is not sent again, so a killed critic degrades the
+    # critique (test_degraded); stages that survive their runtime are tested in continuity/.
+    config = write_config(
+        directory / "config.toml", models, default_model=SMOLLM2_ID, presets=presets, resume_streams=False
+    )
     with running_service(config, directory / "logs", wait_ready=True) as service:
         yield service
 

@@ -1,4 +1,5 @@
-"""A llama-server killed mid-stream: the client is told, and the model serves again after its restart."""
+"""A llama-server killed mid-stream under a stream that cannot be continued (it asks for logprobs, see
+proxy/resume/): the client is told, and the model serves again after its restart."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def crash(router: ServiceProcess) -> Crash:
     with httpx.stream(
         "POST",
         router.url + "/v1/chat/completions",
-        json=chat_body(max_tokens=400, stream=True, ignore_eos=True),
+        json=chat_body(max_tokens=400, stream=True, ignore_eos=True, logprobs=True),
         timeout=60,
     ) as response:
         assert response.status_code == 200
