@@ -45,7 +45,9 @@ class Supervisor:
             model_id: ReplicaSet(cfg, self._actor_for, self.capacity, self.events)
             for model_id, cfg in settings.models.items()
         }
-        self._retiring: set[ModelActor] = set()  # removed by a reload, still draining: close() stops them too
+        #: Actors a reload took out (a removed model, replicas it dropped), each drained and stopped by its own
+        #: task: tracked from the instant they leave, so close() stops and awaits them whatever the reload did.
+        self._retiring: dict[ModelActor, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -83,10 +85,11 @@ class Supervisor:
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
-        models, retiring = list(self._models.values()), list(self._retiring)
+        models, retiring = list(self._models.values()), dict(self._retiring)
         await asyncio.gather(
             *(replicas.shutdown() for replicas in models),
             *(actor.shutdown() for actor in retiring),
+            *retiring.values(),
             return_exceptions=True,
         )
         logger.info("supervisor stopped all runtimes")
@@ -207,17 +210,26 @@ class Supervisor:
         Until it has stopped it is *retiring*: should this call be cancelled (a reload called
         off), :meth:`close` still shuts it down - nothing the supervisor started outlives it.
         """
-        await self._retire(self._models.pop(model_id).actors)
+        await asyncio.shield(asyncio.gather(*self._retire(self._models.pop(model_id).actors)))
 
-    async def _retire(self, actors: Sequence[ModelActor]) -> None:
-        """Drain and stop ``actors``, already out of the map (a removed model, or replicas a reload dropped)."""
-        self._retiring.update(actors)
-        await asyncio.gather(*(self._drain_and_stop(actor) for actor in actors))
+    def _retire(self, actors: Sequence[ModelActor]) -> list[asyncio.Task[None]]:
+        """Drain and stop ``actors``, already out of the map (a removed model, or replicas a reload dropped).
+
+        Synchronous, so they are in :attr:`_retiring` before the caller next awaits: each is retired
+        by a task of its own, which neither the caller's failure nor its cancellation stops.
+        """
+        for actor in actors:
+            self._retiring[actor] = asyncio.create_task(
+                self._drain_and_stop(actor), name=f"supervisor:retire:{actor.name}"
+            )
+        return [self._retiring[actor] for actor in actors]
 
     async def _drain_and_stop(self, actor: ModelActor) -> None:
-        await actor.unload()
-        await actor.shutdown()
-        self._retiring.discard(actor)
+        try:
+            await actor.unload()
+            await actor.shutdown()
+        finally:
+            del self._retiring[actor]
 
     async def replace_model(self, config: ModelConfig, restart: bool) -> None:
         """Give a model a new config.
@@ -230,18 +242,21 @@ class Supervisor:
         request is refused. The actor does the whole change itself: a caller cancelled
         meanwhile leaves no half-done state behind.
 
-        A changed ``replicas`` adds replicas (loaded if the model is up) or drains and stops
-        the last ones; the other replicas are not touched.
+        A changed ``replicas`` adds replicas (loaded if the model is up) or takes the last ones
+        out at once: their queued requests move to the replicas that stay, and they drain and
+        stop in the background, *retiring* (this call does not wait for them, so a reload's
+        other changes do not either; :meth:`close` stops them if they are still at it). The
+        other replicas are not touched.
         """
         replicas = self._get(config.id)
         was_up = replicas.state in (ModelState.LOADING, ModelState.LOADED)
         added, removed = replicas.resize(config)
+        self._retire(removed)
         await replicas.reconfigure(config, self._runtime_factory if restart else None)
         if not restart:
             self.capacity.poke()  # a model no longer pinned may be evicted for one waiting
         if was_up and (added or restart):
             await self.load(config.id)
-        await self._retire(removed)
 
     # ----------------------------------------------------------------- internals
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, ProcessInfo, RuntimeStartError
-from inference_service.supervisor import Supervisor
+from inference_service.supervisor import ModelState, Supervisor
 
 _instances = itertools.count(1)
 
@@ -145,6 +145,26 @@ class Harness:
 
     def state(self, model_id: str) -> str:
         return str(self.supervisor.status(model_id).state)
+
+
+class Replicas:
+    """A supervisor over one llamacpp model ``m`` whose replicas run fake runtimes, newest by replica name."""
+
+    def __init__(self, replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> None:
+        model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": replicas, **(model_keys or {})}
+        self.settings = Settings(models={"m": model}, failed_retry_s=0, **top_level)
+        self.runtimes: dict[str, FakeRuntime] = {}
+        self.supervisor = Supervisor(self.settings, self._runtime)
+
+    def _runtime(self, config: ModelConfig) -> FakeRuntime:
+        self.runtimes[config.replica_name] = FakeRuntime(config.replica_name)
+        return self.runtimes[config.replica_name]
+
+    def states(self) -> list[ModelState]:
+        return [replica.state for replica in self.supervisor.status("m").replicas]
+
+    def config(self, **overrides: Any) -> ModelConfig:
+        return self.settings.models["m"].model_copy(update=overrides)
 
 
 async def settle(rounds: int = 20) -> None:

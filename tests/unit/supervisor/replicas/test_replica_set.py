@@ -4,52 +4,16 @@ proves the same with real llama-server processes; these control when a replica s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from inference_service.config import ModelConfig, Settings
+from inference_service.config import Settings
 from inference_service.events import REPLICA_SCALED, Subscription
-from inference_service.supervisor import ModelState, Supervisor
+from inference_service.supervisor import ModelState
 from inference_service.supervisor.capacity import pinned_overflow
 from inference_service.supervisor.replicas.routing import Affinity
-from tests.unit.supervisor.fakes import FakeRuntime, eventually
+from tests.unit.supervisor.fakes import eventually
 
 LOADED = ModelState.LOADED
-
-
-class Replicas:
-    """A supervisor over one llamacpp model ``m`` whose replicas run fake runtimes, newest by replica name."""
-
-    def __init__(self, replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> None:
-        model = {"runtime": "llamacpp", "path": "/nonexistent/m.gguf", "replicas": replicas, **(model_keys or {})}
-        self.settings = Settings(models={"m": model}, failed_retry_s=0, **top_level)
-        self.runtimes: dict[str, FakeRuntime] = {}
-        self.supervisor = Supervisor(self.settings, self._runtime)
-
-    def _runtime(self, config: ModelConfig) -> FakeRuntime:
-        self.runtimes[config.replica_name] = FakeRuntime(config.replica_name)
-        return self.runtimes[config.replica_name]
-
-    def states(self) -> list[ModelState]:
-        return [replica.state for replica in self.supervisor.status("m").replicas]
-
-    def config(self, **overrides: Any) -> ModelConfig:
-        return self.settings.models["m"].model_copy(update=overrides)
-
-
-@pytest.fixture
-async def make_replicas() -> AsyncIterator[Any]:
-    made: list[Replicas] = []
-
-    def make(replicas: int, model_keys: dict[str, Any] | None = None, **top_level: Any) -> Replicas:
-        made.append(Replicas(replicas, model_keys, **top_level))
-        return made[-1]
-
-    yield make
-    for harness in made:
-        await harness.supervisor.close()
 
 
 async def test_a_model_that_serves_and_is_wanted_again_brings_up_every_replica(make_replicas: Any) -> None:
@@ -122,6 +86,7 @@ async def test_a_reload_removing_a_replica_stops_only_that_one(make_replicas: An
     await harness.supervisor.replace_model(harness.config(replicas=2), restart=False)
     assert harness.states() == [LOADED, LOADED]
     runtimes = [harness.runtimes[f"m#{i}"] for i in range(3)]
+    await eventually(lambda: not runtimes[2].running)  # retired in the background
     assert [runtime.running for runtime in runtimes] == [True, True, False]
     assert [runtime.stops for runtime in runtimes[:2]] == [0, 0]
 
