@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from inference_service.supervisor.model import ModelActor
 
 
+class LeaseMoved(Exception):
+    """Raised to a lease waiting on a replica that left its model's set (a reload lowered ``replicas``).
+
+    Never reaches a caller: :meth:`Lease.ready` catches it, and the set's ``rebalance`` puts
+    the lease on a replica that stays.
+    """
+
+
 @dataclass(eq=False)
 class Lease:
     """One request's claim on a model, from before it is ready until its response is done."""
@@ -53,10 +61,14 @@ class Lease:
 
     async def ready(self) -> Endpoint:
         """The model's endpoint, loading it (or waiting for capacity) if needed; counts as in flight from then."""
-        if self.endpoint is None:
+        while self.endpoint is None:
             if self.rebalance is not None:
                 self.rebalance(self)
-            self.endpoint = await self.actor.wait_ready(self.priority, lease=self)
+            try:
+                self.endpoint = await self.actor.wait_ready(self.priority, lease=self)
+            except LeaseMoved:
+                if self.rebalance is None:  # only a set's leases move, and the set gives each its rebalance
+                    raise
         return self.endpoint
 
 
@@ -79,6 +91,8 @@ class LeaseBook:
         self._none_in_flight = asyncio.Event()
         self._none_in_flight.set()
         self._waiters: list[Waiter] = []
+        #: Its replica left the model's set: a lease that waits here is told to move (:class:`LeaseMoved`).
+        self.moved_out = False
 
     @property
     def in_flight(self) -> int:
@@ -166,6 +180,16 @@ class LeaseBook:
         for waiter in waiters:
             if not waiter.future.done():
                 waiter.future.set_result(self.serve(waiter.lease, endpoint))
+
+    def move_out(self) -> None:
+        """Its replica left the model's set: the leases waiting here, and any that comes to wait from now
+        on, move to a replica that stays (in-flight ones finish here; a plain load waits on)."""
+        self.moved_out = True
+        leases = [waiter for waiter in self._waiters if waiter.lease is not None]
+        for waiter in leases:
+            self._waiters.remove(waiter)
+            if not waiter.future.done():
+                waiter.future.set_exception(LeaseMoved())
 
     def reject_waiters(self, error: Exception) -> None:
         waiters, self._waiters = self._waiters, []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from inference_service.config import ModelConfig, Settings
 from inference_service.runtimes.base import Endpoint, ProcessInfo, Runtime
 from inference_service.supervisor.errors import InsufficientCapacity, ModelUnavailable
-from inference_service.supervisor.leases import Lease
+from inference_service.supervisor.leases import Lease, LeaseMoved
 from inference_service.supervisor.lifecycle import ModelLifecycle
 from inference_service.supervisor.messages import (
     KeepAlive,
@@ -169,6 +169,8 @@ class ModelActor(ModelLifecycle):
         """
         if self.runtime.local:
             await self.footprint.measure()  # once, before the capacity decisions that read it
+        if lease is not None and self.leases.moved_out:
+            raise LeaseMoved()  # a replica a reload took out serves no new request: the lease moves
         if self.state == _S.SHUTDOWN:
             raise ModelUnavailable(f"model {self.model_id!r} is unavailable: the service is shutting down")
         if (endpoint := self._serving_endpoint) is not None:

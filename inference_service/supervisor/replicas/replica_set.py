@@ -174,8 +174,7 @@ class ReplicaSet:
         every replica."""
         actor = self.choose(affinity)
         lease = actor.open_lease(priority)
-        if len(self.actors) > 1:
-            lease.rebalance = self._rebalance
+        lease.rebalance = self._rebalance
         if actor.state == _S.LOADED:
             self._warm_up(self.steady, priority)
             self._watch_queue()
@@ -185,16 +184,24 @@ class ReplicaSet:
         """When a request is let through (its admission slot granted), serve it elsewhere if its replica
         cannot take it now: it is down (crashed, restarting) while another serves, or all its slots are
         busy while another has one free (a replica started since, or one whose requests finished first).
-        The choice at arrival holds otherwise: its cache affinity was decided then."""
+        The choice at arrival holds otherwise: its cache affinity was decided then. A lease whose replica
+        left the set (a reload lowered ``replicas``) always moves: to the least loaded replica that stays,
+        serving or not."""
+        current = lease.actor
+        if current not in self.actors:
+            self._move(lease, self.actors[least_loaded(self._loads())])
+            return
         slots = self.config.concurrency or 1
         serving = [a for a in self.actors if a.state == _S.LOADED and not a.closed]
-        current = lease.actor
         if not serving or (current in serving and current.leases.in_flight < slots):
             return
         target = min(serving, key=lambda actor: actor.leases.in_flight)
         if target is current or (current in serving and target.leases.in_flight >= slots):
             return
-        current.leases.hand_over(lease, target.leases)
+        self._move(lease, target)
+
+    def _move(self, lease: Lease, target: ModelActor) -> None:
+        lease.actor.leases.hand_over(lease, target.leases)
         lease.actor = target
         self._capacity.poke()
 
@@ -286,10 +293,13 @@ class ReplicaSet:
 
     def resize(self, config: ModelConfig) -> tuple[list[ModelActor], list[ModelActor]]:
         """Take ``config.replicas`` replicas: new ones are started (not loaded), the last ones leave the set
-        at once (no new request goes to them). Returns (added, removed); the caller loads the added ones
-        if the model is up, and drains and stops the removed ones. The others are not touched."""
+        at once (no new request goes to them, and the requests queued on them move to the others).
+        Returns (added, removed); the caller loads the added ones if the model is up, and drains and
+        stops the removed ones. The others are not touched."""
         count = config.replicas
         removed, self.actors = self.actors[count:], self.actors[:count]
+        for actor in removed:
+            actor.leases.move_out()
         added = [self._new_actor(config.replica(i)) for i in range(len(self.actors), count)]
         for actor in added:
             actor.start()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from inference_service.config import ModelConfig, Settings
-from inference_service.supervisor import Supervisor
+from inference_service.supervisor import ModelState, Supervisor
 from inference_service.supervisor import reload as model_reload
 from inference_service.supervisor.errors import SupervisorError
 from tests.unit.supervisor.fakes import FakeRuntime, eventually
@@ -55,6 +55,37 @@ async def test_a_replica_removed_by_a_reload_that_is_cancelled_is_still_stopped(
     await eventually(lambda: any(runtime.starting for runtime in harness.runtimes.values()))
     reloading.cancel()  # the service shuts down half-way through the reload
     await eventually(lambda: not removed.running)
+
+
+async def test_a_request_queued_on_a_replica_a_reload_removes_is_served_by_one_that_stays(
+    make_replicas: Any,
+) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    starting = asyncio.Event()
+    for runtime in harness.runtimes.values():
+        runtime.gate = starting  # both replicas are still loading when the reload comes
+
+    async def request() -> str:
+        async with harness.supervisor.lease("m") as lease:
+            return (await lease.ready()).base_url
+
+    requests = [asyncio.create_task(request()) for _ in range(2)]  # one queued on each replica
+    await eventually(lambda: harness.states() == [ModelState.LOADING] * 2)
+    await harness.supervisor.replace_model(harness.config(replicas=1), restart=False)
+    starting.set()
+    assert await asyncio.gather(*requests) == [harness.runtimes["m#0"].endpoint.base_url] * 2
+
+
+async def test_a_request_leased_on_a_replica_a_reload_removes_is_served_by_one_that_stays_though_none_serves(
+    make_replicas: Any,
+) -> None:
+    harness = make_replicas(2)
+    await harness.supervisor.start()
+    async with harness.supervisor.lease("m"), harness.supervisor.lease("m") as lease:
+        assert lease.actor.name == "m#1"  # the least loaded replica, neither serving yet
+        await harness.supervisor.replace_model(harness.config(replicas=1), restart=False)
+        assert await lease.ready() == harness.runtimes["m#0"].endpoint
 
 
 async def test_a_reload_applies_other_models_changes_while_a_removed_replica_still_drains() -> None:
