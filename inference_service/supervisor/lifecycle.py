@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from inference_service.config import ModelConfig, Settings
 from inference_service.events import EVICTION, LOAD_PROGRESS, MODEL_STATE, EventBus
@@ -142,8 +143,8 @@ class ModelLifecycle:
     def grant(self) -> None:
         self._send(Granted())
 
-    def evict(self, reason: str, idle_only: bool = False) -> None:
-        self._send(Evict(reason, idle_only))
+    def evict(self, reason: str, idle_only: bool = False, accepted: Callable[[], None] | None = None) -> None:
+        self._send(Evict(reason, idle_only, accepted))
 
     def yield_slot(self, reason: str) -> None:
         self._send(Yield(reason))
@@ -177,8 +178,8 @@ class ModelLifecycle:
                 self._on_crashed(generation, reason)
             case Unload(done=done):
                 self._on_unload(done)
-            case Evict(reason=reason, idle_only=idle_only):
-                self._on_evict(reason, idle_only)
+            case Evict():
+                self._on_evict(message)
             case KeepAlive(ttl_s=ttl_s):
                 self.keep_alive_s, self._keep_alive_at = ttl_s, time.time()
             case Yield(reason=reason):
@@ -322,8 +323,9 @@ class ModelLifecycle:
             self.leases.reject_waiters(error)
         self._begin_unloading(frozenset({_S.LOADING, _S.LOADED, _S.FAILED}), drain=self.state == _S.LOADED)
 
-    def _on_evict(self, reason: str, idle_only: bool) -> None:
-        if self.state != _S.LOADED or self.leases.in_flight or (idle_only and self.leases.leased):
+    def _on_evict(self, message: Evict) -> None:
+        reason = message.reason
+        if self.state != _S.LOADED or self.leases.in_flight or (message.idle_only and self.leases.leased):
             logger.debug(
                 "model %s: eviction (%s) refused: %s, %d leased", self.model_id, reason, self.state, self.leases.leased
             )
@@ -331,6 +333,8 @@ class ModelLifecycle:
             return
         kind = "swap" if self.closed else reason.split(":", 1)[0]  # swap: it yielded to a model that waited too long
         self._events.publish(EVICTION, self.model_id, reason=kind, detail=reason)
+        if message.accepted is not None:
+            message.accepted()
         self._begin_unloading(_S.LOADED, drain=False)
 
     def _on_reconfigure(self, message: Reconfigure) -> None:

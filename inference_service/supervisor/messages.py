@@ -7,6 +7,7 @@ and generation, whether it still applies.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference_service.config import ModelConfig, Settings
@@ -35,6 +36,8 @@ class Evict:
     reason: str
     #: The TTL reaper's eviction: refused while any request is leased, even one still waiting.
     idle_only: bool = False
+    #: Called when the actor goes ahead with it (a replica set announces a scale-down only then).
+    accepted: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Sequence
@@ -224,19 +225,21 @@ class ReplicaSet:
         if not self._saturated():
             return
         spare = [a for a in self.actors[len(self.steady) :] if a.state == _S.UNLOADED and a not in self._warming]
-        if spare:
-            self._scaled(spare[0], "up", "queue", f"requests waited {self.config.scale_up_wait_s:g}s on every replica")
-            self._warm_up(spare[:1], priority=2)
+        self._warm_up(
+            spare[:1], priority=2, scaling=f"requests waited {self.config.scale_up_wait_s:g}s on every replica"
+        )
 
     def stop_idle(self, actor: ModelActor, idle_s: float, ttl_s: float) -> None:
         """The TTL reaper found ``actor`` idle past its TTL: stop it (if still idle when its turn comes) - a
-        scale-down when it is an elastic replica above ``min_replicas``, else the model idling out."""
+        scale-down when it is an elastic replica above ``min_replicas`` (announced once the replica has
+        accepted it: a request that came first keeps it up), else the model idling out."""
         detail = f"idle for {idle_s:.0f}s (idle ttl {ttl_s:g}s)"
+        scaled_down = None
         if actor in self.actors[len(self.steady) :]:
-            self._scaled(actor, "down", "idle", detail)
+            scaled_down = functools.partial(self._scaled, actor, "down", "idle", detail)
         else:
             logger.info("model %s %s: unloading", actor.name, detail)
-        actor.evict(f"ttl: {detail}", idle_only=True)
+        actor.evict(f"ttl: {detail}", idle_only=True, accepted=scaled_down)
 
     def _scaled(self, actor: ModelActor, direction: str, reason: str, detail: str) -> None:
         """Tell the logs and ``/v1/events`` that the set starts (``up``) or stops (``down``) a replica, and why."""
@@ -246,20 +249,29 @@ class ReplicaSet:
             REPLICA_SCALED, self.config.id, replica=index, direction=direction, reason=reason, detail=detail
         )
 
-    def _warm_up(self, actors: Sequence[ModelActor], priority: int) -> None:
+    def _warm_up(self, actors: Sequence[ModelActor], priority: int, scaling: str | None = None) -> None:
         """Bring up, in the background, the replicas that are down - where there is room for them now.
 
         Only once a replica serves (the request's own replica comes first), and only into free
         capacity: a replica is more throughput, never a reason to evict or swap out another model.
+        ``scaling``: why a queue asks for them, published as a scale-up for each one actually started.
         """
         for actor in actors:
-            idle = actor.state == _S.UNLOADED and actor.leases.leased == 0 and actor not in self._warming
-            if idle and (not actor.runtime.local or self._capacity.has_room(actor)):
-                task = asyncio.create_task(self._bring_up(actor, priority), name=f"replica:{actor.name}:warm-up")
+            if actor.state == _S.UNLOADED and actor.leases.leased == 0 and actor not in self._warming:
+                task = asyncio.create_task(
+                    self._bring_up(actor, priority, scaling), name=f"replica:{actor.name}:warm-up"
+                )
                 self._warming[actor] = task
 
-    async def _bring_up(self, actor: ModelActor, priority: int) -> None:
+    async def _bring_up(self, actor: ModelActor, priority: int, scaling: str | None) -> None:
         try:
+            if actor.runtime.local:
+                await actor.footprint.measure()  # off the event loop: the room it takes is read from the GGUF header
+            room = not actor.runtime.local or self._capacity.has_room(actor)
+            if actor.state != _S.UNLOADED or not room:
+                return
+            if scaling is not None:
+                self._scaled(actor, "up", "queue", scaling)
             await actor.wait_ready(priority)
         except SupervisorError as error:
             logger.warning("replica %s did not come up: %s", actor.name, error)
