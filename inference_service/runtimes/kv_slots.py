@@ -59,12 +59,19 @@ def process_fingerprint(binary: Path, model_path: Path, model: ModelConfig) -> s
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def slot_files(model: ModelConfig) -> str:
+    """Under which name a replica's slots are kept: each replica its own (slots belong to one process), and
+    replica 0 the model's own, ``smol``, whatever ``replicas`` says - so what it saved is restored after a
+    change of the count; replica i's are ``smol#i``."""
+    return model.replica_name if model.replica_index else model.id
+
+
 class SlotKeeper:
     """Saves and restores one llamacpp model's slots, through its llama-server's slots API."""
 
     def __init__(self, model: ModelConfig, store: KVFileStore, timeout_s: float, events: EventBus | None) -> None:
         self._model = model
-        self._files = model.replica_name  # each replica its own files: slots belong to one process
+        self._files = slot_files(model)
         self._store = store
         self._timeout_s = timeout_s
         self._events = events

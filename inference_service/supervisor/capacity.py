@@ -98,9 +98,12 @@ class Tenant(Protocol):
     """What the scheduler reads from, and asks of, one model's actor."""
 
     model_id: str
-    name: str  # unique among tenants: the model id, with the replica's index when it has several
     state: ModelState
     closed: bool
+
+    @property
+    def name(self) -> str:
+        """Unique among tenants: the model id, with the replica's index when it has several."""
 
     @property
     def in_flight(self) -> int: ...

@@ -61,7 +61,6 @@ class ModelLifecycle:
     ) -> None:
         self.config = config
         self.model_id = config.id
-        self.name = config.replica_name  # the model's id, and its replica's index when it has several
         self._settings = settings
         self._events = events
         self._capacity = capacity
@@ -90,6 +89,12 @@ class ModelLifecycle:
         self._awaiting_capacity = False
         self._load_started = 0.0
         self._mailbox: Mailbox[Message] = Mailbox(f"model:{self.model_id}", self._dispatch, answer_after_shutdown)
+
+    @property
+    def name(self) -> str:
+        """The model's id, and its replica's index when it has several - as the config in force says: a
+        reload changing ``replicas`` renames replica 0 (``m`` to ``m#0``), its logs and capacity entry too."""
+        return self.config.replica_name
 
     @property
     def runtime(self) -> Runtime:

@@ -88,6 +88,13 @@ async def test_a_request_leased_on_a_replica_a_reload_removes_is_served_by_one_t
         assert await lease.ready() == harness.runtimes["m#0"].endpoint
 
 
+async def test_a_reload_raising_replicas_names_replica_0_by_its_index(make_replicas: Any) -> None:
+    harness = make_replicas(1)
+    await harness.supervisor.start()
+    await harness.supervisor.replace_model(harness.config(replicas=2), restart=False)
+    assert [actor.name for actor in harness.supervisor._get("m").actors] == ["m#0", "m#1"]
+
+
 async def test_a_reload_applies_other_models_changes_while_a_removed_replica_still_drains() -> None:
     runtimes: dict[str, FakeRuntime] = {}
 
