@@ -38,6 +38,10 @@ from inference_service.runtimes.kv_store import KVFile, KVFileStore
 
 logger = logging.getLogger(__name__)
 
+#: What a save or restore may run into and goes on past: the connection, the files, and an answer of another
+#: shape than llama-server's slots API gives (a missing field, a list for an object) - never a failed stop or load.
+_SLOT_ERRORS = (httpx.HTTPError, OSError, ValueError, LookupError, TypeError, AttributeError)
+
 
 def process_fingerprint(binary: Path, model_path: Path, model: ModelConfig) -> str:
     """What a saved KV cache is only valid for: the model file, the llama-server build (both by
@@ -105,7 +109,7 @@ class SlotKeeper:
                     await self._restore_slot(client, child, slot, file)
         except TimeoutError:
             self._skipped(child, "restore", "timeout", f"restoring took over kv_cache_timeout_s={self._timeout_s:g}")
-        except (httpx.HTTPError, OSError, ValueError) as error:  # the load goes on without them
+        except _SLOT_ERRORS as error:  # the load goes on without them
             self._skipped(child, "restore", "error", f"restoring failed: {error!r}")
 
     async def _restore_slot(self, client: httpx.AsyncClient, child: ChildProcess, slot: int, file: KVFile) -> None:
@@ -140,7 +144,7 @@ class SlotKeeper:
                         await self._save_slot(client, child, int(slot["id"]), fingerprint)
         except TimeoutError:
             self._skipped(child, "save", "timeout", f"save abandoned after kv_cache_timeout_s={self._timeout_s:g}")
-        except (httpx.HTTPError, OSError, ValueError) as error:  # the stop goes on without it
+        except _SLOT_ERRORS as error:  # the stop goes on without it
             self._skipped(child, "save", "error", f"saving failed: {error!r}")
 
     async def _save_slot(self, client: httpx.AsyncClient, child: ChildProcess, slot: int, fingerprint: str) -> None:
