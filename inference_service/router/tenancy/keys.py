@@ -132,7 +132,10 @@ class KeyRing:
         scheme, _, supplied = authorization.partition(b" ")
         if scheme.lower() != b"bearer":
             return None
-        digest = hashlib.sha256(supplied.strip()).digest()
+        secret = supplied.strip()
+        if not secret:  # no secret is never a key, whatever digest a config holds
+            return None
+        digest = hashlib.sha256(secret).digest()
         entry = self._by_digest.get(digest)
         if entry is None or not hmac.compare_digest(digest, entry[0]):
             return None
