@@ -53,22 +53,30 @@ def _scopes(*routes: tuple[str, str, tuple[str, ...]]) -> RouteScopes:
 
 def test_a_path_with_parameters_is_matched_in_route_order() -> None:
     scopes = _scopes(("GET", "/m/{name:path}/logs", ("admin",)), ("GET", "/m/{name:path}", ("read",)))
-    assert scopes.lookup("GET", "/m/x/logs") == {"admin"}
-    assert scopes.lookup("GET", "/m/x") == {"read"}
+    assert scopes.lookup("GET", "/m/x/logs").access == {"admin"}
+    assert scopes.lookup("GET", "/m/x").access == {"read"}
 
 
 def test_head_needs_what_get_needs() -> None:
-    assert _scopes(("GET", "/x", ("read",))).lookup("HEAD", "/x") == {"read"}
+    assert _scopes(("GET", "/x", ("read",))).lookup("HEAD", "/x").access == {"read"}
 
 
 def test_the_method_picks_among_routes_of_one_path() -> None:
     scopes = _scopes(("GET", "/x", ("read",)), ("POST", "/x", ("admin",)))
-    assert (scopes.lookup("GET", "/x"), scopes.lookup("POST", "/x")) == ({"read"}, {"admin"})
+    assert (scopes.lookup("GET", "/x").access, scopes.lookup("POST", "/x").access) == ({"read"}, {"admin"})
 
 
 def test_a_path_no_route_has_needs_some_key() -> None:
-    assert _scopes(("GET", "/x", ())).lookup("GET", "/nowhere") == ANY_KEY
+    assert _scopes(("GET", "/x", ())).lookup("GET", "/nowhere").access == ANY_KEY
 
 
 def test_no_scope_declared_is_a_public_route() -> None:
-    assert _scopes(("GET", "/x", ())).lookup("GET", "/x") == PUBLIC
+    assert _scopes(("GET", "/x", ())).lookup("GET", "/x").access == PUBLIC
+
+
+def test_only_a_method_the_metered_route_answers_is_metered() -> None:
+    scopes = _scopes(("POST", "/chat", ("inference",)), ("GET", "/list", ("inference", "read")))
+    assert scopes.lookup("POST", "/chat").metered
+    assert not scopes.lookup("GET", "/chat").metered  # a 405: no model's work
+    assert scopes.lookup("GET", "/chat").access == {"inference"}  # still the route's scope
+    assert not scopes.lookup("GET", "/list").metered  # not exactly 'inference'
