@@ -48,8 +48,7 @@ TIMEOUT_S = 60.0
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[RecordingHost]:
-    with recording_host() as recorder:
-        recorder.reply = json.dumps(COMPLETION).encode()
+    with recording_host(reply=json.dumps(COMPLETION).encode()) as recorder:
         yield recorder
 
 
