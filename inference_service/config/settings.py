@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     resume_max_attempts: Annotated[int, LIVE] = Field(
         default=2, ge=0, description="how many times one stream is resumed; a non-streamed request is retried once"
     )
+    resume_replay_max_tokens: Annotated[int, LIVE] = Field(
+        default=256,
+        ge=0,
+        description="a greedy or seeded stream cut this many tokens in or fewer is generated again and relayed from"
+        " the cut, the uninterrupted answer exactly; others are continued from their text (0: always)",
+    )
     failed_retry_s: Annotated[float, LIVE] = Field(
         default=10.0, ge=0, description="requests to a failed local model get 503 this long before it is tried again"
     )

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from tests.support.api import model_card
+from tests.support.prometheus import sample
 from tests.support.service import ServiceProcess
 
 CHAT = "/v1/chat/completions"
@@ -133,3 +134,9 @@ def kill_model(service: ServiceProcess, model_id: str) -> int:
     assert pid, f"{model_id} has no process to kill"
     os.kill(pid, signal.SIGKILL)
     return int(pid)
+
+
+def resumes(service: ServiceProcess, outcome: str, model_id: str) -> float:
+    """``inference_stream_resumes_total`` of ``model_id`` for ``outcome`` (0 before the first)."""
+    metrics = httpx.get(f"{service.url}/metrics", timeout=TIMEOUT_S).text
+    return sample(metrics, "inference_stream_resumes_total", model=model_id, outcome=outcome) or 0.0

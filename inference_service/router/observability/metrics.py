@@ -144,7 +144,8 @@ class Metrics:
         )
         self.stream_resumes = Counter(
             "inference_stream_resumes",
-            "Calls whose runtime died mid-answer, by outcome: resumed (continued or sent again), failed, not_resumable",
+            "Calls whose runtime died mid-answer, by outcome: resumed (continued, replayed or sent again), failed,"
+            " not_resumable; diverged: a replay dropped for a continuation",
             ["model", "outcome"],
             registry=self.registry,
         )

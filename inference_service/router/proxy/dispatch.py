@@ -94,6 +94,7 @@ class Dispatcher:
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
         self.resume_streams, self.resume_max_attempts = settings.resume_streams, settings.resume_max_attempts
+        self.resume_replay_max_tokens = settings.resume_replay_max_tokens
         # llama-server continues a final assistant message unless told not to; other runtimes may not.
         self.prefilling = frozenset(
             model_id

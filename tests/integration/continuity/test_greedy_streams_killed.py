@@ -2,15 +2,15 @@
 
 The issue's acceptance figure: 20 greedy (temperature 0) chat streams of 200 tokens, each cut
 at a random point of its answer by a SIGKILL of the llama-server serving it. Every client must
-get a complete answer with no error event. How many equal the uninterrupted greedy answer to
-the end is the figure, printed with where the others part from it and recorded as the test's
-``equal_to_uninterrupted`` property (``--junitxml``): the continuation computes the text so
-far as one prompt batch rather than token by token, which may send a near-tie of greedy decoding
-another way (the issue asks for 18 of 20; measured here: 14, 13, 13, 20 and 14 of 20, see the
-README's Continuity section). The reference is one stream run alone: the same 20 streams not
-killed gave it 20 of 20 times in two control runs, so sharing the child does not move greedy
-decoding and the shortfall is the resume's. The test holds it to half: a
-cut that repeats or loses a piece of the answer leaves none equal.
+get a complete answer with no error event, and at least 18 of 20 (the issue's figure) the
+uninterrupted greedy answer to the end: each is replayed (the router's default for a greedy
+stream cut within ``resume_replay_max_tokens``), so its text before the cut is generated again
+token by token, as it was the first time. How many were equal is printed with where the others
+part from it and recorded as the test's ``equal_to_uninterrupted`` property (``--junitxml``).
+The reference is one stream run alone: the same 20 streams not killed gave it 20 of 20 times in
+two control runs, so sharing the child does not move greedy decoding. (Continued from their
+text instead, 13 to 20 of 20 were equal: a near-tie may go another way when the text so far is
+computed as one prompt batch, see the README's Continuity section.)
 
 To keep it short on a CPU, the 20 streams share one child with 20 slots: each starts a random
 few tokens after the one before it, so the one kill finds every stream at another point.
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 STREAMS = 20
 MAX_TOKENS = 200
-MIN_EQUAL = STREAMS // 2
+MIN_EQUAL = 18
 SEED = 25  # fixed, so a failing run can be replayed: the issue's number
 BODY = long_greedy_chat(SMOLLM2_ID, MAX_TOKENS)
 

@@ -2,7 +2,9 @@
 
 One router for the module: SmolLM2, greedy (temperature 0), so the answer a stream would have
 given uninterrupted is known - each API's is read once, unkilled, and every resumed answer must
-equal it: nothing repeated (llama-server repeats the prefilled text first), nothing missing. The
+equal it: nothing repeated (llama-server repeats the prefilled text first), nothing missing.
+Its ``resume_replay_max_tokens`` is 0, so every stream is continued from its text, as a sampled
+one is (replays: test_stream_replay.py). The
 child is killed by its pid from ``/v1/models/{id}`` after a few text deltas; the supervisor
 restarts it and the router continues the stream there.
 """
@@ -29,7 +31,7 @@ from tests.support.killed_streams import (
     kill_model,
     stream_killing_the_model,
 )
-from tests.support.prometheus import sample
+from tests.support.killed_streams import resumes as resume_count
 from tests.support.service import ServiceProcess, running_service
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
     directory = tmp_path_factory.mktemp("resume")
     # Every test kills the child: a streak of crashes that the default 5 restarts would end `failed`.
     models = {SMOLLM2_ID: smollm2(preload=True, ctx_size=1024)}
-    config = write_config(directory / "config.toml", models, restart_max_attempts=20)
+    config = write_config(directory / "config.toml", models, restart_max_attempts=20, resume_replay_max_tokens=0)
     with running_service(config, directory / "logs") as running:
         yield running
 
@@ -70,9 +72,8 @@ def uninterrupted(service: ServiceProcess) -> dict[str, str]:
     return answers
 
 
-def resumes(service: ServiceProcess, outcome: str, model_id: str = SMOLLM2_ID) -> float:
-    metrics = httpx.get(f"{service.url}/metrics", timeout=TIMEOUT_S).text
-    return sample(metrics, "inference_stream_resumes_total", model=model_id, outcome=outcome) or 0.0
+def resumes(service: ServiceProcess, outcome: str) -> float:
+    return resume_count(service, outcome, SMOLLM2_ID)
 
 
 def killed_and_resumed(service: ServiceProcess, path: str) -> ReadStream:

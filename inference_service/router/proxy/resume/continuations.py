@@ -9,6 +9,10 @@ has already seen (the role chunk, ``message_start``, ``response.created``...) ar
 ids become the first stream's, and its usage is counted for the whole answer: the tokens
 generated before the resume, which the continuation read as prompt, count as completion.
 
+A request whose answer comes out the same every time may be *replayed* instead (relay.py):
+sent again as it was, its usage then counts itself, and its start is checked against the text
+the client has (echo.py's Replay).
+
 Only what was sent is read, once, when the runtime died (the relay keeps the raw runs in a
 list): the per-chunk relay does no parsing. A stream that cannot be continued honestly raises
 :class:`NotResumable` with the reason, and ends with an error event as before.
@@ -17,9 +21,12 @@ list): the per-chunk relay does no parsing. A stream that cannot be continued ho
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+from inference_service.router.proxy.resume.echo import Echo
 
 
 class NotResumable(Exception):
@@ -53,33 +60,14 @@ class Progress:
         return limits
 
 
-class Echo:
-    """Cuts the continuation's repeat of the text the client has off the start of its deltas.
-
-    A runtime that does not repeat it (its first delta does not start like the prefix) is
-    relayed as it is: its text is the continuation itself.
-    """
-
-    def __init__(self, prefix: str) -> None:
-        self._pending = prefix
-
-    def strip(self, piece: str) -> str:
-        if not self._pending:
-            return piece
-        overlap = min(len(piece), len(self._pending))
-        if piece[:overlap] != self._pending[:overlap]:
-            self._pending = ""
-            return piece
-        self._pending = self._pending[overlap:]
-        return piece[overlap:]
-
-
 @dataclass
 class Resumed:
     """One continuation being relayed: what it continues, and its ids learnt on the way."""
 
     progress: Progress
     echo: Echo
+    #: Tokens of the answer the continuation read as prompt, counted as completion (a replay's: none).
+    shift: int
     #: The continuation's ids (learnt from its opening events) -> the first stream's.
     renamed: dict[str, str] = field(default_factory=dict)
 
@@ -138,13 +126,25 @@ def progress_of(continuation: Continuation, sent: Iterable[bytes]) -> Progress:
     return progress
 
 
+#: Sent while a replay regenerates what the client has (nothing else is sent meanwhile): an SSE
+#: comment, which clients skip, so that their read timeouts and proxies' do not end the stream.
+KEEPALIVE = b": resuming\n\n"
+KEEPALIVE_S = 10.0
+
+
 async def rewritten(
     continuation: Continuation,
     blocks: AsyncIterator[bytes],
     resumed: Resumed,
     usage_seen: Callable[[dict[str, Any]], None],
+    keepalive_s: float = KEEPALIVE_S,
 ) -> AsyncIterator[bytes]:
-    """The continuation's runs of events as the rest of the first stream; ``usage_seen`` gets each usage as rewritten."""
+    """The continuation's runs of events as the rest of the first stream; ``usage_seen`` gets each usage as rewritten.
+
+    Runs that carry nothing new (the repeat of what was sent) are dropped: a :data:`KEEPALIVE`
+    goes instead once ``keepalive_s`` passed since the last run sent.
+    """
+    quiet_since = time.monotonic()
     async for run in blocks:
         out: list[bytes] = []
         for event, name, data in _events(run):
@@ -163,7 +163,11 @@ async def rewritten(
             prefix = f"event: {name}\n" if name is not None else ""
             out.append(f"{prefix}data: {text}\n\n".encode())
         if out:
+            quiet_since = time.monotonic()
             yield b"".join(out)
+        elif time.monotonic() - quiet_since >= keepalive_s:
+            quiet_since = time.monotonic()
+            yield KEEPALIVE
 
 
 def _usage_in(payload: dict[str, Any]) -> object:
@@ -242,7 +246,7 @@ class ChatContinuation:
 
     def rewrite(self, name: str | None, payload: dict[str, Any], resumed: Resumed) -> dict[str, Any] | None:
         payload.update({key: value for key, value in resumed.progress.ids.items() if key in payload})
-        shift_usage(payload.get("usage"), resumed.progress.tokens)
+        shift_usage(payload.get("usage"), resumed.shift)
         keep = bool(payload.get("usage"))
         for choice in payload.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -252,6 +256,8 @@ class ChatContinuation:
                 delta["content"] = resumed.echo.strip(delta["content"])
             if not delta.get("content"):
                 delta.pop("content", None)
+            if choice.get("finish_reason"):
+                resumed.echo.ending()
             keep = keep or bool(delta) or bool(choice.get("finish_reason"))
         return payload if keep else None
 
@@ -288,7 +294,9 @@ class MessagesContinuation:
         if name == "content_block_delta" and (delta := payload.get("delta") or {}).get("type") == "text_delta":
             delta["text"] = resumed.echo.strip(delta.get("text") or "")
             return payload if delta["text"] else None
-        shift_usage(payload.get("usage"), resumed.progress.tokens)
+        if name in ("message_delta", "message_stop"):
+            resumed.echo.ending()
+        shift_usage(payload.get("usage"), resumed.shift)
         return payload
 
 
@@ -340,7 +348,9 @@ class ResponsesContinuation:
         if name == "response.output_text.delta":
             payload["delta"] = resumed.echo.strip(payload.get("delta") or "")
             return payload if payload["delta"] else None
-        shift_usage(_usage_in(payload), resumed.progress.tokens)
+        if name not in self._OPENING:
+            resumed.echo.ending()
+        shift_usage(_usage_in(payload), resumed.shift)
         return payload
 
 

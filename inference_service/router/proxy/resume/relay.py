@@ -7,6 +7,15 @@ request (dispatch.py's admission) - and the request is sent again with the text 
 as a final assistant message, which the runtime continues (continuations.py). Its events are
 relayed as the rest of the first stream: the client sees one stream, one ending, one usage.
 
+A request whose answer comes out the same every time - greedy (``temperature`` 0, ``top_k`` 1)
+or seeded - is *replayed* instead, when no more than ``resume_replay_max_tokens`` of it were
+sent: sent again as it was, its answer checked against the text the client has and relayed
+from the cut (echo.py's Replay). It costs the time those tokens took to generate, but gives
+the uninterrupted answer exactly: a continuation computes the text so far as one prompt batch,
+where the answer computed it token by token, and a near-tie of greedy decoding may then go the
+other way. A replay that parts from the text (a fallback took over, a tie went the other way)
+is abandoned on the spot for a continuation of that text, on the same attempt.
+
 Bounded by ``resume_max_attempts`` per stream and, for each attempt, by the admission's own
 ``queue_timeout_s``. What cannot be continued honestly - tool-call deltas already sent,
 ``n > 1``, logprobs, a model that does not continue an assistant message - ends with the error
@@ -27,12 +36,13 @@ from inference_service.router.proxy.dispatch import Dispatcher
 from inference_service.router.proxy.resume.continuations import (
     CONTINUATIONS,
     Continuation,
-    Echo,
     NotResumable,
+    Progress,
     Resumed,
     progress_of,
     rewritten,
 )
+from inference_service.router.proxy.resume.echo import Diverged, Echo, Replay
 from inference_service.router.proxy.sse import StreamProtocol, end_broken, end_incomplete, relay_events
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.proxy.upstream_stream import UpstreamStream
@@ -88,25 +98,30 @@ async def relay_resuming(
                 await end_incomplete(protocol, emit)
             return
         except UpstreamUnreachable as error:
-            died = error
+            died, replaced = error, True
+        except Diverged as parted:  # only a replay, after a death: its model serves
+            logger.warning("stream of model %s: %s; continued from its text", call.model_id, parted)
+            dispatcher.metrics.stream_resumes.labels(call.model_id, "diverged").inc()
+            replaced = False
         outcome = "not_resumable"
         try:
             if refusal is not None:
                 raise refusal
             assert sent is not None  # kept whenever there is no refusal
-            if resumes >= dispatcher.resume_max_attempts:
+            if replaced and resumes >= dispatcher.resume_max_attempts:
                 outcome = "failed"
                 raise _Failed(f"resumed {resumes} times already (resume_max_attempts)")
-            blocks = await _resume(dispatcher, call, continuation, sent)
+            blocks = await _resume(dispatcher, call, continuation, progress_of(continuation, sent), replaced)
         except (NotResumable, _Failed) as why:
             logger.warning("stream of model %s not resumed: %s", call.model_id, why)
             dispatcher.metrics.stream_resumes.labels(call.model_id, outcome).inc()
             await end_broken(protocol, emit, UpstreamUnreachable(f"{died}; not resumed: {why}"))
             return
-        resumes += 1
-        dispatcher.metrics.stream_resumes.labels(call.model_id, "resumed").inc()
-        activity.note(resumes=resumes)
-        logger.warning("%s; resumed on model %s (resume %d)", died, call.upstream.model_id, resumes)
+        if replaced:
+            resumes += 1
+            dispatcher.metrics.stream_resumes.labels(call.model_id, "resumed").inc()
+            activity.note(resumes=resumes)
+            logger.warning("%s; resumed on model %s (resume %d)", died, call.upstream.model_id, resumes)
 
 
 def _refusal(dispatcher: Dispatcher, call: ResumableCall, continuation: Continuation) -> NotResumable | None:
@@ -121,16 +136,18 @@ def _refusal(dispatcher: Dispatcher, call: ResumableCall, continuation: Continua
 
 
 async def _resume(
-    dispatcher: Dispatcher, call: ResumableCall, continuation: Continuation, sent: list[bytes]
+    dispatcher: Dispatcher, call: ResumableCall, continuation: Continuation, progress: Progress, replaced: bool
 ) -> AsyncIterator[bytes]:
-    """Open the continuation of what was ``sent``; its runs of events, rewritten as the rest of the stream.
+    """Open the rest of the answer the client has (``progress``); its runs of events, rewritten as the rest of the stream.
 
-    NotResumable if the stream cannot be continued honestly, _Failed if nothing could continue it.
+    ``replaced``: the runtime died, and its replacement is awaited first; else a replay parted from
+    the text, and the stream is continued from it where it is. NotResumable if the stream cannot be
+    continued honestly, _Failed if nothing could continue it.
     """
     dead = call.upstream
-    progress = progress_of(continuation, sent)
-    body = continuation.request(call.body, progress)
-    if not await dispatcher.until_replaced(dead.model_id, dead.endpoint):
+    replay = replaced and 0 < progress.tokens <= dispatcher.resume_replay_max_tokens and reproducible(call.body)
+    body = call.body if replay else continuation.request(call.body, progress)
+    if replaced and not await dispatcher.until_replaced(dead.model_id, dead.endpoint):
         raise NotResumable(
             f"model {dead.model_id!r} was stopped (unload, eviction, idle TTL, swap, reload or shutdown)"
         )
@@ -138,9 +155,20 @@ async def _resume(
         upstream = await call.reopen(body)
     except APIError as error:
         raise _Failed(f"no model could continue it: {error.message}") from None
-    if upstream.model_id not in dispatcher.prefilling:
+    if not replay and upstream.model_id not in dispatcher.prefilling:
         raise NotResumable(f"its fallback {upstream.model_id!r} does not continue an assistant message")
     upstream.mark_resumed()
-    resumed = Resumed(progress, Echo(progress.text))
+    resumed = (
+        Resumed(progress, Replay(progress.text), 0)
+        if replay
+        else Resumed(progress, Echo(progress.text), progress.tokens)
+    )
     model_id = upstream.model_id
     return rewritten(continuation, upstream.blocks(), resumed, lambda usage: dispatcher.record_usage(model_id, usage))
+
+
+def reproducible(body: dict[str, Any]) -> bool:
+    """Whether the runtime gives this request the same answer again: greedy decoding, or a fixed seed."""
+    seed = body.get("seed")
+    fixed_seed = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32 - 1  # -1: random
+    return body.get("temperature") == 0 or body.get("top_k") == 1 or fixed_seed

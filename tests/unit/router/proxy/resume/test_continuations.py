@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 
 from inference_service.router.proxy.resume.continuations import (
+    KEEPALIVE,
     ChatContinuation,
-    Echo,
     MessagesContinuation,
     NotResumable,
+    Progress,
     ResponsesContinuation,
     Resumed,
     progress_of,
     rewritten,
     shift_usage,
 )
+from inference_service.router.proxy.resume.echo import Diverged, Echo, Replay
 
 
 def chunk(delta: dict[str, Any], finish_reason: str | None = None, id: str = "chatcmpl-first") -> bytes:
@@ -61,7 +63,7 @@ def test_the_chat_text_sent_so_far_becomes_a_final_assistant_message_with_fewer_
 async def test_the_repeated_prefix_and_role_chunk_of_a_chat_continuation_are_dropped_and_its_id_is_the_first() -> None:
     continuation = ChatContinuation()
     progress = progress_of(continuation, SENT_CHAT)
-    resumed = Resumed(progress, Echo(progress.text))
+    resumed = Resumed(progress, Echo(progress.text), progress.tokens)
 
     runs = await rewrite_all(
         continuation,
@@ -76,20 +78,83 @@ async def test_the_repeated_prefix_and_role_chunk_of_a_chat_continuation_are_dro
     assert payload["choices"][0]["delta"] == {"content": " was"}
 
 
-def test_a_repeat_split_over_several_deltas_is_cut_off_whole() -> None:
-    echo = Echo("The cat was")
-    assert [echo.strip(piece) for piece in ("The", " cat", " was a", " dog")] == ["", "", " a", " dog"]
-
-
-def test_a_runtime_that_does_not_repeat_the_prefix_is_relayed_as_it_is() -> None:
-    echo = Echo("The cat")
-    assert [echo.strip(piece) for piece in (" was", " a")] == [" was", " a"]
-
-
 def test_usage_of_a_continuation_counts_the_tokens_before_it_as_completion() -> None:
     usage = {"prompt_tokens": 44, "completion_tokens": 10, "total_tokens": 54}
     shift_usage(usage, 7)
     assert usage == {"prompt_tokens": 37, "completion_tokens": 17, "total_tokens": 54}
+
+
+async def test_a_chat_replay_is_relayed_from_the_cut_with_its_own_usage() -> None:
+    continuation = ChatContinuation()
+    progress = progress_of(continuation, SENT_CHAT)
+    resumed = Resumed(progress, Replay(progress.text), 0)
+    usage = {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34}
+
+    runs = await rewrite_all(
+        continuation,
+        resumed,
+        chunk({"role": "assistant", "content": None}, id="chatcmpl-second"),
+        chunk({"content": "The"}, id="chatcmpl-second") + chunk({"content": " cat"}, id="chatcmpl-second"),
+        chunk({"content": " sat"}, id="chatcmpl-second"),
+        chunk({}, finish_reason="length", id="chatcmpl-second") + b"data: " + json.dumps({"usage": usage}).encode(),
+    )
+
+    payloads = [json.loads(event.removeprefix(b"data: ")) for run in runs for event in run.split(b"\n\n") if event]
+    assert [p["choices"][0]["delta"] for p in payloads if p.get("choices")] == [{"content": " sat"}, {}]
+    assert payloads[-1]["usage"] == usage  # the replay generated the whole answer: nothing shifted
+
+
+@pytest.mark.parametrize(("keepalive_s", "comments"), [(0.0, 2), (3600.0, 0)], ids=["quiet too long", "not yet"])
+async def test_a_replay_regenerating_the_text_sent_keeps_the_stream_alive_with_comments(
+    keepalive_s: float, comments: int
+) -> None:
+    continuation = ChatContinuation()
+    progress = progress_of(continuation, SENT_CHAT)
+    replaying = (chunk({"content": "The"}, id="chatcmpl-second"), chunk({"content": " cat"}, id="chatcmpl-second"))
+
+    runs = [
+        run
+        async for run in rewritten(
+            continuation,
+            blocks(*replaying, chunk({"content": " sat"}, id="chatcmpl-second")),
+            Resumed(progress, Replay(progress.text), 0),
+            lambda usage: None,
+            keepalive_s,
+        )
+    ]
+
+    assert runs[:-1] == [KEEPALIVE] * comments
+    assert json.loads(runs[-1].removeprefix(b"data: "))["choices"][0]["delta"] == {"content": " sat"}
+
+
+async def test_a_chat_replay_that_ends_before_the_cut_diverges() -> None:
+    continuation = ChatContinuation()
+    progress = progress_of(continuation, SENT_CHAT)
+
+    with pytest.raises(Diverged, match="ended"):
+        await rewrite_all(
+            continuation,
+            Resumed(progress, Replay(progress.text), 0),
+            chunk({"content": "The"}, id="chatcmpl-second"),
+            chunk({}, finish_reason="stop", id="chatcmpl-second"),
+        )
+
+
+@pytest.mark.parametrize(
+    ("continuation", "ending"),
+    [
+        (MessagesContinuation(), named("message_delta", {"delta": {"stop_reason": "end_turn"}})),
+        (ResponsesContinuation(), named("response.completed", {"response": {"id": "resp_second"}})),
+    ],
+    ids=["anthropic", "responses"],
+)
+async def test_a_replay_of_a_named_event_stream_that_ends_before_the_cut_diverges(
+    continuation: Any, ending: bytes
+) -> None:
+    progress = Progress(pieces=["The", " cat"])
+
+    with pytest.raises(Diverged, match="ended"):
+        await rewrite_all(continuation, Resumed(progress, Replay(progress.text), 0), ending)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +211,7 @@ async def test_a_responses_continuation_carries_the_first_streams_ids_and_whole_
         named("response.output_text.delta", {"item_id": "msg_first", "delta": "The"}),
     ]
     progress = progress_of(continuation, sent)
-    resumed = Resumed(progress, Echo(progress.text))
+    resumed = Resumed(progress, Echo(progress.text), progress.tokens)
     completed = {"response": {"id": "resp_second", "usage": {"input_tokens": 38, "output_tokens": 5}}}
 
     runs = await rewrite_all(
