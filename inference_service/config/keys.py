@@ -22,6 +22,8 @@ SCOPES: tuple[Scope, ...] = ("inference", "read", "admin")
 #: The name the top-level ``api_key`` goes by once it is one key among others (every scope, no limit).
 LEGACY_KEY_NAME = "api_key"
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+#: The SHA-256 of no secret at all - what ``printf %s "$SECRET" | sha256sum`` prints when SECRET is unset.
+EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -57,8 +59,11 @@ class KeyConfig(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _hex_digest(cls, value: str | None) -> str | None:
+        """A digest of the empty string would make ``Authorization: Bearer`` with no secret a valid key."""
         if value is not None and not _HEX_DIGEST.fullmatch(value):
             raise ValueError("must be the 64 hex digits of the secret's SHA-256")
+        if value is not None and value.lower() == EMPTY_DIGEST:
+            raise ValueError("is the SHA-256 of an empty secret (was the variable you hashed unset?)")
         return value
 
     @model_validator(mode="after")
@@ -100,6 +105,8 @@ def check_keys(keys: Mapping[str, KeyConfig], names: Mapping[str, str], legacy: 
         for pattern in key.models or ():
             if not is_glob(pattern) and pattern not in names:
                 raise ValueError(f"keys.{key.name}.models: {pattern!r} is not a configured model or alias")
+    if legacy is not None and not legacy.get_secret_value():
+        raise ValueError("api_key is empty: no secret would be needed (unset it to run without keys)")
     if legacy is not None and LEGACY_KEY_NAME in keys:
         raise ValueError(f"keys.{LEGACY_KEY_NAME}: the name is taken by the top-level api_key")
     holders: dict[bytes, str] = {}

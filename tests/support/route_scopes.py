@@ -1,8 +1,10 @@
 """The scope every route of the router needs - the matrix the tenancy tests hold the app to.
 
 A route added to the app without a declared scope stops the app from starting; one declared
-but missing here fails tests/unit/router/test_route_scopes.py - so a new route's access is
-always a decision someone wrote down, and the integration matrix then checks it over HTTP.
+but missing here fails tests/unit/router/tenancy/test_scopes.py, which also holds this table to
+the README's matrix (Tenants) - so a new route's access is always a decision someone wrote down,
+in the docs too, and the integration matrix (tests/integration/router/tenancy/test_keys.py) then
+checks it over HTTP.
 """
 
 from __future__ import annotations

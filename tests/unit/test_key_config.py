@@ -65,6 +65,18 @@ def test_a_sha256_that_is_not_a_hex_digest_is_refused(tmp_path: Path) -> None:
     assert "keys.ops.sha256" in error(tmp_path, {"ops": {"sha256": "abc", "scopes": ["admin"]}})
 
 
+@pytest.mark.parametrize(
+    "digest", [hashlib.sha256(b"").hexdigest(), hashlib.sha256(b"").hexdigest().upper()], ids=["lower", "upper"]
+)
+def test_the_sha256_of_an_empty_secret_is_refused(tmp_path: Path, digest: str) -> None:
+    """``printf %s "$SECRET" | sha256sum`` with SECRET unset: the key would need no secret at all."""
+    assert "keys.ops.sha256" in error(tmp_path, {"ops": {"sha256": digest, "scopes": ["admin"]}})
+
+
+def test_an_empty_api_key_is_refused(tmp_path: Path) -> None:
+    assert "api_key is empty" in error(tmp_path, {}, api_key="")
+
+
 def test_an_unknown_scope_is_refused(tmp_path: Path) -> None:
     assert "keys.ops.scopes" in error(tmp_path, {"ops": {"key": SECRET, "scopes": ["root"]}})
 

@@ -49,10 +49,16 @@ def _statuses(status: str | None) -> tuple[int, int]:
     return int(status), int(status)
 
 
+#: Digits a record id may have: ids are microseconds since the epoch (16 digits until the year 2286), and
+#: any 18-digit number is within SQLite's integers - a longer one would not bind (a 500) or not parse.
+_ID_DIGITS = 18
+
+
 def _cursor(value: str | None, param: str) -> int | None:
+    """``value`` as a record id; 400 naming ``param`` for anything but ASCII digits (``isdigit`` alone takes ``²``)."""
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= _ID_DIGITS):
         raise APIError(400, f"'{param}' must be a record id (a positive integer), not {value!r}", param=param)
     return int(value)
 

@@ -24,19 +24,34 @@ router = APIRouter()
 _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "errors", "upstream_seconds")
 
 
+#: The Unix seconds a datetime can name (years 1 to 9999): a time outside them is a client's mistake -
+#: and, unchecked, an OverflowError (``inf``) or an integer too large for SQLite (``1e30``), answered 500.
+EARLIEST_S = math.floor(datetime.min.replace(tzinfo=UTC).timestamp())
+LATEST_S = math.floor(datetime.max.replace(tzinfo=UTC).timestamp())
+
+
 def seconds_param(value: str | None, param: str, default: int) -> int:
-    """``value`` as Unix seconds: ISO 8601 (naive means UTC) or a number; 400 naming ``param`` otherwise."""
+    """``value`` as Unix seconds: ISO 8601 (naive means UTC) or a number from :data:`EARLIEST_S` to
+    :data:`LATEST_S`; 400 naming ``param`` otherwise."""
     if value is None:
         return default
     try:
-        return math.floor(float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _iso_seconds(value, param)
+    if not (math.isfinite(seconds) and EARLIEST_S <= seconds <= LATEST_S):
+        raise APIError(
+            400, f"'{param}' must be a time from year 1 to 9999 (Unix seconds or ISO 8601), not {value!r}", param=param
+        )
+    return math.floor(seconds)
+
+
+def _iso_seconds(value: str, param: str) -> float:
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the range by its offset
         raise APIError(400, f"'{param}' must be an ISO 8601 time or Unix seconds, not {value!r}", param=param) from None
-    return math.floor((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def _hour_text(hour: int) -> str:

@@ -44,6 +44,9 @@ class Activity:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     resumes: int | None = None  # times its runtime died mid-answer and it was continued (proxy/resume/)
+    #: Calls admitted to a model for it (the usage ledger counts each): none, and its key's limits give back
+    #: the tokens its body was estimated at - a 404, a 400, a 403 or a client gone while queued cost nothing.
+    model_calls: int = 0
     #: What each model's request filters changed (router/proxy/filters.py), by model: one entry per change.
     filtered: dict[str, list[str]] | None = None
 

@@ -12,6 +12,7 @@ from inference_service.router.observability import activity
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.gate import Gate, Headers, Refusal
+from inference_service.router.tenancy.limits import Ticket
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 #: The request's ``X-Session-Id``: a conversation's key for choosing a model's replica (router/proxy/affinity.py).
@@ -33,10 +34,13 @@ def _new_request_id() -> str:
 
 
 def _tokens_used() -> int | None:
-    """The request's prompt and completion tokens, as its runtimes reported them (every stage); None if none did."""
+    """The request's prompt and completion tokens, as its runtimes reported them (every stage); 0 when
+    it never reached a model (nothing to pay for); None when its calls reported none (the estimate stands)."""
     record = activity.current()
-    if record is None or (record.prompt_tokens is None and record.completion_tokens is None):
+    if record is None:
         return None
+    if record.prompt_tokens is None and record.completion_tokens is None:
+        return 0 if record.model_calls == 0 else None
     return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
 
 
@@ -80,8 +84,10 @@ class RequestContextMiddleware:
     """Request ids (taken from ``X-Request-ID`` or made up, echoed back), the key and its scopes
     (:class:`~inference_service.router.tenancy.gate.Gate`; the request then acts as that key), body size cap.
 
-    The size cap holds for chunked bodies too: ``receive`` is wrapped to count bytes as they
-    stream in, so an oversized upload costs at most ``max_body_bytes`` of memory.
+    A declared ``Content-Length`` over ``max_body_bytes`` is a 413 before the gate, so it is never
+    charged to a key's limits (whoever sends it, the answer is the same). The size cap holds for
+    chunked bodies too: ``receive`` is wrapped to count bytes as they stream in, so an oversized
+    upload costs at most ``max_body_bytes`` of memory.
     """
 
     def __init__(self, app: ASGIApp, gate: Gate, max_body_bytes: int) -> None:
@@ -89,9 +95,10 @@ class RequestContextMiddleware:
         self._gate = gate
         self._max_body_bytes = max_body_bytes
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, ticket: Ticket | None) -> Receive:
         """``receive`` that counts body bytes as they arrive and raises BodyTooLarge past the limit,
-        so a chunked upload is refused after ``max_body_bytes``, not after being held whole."""
+        so a chunked upload is refused after ``max_body_bytes``, not after being held whole; the
+        whole body's size goes to a metered request's ``ticket`` (a chunked body declared none)."""
         received = 0
         limit = self._max_body_bytes
 
@@ -102,6 +109,8 @@ class RequestContextMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(received, limit)
+                if ticket is not None and not message.get("more_body", False):
+                    ticket.body_read(received)
             return message
 
         return receive_limited
@@ -122,19 +131,19 @@ class RequestContextMiddleware:
                 await _send_error(scope, receive, send, invalid, [id_header, (b"connection", b"close")])
                 return
             declared = headers.get(b"content-length", b"")
-            admitted = self._gate.admit(
-                scope["method"],
-                scope["path"],
-                headers.get(b"authorization", b""),
-                int(declared) if declared.isdigit() else 0,
-            )
+            body_bytes = int(declared) if declared.isdigit() else 0
+            if body_bytes > self._max_body_bytes:  # before the limits: a 413 costs no tokens
+                reason = f"Request body of {body_bytes} bytes exceeds the limit of {self._max_body_bytes}"
+                await _send_error(scope, receive, send, _too_large(reason), [id_header])
+                return
+            admitted = self._gate.admit(scope["method"], scope["path"], headers.get(b"authorization", b""), body_bytes)
             if isinstance(admitted, Refusal):
                 refused = APIError(admitted.status, admitted.message, admitted.type, code=admitted.code)
                 await _send_error(scope, receive, send, refused, [id_header, *admitted.headers])
                 return
             tenant = admitted.tenant
             if tenant is keys.ANONYMOUS:  # no key configured: the context's default, nothing to note
-                await self._serve(scope, receive, send, headers, [id_header])
+                await self._serve(scope, receive, send, [id_header], None)
                 return
             if (record := activity.current()) is not None:  # not activity.note: this is every keyed request
                 record.key = tenant.name
@@ -142,7 +151,7 @@ class RequestContextMiddleware:
             ticket = admitted.ticket
             rates = ticket.headers if ticket is not None else self._gate.tenancy.limits.headers(tenant)
             try:
-                await self._serve(scope, receive, send, headers, [id_header, *rates])
+                await self._serve(scope, receive, send, [id_header, *rates], ticket)
             finally:
                 keys.release(tenant_token)
                 if ticket is not None:
@@ -152,20 +161,10 @@ class RequestContextMiddleware:
             session_id_var.reset(session_token)
 
     async def _serve(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: dict[bytes, bytes],
-        added: list[tuple[bytes, bytes]],
+        self, scope: Scope, receive: Receive, send: Send, added: list[tuple[bytes, bytes]], ticket: Ticket | None
     ) -> None:
-        """The body cap; ``added`` on the response: the request id, a limited key's ``x-ratelimit-*``."""
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-            reason = f"Request body of {int(declared)} bytes exceeds the limit of {self._max_body_bytes}"
-            await _send_error(scope, receive, send, _too_large(reason), added)
-            return
-
+        """The body cap as it streams; ``added`` on the response: the request id, a limited key's
+        ``x-ratelimit-*``; ``ticket``: a metered request's, told the size of its body."""
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -176,7 +175,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self.app(scope, self._limited(receive, ticket), send_with_id)
         except BodyTooLarge as error:
             if started:
                 raise

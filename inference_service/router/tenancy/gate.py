@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from inference_service.router.tenancy.keys import ANONYMOUS, UNAUTHENTICATED, Tenant
 from inference_service.router.tenancy.limits import Exceeded, Ticket
 from inference_service.router.tenancy.registry import Tenancy
-from inference_service.router.tenancy.scopes import METERED, RouteScopes
+from inference_service.router.tenancy.scopes import RouteScopes
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -58,7 +58,8 @@ class Gate:
         keyring = self.tenancy.keys
         if keyring.open:
             return _OPEN
-        access = self.routes.lookup(method, path)
+        rule = self.routes.lookup(method, path)
+        access = rule.access
         tenant = keyring.authenticate(authorization) if authorization else None
         if not access:  # a public route: a valid key still counts (the health check's detail)
             return Pass(tenant or UNAUTHENTICATED)
@@ -74,7 +75,7 @@ class Gate:
                 "permission_denied",
                 [(b"www-authenticate", challenge.encode())],
             )
-        if access != METERED or not tenant.limited:
+        if not rule.metered or not tenant.limited:
             return Pass(tenant)
         limits = self.tenancy.limits
         admission = limits.admit(tenant, body_bytes)

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from inference_service.router.database import BatchWriter, Database, DatabaseUnavailable
+from inference_service.router.observability import activity
 from inference_service.router.observability.metrics import Metrics
 from inference_service.router.tenancy import keys
 
@@ -103,6 +104,8 @@ class _Call:
 
     def __enter__(self) -> None:
         self._started = time.monotonic()
+        if (record := activity.current()) is not None:
+            record.model_calls += 1
 
     def __exit__(
         self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None

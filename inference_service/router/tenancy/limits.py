@@ -3,13 +3,19 @@
 Requests and tokens per minute are token buckets holding a minute's worth and refilled
 continuously, so a key may burst up to its limit and then runs at its rate. A request's tokens
 are not known until its runtime has answered, so admission takes an estimate - its body's
-bytes / :data:`BYTES_PER_TOKEN`, about its prompt - and the request's real usage (prompt and
-completion, every orchestration stage, streams included) is settled when it ends: a key whose
-answers ran long finds its bucket below zero and waits for it to refill. The state of a key
+bytes / :data:`BYTES_PER_TOKEN`, about its prompt (a chunked body, which declares no length, is
+charged once read; a body over ``max_body_bytes`` is refused before anything is charged, so no
+estimate passes ``max_body_bytes`` / 4) - and the request's real usage (prompt and completion,
+every orchestration stage, streams included) is settled when it ends: a key whose answers ran
+long finds its bucket below zero and waits for it to refill, and a request that never reached a
+model (a 404, a 400, a client gone while queued) gives its estimate back. The state of a key
 lives as long as its name: a config reload changes the limits, not what was used.
 
-Only the routes that need exactly the ``inference`` scope are metered (the work a model does);
-every response to a key with a limit carries OpenAI's ``x-ratelimit-*`` headers.
+Only the routes that need exactly the ``inference`` scope are metered (the work a model does),
+and only when called with a method they answer (a 405 costs nothing). Every response the gate
+lets through to a key with a per-minute limit carries OpenAI's ``x-ratelimit-*`` headers for
+those limits, and so does its 429; ``max_concurrent`` has no header, so a key with only that
+limit gets none.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from inference_service.router.tenancy.keys import Tenant
 
 #: Bytes of request body per token, for the admission estimate (English text runs 4 to a token).
 BYTES_PER_TOKEN = 4
+
+
+def estimate_tokens(body_bytes: int) -> int:
+    """A body's tokens, about its prompt's: the one estimate, at admission and once a chunked body is read."""
+    return -(-body_bytes // BYTES_PER_TOKEN)  # ceiling division
 
 
 class _Bucket:
@@ -115,14 +126,23 @@ class Ticket:
 
     __slots__ = ("_closed", "_estimate", "_state", "headers")
 
-    def __init__(self, state: _KeyState, estimate: int) -> None:
+    def __init__(self, state: _KeyState, estimated: int) -> None:
         self._state = state
-        self._estimate = estimate
+        self._estimate = estimated
         self._closed = False
         self.headers = _state_headers(state)
 
+    def body_read(self, body_bytes: int) -> None:
+        """The body's real size, once read: a chunked body (no ``Content-Length``) was admitted on an
+        estimate of nothing, and is charged now - it cannot dodge the limit (its next request waits)."""
+        tokens = self._state.tokens
+        if tokens is not None and (more := estimate_tokens(body_bytes) - self._estimate) > 0:
+            tokens.level -= more
+            self._estimate += more
+
     def close(self, used_tokens: int | None) -> None:
-        """The request is over: free its place, and settle its estimate against what it used."""
+        """The request is over: free its place, and settle its estimate against what it used
+        (``used_tokens`` None: unknown - a call reported no usage - so the estimate stands)."""
         if self._closed:
             return
         self._closed = True
@@ -176,7 +196,7 @@ class Limits:
                 1,
             )
         now = self._clock()
-        estimate = -(-body_bytes // BYTES_PER_TOKEN)  # ceiling division
+        tokens_estimate = estimate_tokens(body_bytes)
         requests, tokens = state.requests, state.tokens
         if requests is not None:
             requests.refill(now)
@@ -184,13 +204,13 @@ class Limits:
                 return _exceeded(tenant, "requests", requests, 1)
         if tokens is not None:
             tokens.refill(now)
-            if tokens.level < (needed := min(max(estimate, 1), tokens.capacity)):
+            if tokens.level < (needed := min(max(tokens_estimate, 1), tokens.capacity)):
                 return _exceeded(tenant, "tokens", tokens, needed)
-            tokens.level -= estimate
+            tokens.level -= tokens_estimate
         if requests is not None:
             requests.level -= 1
         state.concurrent += 1
-        return Ticket(state, estimate)
+        return Ticket(state, tokens_estimate)
 
     def headers(self, tenant: Tenant) -> list[tuple[bytes, bytes]]:
         """OpenAI's ``x-ratelimit-*`` headers for the key's configured per-minute limits (none without)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute, Route
@@ -26,6 +27,19 @@ ANY_KEY: Access = frozenset(SCOPES)
 METERED: Access = frozenset({"inference"})
 #: FastAPI's own routes, which no module of ours declares.
 FRAMEWORK_ROUTES: dict[str, Access] = {"/openapi.json": ANY_KEY, "/docs": ANY_KEY, "/docs/oauth2-redirect": ANY_KEY}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What a request needs at the door: the scopes of its route, and whether it counts against its key's
+    limits - a :data:`METERED` route called with a method it answers (a 405 does no model's work)."""
+
+    access: Access
+    metered: bool
+
+
+#: A path no route has (a 404): any key may learn so, and it costs nothing.
+_NO_ROUTE = Rule(ANY_KEY, metered=False)
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _declared: dict[Callable[..., Any], Access] = {}
@@ -70,28 +84,29 @@ class RouteScopes:
     """The scopes each (method, path) needs, from a route table, in its match order."""
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
-        self._exact: dict[str, list[tuple[frozenset[str], Access]]] = {}
-        self._patterns: list[tuple[re.Pattern[str], frozenset[str], Access]] = []
+        self._exact: dict[str, list[tuple[frozenset[str], Rule]]] = {}
+        self._patterns: list[tuple[re.Pattern[str], frozenset[str], Rule]] = []
         self.declared: list[tuple[str, frozenset[str], Access]] = []  # (path, methods, access): for tests and docs
         for route in _plain_routes(routes):
             methods = frozenset(route.methods or {"GET"})
             access = _access(route)
             self.declared.append((route.path, methods, access))
+            rule = Rule(access, metered=access == METERED)
             if route.param_convertors:
-                self._patterns.append((route.path_regex, methods, access))
+                self._patterns.append((route.path_regex, methods, rule))
             else:
-                self._exact.setdefault(route.path, []).append((methods, access))
+                self._exact.setdefault(route.path, []).append((methods, rule))
 
-    def lookup(self, method: str, path: str) -> Access:
-        """The scopes a request needs: its route's (the first route of that path when the method does
-        not match - it gets a 405 after authentication); ANY_KEY for a path no route has (a 404)."""
+    def lookup(self, method: str, path: str) -> Rule:
+        """What a request needs: its route's rule (the first route of that path's scopes, unmetered, when
+        the method does not match - it gets a 405 after authentication); any key for a path no route has."""
         wanted = "GET" if method == "HEAD" else method
         candidates = self._exact.get(path)
         if candidates is None:
-            candidates = [(methods, access) for regex, methods, access in self._patterns if regex.match(path)]
+            candidates = [(methods, rule) for regex, methods, rule in self._patterns if regex.match(path)]
             if not candidates:
-                return ANY_KEY
-        for methods, access in candidates:
+                return _NO_ROUTE
+        for methods, rule in candidates:
             if wanted in methods or method in methods:
-                return access
-        return candidates[0][1]
+                return rule
+        return Rule(candidates[0][1].access, metered=False)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from inference_service.config import Settings
+from inference_service.config.keys import KeyConfig
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.keys import KeyRing
@@ -39,6 +40,14 @@ def test_a_configured_key_is_its_tenant_with_its_scopes() -> None:
 @pytest.mark.parametrize("header", [b"Bearer wrong", b"Basic b-secret", b"b-secret", b""])
 def test_anything_but_the_bearer_key_is_nobody(header: bytes) -> None:
     assert ring(keys={"batch": BATCH}).authenticate(header) is None
+
+
+@pytest.mark.parametrize("header", [b"Bearer", b"Bearer ", b"Bearer   "])
+def test_a_bearer_without_a_secret_is_nobody_even_against_the_empty_strings_digest(header: bytes) -> None:
+    """The config refuses that digest; should one slip past it, an empty token still names no key."""
+    empty = KeyConfig.model_construct(name="ops", sha256=hashlib.sha256(b"").hexdigest(), scopes=["admin"])
+    settings = Settings.model_construct(models={}, keys={"ops": empty}, api_key=None)
+    assert KeyRing(settings).authenticate(header) is None
 
 
 def test_the_scheme_is_case_insensitive_and_the_key_is_not() -> None:

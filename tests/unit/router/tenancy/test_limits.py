@@ -74,6 +74,23 @@ def test_tokens_are_estimated_from_the_body_and_settled_from_the_usage() -> None
     admitted(limits, tenant)
 
 
+def test_a_chunked_body_is_charged_its_size_once_read() -> None:
+    tenant = key(tokens_per_minute=600)
+    limits = Limits({"batch": tenant}, Clock())
+    ticket = admitted(limits, tenant)  # no Content-Length: nothing to estimate at the door
+    ticket.body_read(100 * BYTES_PER_TOKEN)
+    assert dict(limits.headers(tenant))[b"x-ratelimit-remaining-tokens"] == b"500"
+    ticket.close(None)  # no usage reported: the estimate from the body stands
+    assert dict(limits.headers(tenant))[b"x-ratelimit-remaining-tokens"] == b"500"
+
+
+def test_a_body_as_long_as_declared_is_not_charged_twice() -> None:
+    tenant = key(tokens_per_minute=600)
+    limits = Limits({"batch": tenant}, Clock())
+    admitted(limits, tenant, body_bytes=100 * BYTES_PER_TOKEN).body_read(100 * BYTES_PER_TOKEN)
+    assert dict(limits.headers(tenant))[b"x-ratelimit-remaining-tokens"] == b"500"
+
+
 def test_an_estimate_beyond_the_whole_budget_passes_when_the_bucket_is_full() -> None:
     tenant = key(tokens_per_minute=50)
     limits = Limits({"batch": tenant}, Clock())
