@@ -38,12 +38,16 @@ def unload(service: ServiceProcess, model_id: str, timeout_s: float = TIMEOUT_S)
     return httpx.post(f"{service.url}/v1/models/{model_id}/unload", timeout=timeout_s)
 
 
-def chat(service: ServiceProcess, model_id: str, max_tokens: int = 2) -> httpx.Response:
-    """One short chat completion (a couple of tokens keeps the contended CPU free)."""
+def chat(service: ServiceProcess, model_id: str, max_tokens: int = 2, timeout_s: float = TIMEOUT_S) -> httpx.Response:
+    """One short chat completion (a couple of tokens keeps the contended CPU free).
+
+    ``timeout_s``: a request queued behind other models' loads answers when the service's own
+    ``queue_timeout_s`` says, however slow the machine - a test of queueing waits longer than that.
+    """
     return httpx.post(
         f"{service.url}/v1/chat/completions",
         json={"model": model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": max_tokens},
-        timeout=TIMEOUT_S,
+        timeout=timeout_s,
     )
 
 

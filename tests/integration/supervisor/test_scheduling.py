@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.supervisor.conftest import StartService
-from tests.support.api import chat, load, model_card
+from tests.support.api import TIMEOUT_S, chat, load, model_card
 from tests.support.busy import request_in_flight
 from tests.support.configs import GEMMA_ID, SMOLLM2_ID, gemma, smollm2
 from tests.support.service import ServiceProcess
@@ -18,6 +18,10 @@ from tests.support.service import ServiceProcess
 pytestmark = pytest.mark.integration
 
 TWO_MODELS = {SMOLLM2_ID: smollm2(), GEMMA_ID: gemma()}
+#: The service's deadline for a queued request (its default, stated here): it answers by then, 200 or 503
+#: ``queue_timeout``. How long a request waits for the other model's turn, a swap and a load depends on
+#: the machine's speed, so the client does not judge that: it waits for the service's answer.
+QUEUE_TIMEOUT_S = 300.0
 
 
 def model_loads(service: ServiceProcess) -> int:
@@ -30,12 +34,12 @@ def alternating(service: ServiceProcess, requests: int, concurrency: int) -> lis
     """``requests`` chats alternating SmolLM2, gemma, SmolLM2 ... with ``concurrency`` in the air at once."""
     order = [(SMOLLM2_ID, GEMMA_ID)[number % 2] for number in range(requests)]
     with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(lambda model_id: chat(service, model_id), order))
+        return list(pool.map(lambda model_id: chat(service, model_id, timeout_s=QUEUE_TIMEOUT_S + TIMEOUT_S), order))
 
 
 def test_requests_for_a_model_whose_room_is_busy_wait_and_are_served(start_service: StartService) -> None:
     # The issue's measurement: six concurrent requests alternating between two models gave three 507s.
-    service = start_service(TWO_MODELS, max_loaded_models=1)
+    service = start_service(TWO_MODELS, max_loaded_models=1, queue_timeout_s=QUEUE_TIMEOUT_S)
 
     responses = alternating(service, requests=6, concurrency=6)
 
@@ -43,7 +47,12 @@ def test_requests_for_a_model_whose_room_is_busy_wait_and_are_served(start_servi
 
 
 def test_alternating_traffic_for_two_models_in_one_slot_does_not_thrash(start_service: StartService) -> None:
-    service = start_service(TWO_MODELS, max_loaded_models=1)
+    # Only the queues decide when a model gives up its room: no turn ends by the clock (swap_max_wait_s
+    # outlasts every request's wait). With the 10 s default a slow machine serves fewer requests per
+    # turn and so swaps more; that rule has its own tests (tests/unit/supervisor/test_capacity.py).
+    service = start_service(
+        TWO_MODELS, max_loaded_models=1, queue_timeout_s=QUEUE_TIMEOUT_S, swap_max_wait_s=QUEUE_TIMEOUT_S
+    )
 
     responses = alternating(service, requests=40, concurrency=8)
 
