@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Collection
@@ -37,6 +36,7 @@ from inference_service.router.serving.errors import (
     not_found,
     service_unavailable,
     upstream_error,
+    upstream_error_of,
 )
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.ledger import UsageLedger
@@ -378,14 +378,9 @@ class Dispatcher:
                 stack.callback(response.close)
                 call.replied(response.status)
                 if response.status != 200:
-                    raw = await response.read()
-                    try:
-                        payload: Any = json.loads(raw)
-                    except ValueError:
-                        payload = raw.decode(errors="replace")
-                    raise upstream_error(response.status, payload)
-        except BaseException:
-            await stack.aclose()
+                    raise upstream_error_of(response.status, await response.read())
+        except BaseException as error:  # passed on, so the key's ledger counts an error, as post() does
+            await stack.__aexit__(type(error), error, error.__traceback__)
             raise
         runtime = self._runtimes.get(model_id, "unknown")
         return UpstreamStream(model_id, runtime, endpoint, response, stack, self.metrics, call, self)

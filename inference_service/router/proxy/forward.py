@@ -19,7 +19,7 @@ from inference_service.router.proxy.sse import OPENAI, StreamProtocol
 from inference_service.router.proxy.stream import EventStream, ProxiedStream
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import unless_disconnected
-from inference_service.router.serving.errors import upstream_error
+from inference_service.router.serving.errors import upstream_error_of
 from inference_service.router.serving.middleware import request_id_var
 from inference_service.runtimes.base import OPENAI_PATHS
 
@@ -58,11 +58,7 @@ async def forward(
             request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)
         )
         if reply.status != 200:
-            try:
-                payload: Any = reply.json()
-            except ValueError:
-                payload = reply.body.decode(errors="replace")
-            error = upstream_error(reply.status, payload)
+            error = upstream_error_of(reply.status, reply.body)
             if reply.status == 404 and path not in OPENAI_PATHS:  # likely a server without this endpoint: say so
                 error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
             raise error
