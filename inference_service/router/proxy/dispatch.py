@@ -145,6 +145,9 @@ class Dispatcher:
                 first_refusal = first_refusal or error
                 logger.info("model %s refused (%s); trying its fallbacks", candidate, error.code)
                 continue
+            except BaseException:  # cancelled (a hang-up, a cancel request): give back lease and slot now, not at GC
+                await attempt.aclose()
+                raise
             await stack.enter_async_context(attempt)
             if candidate != model_id:
                 assert first_refusal is not None

@@ -23,6 +23,7 @@ from inference_service.router.proxy.upstream import UpstreamClient, UpstreamRepl
 from inference_service.router.serving.errors import APIError
 from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
+from tests.support.configs import eventually
 from tests.unit.router.conftest import MakeHarness, read_request
 from tests.unit.supervisor.fakes import Harness
 
@@ -47,6 +48,38 @@ def parallel_one(harnesses: MakeHarness) -> Harness:
     harness = harnesses(["m"])
     harness.settings.models["m"].parallel = 1
     return harness
+
+
+async def test_a_stream_cancelled_while_its_model_loads_gives_back_its_lease_and_slot_at_once(
+    harnesses: MakeHarness,
+) -> None:
+    harness = parallel_one(harnesses)
+    harness.runtimes["m"].gate = asyncio.Event()  # the load hangs until released
+    dispatcher = Dispatcher(harness.settings, harness.supervisor, UpstreamClient(), Metrics())
+    opening = asyncio.create_task(dispatcher.open_stream("m", CHAT, {"messages": [], "stream": True}))
+    await eventually(lambda: held(harness, dispatcher, "m") == (1, 0, 1))  # leased, slot granted, loading
+
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+
+    assert held(harness, dispatcher, "m") == (0, 0, 0)
+
+
+async def test_a_stream_cancelled_while_queued_for_a_slot_gives_back_its_lease_at_once(
+    harnesses: MakeHarness,
+) -> None:
+    harness = parallel_one(harnesses)
+    dispatcher = Dispatcher(harness.settings, harness.supervisor, UpstreamClient(), Metrics())
+    async with dispatcher.admitted("m"):  # the only slot is taken
+        opening = asyncio.create_task(dispatcher.open_stream("m", CHAT, {"messages": [], "stream": True}))
+        await eventually(lambda: dispatcher.queues["m"].waiting == 1)
+
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+
+        assert (held(harness, dispatcher, "m"), dispatcher.queues["m"].waiting) == ((0, 1, 1), 0)
 
 
 class RedirectedUpstream(UpstreamClient):
