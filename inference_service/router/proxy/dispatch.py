@@ -379,7 +379,7 @@ class Dispatcher:
                 stack.callback(response.close)
                 call.replied(response.status)
                 if response.status != 200:
-                    raise upstream_error_of(response.status, await response.read())
+                    raise upstream_error_of(response.status, await self.upstream.error_body(response))
         except BaseException as error:  # passed on, so the key's ledger counts an error, as post() does
             await stack.__aexit__(type(error), error, error.__traceback__)
             raise

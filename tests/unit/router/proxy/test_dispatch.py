@@ -25,6 +25,7 @@ from inference_service.router.tenancy.ledger import UsageLedger
 from inference_service.runtimes.base import Endpoint
 from tests.support.configs import eventually
 from tests.unit.router.conftest import MakeHarness, read_request
+from tests.unit.router.proxy.test_upstream_reply_cap import LIMIT, replying
 from tests.unit.supervisor.fakes import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -85,8 +86,8 @@ async def test_a_stream_cancelled_while_queued_for_a_slot_gives_back_its_lease_a
 class RedirectedUpstream(UpstreamClient):
     """A real upstream client whose every call goes to ``base_url`` (the fake runtimes' endpoints lead nowhere)."""
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__(connect_timeout_s=2.0)
+    def __init__(self, base_url: str, max_reply_bytes: int = 256 * 2**20) -> None:
+        super().__init__(connect_timeout_s=2.0, max_reply_bytes=max_reply_bytes)
         self.base_url = base_url
 
     async def post(
@@ -121,12 +122,12 @@ async def failing_runtime() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def counted_dispatcher(
-    harness: Harness, base_url: str, tmp_path: Path
+    harness: Harness, base_url: str, tmp_path: Path, max_reply_bytes: int = 256 * 2**20
 ) -> AsyncIterator[tuple[Dispatcher, UsageLedger]]:
     """A dispatcher over a real upstream client to ``base_url`` and a real ledger (never flushed: its pending rows are read)."""
     metrics = Metrics()
     ledger = UsageLedger(Database(tmp_path / "usage.db"), metrics)
-    upstream = RedirectedUpstream(base_url)
+    upstream = RedirectedUpstream(base_url, max_reply_bytes)
     await upstream.start()
     try:
         yield Dispatcher(harness.settings, harness.supervisor, upstream, metrics, ledger), ledger
@@ -163,3 +164,19 @@ async def test_a_stream_whose_runtime_does_not_answer_counts_an_error_in_the_led
         usage = ledger.pending("m")
 
     assert (refused.value.code, usage.requests, usage.errors) == ("upstream_unavailable", 1, 1)
+
+
+async def test_a_streams_error_answer_is_read_only_up_to_max_reply_bytes(
+    harnesses: MakeHarness, tmp_path: Path
+) -> None:
+    async with (
+        replying(100 * LIMIT, chunked=True, status=b"500 Internal Server Error") as endpoint,
+        counted_dispatcher(harnesses(["m"]), endpoint.base_url, tmp_path, max_reply_bytes=LIMIT) as (dispatcher, _),
+    ):
+        with pytest.raises(APIError) as refused:
+            await dispatcher.open_stream("m", CHAT, {"messages": [], "stream": True})
+
+    assert (refused.value.status, refused.value.message) == (
+        500,
+        f"the reply exceeds {LIMIT:,} bytes (max_reply_bytes)",
+    )
