@@ -14,10 +14,10 @@ tokens are llama-server's own ``timings.prompt_n``. Medians over the rounds; tar
 either stop, at most 2x the warm turn's tokens and 1.5x its latency.
 
 Then **streams killed mid-answer**: greedy 200-token chat streams, each cut by a SIGKILL of
-SmolLM2's llama-server at a random point (proxy/resume/ continues them on the restarted
-child): the share completed without an error event (target: all), and - reported, not a target:
-tokenisation and numerics at the cut may turn greedy decoding another way - the share whose
-text equals the uninterrupted greedy answer.
+SmolLM2's llama-server at a random point (proxy/resume/ replays them on the restarted child:
+sent again and relayed from the cut): the share completed without an error event (target: all),
+and the share whose text equals the uninterrupted greedy answer (target: 90 %, the issue's 18 of
+20; continued from their text instead, 65-70 % were).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from tests.support.service import ServiceProcess, running_service
 
 CHAT_MODEL, OTHER_MODEL = "smollm2-135m-instruct", "gemma-3-270m"
 TOKENS_RATIO, LATENCY_RATIO = 2.0, 1.5
-#: The issue asks 90 % of killed greedy streams to equal the uninterrupted answer; the test measured 65-70 %.
+#: The issue asks 90 % of killed greedy streams to equal the uninterrupted answer.
+EQUAL_SHARE = 90.0
 KILLED_STREAMS_PER_ROUND, KILLED_TOKENS = 3, 200
 
 
@@ -102,9 +103,10 @@ def continuity(rounds: int, scratch: Path) -> Result:
         Row("streams killed mid-answer: share completed without an error event", "%", None, completed * 100),
         Row("streams killed mid-answer: share equal to the uninterrupted answer", "%", None, equal * 100),
     ]
-    result.targets.append(
-        Target("continuity: killed streams completed without an error event", completed * 100, ">=", 100, "%")
-    )
+    result.targets += [
+        Target("continuity: killed streams completed without an error event", completed * 100, ">=", 100, "%"),
+        Target("continuity: killed streams equal to the uninterrupted answer", equal * 100, ">=", EQUAL_SHARE, "%"),
+    ]
     result.notes = [
         f"the cold first turn (nothing kept) processed {cold.prompt_n} tokens in {cold.seconds * 1000:.0f} ms",
         f"{streams} greedy {KILLED_TOKENS}-token streams, each killed (SIGKILL of llama-server) at a random point",

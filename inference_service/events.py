@@ -62,19 +62,32 @@ class Event:
 
 @dataclass(eq=False)
 class Subscription:
-    """One listener's bounded buffer and filters. Iterate it to receive ``(event, dropped)``."""
+    """One listener's bounded buffer and filters. Iterate it to receive ``(event, dropped)``.
+
+    ``key`` set makes it one API key's view (a tenant without the ``admin`` scope): an event that
+    names a key (``request``) only when it names this one, and of the events that name none only
+    those about a model - a service-wide event (a config reload's reason) may name anything, other
+    keys included. A dictionary lookup per event: the bus's cost stays a few comparisons.
+    """
 
     models: frozenset[str] | None
     types: frozenset[str] | None
     capacity: int
+    key: str | None = None
     _buffer: deque[Event] = field(default_factory=deque)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _dropped: int = 0
 
     def wants(self, event: Event) -> bool:
-        return (self.types is None or event.type in self.types) and (
-            self.models is None or event.model is None or event.model in self.models
-        )
+        if self.types is not None and event.type not in self.types:
+            return False
+        if self.key is not None and not self._concerns_key(event):
+            return False
+        return self.models is None or event.model is None or event.model in self.models
+
+    def _concerns_key(self, event: Event) -> bool:
+        owner = event.data.get("key")
+        return owner == self.key if owner is not None else event.model is not None
 
     def offer(self, event: Event) -> None:
         """Buffer ``event`` without ever blocking: when full, the oldest unread event makes room."""
@@ -138,10 +151,15 @@ class EventBus:
         models: Collection[str] | None = None,
         types: Collection[str] | None = None,
         capacity: int = DEFAULT_SUBSCRIBER_BUFFER,
+        key: str | None = None,
     ) -> Subscription:
-        """A new listener; call :meth:`unsubscribe` when done (the SSE route does so in ``finally``)."""
+        """A new listener; call :meth:`unsubscribe` when done (the SSE route does so in ``finally``).
+        ``key``: one API key's view only (see :class:`Subscription`)."""
         subscription = Subscription(
-            models=frozenset(models) if models else None, types=frozenset(types) if types else None, capacity=capacity
+            models=frozenset(models) if models else None,
+            types=frozenset(types) if types else None,
+            capacity=capacity,
+            key=key,
         )
         self._subscriptions.add(subscription)
         return subscription

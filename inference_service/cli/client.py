@@ -21,11 +21,18 @@ from inference_service.cli.render import describe_event, model_line, print_json,
 
 
 def service_address(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
-    """The service's base URL and auth headers: flags first, then environment, then the config file."""
-    settings = settings_from_args(args)
-    url = (args.url or os.environ.get("INFERENCE_SERVICE_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
-    key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)  # INFERENCE_API_KEY too
-    return url, ({"Authorization": f"Bearer {key}"} if key else {})
+    """The service's base URL and auth headers: flags first, then environment, then the config file.
+
+    The config is read only for what the flags leave open: it is the service's, and its keys'
+    ``env:VAR`` secrets are set in the service's environment, not necessarily in this shell.
+    """
+    url = args.url or os.environ.get("INFERENCE_SERVICE_URL")
+    key = args.api_key
+    if url is None or key is None:
+        settings = settings_from_args(args)
+        url = url or f"http://{settings.host}:{settings.port}"
+        key = key or (settings.api_key.get_secret_value() if settings.api_key else None)  # INFERENCE_API_KEY too
+    return url.rstrip("/"), ({"Authorization": f"Bearer {key}"} if key else {})
 
 
 def error_message(response: httpx.Response) -> str:
@@ -115,8 +122,16 @@ LOAD_EVENT_GRACE_S = 5.0
 
 
 def cmd_models_load(args: argparse.Namespace) -> int:
-    """Load, printing the model's state changes and load progress (from /v1/events) while it loads."""
-    card = service_call(args, "GET", f"/v1/models/{quote(args.id, safe='')}")
+    """Load, printing the model's state changes and load progress (from /v1/events) while it loads.
+
+    The progress needs the ``read`` scope (the model's card, the events); a key with ``admin``
+    alone loads without it - the load's own answer is what counts.
+    """
+    try:
+        card = service_call(args, "GET", f"/v1/models/{quote(args.id, safe='')}")
+    except CLIError:  # not readable by this key (or no such model: the load says so, in its own words)
+        print(model_line(service_call(args, "POST", f"/v1/models/{quote(args.id, safe='')}/load")))
+        return 0
     model_id = card["id"]
     started = time.monotonic()
     subscribed, settled = threading.Event(), threading.Event()

@@ -24,10 +24,10 @@ class Seen:
 
 
 class RecordingHost:
-    def __init__(self, server: ThreadingHTTPServer) -> None:
+    def __init__(self, server: ThreadingHTTPServer, reply: bytes) -> None:
         self._server = server
         self.seen: list[Seen] = []
-        self.reply = b'{"status":"ok"}'
+        self.reply = reply
         self.hold = threading.Event()
         self.hold.set()
 
@@ -40,8 +40,8 @@ class RecordingHost:
 
 
 @contextmanager
-def recording_host() -> Iterator[RecordingHost]:
-    """A :class:`RecordingHost` on a free 127.0.0.1 port until the block exits."""
+def recording_host(reply: bytes = b'{"status":"ok"}') -> Iterator[RecordingHost]:
+    """A :class:`RecordingHost` answering ``reply`` on a free 127.0.0.1 port until the block exits."""
     host: RecordingHost
 
     class Handler(BaseHTTPRequestHandler):
@@ -64,7 +64,7 @@ def recording_host() -> Iterator[RecordingHost]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.protocol_version = "HTTP/1.1"
-    host = RecordingHost(server)
+    host = RecordingHost(server, reply)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from inference_service.events import MODEL_STATE, REQUEST, Event, EventBus
+from inference_service.events import CONFIG_RELOAD, MODEL_STATE, REQUEST, Event, EventBus
 
 
 async def test_subscriber_receives_matching_events_in_order() -> None:
@@ -70,3 +70,29 @@ def test_a_listener_that_raises_is_logged_and_counted_and_the_others_still_hear(
 
     assert heard == [published.seq] and bus.listener_errors == 1
     assert "a bug in a listener" in caplog.text
+
+
+def test_a_keys_subscription_gets_only_its_own_request_events() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe(key="batch")
+    bus.publish(REQUEST, "a", key="other", path="/v1/chat/completions")
+    bus.publish(REQUEST, None, key="other", path="/v1/chat/completions")  # no model: before it was resolved
+    own = bus.publish(REQUEST, "a", key="batch", path="/v1/chat/completions")
+    assert list(subscription._buffer) == [own]
+
+
+def test_a_keys_subscription_gets_the_events_of_models_but_no_service_wide_one() -> None:
+    """A service-wide event (a config reload's) may name anything - a rejected reload's reason names
+    the key whose secret is missing - so a key's view keeps the events about a model only."""
+    bus = EventBus()
+    subscription = bus.subscribe(key="batch")
+    bus.publish(CONFIG_RELOAD, ok=False, trigger="api", reason="keys.ops.key: environment variable OPS is not set")
+    state = bus.publish(MODEL_STATE, "a", state="loaded")
+    assert list(subscription._buffer) == [state]
+
+
+def test_a_subscription_for_every_key_gets_every_event() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe()
+    published = [bus.publish(REQUEST, "a", key="other"), bus.publish(CONFIG_RELOAD, ok=True, trigger="api")]
+    assert list(subscription._buffer) == published

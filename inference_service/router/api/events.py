@@ -64,12 +64,13 @@ async def events(
         raise APIError(
             400, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}", param="types"
         )
-    wanted_models = [svc.resolver.resolve(name) for name in _names(model)]  # 404 for an unknown name
-    for model_id in wanted_models:
-        keys.check_model(model_id)
-    if not wanted_models and (allowed := keys.current().models) is not None:
-        wanted_models = sorted(allowed) or [""]  # a key with no model sees events of no model
+    wanted_models = [svc.resolver.usable(name) for name in _names(model)]
+    tenant = keys.current()
+    if not wanted_models and tenant.models is not None:
+        wanted_models = sorted(tenant.models) or [""]  # a key with no model sees events of no model
     bus = svc.supervisor.events
-    subscription = bus.subscribe(models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER)
+    subscription = bus.subscribe(
+        models=wanted_models or None, types=wanted_types or None, capacity=SUBSCRIBER_BUFFER, key=tenant.records_of
+    )
     mark_feed(request.scope)
     return EventStream(Feed(_stream(bus, subscription)))

@@ -20,7 +20,6 @@ from inference_service.router.proxy.stream import EventStream, Feed
 from inference_service.router.services import services
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
 from inference_service.router.serving.inflight import mark_feed
-from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
 
 router = APIRouter()
@@ -100,8 +99,7 @@ async def model_logs(
     tail: int | None = Query(None, ge=0, description="only the last N buffered lines"),
 ) -> dict[str, Any] | EventStream:
     svc = services(request)
-    model_id = svc.resolver.resolve(name)  # 404 for an unknown name
-    keys.check_model(model_id)
+    model_id = svc.resolver.usable(name)
     buffered = list(svc.supervisor.logs(model_id))
     if not follow:
         return {"id": model_id, "object": "model.logs", "lines": _last(buffered, tail)}

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from inference_service.router.services import Services, services
-from inference_service.router.serving.errors import APIError, map_supervisor_errors, not_found
+from inference_service.router.serving.errors import map_supervisor_errors
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
 from inference_service.supervisor import ModelState, ModelStatus
@@ -86,16 +86,6 @@ def replica_cards(status: ModelStatus) -> dict[str, Any]:
     }
 
 
-def named_model(svc: Services, name: str) -> str:
-    """The id of the model a path names (the ops endpoints); 404 if none does, 403 if the key may not use it."""
-    try:
-        model_id = svc.resolver.resolve(name)
-    except APIError:
-        raise not_found(f"The model '{name}' does not exist", param=None) from None
-    keys.check_model(model_id)
-    return model_id
-
-
 @router.get("/v1/models")
 @requires("inference", "read")
 async def list_models(request: Request) -> dict[str, Any]:
@@ -120,7 +110,7 @@ async def load(svc: Services, model_id: str) -> None:
 @requires("admin")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = named_model(svc, name)
+    model_id = svc.resolver.usable(name)
     with map_supervisor_errors():  # the card too: a reload may have removed the model meanwhile
         await svc.supervisor.load(model_id)
         return model_card(svc, model_id)
@@ -130,7 +120,7 @@ async def load_model(name: str, request: Request) -> dict[str, Any]:
 @requires("admin")
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    model_id = named_model(svc, name)
+    model_id = svc.resolver.usable(name)
     with map_supervisor_errors():  # a reload may remove the model while it drains: a 404 like any unknown name
         await svc.supervisor.unload(model_id)
         return model_card(svc, model_id)
@@ -140,4 +130,4 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
 @requires("inference", "read")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     svc = services(request)
-    return model_card(svc, named_model(svc, name))
+    return model_card(svc, svc.resolver.usable(name))

@@ -28,11 +28,20 @@ async def health() -> dict[str, str]:
 @requires()
 async def ready(request: Request) -> JSONResponse:
     """200 once any model is loaded, else 503. Which models, in which state: for a key with ``read``
-    scope (or when no key is configured) - a load balancer's probe needs the status only."""
+    scope (or when no key is configured), the models it may use - a load balancer's probe needs the
+    status only. Readiness itself is the service's: any model loaded, whoever's it is."""
     svc = services(request)
     states = {model_id: svc.supervisor.status(model_id).state.value for model_id in svc.supervisor.model_ids}
     loaded = [model_id for model_id, state in states.items() if state == ModelState.LOADED]
-    detail = {"loaded_models": loaded, "models": states} if "read" in keys.current().scopes else {}
+    tenant = keys.current()
+    detail = (
+        {
+            "loaded_models": list(filter(tenant.may_use, loaded)),
+            "models": {model_id: state for model_id, state in states.items() if tenant.may_use(model_id)},
+        }
+        if "read" in tenant.scopes
+        else {}
+    )
     if loaded:
         return JSONResponse({"status": "ready", **detail})
     return JSONResponse({"status": "not_ready", "reason": "no model is loaded", **detail}, status_code=503)

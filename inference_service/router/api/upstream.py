@@ -18,7 +18,6 @@ from urllib.parse import unquote
 import aiohttp
 from fastapi import APIRouter, Request, Response
 
-from inference_service.router.api.models import named_model
 from inference_service.router.services import Services, services
 from inference_service.router.serving.errors import APIError, map_supervisor_errors, service_unavailable
 from inference_service.router.tenancy.scopes import requires
@@ -62,7 +61,7 @@ def contained_path(path: str) -> str:
 @requires("admin")
 async def upstream(name: str, path: str, request: Request) -> Response:
     svc = services(request)
-    model_id = named_model(svc, name)
+    model_id = svc.resolver.usable(name)
     path = contained_path(path)
     started = time.perf_counter()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from inference_service.config import Settings
 from inference_service.router.proxy.schemas import ROLE_FOR_TASK, TaskType
 from inference_service.router.serving.errors import APIError, not_found
+from inference_service.router.tenancy import keys
 
 
 class ModelResolver:
@@ -37,7 +38,20 @@ class ModelResolver:
         try:
             return self._names[bare]
         except KeyError:
-            raise not_found(f"The model '{name}' does not exist. Available: {', '.join(self._roles)}") from None
+            available = ", ".join(filter(keys.current().may_use, self._roles))  # never the models of other keys
+            raise not_found(f"The model '{name}' does not exist. Available: {available}") from None
+
+    def usable(self, name: str, task_type: TaskType = TaskType.GENERAL) -> str:
+        """The id of the model ``name`` means (:meth:`for_task`), if the request's key may use it.
+
+        The one resolution of every route that names a model for the key (the model and log
+        endpoints, ``/v1/events``, Ollama's): the same 404 ``model_not_found`` for a name nobody
+        configured, the same 403 ``permission_denied`` for a model outside the key's ``models`` -
+        each in its API's envelope, which the exception handler chooses by path.
+        """
+        model_id = self.for_task(name, task_type)
+        keys.check_model(model_id)
+        return model_id
 
     def is_default_request(self, name: str | None) -> bool:
         """True when the client did not pick a specific model (nothing, or the default)."""

@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from inference_service.config import Settings
-from inference_service.config.keys import LEGACY_KEY_NAME, SCOPES, KeyConfig, key_models
+from inference_service.config.keys import LEGACY_KEY_NAME, SCOPES, KeyConfig, Scope, key_models
 from inference_service.router.serving.errors import APIError
 
 
@@ -41,6 +41,12 @@ class Tenant:
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
+
+    @property
+    def records_of(self) -> str | None:
+        """Whose requests this key may see (activity, live ``request`` events): its own - or, with the
+        ``admin`` scope, every key's (None)."""
+        return None if "admin" in self.scopes else self.name
 
     def describe(self) -> dict[str, object]:
         """What a key may know about itself (``GET /v1/key``): never its secret, never other keys."""
@@ -88,6 +94,21 @@ def check_model(model_id: str, tenant: Tenant | None = None) -> None:
             type="permission_error",
             param="model",
             code="permission_denied",
+        )
+
+
+def check_scope(scope: Scope, action: str, param: str | None = None) -> None:
+    """403 ``permission_denied`` when the current key lacks ``scope`` for ``action`` - for what a route
+    decides by the request's body, past the gate (which checks the route's own scopes)."""
+    tenant = _current.get()
+    if scope not in tenant.scopes:
+        raise APIError(
+            403,
+            f"the key {tenant.name!r} lacks the {scope!r} scope that {action} needs",
+            type="permission_error",
+            param=param,
+            code="permission_denied",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
         )
 
 

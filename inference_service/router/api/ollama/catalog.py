@@ -80,13 +80,11 @@ def resolve(svc: Services, name: str, task_type: TaskType = TaskType.GENERAL) ->
     """The model id an Ollama name means: an id or alias, with or without ``:latest``; 404 otherwise,
     403 when the request's key may not use it."""
     try:
-        model_id = svc.resolver.for_task(name, task_type)
-    except APIError:
-        if not name.endswith(_LATEST):
+        return svc.resolver.usable(name, task_type)
+    except APIError as error:
+        if error.status != 404 or not name.endswith(_LATEST):
             raise
-        model_id = svc.resolver.for_task(name.removesuffix(_LATEST), task_type)
-    keys.check_model(model_id)
-    return model_id
+        return svc.resolver.usable(name.removesuffix(_LATEST), task_type)
 
 
 def _timestamp(seconds: float) -> str:

@@ -12,6 +12,7 @@ those endpoints answer 403 saying so, rather than 404.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,7 +51,10 @@ from inference_service.router.services import Services, services
 from inference_service.router.serving.body import parse_body, validation_error
 from inference_service.router.serving.errors import APIError, map_supervisor_errors
 from inference_service.router.serving.escaped_json import EscapedJSONResponse
+from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.scopes import requires
+
+logger = logging.getLogger(__name__)
 
 #: The Ollama API version this server answers as (``GET /api/version``): the docs/api.md it follows.
 OLLAMA_API_VERSION = "0.33.0"
@@ -113,9 +117,27 @@ def _json(payload: dict[str, Any], upstream: Response | None = None) -> Response
     return EscapedJSONResponse(payload, headers={SERVED_MODEL_HEADER: served} if served else None)
 
 
-def _keep_alive(svc: Services, model_id: str, keep_alive: KeepAlive | None) -> float | None:
-    """Apply the request's ``keep_alive`` (or, without one, the model's ``ttl_s`` again); its seconds."""
-    seconds = keep_alive_s(keep_alive)
+def _keep_alive(svc: Services, model_id: str, keep_alive: KeepAlive | None, unload_only: bool = False) -> float | None:
+    """Apply the request's ``keep_alive`` (or, without one, the model's ``ttl_s`` again); its seconds.
+
+    A model's idle TTL is shared by every key, so changing it - or unloading the model - is an
+    admin's decision, as ``POST /v1/models/{id}/unload`` is: from a key without the ``admin``
+    scope an unload-only request (``keep_alive: 0``, nothing to generate) is a 403, and any other
+    request is served with its ``keep_alive`` ignored (logged; None: the model keeps its TTL).
+    Clients send ``keep_alive`` with ordinary requests, so refusing those would break them.
+    """
+    seconds = keep_alive_s(keep_alive)  # a bad value is a 400 whoever sends it
+    if "admin" not in keys.current().scopes:
+        if seconds == 0 and unload_only:
+            keys.check_scope("admin", "unloading a model (keep_alive: 0)", param="keep_alive")
+        if keep_alive is not None:
+            logger.info(
+                "model %s: keep_alive %s ignored: the key %r lacks the 'admin' scope a model's idle TTL needs",
+                model_id,
+                keep_alive,
+                keys.current().name,
+            )
+        return None
     with map_supervisor_errors():  # a model removed by a config reload after it was resolved: 404
         svc.supervisor.keep_alive(model_id, seconds)
     return seconds
@@ -194,7 +216,7 @@ async def chat(request: Request) -> Response:
     if body.orchestration_mode or body.preset or body.orchestration:
         return await _orchestrated(request, svc, body, raw)
     model_id = catalog.resolve(svc, body.model, body.task_type)
-    keep_alive = _keep_alive(svc, model_id, body.keep_alive)
+    keep_alive = _keep_alive(svc, model_id, body.keep_alive, unload_only=not body.messages)
     reply = OllamaReply(Source.CHAT, True, body.model, started)
     if not body.messages:
         return await _load_or_unload(svc, model_id, reply, keep_alive)
@@ -211,7 +233,7 @@ async def generate(request: Request) -> Response:
     svc = services(request)
     body, _ = await parse_body(request, OllamaGenerateRequest)
     model_id = catalog.resolve(svc, body.model)
-    keep_alive = _keep_alive(svc, model_id, body.keep_alive)
+    keep_alive = _keep_alive(svc, model_id, body.keep_alive, unload_only=not body.prompt and not body.suffix)
     call = generate_call(body, "chat" in svc.settings.models[model_id].served_capabilities)
     reply = OllamaReply(call.source, False, body.model, started)
     if not body.prompt and not body.suffix:

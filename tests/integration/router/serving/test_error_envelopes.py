@@ -52,8 +52,7 @@ REPLY = {
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[RecordingHost]:
-    with recording_host() as recorder:
-        recorder.reply = json.dumps(REPLY).encode()
+    with recording_host(reply=json.dumps(REPLY).encode()) as recorder:
         yield recorder
 
 
