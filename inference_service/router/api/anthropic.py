@@ -31,7 +31,7 @@ async def _proxy(request: Request, path: str, streamable: bool) -> Response:
     if body.stream and not streamable:
         raise APIError(400, f"{path} cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(body.model)
-    require(svc, model_id, path, raw)
+    require(svc, model_id, path)
     return await forward(request, svc, model_id, path, raw, body.stream, body.priority, ANTHROPIC)
 
 

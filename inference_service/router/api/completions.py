@@ -27,7 +27,7 @@ async def chat_completions(request: Request) -> Response:
     if "orchestration_mode" in raw or chat.preset or chat.orchestration:
         return await orchestrate(svc, chat, raw, request.receive)
     model_id = svc.resolver.for_task(chat.model, chat.task_type)
-    require(svc, model_id, "/v1/chat/completions", raw)
+    require(svc, model_id, "/v1/chat/completions")
     return await forward(request, svc, model_id, "/v1/chat/completions", raw, chat.stream, chat.priority)
 
 
@@ -37,7 +37,7 @@ async def completions(request: Request) -> Response:
     svc = services(request)
     completion, raw = await parse_body(request, CompletionRequest)
     model_id = svc.resolver.resolve(completion.model)
-    require(svc, model_id, "/v1/completions", raw)
+    require(svc, model_id, "/v1/completions")
     return await forward(request, svc, model_id, "/v1/completions", raw, completion.stream, completion.priority)
 
 
@@ -49,7 +49,7 @@ async def embeddings(request: Request) -> Response:
     if embedding.stream:
         raise APIError(400, "embeddings cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(embedding.model)
-    require(svc, model_id, "/v1/embeddings", raw)
+    require(svc, model_id, "/v1/embeddings")
     return await forward(request, svc, model_id, "/v1/embeddings", raw, False, embedding.priority)
 
 

@@ -28,7 +28,7 @@ async def _proxy(request: Request) -> Response:
     if body.stream and not PATHS[path]:
         raise APIError(400, f"{path} cannot be streamed", param="stream")
     model_id = svc.resolver.resolve(body.model)
-    require(svc, model_id, path, raw)
+    require(svc, model_id, path)
     return await forward(request, svc, model_id, path, raw, body.stream, body.priority, LLAMACPP_NATIVE)
 
 

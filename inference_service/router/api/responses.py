@@ -23,5 +23,5 @@ async def responses(request: Request) -> Response:
     svc = services(request)
     body, raw = await parse_body(request, ProxiedRequest)
     model_id = svc.resolver.resolve(body.model)
-    require(svc, model_id, PATH, raw)
+    require(svc, model_id, PATH)
     return await forward(request, svc, model_id, PATH, raw, body.stream, body.priority, OPENAI_RESPONSES)

@@ -171,6 +171,6 @@ class ActivityMiddleware:
         if activity.endpoint is not None:
             if capture is not None and not self._history.wants_capture(activity.model, activity.key):
                 capture = None
-            record_id = self._history.add(summary, time.time(), capture)
+            kept = self._history.add(summary, time.time(), capture)
             fields = {key: value for key, value in summary.items() if key != "model"}  # the event's own field
-            self._events.publish(REQUEST, activity.model, activity_id=record_id, captured=capture is not None, **fields)
+            self._events.publish(REQUEST, activity.model, activity_id=kept.record_id, captured=kept.captured, **fields)

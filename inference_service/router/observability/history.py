@@ -24,7 +24,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 from starlette.types import Message
@@ -125,6 +125,14 @@ class Page:
     complete: bool  # False when the database could not be read (then there are no records)
 
 
+class Kept(NamedTuple):
+    """What :meth:`ActivityHistory.add` kept of a request: its record's id (None: dropped, over
+    MAX_PENDING) and whether its capture (False: none, or dropped over MAX_PENDING_CAPTURE_BYTES)."""
+
+    record_id: int | None
+    captured: bool
+
+
 class ActivityHistory(BatchWriter):
     """The records of requests to models and their captures: on the event loop, one append per request."""
 
@@ -156,12 +164,13 @@ class ActivityHistory(BatchWriter):
     def wants_capture(self, model: str | None, key: str | None) -> bool:
         return model in self._capture_models or key in self._capture_keys
 
-    def add(self, summary: dict[str, Any], ended_at: float, capture: Capture | None) -> int:
-        """Keep a finished request's record (and its capture); its id. ``ended_at``: Unix seconds."""
-        record_id = self._last_id = max(self._last_id + 1, int(ended_at * US))
+    def add(self, summary: dict[str, Any], ended_at: float, capture: Capture | None) -> Kept:
+        """Keep a finished request's record (and its capture), as far as the pending bounds allow: what
+        was kept, for the ``request`` event to tell no more than that. ``ended_at``: Unix seconds."""
         if len(self._pending) >= MAX_PENDING:
             self._lost.inc()
-            return record_id
+            return Kept(None, False)
+        record_id = self._last_id = max(self._last_id + 1, int(ended_at * US))
         if capture is not None:
             size = len(capture.request.kept) + len(capture.response.kept)
             if self._pending_capture_bytes + size > MAX_PENDING_CAPTURE_BYTES:
@@ -169,7 +178,7 @@ class ActivityHistory(BatchWriter):
             else:
                 self._pending_capture_bytes += size
         self._pending.append((record_id, summary, capture))
-        return record_id
+        return Kept(record_id, capture is not None)
 
     async def on_interval(self) -> None:
         if self._prune_due or time.monotonic() - self._last_prune >= PRUNE_INTERVAL_S:

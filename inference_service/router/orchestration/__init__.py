@@ -33,7 +33,7 @@ from inference_service.router.orchestration.runner import (
     sum_usage,
 )
 from inference_service.router.proxy.schemas import ChatCompletionRequest, OrchestrationMode
-from inference_service.router.proxy.sse import DONE, OPENAI, error_event
+from inference_service.router.proxy.sse import DONE, OPENAI, asking_usage, error_event, wants_usage
 from inference_service.router.proxy.stream import Emit, EventStream, Headers, ProxiedStream
 from inference_service.router.proxy.upstream import UpstreamUnreachable
 from inference_service.router.services import Services
@@ -164,12 +164,6 @@ def _chunk(
     }
 
 
-def _wants_usage(raw: dict[str, Any]) -> bool:
-    """Whether the client asked for a usage chunk (``stream_options.include_usage``)."""
-    options = raw.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
 def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -277,7 +271,7 @@ class OrchestratedStream:
             last = _chunk(self._completion_id, self._created, model, {}, "stop")
         last["orchestration"] = _metadata(self._plan, self._runner, outcome, degraded)
         closing = _frame(last)
-        if _wants_usage(self._raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
+        if wants_usage(self._raw):  # as OpenAI does: one more chunk, with no choices, only when asked for
             usage_chunk = {
                 **_chunk(self._completion_id, self._created, model, {}, None),
                 "choices": [],
@@ -295,7 +289,7 @@ class OrchestratedStream:
         """
         started = time.time()
         stage = Stage(call.role, call.model, started, started)
-        body = {**self._runner.body(call.messages), "stream": True, "stream_options": {"include_usage": True}}
+        body = asking_usage({**self._runner.body(call.messages), "stream": True})
         span = self._runner.stage_span(call.role, call.model)  # ends with the relay; current only while opening
         dispatcher = self._svc.dispatcher
         stream = ProxiedStream(dispatcher, call.model, CHAT_PATH, body, self._priority, self._request_id, OPENAI)

@@ -29,21 +29,48 @@ MAX_BLOCKS = 256
 _PROMPT_KEYS = ("system", "instructions", "messages", "input", "prompt")
 
 
-def _parts(body: dict[str, Any]) -> Iterator[str]:
-    """The prompt's parts in order, each serialized on its own so that an earlier turn's are a prefix."""
+def _clipped(value: Any, limit: int) -> Any:
+    """``value`` with each string cut to ``limit`` characters: the first ``limit`` characters of its JSON
+    are the same (a character is one or more in JSON), without a 20 MB base64 image serialized whole."""
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, dict):
+        return {key: _clipped(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clipped(item, limit) for item in value]
+    return value
+
+
+def _serialized(body: dict[str, Any], limit: int) -> Iterator[str]:
     for key in _PROMPT_KEYS:
         value = body.get(key)
         if isinstance(value, str):
             yield value
         elif isinstance(value, list):
             for item in value:
-                yield item if isinstance(item, str) else json.dumps(item, sort_keys=True, separators=(",", ":"))
+                yield (
+                    item
+                    if isinstance(item, str)
+                    else json.dumps(_clipped(item, limit), sort_keys=True, separators=(",", ":"))
+                )
                 yield "\n"
+
+
+def prompt_parts(body: dict[str, Any], limit: int) -> Iterator[str]:
+    """The prompt's parts in order, each serialized on its own so that an earlier turn's are a prefix,
+    until ``limit`` characters are given: no more is serialized than the first ``limit`` characters
+    need (a 20 MB base64 image took 138 ms on the event loop, on every request, to be cut away)."""
+    given = 0
+    for part in _serialized(body, limit):
+        yield part[: limit - given]
+        given += len(part)
+        if given >= limit:
+            return
 
 
 def prefix_hashes(body: dict[str, Any]) -> tuple[int, ...]:
     """Chained hashes of the prompt's complete leading blocks, shortest prefix first."""
-    text = "".join(_parts(body))[: BLOCK_CHARS * MAX_BLOCKS]
+    text = "".join(prompt_parts(body, BLOCK_CHARS * MAX_BLOCKS))
     hashes: list[int] = []
     chain = hashlib.blake2b(digest_size=8)
     for start in range(0, len(text) - BLOCK_CHARS + 1, BLOCK_CHARS):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Collection
@@ -31,12 +30,14 @@ from inference_service.router.proxy.upstream import (
 )
 from inference_service.router.proxy.upstream_stream import UpstreamStream
 from inference_service.router.proxy.usage import usage_of
+from inference_service.router.proxy.values import check_values
 from inference_service.router.serving.errors import (
     APIError,
     map_supervisor_errors,
     not_found,
     service_unavailable,
     upstream_error,
+    upstream_error_of,
 )
 from inference_service.router.tenancy import keys
 from inference_service.router.tenancy.ledger import UsageLedger
@@ -83,8 +84,8 @@ class Dispatcher:
     def configure_queues(self, settings: Settings, restarting: Collection[str] = ()) -> None:
         """One admission queue per model; on a config reload, existing queues take the new limits
         at once (requests holding or awaiting a slot keep it) and removed models' queues go.
-        Routing (runtimes, fallbacks), request filters, the resume settings and which models prefill
-        take the new config at once too.
+        Routing (runtimes, fallbacks), request filters and value bounds, the resume settings and which
+        models prefill take the new config at once too.
 
         A ``restarting`` model's queue keeps its limits until the next call, once its new process
         serves: raised now, they would send waiting requests to the old process being drained.
@@ -93,6 +94,7 @@ class Dispatcher:
         self._replicated = any(model.replicas > 1 for model in settings.models.values())
         self.fallbacks = {model_id: settings.fallback_chain(model_id) for model_id in settings.models}
         self._filters = {model_id: model.filters for model_id, model in settings.models.items()}
+        self._models, self._max_logprobs = settings.models, settings.max_logprobs
         self.resume_streams, self.resume_max_attempts = settings.resume_streams, settings.resume_max_attempts
         self.resume_replay_max_tokens = settings.resume_replay_max_tokens
         # llama-server continues a final assistant message unless told not to; other runtimes may not.
@@ -113,20 +115,19 @@ class Dispatcher:
         for model_id in set(self.queues) - set(settings.models):
             del self.queues[model_id]
 
-    def _affinity(self, body: dict[str, Any]) -> Affinity | None:
-        """What chooses the replica of a model that has several (nothing to compute when none has)."""
-        return affinity_of(body) if self._replicated else None
-
     async def _admit(
-        self, stack: contextlib.AsyncExitStack, model_id: str, priority: int, affinity: Affinity | None = None
+        self, stack: contextlib.AsyncExitStack, model_id: str, path: str, body: dict[str, Any], priority: int
     ) -> tuple[str, Endpoint]:
         """Admit the request to ``model_id`` or, if that model cannot take it, to its first fallback that can.
 
         A fallback steps in only when the model itself refuses - it is ``failed``, can never
         fit (507), or its queue is full - never for the client's own errors (4xx) and never
         once an upstream has answered; and only a model the request's key may use.
+        Every call - any API's, an orchestration stage's - has its values checked here, against
+        the model that would serve it, before it is admitted (see values.py): 400 ``invalid_value``.
         Returns the id of the model that took the request.
         """
+        affinity = affinity_of(body) if self._replicated else None  # the replica of a model that has several
         first_refusal: APIError | None = None
         tenant = keys.current()
         priority = min(priority, tenant.max_priority)  # what the client asks, up to what its key allows
@@ -136,6 +137,8 @@ class Dispatcher:
         for candidate in (model_id, *fallbacks):
             attempt = contextlib.AsyncExitStack()
             try:
+                if (model := self._models.get(candidate)) is not None:  # a removed one: _admit_one's 404
+                    check_values(model, path, body, self._max_logprobs)
                 with map_supervisor_errors():
                     endpoint = await self._admit_one(attempt, candidate, priority, tenant, affinity)
             except APIError as error:
@@ -145,6 +148,9 @@ class Dispatcher:
                 first_refusal = first_refusal or error
                 logger.info("model %s refused (%s); trying its fallbacks", candidate, error.code)
                 continue
+            except BaseException:  # cancelled (a hang-up, a cancel request): give back lease and slot now, not at GC
+                await attempt.aclose()
+                raise
             await stack.enter_async_context(attempt)
             if candidate != model_id:
                 assert first_refusal is not None
@@ -273,16 +279,13 @@ class Dispatcher:
         self, model_id: str, path: str, body: dict[str, Any], priority: int, request_id: str | None
     ) -> UpstreamReply:
         async with contextlib.AsyncExitStack() as stack:
-            model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
+            model_id, endpoint = await self._admit(stack, model_id, path, body, priority)
             upstream, call = self._upstream_call(model_id, endpoint, path, body)
             with call:
                 try:
                     reply = await self.upstream.post(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
-                    unavailable = service_unavailable(
-                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                    )
-                    raise _DiedBeforeAnswering(unavailable, model_id, endpoint) from None
+                    raise _DiedBeforeAnswering(_did_not_answer(model_id, error), model_id, endpoint) from None
                 except ReplyTooLarge as error:
                     message = (
                         f"model {model_id!r} answered too much: {error}; ask for less (tokens, logprobs) or stream it"
@@ -365,30 +368,28 @@ class Dispatcher:
         stream holds the admission slot and the model's lease until it is closed (``async with``)."""
         stack = contextlib.AsyncExitStack()
         try:
-            model_id, endpoint = await self._admit(stack, model_id, priority, self._affinity(body))
+            model_id, endpoint = await self._admit(stack, model_id, path, body, priority)
             upstream, call = self._upstream_call(model_id, endpoint, path, body)
             stack.callback(call.end)  # the CLIENT span lasts as long as the stream
             with call.current():
                 try:
                     response = await self.upstream.open_stream(endpoint, path, upstream, request_id)
                 except UpstreamUnreachable as error:
-                    raise service_unavailable(
-                        f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1
-                    ) from None
+                    raise _did_not_answer(model_id, error) from None
                 stack.callback(response.close)
                 call.replied(response.status)
                 if response.status != 200:
-                    raw = await response.read()
-                    try:
-                        payload: Any = json.loads(raw)
-                    except ValueError:
-                        payload = raw.decode(errors="replace")
-                    raise upstream_error(response.status, payload)
-        except BaseException:
-            await stack.aclose()
+                    raise upstream_error_of(response.status, await self.upstream.error_body(response))
+        except BaseException as error:  # passed on, so the key's ledger counts an error, as post() does
+            await stack.__aexit__(type(error), error, error.__traceback__)
             raise
         runtime = self._runtimes.get(model_id, "unknown")
         return UpstreamStream(model_id, runtime, endpoint, response, stack, self.metrics, call, self)
+
+
+def _did_not_answer(model_id: str, error: UpstreamUnreachable) -> APIError:
+    """The 503 for a call whose runtime could not be reached or dropped it before answering."""
+    return service_unavailable(f"model {model_id!r} did not answer: {error}", "upstream_unavailable", 1)
 
 
 class _DiedBeforeAnswering(Exception):

@@ -15,11 +15,11 @@ from fastapi import Request, Response
 from inference_service.router.observability import activity, tracing
 from inference_service.router.proxy.dispatch import served_model_headers
 from inference_service.router.proxy.schemas import without_router_fields
-from inference_service.router.proxy.sse import OPENAI, StreamProtocol
+from inference_service.router.proxy.sse import OPENAI, StreamProtocol, asking_usage, wants_usage
 from inference_service.router.proxy.stream import EventStream, ProxiedStream
 from inference_service.router.services import Services
 from inference_service.router.serving.disconnect import unless_disconnected
-from inference_service.router.serving.errors import upstream_error
+from inference_service.router.serving.errors import upstream_error_of
 from inference_service.router.serving.middleware import request_id_var
 from inference_service.runtimes.base import OPENAI_PATHS
 
@@ -51,18 +51,19 @@ async def forward(
     activity.note(model=model_id, endpoint=endpoint)
     tracing.note_request(raw)
     if stream:
-        source = ProxiedStream(svc.dispatcher, model_id, path, body, priority, request_id, protocol)
+        # A chat stream is counted like any call: its usage is asked for, and hidden from a client that did not ask.
+        hide_usage = path == "/v1/chat/completions" and protocol is OPENAI and not wants_usage(body)
+        upstream_body = asking_usage(body) if hide_usage else body
+        source = ProxiedStream(
+            svc.dispatcher, model_id, path, upstream_body, priority, request_id, protocol, hide_usage
+        )
         return EventStream.for_model(svc, model_id, endpoint, started, source)
     try:
         reply = await unless_disconnected(
             request.receive, svc.dispatcher.post(model_id, path, body, priority, request_id)
         )
         if reply.status != 200:
-            try:
-                payload: Any = reply.json()
-            except ValueError:
-                payload = reply.body.decode(errors="replace")
-            error = upstream_error(reply.status, payload)
+            error = upstream_error_of(reply.status, reply.body)
             if reply.status == 404 and path not in OPENAI_PATHS:  # likely a server without this endpoint: say so
                 error.message = f"the runtime of model {model_id!r} answered 404 for {path}: {error.message}"
             raise error

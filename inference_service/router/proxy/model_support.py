@@ -6,11 +6,7 @@ than a load (seconds, memory) followed by the runtime's own, often cryptic, refu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from inference_service.config import Capability
-from inference_service.router.proxy.values import check_values
 from inference_service.router.services import Services
 from inference_service.router.serving.errors import APIError
 from inference_service.runtimes.factory import served_paths
@@ -33,9 +29,9 @@ def can_chat(svc: Services, model_id: str) -> bool:
     return "chat" in svc.settings.models[model_id].served_capabilities
 
 
-def require(svc: Services, model_id: str, path: str, raw: Mapping[str, Any] | None = None) -> None:
-    """400 when the model's runtime does not serve ``path``, the model lacks the capability it needs,
-    or a value of the request body ``raw`` is beyond what the model takes (see values.py)."""
+def require(svc: Services, model_id: str, path: str) -> None:
+    """400 when the model's runtime does not serve ``path`` or the model lacks the capability it needs.
+    (The request's values are checked by the dispatcher, for the model that serves the call.)"""
     model = svc.settings.models[model_id]
     paths = served_paths(model.runtime)
     if paths is not None and path not in paths:
@@ -60,5 +56,3 @@ def require(svc: Services, model_id: str, path: str, raw: Mapping[str, Any] | No
             param="model",
             code="capability_not_supported",
         )
-    if raw is not None:
-        check_values(model, path, raw, svc.settings.max_logprobs)

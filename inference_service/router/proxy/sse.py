@@ -4,9 +4,10 @@ that applies it. The engine that sends them is stream.py's :class:`EventStream`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,63 @@ LLAMACPP_NATIVE = StreamProtocol(
     ),
     error_ending=lambda message, code: error_event(message, code=code),
 )
+
+
+#: In a run of events, what any event that reports usage contains (compact JSON, as llama-server
+#: writes it): only the runs that contain it are parsed, the others cost one substring search.
+USAGE_MARK = b'"usage":{'
+
+
+def usage_in(payload: dict[str, Any]) -> object:
+    """The usage one event reports, where its API puts it: ``response.usage`` (the Responses API's
+    ``response.completed``), ``message.usage`` (Anthropic's ``message_start``: the input tokens),
+    else ``usage`` (an OpenAI chunk; Anthropic's ``message_delta``: the output tokens)."""
+    for holder in ("response", "message"):
+        if isinstance(nested := payload.get(holder), dict):
+            return nested.get("usage")
+    return payload.get("usage")
+
+
+def usages_in(run: bytes) -> Iterator[object]:
+    """The usage of each event of a run of complete events that reports one, in any API's framing
+    (``data: {...}``, or ``event: <name>`` then ``data: {...}``)."""
+    for event in run.split(b"\n\n"):
+        if USAGE_MARK in event and (data := event.find(b"data:")) >= 0:
+            with contextlib.suppress(ValueError):
+                payload = json.loads(event[data + 5 :])
+                if isinstance(payload, dict):
+                    yield usage_in(payload)
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    """Whether an OpenAI chat stream's client asked for its usage chunk (``stream_options.include_usage``)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def asking_usage(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat stream's body that asks for the usage chunk: without it the stream carries no
+    token counts, and the router counts every call's tokens (metrics, the key's ledger, its limits)."""
+    options = body.get("stream_options")
+    return {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+
+
+def without_usage_chunk(run: bytes) -> bytes:
+    """A run of OpenAI chat events without the usage chunk (no choices, only usage), for a client that
+    did not ask for it (:func:`asking_usage` asked upstream): it reads ``choices[0]`` of every chunk."""
+    if USAGE_MARK not in run:
+        return run
+    return b"".join(event + b"\n\n" for event in run.split(b"\n\n")[:-1] if not _is_usage_chunk(event))
+
+
+def _is_usage_chunk(event: bytes) -> bool:
+    if USAGE_MARK not in event or not event.startswith(b"data:"):
+        return False
+    try:
+        payload = json.loads(event[5:])
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("choices") == []
 
 
 async def relay_events(

@@ -47,6 +47,7 @@ from inference_service.router.proxy.sse import (
     STREAM_PROTOCOL_SCOPE_KEY,
     StreamProtocol,
     relay,
+    without_usage_chunk,
 )
 from inference_service.router.proxy.upstream_stream import UpstreamStream
 from inference_service.router.services import Services
@@ -224,7 +225,10 @@ class ProxiedStream:
         priority: int,
         request_id: str | None,
         protocol: StreamProtocol,
+        hide_usage: bool = False,
     ) -> None:
+        """``hide_usage``: ``body`` asked for an OpenAI chat stream's usage chunk that its client did
+        not (:func:`asking_usage`), so the chunk is counted but not sent."""
         self._dispatcher = dispatcher
         self.model_id = model_id
         self._path = path
@@ -232,6 +236,7 @@ class ProxiedStream:
         self._priority = priority
         self._request_id = request_id
         self.protocol = protocol
+        self._hide_usage = hide_usage
         self._upstream: UpstreamStream | None = None
 
     @property
@@ -247,6 +252,8 @@ class ProxiedStream:
         return await self._dispatcher.open_stream(self.model_id, self._path, body, self._priority, self._request_id)
 
     async def relay(self, emit: Emit) -> None:
+        if self._hide_usage:
+            emit = _without_usage_chunk(emit)
         continuation = continuation_for(self._dispatcher, self._path)
         if continuation is None:
             await relay(self.upstream.blocks(), self.protocol, emit)
@@ -265,6 +272,16 @@ class ProxiedStream:
     async def aclose(self) -> None:
         if self._upstream is not None:
             await self._upstream.aclose()
+
+
+def _without_usage_chunk(emit: Emit) -> Emit:
+    """``emit`` for a relay whose usage chunk the client did not ask for (see :func:`without_usage_chunk`)."""
+
+    async def emit_without_usage(data: bytes) -> None:
+        if data := without_usage_chunk(data):
+            await emit(data)
+
+    return emit_without_usage
 
 
 class Feed:

@@ -119,6 +119,14 @@ class UpstreamClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def error_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """A streamed call's error answer (a status other than 200), read like a reply: up to
+        ``max_reply_bytes``; past that, what it was instead (an error is told in far fewer bytes)."""
+        try:
+            return await self._read_capped(response)
+        except ReplyTooLarge as error:
+            return str(error).encode()
+
     async def open_stream(
         self, endpoint: Endpoint, path: str, body: Mapping[str, Any], request_id: str | None = None
     ) -> aiohttp.ClientResponse:

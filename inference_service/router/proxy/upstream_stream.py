@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Protocol
@@ -12,6 +11,7 @@ import aiohttp
 
 from inference_service.router.observability import tracing
 from inference_service.router.observability.metrics import Metrics
+from inference_service.router.proxy.sse import USAGE_MARK, usages_in
 from inference_service.router.proxy.upstream import UpstreamUnreachable, sse_blocks
 from inference_service.runtimes.base import Endpoint
 
@@ -83,8 +83,9 @@ class UpstreamStream:
                 if not self._first_token_seen and (b"data: {" in block or b"event: " in block):
                     self._first_token_seen = True  # OpenAI chunks; Anthropic/Responses events
                     self._metrics.observe_ttft(self.model_id, time.perf_counter() - self._started)
-                if b'"usage":{' in block and self._counts_usage:
-                    self._record_usage(block)
+                if USAGE_MARK in block and self._counts_usage:
+                    for usage in usages_in(block):
+                        self._accounting.record_usage(self.model_id, usage)
                 yield block
         except UpstreamUnreachable as error:  # say which runtime and what happened, not how aiohttp saw it
             self._accounting.call_failed(self.model_id)
@@ -99,9 +100,3 @@ class UpstreamStream:
             for event in block.split(b"\n\n"):
                 if event.strip():
                     yield event
-
-    def _record_usage(self, block: bytes) -> None:
-        for event in block.split(b"\n\n"):
-            if b'"usage":{' in event and event.startswith(b"data: "):
-                with contextlib.suppress(ValueError, AttributeError):
-                    self._accounting.record_usage(self.model_id, json.loads(event[6:]).get("usage"))

@@ -13,6 +13,7 @@ in another API's shape.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from types import TracebackType
 from typing import Any
@@ -204,3 +205,12 @@ def upstream_error(status: int, payload: Any) -> APIError:
     if status >= 500 and _MALFORMED_5XX.search(message):
         return APIError(400, message, type="invalid_request_error", code="invalid_value")
     return APIError(status if 400 <= status < 600 else 502, message, type=type_)
+
+
+def upstream_error_of(status: int, body: bytes) -> APIError:
+    """:func:`upstream_error` for a runtime's raw error body: JSON if it is, else its text."""
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        payload = body.decode(errors="replace")
+    return upstream_error(status, payload)

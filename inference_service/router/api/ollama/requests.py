@@ -27,6 +27,7 @@ from inference_service.router.api.ollama.schemas import (
     OllamaOptions,
     ThinkLevel,
 )
+from inference_service.router.proxy.sse import asking_usage
 from inference_service.router.serving.errors import APIError
 
 #: Ollama's per-request options and the field each becomes in the OpenAI body (llama.cpp's own
@@ -203,7 +204,7 @@ def _refuse_logprobs(request: OllamaChatRequest | OllamaGenerateRequest) -> None
 
 def _streamed(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     """The body with ``stream``; a stream asks for usage (the token counts of the last line)."""
-    return {**body, "stream": True, "stream_options": {"include_usage": True}} if stream else body
+    return asking_usage({**body, "stream": True}) if stream else body
 
 
 def chat_call(request: OllamaChatRequest) -> UpstreamCall:

@@ -226,6 +226,7 @@ async function refreshModels() {
 
 function onEvent(event) {
   if (event.type === "request") {
+    if (event.activity_id == null) return; // a record the history dropped: the table shows the history
     addActivity({...event, id: event.activity_id});
     return trimActivity();
   }

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from inference_service.router.proxy.resume.echo import Echo
+from inference_service.router.proxy.sse import usage_in
 
 
 class NotResumable(Exception):
@@ -155,7 +156,7 @@ async def rewritten(
             rewritten_payload = continuation.rewrite(name, payload, resumed)
             if rewritten_payload is None:
                 continue
-            if isinstance(usage := _usage_in(rewritten_payload), dict):
+            if isinstance(usage := usage_in(rewritten_payload), dict):
                 usage_seen(usage)
             text = json.dumps(rewritten_payload, ensure_ascii=False, separators=(",", ":"))
             for new, old in resumed.renamed.items():
@@ -168,11 +169,6 @@ async def rewritten(
         elif time.monotonic() - quiet_since >= keepalive_s:
             quiet_since = time.monotonic()
             yield KEEPALIVE
-
-
-def _usage_in(payload: dict[str, Any]) -> object:
-    response = payload.get("response")
-    return response.get("usage") if isinstance(response, dict) else payload.get("usage")
 
 
 def shift_usage(usage: object, tokens: int) -> None:
@@ -350,7 +346,7 @@ class ResponsesContinuation:
             return payload if payload["delta"] else None
         if name not in self._OPENING:
             resumed.echo.ending()
-        shift_usage(_usage_in(payload), resumed.shift)
+        shift_usage(usage_in(payload), resumed.shift)
         return payload
 
 

@@ -58,3 +58,33 @@ def test_a_token_id_past_the_vocabulary_is_a_400_from_the_runtimes_500(client: h
     response = client.post("/detokenize", json={"model": SMOLLM2_ID, "tokens": [999999999]})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_value"
+
+
+def test_an_ollama_num_predict_beyond_32_bits_is_a_400_that_never_reaches_the_runtime(
+    client: httpx.Client, tap: Wiretap
+) -> None:
+    marker = uuid.uuid4().hex
+    body = {
+        "model": TAPPED_ID,
+        "stream": False,
+        "messages": [{"role": "user", "content": marker}],
+        "options": {"num_predict": 4294967300},
+    }
+    response = client.post("/api/chat", json=body)
+    assert response.status_code == 400, response.text
+    assert "4294967300" in response.json()["error"]  # Ollama's envelope: the message as a string
+    assert not [request for request in tap.requests() if marker.encode() in request.body]
+
+
+def test_an_orchestrated_max_tokens_beyond_32_bits_is_a_400_that_never_reaches_the_runtime(
+    client: httpx.Client, tap: Wiretap
+) -> None:
+    marker = uuid.uuid4().hex
+    body = chat_body(
+        model=TAPPED_ID,
+        orchestration_mode="single",
+        max_tokens=4294967300,
+        messages=[{"role": "user", "content": marker}],
+    )
+    assert_refused(client.post("/v1/chat/completions", json=body), 400, "max_tokens")
+    assert not [request for request in tap.requests() if marker.encode() in request.body]

@@ -12,12 +12,20 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from inference_service.config import Settings
+from inference_service.events import REQUEST as REQUEST_EVENT
 from inference_service.events import EventBus
 from inference_service.router.database import Database
 from inference_service.router.observability import activity
 from inference_service.router.observability.activity import ActivityMiddleware
-from inference_service.router.observability.history import ActivityHistory, Query
+from inference_service.router.observability.history import (
+    MAX_PENDING,
+    MAX_PENDING_CAPTURE_BYTES,
+    ActivityHistory,
+    Capture,
+    Query,
+)
 from inference_service.router.observability.metrics import Metrics
+from tests.unit.router.observability.test_history import summary
 
 REMOTE = {"runtime": "remote", "url": "http://127.0.0.1:9"}
 REQUEST = b'{"model": "m", "messages": [{"role": "user", "content": "a secret prompt"}]}'
@@ -35,8 +43,11 @@ async def history_on(path: Path, **config: Any) -> AsyncIterator[ActivityHistory
         await database.close()
 
 
-async def serve(history: ActivityHistory, model: str, key: str | None = None) -> list[Receive]:
-    """One streamed chat request for ``model`` through the middleware; the ``receive`` the app was given."""
+async def serve(
+    history: ActivityHistory, model: str, key: str | None = None, events: EventBus | None = None
+) -> list[Receive]:
+    """One streamed chat request for ``model`` through the middleware (its ``request`` event on
+    ``events``); the ``receive`` the app was given."""
     given: list[Receive] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,7 +66,7 @@ async def serve(history: ActivityHistory, model: str, key: str | None = None) ->
         return None
 
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
-    await ActivityMiddleware(app, EventBus(), history)(scope, receive, send)
+    await ActivityMiddleware(app, events or EventBus(), history)(scope, receive, send)
     given.append(receive)
     return given
 
@@ -87,3 +98,33 @@ async def test_a_captured_keys_requests_are_kept_on_any_model(tmp_path: Path) ->
         await serve(history, "m", key="k")
         await serve(history, "m", key=None)
         assert [record["captured"] for record in (await history.query(Query())).records] == [False, True]
+
+
+async def request_event(history: ActivityHistory, model: str) -> dict[str, Any]:
+    """The ``request`` event of one request served through the middleware: its data."""
+    events = EventBus()
+    subscription = events.subscribe(types=[REQUEST_EVENT])
+    await serve(history, model, events=events)
+    event, _ = await subscription.next()
+    return event.data
+
+
+async def test_the_request_event_claims_no_capture_the_history_dropped(tmp_path: Path) -> None:
+    async with history_on(tmp_path / "router.db", models={"m": {**REMOTE, "capture": True}}) as history:
+        pending = Capture(limit=MAX_PENDING_CAPTURE_BYTES)  # the pending captures' bound, already reached
+        pending.request.add(b"x" * MAX_PENDING_CAPTURE_BYTES)
+        history.add(summary(), 1_800_000_000.0, pending)
+
+        event = await request_event(history, "m")
+
+    assert event["activity_id"] is not None and event["captured"] is False
+
+
+async def test_the_request_event_names_no_record_the_history_dropped(tmp_path: Path) -> None:
+    async with history_on(tmp_path / "router.db", models={"m": {**REMOTE, "capture": True}}) as history:
+        for _ in range(MAX_PENDING):  # the pending records' bound, reached before a write
+            history.add(summary(), 1_800_000_000.0, None)
+
+        event = await request_event(history, "m")
+
+    assert (event["activity_id"], event["captured"]) == (None, False)

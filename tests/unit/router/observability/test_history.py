@@ -49,10 +49,10 @@ def ids(records: list[dict[str, Any]]) -> list[int]:
 async def test_records_come_back_newest_first_and_a_page_stays_put_while_requests_arrive(tmp_path: Path) -> None:
     async with history_on(tmp_path / "router.db") as history:
         now = time.time()
-        first = [history.add(summary(), now, None) for _ in range(5)]
+        first = [history.add(summary(), now, None).record_id for _ in range(5)]
         page = await history.query(Query(limit=2))
         assert ids(page.records) == first[:-3:-1] and page.has_more and page.complete
-        later = [history.add(summary(), now, None) for _ in range(3)]  # newer records arrive between pages
+        later = [history.add(summary(), now, None).record_id for _ in range(3)]  # newer records arrive between pages
         second = await history.query(Query(before=page.records[-1]["id"], limit=2))
         third = await history.query(Query(before=second.records[-1]["id"], limit=2))
         assert ids(second.records) + ids(third.records) == first[2::-1] and not third.has_more
@@ -61,17 +61,17 @@ async def test_records_come_back_newest_first_and_a_page_stays_put_while_request
 
 async def test_ids_are_the_end_times_in_microseconds_unique_even_within_one(tmp_path: Path) -> None:
     async with history_on(tmp_path / "router.db") as history:
-        same_moment = [history.add(summary(), 1_800_000_000.0, None) for _ in range(3)]
+        same_moment = [history.add(summary(), 1_800_000_000.0, None).record_id for _ in range(3)]
     assert same_moment == [1_800_000_000_000_000, 1_800_000_000_000_001, 1_800_000_000_000_002]
 
 
 async def test_filters_by_model_status_key_and_time(tmp_path: Path) -> None:
     async with history_on(tmp_path / "router.db") as history:
         now = time.time()
-        old = history.add(summary("m1", 200), now - 3600, None)
-        ok = history.add(summary("m1", 200), now, None)
-        missing = history.add(summary("m2", 404, key="bob"), now, None)
-        broken = history.add(summary("m2", 502), now, None)
+        old = history.add(summary("m1", 200), now - 3600, None).record_id
+        ok = history.add(summary("m1", 200), now, None).record_id
+        missing = history.add(summary("m2", 404, key="bob"), now, None).record_id
+        broken = history.add(summary("m2", 502), now, None).record_id
         selected = {
             "m2": Query(model="m2"),
             "4xx": Query(status_from=400, status_to=499),
@@ -95,8 +95,8 @@ async def test_records_and_captures_survive_a_reopen(tmp_path: Path) -> None:
     capture.request.add(b'{"prompt": "hi"}')
     capture.response.add(b'{"text": "hello"}')
     async with history_on(tmp_path / "router.db") as history:
-        captured = history.add(summary(ttft_ms=12.5), time.time(), capture)
-        plain = history.add(summary(), time.time(), None)
+        captured = history.add(summary(ttft_ms=12.5), time.time(), capture).record_id
+        plain = history.add(summary(), time.time(), None).record_id
     async with history_on(tmp_path / "router.db") as reopened:
         records = (await reopened.query(Query())).records
         assert [(record["id"], record["captured"], record["status"]) for record in records] == [
@@ -122,7 +122,7 @@ async def test_a_zero_limit_keeps_no_bytes_but_the_size(tmp_path: Path) -> None:
     capture = Capture(limit=0)
     capture.request.add(b"secret prompt")
     async with history_on(tmp_path / "router.db") as history:
-        record = history.add(summary(), time.time(), capture)
+        record = history.add(summary(), time.time(), capture).record_id
         captured = await history.capture(record)
         assert captured is not None and captured["request"] == {"body": "", "bytes": 13, "truncated": True}
 
@@ -132,8 +132,8 @@ async def test_pruning_drops_records_and_captures_past_the_retention(tmp_path: P
     capture.request.add(b"old prompt")
     async with history_on(tmp_path / "router.db", settings(activity_retention_days=1)) as history:
         now = time.time()
-        expired = history.add(summary(), now - 1.5 * DAY_S, capture)
-        kept = history.add(summary(), now - 0.5 * DAY_S, None)
+        expired = history.add(summary(), now - 1.5 * DAY_S, capture).record_id
+        kept = history.add(summary(), now - 0.5 * DAY_S, None).record_id
         await history.flush()
         await history.prune()
         assert ids((await history.query(Query())).records) == [kept]

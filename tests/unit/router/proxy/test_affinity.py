@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference_service.router.proxy.affinity import BLOCK_CHARS, affinity_of, prefix_hashes
+from inference_service.router.proxy.affinity import BLOCK_CHARS, MAX_BLOCKS, affinity_of, prefix_hashes, prompt_parts
 from inference_service.router.serving.middleware import session_id_var
 
 SYSTEM = {"role": "system", "content": "You answer questions about the ledger. " * 40}
@@ -45,3 +45,26 @@ def test_the_session_header_beats_the_user_field() -> None:
         assert affinity_of(body).session == "conversation-7"
     finally:
         session_id_var.reset(token)
+
+
+class Unserializable:
+    """What ``json`` cannot serialize: reaching it proves the prompt past the hashed blocks was serialized."""
+
+
+def test_the_prompt_past_the_hashed_blocks_is_never_serialized() -> None:
+    past_the_blocks = BLOCK_CHARS * MAX_BLOCKS
+    body = {
+        "messages": [{"role": "user", "content": "x" * past_the_blocks}, {"role": "user", "image": Unserializable()}]
+    }
+
+    assert len(prefix_hashes(body)) == MAX_BLOCKS
+
+
+def test_a_huge_image_is_serialized_only_as_far_as_the_hashed_blocks() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 20_000_000}}
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, image]}]}
+
+    parts = list(prompt_parts(body, BLOCK_CHARS * MAX_BLOCKS))
+
+    assert sum(map(len, parts)) == BLOCK_CHARS * MAX_BLOCKS
+    assert len(prefix_hashes(body)) == MAX_BLOCKS

@@ -18,6 +18,8 @@ from inference_service.router.proxy.sse import (
     OPENAI_RESPONSES,
     StreamProtocol,
     relay,
+    usages_in,
+    without_usage_chunk,
 )
 from inference_service.router.proxy.upstream import MAX_EVENT_BYTES, UpstreamUnreachable, sse_blocks
 
@@ -135,3 +137,32 @@ async def test_a_reframed_stream_sends_the_clients_framing_up_to_the_upstreams_l
 async def test_a_reframed_stream_cut_short_ends_with_the_error_ending_as_it_is() -> None:
     sent = await _relayed(_reframed(b"framed:"), _reads(CHUNK, then=UpstreamUnreachable("gone")))
     assert sent == [b"framed:" + CHUNK, b"ending:upstream_died"]
+
+
+# The usage events as llama-server streams them (compact JSON), fields trimmed.
+ANTHROPIC_USAGE = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"role":"assistant",'
+    b'"usage":{"input_tokens":31,"output_tokens":0}}}\n\n'
+    + CHUNK.replace(b"data:", b"event: x\ndata:")
+    + b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":4}}\n\n'
+    + STOP
+)
+RESPONSES_USAGE = (
+    b'event: response.completed\ndata: {"type":"response.completed","response":{"status":"completed",'
+    b'"usage":{"input_tokens":31,"output_tokens":4,"total_tokens":35}}}\n\n'
+)
+USAGE_CHUNK = b'data: {"choices":[],"usage":{"completion_tokens":4,"prompt_tokens":31}}\n\n'
+
+
+def test_each_apis_stream_usage_is_read_where_the_api_puts_it() -> None:
+    assert list(usages_in(ANTHROPIC_USAGE)) == [{"input_tokens": 31, "output_tokens": 0}, {"output_tokens": 4}]
+    assert list(usages_in(RESPONSES_USAGE)) == [{"input_tokens": 31, "output_tokens": 4, "total_tokens": 35}]
+    assert list(usages_in(CHUNK + USAGE_CHUNK + DONE)) == [{"completion_tokens": 4, "prompt_tokens": 31}]
+
+
+def test_the_usage_chunk_a_client_did_not_ask_for_is_dropped_and_nothing_else() -> None:
+    with_usage_in_choices = b'data: {"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}\n\n'
+
+    assert without_usage_chunk(CHUNK + USAGE_CHUNK + DONE) == CHUNK + DONE
+    assert without_usage_chunk(USAGE_CHUNK) == b""
+    assert without_usage_chunk(with_usage_in_choices + DONE) == with_usage_in_choices + DONE

@@ -19,8 +19,8 @@ PIECE = b"x" * 8192
 
 
 @asynccontextmanager
-async def _replying(size: int, chunked: bool) -> AsyncIterator[Endpoint]:
-    """A server answering every request with ``size`` bytes, with a Content-Length or chunked (size unknown).
+async def replying(size: int, chunked: bool, status: bytes = b"200 OK") -> AsyncIterator[Endpoint]:
+    """A server answering every request ``status`` with ``size`` bytes, with a Content-Length or chunked (size unknown).
 
     A chunked answer keeps coming as long as the client reads: the client must stop on its own.
     """
@@ -29,13 +29,17 @@ async def _replying(size: int, chunked: bool) -> AsyncIterator[Endpoint]:
         await read_request(reader)
         try:
             if chunked:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % status
+                )
                 for _ in range(size // len(PIECE)):
                     writer.write(b"%x\r\n%s\r\n" % (len(PIECE), PIECE))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")
             else:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size)
+                writer.write(
+                    b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (status, size)
+                )
                 writer.write(b"x" * size)
             await writer.drain()
         except ConnectionError:
@@ -61,12 +65,12 @@ async def _post(endpoint: Endpoint) -> bytes:
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_a_reply_beyond_the_cap_is_refused(chunked: bool) -> None:
-    async with _replying(100 * LIMIT, chunked) as endpoint:
+    async with replying(100 * LIMIT, chunked) as endpoint:
         with pytest.raises(ReplyTooLarge):
             await _post(endpoint)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_a_reply_at_the_cap_is_read_whole(chunked: bool) -> None:
-    async with _replying(LIMIT, chunked) as endpoint:
+    async with replying(LIMIT, chunked) as endpoint:
         assert await _post(endpoint) == b"x" * LIMIT
