@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inference_service.router.proxy.upstream import UpstreamUnreachable
@@ -161,6 +161,12 @@ def without_usage_chunk(run: bytes) -> bytes:
     if USAGE_MARK not in run:
         return run
     return b"".join(event + b"\n\n" for event in run.split(b"\n\n")[:-1] if not _is_usage_chunk(event))
+
+
+#: :data:`OPENAI` for a chat stream whose usage chunk its client did not ask for (:func:`asking_usage`
+#: asked upstream): the relay drops the chunk as it reframes each run - a plain call in its one
+#: loop, a substring search for every run but the last.
+OPENAI_HIDING_USAGE = replace(OPENAI, reframe=without_usage_chunk)
 
 
 def _is_usage_chunk(event: bytes) -> bool:

@@ -42,12 +42,12 @@ from inference_service.router.observability.metrics import Metrics
 from inference_service.router.proxy.dispatch import Dispatcher, served_model_headers
 from inference_service.router.proxy.resume.relay import continuation_for, relay_resuming
 from inference_service.router.proxy.sse import (
+    OPENAI_HIDING_USAGE,
     SSE_CONTENT_TYPE,
     SSE_HEADERS,
     STREAM_PROTOCOL_SCOPE_KEY,
     StreamProtocol,
     relay,
-    without_usage_chunk,
 )
 from inference_service.router.proxy.upstream_stream import UpstreamStream
 from inference_service.router.services import Services
@@ -228,7 +228,7 @@ class ProxiedStream:
         hide_usage: bool = False,
     ) -> None:
         """``hide_usage``: ``body`` asked for an OpenAI chat stream's usage chunk that its client did
-        not (:func:`asking_usage`), so the chunk is counted but not sent."""
+        not (:func:`asking_usage`), so the chunk is counted but not sent (``protocol`` is OPENAI)."""
         self._dispatcher = dispatcher
         self.model_id = model_id
         self._path = path
@@ -236,7 +236,7 @@ class ProxiedStream:
         self._priority = priority
         self._request_id = request_id
         self.protocol = protocol
-        self._hide_usage = hide_usage
+        self._relayed_as = OPENAI_HIDING_USAGE if hide_usage else protocol  # the relay's framing
         self._upstream: UpstreamStream | None = None
 
     @property
@@ -252,13 +252,11 @@ class ProxiedStream:
         return await self._dispatcher.open_stream(self.model_id, self._path, body, self._priority, self._request_id)
 
     async def relay(self, emit: Emit) -> None:
-        if self._hide_usage:
-            emit = _without_usage_chunk(emit)
         continuation = continuation_for(self._dispatcher, self._path)
         if continuation is None:
-            await relay(self.upstream.blocks(), self.protocol, emit)
+            await relay(self.upstream.blocks(), self._relayed_as, emit)
         else:
-            await relay_resuming(self._dispatcher, self, continuation, self.protocol, emit)
+            await relay_resuming(self._dispatcher, self, continuation, self._relayed_as, emit)
 
     async def reopen(self, body: dict[str, Any]) -> UpstreamStream:
         """Replace the upstream (its runtime died): the dead call's slot and lease go first, so the
@@ -272,16 +270,6 @@ class ProxiedStream:
     async def aclose(self) -> None:
         if self._upstream is not None:
             await self._upstream.aclose()
-
-
-def _without_usage_chunk(emit: Emit) -> Emit:
-    """``emit`` for a relay whose usage chunk the client did not ask for (see :func:`without_usage_chunk`)."""
-
-    async def emit_without_usage(data: bytes) -> None:
-        if data := without_usage_chunk(data):
-            await emit(data)
-
-    return emit_without_usage
 
 
 class Feed:
