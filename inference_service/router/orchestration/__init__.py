@@ -296,10 +296,11 @@ class OrchestratedStream:
         try:
             with span.current():
                 await stream.open()
-        except APIError as error:
+        except BaseException as error:  # refused, or cancelled while it waited (the client left): the span ends
             span.end()
-            stage.error, stage.finished_at = error.message, time.time()
-            self._runner.record(stage)
+            if isinstance(error, APIError):
+                stage.error, stage.finished_at = error.message, time.time()
+                self._runner.record(stage)
             raise
         last: dict[str, Any] | None = None
 

@@ -4,6 +4,7 @@ stream, a fallback, a request that loads its model and a critique, on real llama
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -20,7 +21,8 @@ from tests.integration.router.observability.conftest import (
     trace_of,
 )
 from tests.support.api import model_card, unload
-from tests.support.configs import GEMMA_ID, SMOLLM2_ID
+from tests.support.busy import endless_chat
+from tests.support.configs import GEMMA_ID, SMOLLM2_ID, smollm2, wait_until
 from tests.support.otlp import OtlpReceiver
 from tests.support.service import ServiceProcess
 from tests.support.sse import SSEStream, post_sse
@@ -314,3 +316,28 @@ def test_a_streamed_critiques_stages_hold_their_admission_and_call_as_a_non_stre
             (f"admission {model}", "INTERNAL"),
             (f"chat {model}", "CLIENT"),
         ]
+
+
+def test_a_streamed_final_stage_whose_client_left_while_it_queued_has_its_span_ended(
+    traced_router: ServiceProcess, receiver: OtlpReceiver
+) -> None:
+    """The client hangs up while the final stage waits for a slot: its stage span is ended (exported)
+    like any stage's, holding the admission it waited in - not left open for good."""
+    caller = CallerContext.new()
+    body = {**chat_body(), "orchestration_mode": "single", "stream": True}
+    url = f"{traced_router.url}/v1/chat/completions"
+    with contextlib.ExitStack() as held:
+        for _ in range(smollm2()["parallel"]):  # every slot of the model busy
+            busy = held.enter_context(httpx.stream("POST", url, json=endless_chat(SMOLLM2_ID, 900), timeout=60))
+            assert busy.status_code == 200
+            lines = busy.iter_lines()  # kept referenced: a discarded iterator closes the stream
+            held.callback(lines.close)
+            assert next(lines).startswith("data: ")
+        wait_until(lambda: model_card(traced_router, SMOLLM2_ID)["in_flight"] == smollm2()["parallel"], timeout_s=30)
+        with httpx.stream("POST", url, json=body, headers=caller.headers, timeout=60) as waiting:
+            assert waiting.status_code == 200  # a stream's headers go out before its stages run
+            wait_until(lambda: model_card(traced_router, SMOLLM2_ID)["queue_depth"] == 1, timeout_s=30)
+    trace = trace_of(receiver, caller.trace_id)
+    stage = trace.one(f"generator {SMOLLM2_ID}")
+    assert stage.parent_span_id == trace.server.span_id
+    assert [span.name for span in trace.children(stage)] == [f"admission {SMOLLM2_ID}"]
