@@ -114,8 +114,14 @@ def test_a_sampled_chat_stream_is_continued_from_its_text_not_replayed(service: 
     read = killed(service, CHAT, body(CHAT, {"temperature": 0.9}))
 
     assert read.text.startswith(read.text_at_kill)
-    assert timings(read)["predicted_n"] <= MAX_TOKENS - KILL_AFTER  # only the rest was generated
-    assert read.payloads()[-1]["usage"]["completion_tokens"] == KILL_AFTER + timings(read)["predicted_n"]
+    generated_again = timings(read)["predicted_n"]
+    assert generated_again <= MAX_TOKENS - KILL_AFTER  # only the rest was generated
+    # The usage is the whole answer's: the tokens sent before the cut - the client had read KILL_AFTER
+    # of them when the kill came, and more may have been on their way (on a busy machine, often) -
+    # and the continuation's, counted once.
+    completion_tokens = read.payloads()[-1]["usage"]["completion_tokens"]
+    assert completion_tokens - generated_again >= KILL_AFTER
+    assert completion_tokens <= MAX_TOKENS
 
 
 def test_a_replay_that_parts_from_the_text_on_a_fallback_is_continued_from_the_text(
