@@ -17,7 +17,7 @@ from tests.support.busy import request_in_flight
 from tests.support.configs import SMOLLM2_FILE, SMOLLM2_ID, smollm2, wait_until
 from tests.support.llama import direct_start_s
 from tests.support.sse import DONE, sse_lines
-from tests.support.timing import interleaved
+from tests.support.timing import Budget, interleaved
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,8 @@ pytestmark = pytest.mark.integration
 LOAD_OVERHEAD_S = 1.0
 #: Stopping an idle llama-server: SIGTERM, ~0.1 s to exit, and the answer.
 STOP_S = 2.0
+#: What a 300-token answer may take on a contended CPU, and a drain that must outlast it.
+LONG_S = 1800
 
 
 def test_load_takes_a_direct_llama_server_start_plus_under_a_second(
@@ -44,8 +46,10 @@ def test_load_takes_a_direct_llama_server_start_plus_under_a_second(
         assert unload(service, SMOLLM2_ID).json()["status"] == "unloaded"
         return elapsed
 
+    # The router's share is its own CPU work: stretched by the load read before the timed work (timing.py).
+    budget = Budget(fixed_s=0.0, cpu_s=LOAD_OVERHEAD_S)
     comparison = interleaved(lambda: direct_start_s(SMOLLM2_FILE, tmp_path, ctx_size=512, parallel=2), routed_load_s)
-    assert comparison.added_s < LOAD_OVERHEAD_S, f"SmolLM2's load against a direct start: {comparison}"
+    assert comparison.added_s < budget.seconds, f"SmolLM2's load against a direct start: {comparison}; budget {budget}"
 
 
 def test_unload_ends_the_child_process(start_service: StartService) -> None:
@@ -83,9 +87,11 @@ def test_logs_endpoint_returns_the_childs_output(start_service: StartService) ->
     assert any("SmolLM2" in line or "smollm" in line.lower() for line in lines)
 
 
+@pytest.mark.timeout(LONG_S)
 def test_unload_lets_an_in_flight_request_finish_first(start_service: StartService) -> None:
-    # A drain timeout far beyond the request: on a contended CPU a few tokens can take many seconds.
-    service = start_service({SMOLLM2_ID: smollm2(preload=True)}, drain_timeout_s=300)
+    # A drain timeout far beyond the request: on a contended CPU a few tokens can take many seconds (beside
+    # a busy loop and the suite, these 300 took over 300 s: under one token per second).
+    service = start_service({SMOLLM2_ID: smollm2(preload=True)}, drain_timeout_s=LONG_S)
     # Long enough (~2 s at full speed) that the unload is observed while the request still runs.
     body = {
         "model": SMOLLM2_ID,
@@ -97,15 +103,15 @@ def test_unload_lets_an_in_flight_request_finish_first(start_service: StartServi
     pid = model_card(service, SMOLLM2_ID)["pid"]
     with (
         ThreadPoolExecutor(1) as pool,
-        httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=300) as stream,
+        httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=LONG_S) as stream,
     ):
         lines = sse_lines(stream)
         assert next(lines)[0] == "data"  # the request is now in flight upstream
-        unloading = pool.submit(unload, service, SMOLLM2_ID, 300)  # answered after the drain: as long as the stream
+        unloading = pool.submit(unload, service, SMOLLM2_ID, LONG_S)  # answered after the drain: as long as the stream
         wait_until(lambda: model_card(service, SMOLLM2_ID)["status"] == "unloading", timeout_s=5.0)
         assert not unloading.done() and not gone(pid)  # draining: the child keeps serving the request
         rest = [text for kind, text in lines if kind == "data"]
-        assert unloading.result(timeout=300).json()["status"] == "unloaded"
+        assert unloading.result(timeout=LONG_S).json()["status"] == "unloaded"
     # The generation ran to its token limit: the child was not stopped under the request.
     assert rest[-1] == DONE
     assert json.loads(rest[-2])["choices"][0]["finish_reason"] == "length"
