@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.cpu_share import share_the_cpu
 from tests.support.suite_policy import skips_are_failures
+
+share_the_cpu()  # before any test starts a llama-server
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 
 from tests.integration.conftest import GATEWAY_MASTER_KEY
+from tests.support.cpu_share import share_the_cpu
 from tests.support.gateway import running_litellm
 from tests.support.service import REPO_ROOT, running_service
 
@@ -76,6 +77,7 @@ def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(extra_args: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    share_the_cpu()  # the stack's service and every test's llama-server inherit it
     started = time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="inference-stack-"))
     port = int(os.environ["INFERENCE_SERVICE_PORT"]) if os.environ.get("INFERENCE_SERVICE_PORT") else None

@@ -13,8 +13,8 @@ A back router can be killed (SIGKILL, as a host dies) and started again on the s
 which the gateway and the front router were configured with - nothing in front of it is
 touched. The shipped configs are used as they are; only what differs between a data centre
 and one test machine is overridden the way an operator would: ``INFERENCE_*`` variables
-(bind address, the back router's URL, one llama-server thread per simulated host) and the
-``--port`` option.
+(bind address, the back router's URL) and the ``--port`` option. Each simulated host's
+llama-server gets one thread, as every llama-server in the suite does (:mod:`.cpu_share`).
 """
 
 from __future__ import annotations
@@ -46,11 +46,6 @@ FRONT_LOCAL_MODEL = "gemma-3-270m"
 GATEWAY_MASTER_KEY = "sk-topology-test"
 READY_TIMEOUT_S = 180.0
 LOOPBACK = {"INFERENCE_HOST": "127.0.0.1"}  # the shipped configs bind 0.0.0.0, as real hosts do
-#: Each simulated host gets one llama-server thread. Real hosts have cores of their own; here five
-#: llama-servers share two, and llama.cpp's threads spin-wait for each other: on an oversubscribed
-#: machine a 2-token request took 1.4-12 s with the default thread count and ~0.35 s with one.
-ONE_THREAD = '["--threads", "1", "--threads-batch", "1"]'
-BACK_ENV = {**LOOPBACK, f"INFERENCE_MODELS__{MODEL_ID.upper()}__EXTRA_ARGS": ONE_THREAD}
 
 
 @dataclass
@@ -77,7 +72,7 @@ class BackRouter:
                 BACK_CONFIG,
                 self.log_dir / self.name,
                 port=self.port,
-                env=BACK_ENV,
+                env=LOOPBACK,
                 ready_timeout_s=READY_TIMEOUT_S,
                 wait_ready=True,
             )
@@ -158,8 +153,6 @@ def running_topology(log_dir: Path) -> Iterator[Topology]:
         front_env = {
             **LOOPBACK,
             f"INFERENCE_MODELS__{MODEL_ID.upper()}__URL": back_a.url,
-            # A model id with dashes has no portable variable name; Linux and pydantic-settings take it.
-            f"INFERENCE_MODELS__{FRONT_LOCAL_MODEL.upper()}__EXTRA_ARGS": ONE_THREAD,
         }
         front = stack.enter_context(
             running_service(

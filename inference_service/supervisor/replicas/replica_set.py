@@ -212,6 +212,11 @@ class ReplicaSet:
         serving = [a for a in self.actors if a.state == _S.LOADED and not a.closed]
         return bool(serving) and all(actor.leases.leased > slots for actor in serving)
 
+    def _queued_elsewhere(self, actor: ModelActor) -> bool:
+        """Whether another replica has more requests leased than it has slots: some wait for one."""
+        slots = self.config.concurrency or 1
+        return any(other.leases.leased > slots for other in self.actors if other is not actor)
+
     def _watch_queue(self) -> None:
         """Elastic replicas (beyond ``min_replicas``): a queue that still waits ``scale_up_wait_s`` from
         now starts one more replica. Each then stops like any replica, after its idle ``ttl_s``."""
@@ -232,7 +237,13 @@ class ReplicaSet:
     def stop_idle(self, actor: ModelActor, idle_s: float, ttl_s: float) -> None:
         """The TTL reaper found ``actor`` idle past its TTL: stop it (if still idle when its turn comes) - a
         scale-down when it is an elastic replica above ``min_replicas`` (announced once the replica has
-        accepted it: a request that came first keeps it up), else the model idling out."""
+        accepted it: a request that came first keeps it up), else the model idling out.
+
+        Not while requests queue on another replica: they move here as soon as their admission slot
+        comes (:meth:`_rebalance`), which can be long after this replica came up when the slots were
+        all taken by requests admitted before it served - it is about to be busy, not idle."""
+        if self._queued_elsewhere(actor):
+            return
         detail = f"idle for {idle_s:.0f}s (idle ttl {ttl_s:g}s)"
         scaled_down = None
         if actor in self.actors[len(self.steady) :]:
