@@ -50,9 +50,13 @@ class TracingConfig(StrictTable):
     protocol: Literal["http/protobuf"] = "http/protobuf"
     service_name: str | None = Field(default=None, min_length=1, description="unset: inference-service")
     sampler: Literal[
-        "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
         "parentbased_traceidratio",
-    ] = "parentbased_always_on"  # fmt: skip
+    ] = "parentbased_always_on"
     sampler_arg: float | None = Field(default=None, ge=0, le=1, description="the ratio of the *traceidratio samplers")
     resource_attributes: dict[str, str] = {}
     capture_message_content: bool = Field(default=False, description="prompts and completions on spans (private!)")

@@ -29,4 +29,5 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    found: Services = request.app.state.services  # app.state is untyped; create_app sets it
+    return found

@@ -26,6 +26,7 @@ The rules, in order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -267,15 +268,16 @@ class CapacityScheduler:
         staying = [t for t in self._holders if t not in self._evicting and t.state != ModelState.UNLOADING]
         loaded = [t for t in staying if t.state == ModelState.LOADED]
         idle = [t for t in loaded if t.in_flight == 0 and (t.waiting == 0 or t.closed or turn_left_s(t) <= 0)]
-        limits = {
-            "resident_count": len(staying),
-            "resident_mb": sum(t.footprint_mb for t in staying),
-            "need_mb": head.footprint_mb,
-            "max_models": self._max_models,
-            "budget_mb": self._budget_mb,
-        }
+        choose = functools.partial(
+            choose_evictions,
+            resident_count=len(staying),
+            resident_mb=sum(t.footprint_mb for t in staying),
+            need_mb=head.footprint_mb,
+            max_models=self._max_models,
+            budget_mb=self._budget_mb,
+        )
         by_id = {t.name: t for t in loaded}
-        choice = choose_evictions([self._candidate(t) for t in idle], **limits)  # type: ignore[arg-type]
+        choice = choose([self._candidate(t) for t in idle])
         if choice == []:
             return  # enough is leaving already
         if choice is not None:
@@ -286,7 +288,7 @@ class CapacityScheduler:
                 victim.evict(f"capacity: making room for {head.model_id}")
             return
         busy = [t for t in loaded if t not in idle and not t.closed]
-        choice = choose_evictions([self._candidate(t) for t in idle + busy], **limits)  # type: ignore[arg-type]
+        choice = choose([self._candidate(t) for t in idle + busy])
         for candidate in choice or []:
             tenant = by_id[candidate.model_id]
             if tenant not in busy:

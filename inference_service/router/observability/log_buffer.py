@@ -53,8 +53,11 @@ class LogBuffer(logging.Handler):
 
     def since(self, after: int) -> tuple[list[str], int]:
         """Lines numbered above ``after`` still in the buffer, and the number of the last one."""
-        with self.lock:  # type: ignore[union-attr]
+        self.acquire()  # the handler's own lock, which emit() holds while it appends
+        try:
             records = [(number, record) for number, record in self._records if number > after]
+        finally:
+            self.release()
         last = records[-1][0] if records else after
         return [self._line(record) for _, record in records], last
 

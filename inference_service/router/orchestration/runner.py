@@ -148,10 +148,12 @@ class StageRunner:
     async def call_parallel(self, calls: list[tuple[str, str, list[dict[str, Any]]]]) -> list[Stage | StageFailed]:
         """Run stages concurrently; each result is its Stage or the StageFailed it raised."""
         results = await asyncio.gather(*(self.call(*call) for call in calls), return_exceptions=True)
+        stages: list[Stage | StageFailed] = []
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, StageFailed):
+            if not isinstance(result, (Stage, StageFailed)):
                 raise result
-        return list(results)  # type: ignore[arg-type]
+            stages.append(result)
+        return stages
 
 
 def _usage(usage: object) -> dict[str, int]:

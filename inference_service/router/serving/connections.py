@@ -67,6 +67,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
 
+    # uvicorn's protocol narrows asyncio's BaseTransport to the Transport it is always given
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_deadline()
