@@ -58,8 +58,10 @@ def test_a_waiting_queue_starts_a_second_replica_that_stops_when_idle(start_serv
 
 #: A TTL far shorter than one answer: the second replica idles past it while the first still serves the
 #: answers admitted before it came up (one running, one in llama-server's own queue) and the third waits.
-SHORT_TTL = smollm2(replicas=2, min_replicas=1, parallel=1, scale_up_wait_s=0.5, ttl_s=1, preload=True)
-LONG_ASK = {**ASK, "max_tokens": 256}
+#: The answers are long enough (512 tokens: ~17 s on an idle CPU, ~21 s beside a busy loop with one
+#: thread) that the second replica (up in 1-11 s) serves before the first answer ends.
+SHORT_TTL = smollm2(replicas=2, min_replicas=1, parallel=1, ctx_size=1024, scale_up_wait_s=0.5, ttl_s=1, preload=True)
+LONG_ASK = {**ASK, "max_tokens": 512}
 
 
 def test_an_elastic_replica_does_not_idle_out_while_requests_queue_on_another(start_service: StartService) -> None:

@@ -5,6 +5,10 @@ tests/integration/router/tenancy/test_usage.py counts them for it).
 Counted, not timed: the light request is served within 3 service times when at most 2 of the
 heavy key's requests finish while it is in the router (the one running when it came, and at most
 one more); on the FIFO this replaces, all 24 queued ahead of it would.
+
+The heavy key's first request is a long one that holds the slot while the other 24 queue: with
+short answers only, a busy box could serve the first before all 24 had arrived, and the queue
+never stood at 24 (failed in a fresh-clone ``make test`` beside a busy loop).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ KEYS = {
     "ops": {"key": "k-ops", "scopes": ["read", "admin"]},
 }
 BODY = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 8, "ignore_eos": True}
+#: Holds the one slot for ~400 tokens: 10-20 s on this box, idle or beside a busy loop.
+HOLDER = {**BODY, "max_tokens": 400}
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +49,27 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
         yield service
 
 
-def timed_chat(router: ServiceProcess, key: str) -> tuple[float, float]:
+def timed_chat(router: ServiceProcess, key: str, body: dict[str, object] = BODY) -> tuple[float, float]:
     """(sent, answered) on the monotonic clock."""
     sent = time.monotonic()
     answer = httpx.post(
-        router.url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=600
+        router.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=600
     )
     assert answer.status_code == 200, answer.text
     return sent, time.monotonic()
 
 
-def queued(router: ServiceProcess) -> float:
+def gauge(router: ServiceProcess, name: str) -> float:
     metrics = httpx.get(router.url + "/metrics", headers={"Authorization": "Bearer k-ops"}, timeout=30).text
-    return sample(metrics, "inference_queue_depth", model=SMOLLM2_ID) or 0.0
+    return sample(metrics, name, model=SMOLLM2_ID) or 0.0
 
 
 def test_a_light_key_is_served_within_three_service_times_of_a_heavy_keys_flood(router: ServiceProcess) -> None:
     with ThreadPoolExecutor(HEAVY_QUEUED + 2) as pool:
-        heavy = [pool.submit(timed_chat, router, "k-heavy") for _ in range(HEAVY_QUEUED + 1)]  # one runs, 24 wait
-        wait_until(lambda: queued(router) == HEAVY_QUEUED, timeout_s=120)
+        heavy = [pool.submit(timed_chat, router, "k-heavy", HOLDER)]
+        wait_until(lambda: gauge(router, "inference_in_flight") == 1, timeout_s=120)
+        heavy += [pool.submit(timed_chat, router, "k-heavy") for _ in range(HEAVY_QUEUED)]
+        wait_until(lambda: gauge(router, "inference_queue_depth") == HEAVY_QUEUED, timeout_s=120)
         light_sent, light_answered = pool.submit(timed_chat, router, "k-light").result()
         heavy_answered = sorted(future.result()[1] for future in heavy)
     served_meanwhile = [moment for moment in heavy_answered if light_sent < moment < light_answered]
